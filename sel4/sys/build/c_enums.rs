@@ -20,6 +20,7 @@ const HEADERS: &[&str] = &[
     "sel4/sel4_arch/constants.h",
     "sel4/bootinfo_types.h",
     "sel4/shared_types.h",
+    "sel4/arch/types.h",
 ];
 
 #[derive(Clone)]
