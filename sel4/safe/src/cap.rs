@@ -63,7 +63,11 @@ impl CNode {
     /// A slot of this CNode when it is the caller's CSpace root, resolved
     /// with the full word (the root CNode's guard makes up the difference).
     pub const fn slot(self, index: Word) -> Slot {
-        Slot { root: self, index, depth: seL4_WordBits as u8 }
+        Slot {
+            root: self,
+            index,
+            depth: seL4_WordBits as u8,
+        }
     }
 }
 
@@ -71,7 +75,11 @@ impl CNode {
     /// The CNode itself as a retype destination: with depth 0 the lookup
     /// stops at the root, so objects land in this CNode.
     pub const fn itself(self) -> Slot {
-        Slot { root: self, index: 0, depth: 0 }
+        Slot {
+            root: self,
+            index: 0,
+            depth: 0,
+        }
     }
 }
 
@@ -82,7 +90,13 @@ impl Slot {
             self.root.0,
             label::CNodeCopy,
             &[src.root.0],
-            &[self.index, Word::from(self.depth), src.index, Word::from(src.depth), rights.word()],
+            &[
+                self.index,
+                Word::from(self.depth),
+                src.index,
+                Word::from(src.depth),
+                rights.word(),
+            ],
         )
         .map(drop)
     }
@@ -90,8 +104,10 @@ impl Slot {
     /// Copies `src` here with `rights` and `badge` (28 bits in seL4 5.0.0:
     /// the badge travels as a `seL4_CapData` word).
     pub fn mint(self, src: Slot, rights: CapRights, badge: Word) -> Result<(), Error> {
-        use crate::sys::bitfield::{seL4_CapData_Badge_Badge as BADGE, seL4_CapData_Badge_CapDataType as TYPE};
         use crate::sys::bitfield::seL4_CapData_Badge as BADGE_TAG;
+        use crate::sys::bitfield::{
+            seL4_CapData_Badge_Badge as BADGE, seL4_CapData_Badge_CapDataType as TYPE,
+        };
         if badge > BADGE.mask() {
             return Err(Error::InvalidArgument);
         }
@@ -114,12 +130,24 @@ impl Slot {
 
     /// Empties the slot.
     pub fn delete(self) -> Result<(), Error> {
-        ipc::invoke(self.root.0, label::CNodeDelete, &[], &[self.index, Word::from(self.depth)]).map(drop)
+        ipc::invoke(
+            self.root.0,
+            label::CNodeDelete,
+            &[],
+            &[self.index, Word::from(self.depth)],
+        )
+        .map(drop)
     }
 
     /// Deletes every capability derived from the one in this slot.
     pub fn revoke(self) -> Result<(), Error> {
-        ipc::invoke(self.root.0, label::CNodeRevoke, &[], &[self.index, Word::from(self.depth)]).map(drop)
+        ipc::invoke(
+            self.root.0,
+            label::CNodeRevoke,
+            &[],
+            &[self.index, Word::from(self.depth)],
+        )
+        .map(drop)
     }
 }
 
@@ -139,7 +167,14 @@ impl Untyped {
             self.0,
             label::UntypedRetype,
             &[dest.root.0],
-            &[object_type, size_bits, dest.index, Word::from(dest.depth), offset, count],
+            &[
+                object_type,
+                size_bits,
+                dest.index,
+                Word::from(dest.depth),
+                offset,
+                count,
+            ],
         )
         .map(drop)
     }
@@ -194,15 +229,33 @@ impl IoPort {
     }
 
     pub fn out8(self, port: u16, value: u8) -> Result<(), Error> {
-        ipc::invoke(self.0, label::X86IOPortOut8, &[], &[Word::from(port), Word::from(value)]).map(drop)
+        ipc::invoke(
+            self.0,
+            label::X86IOPortOut8,
+            &[],
+            &[Word::from(port), Word::from(value)],
+        )
+        .map(drop)
     }
 
     pub fn out16(self, port: u16, value: u16) -> Result<(), Error> {
-        ipc::invoke(self.0, label::X86IOPortOut16, &[], &[Word::from(port), Word::from(value)]).map(drop)
+        ipc::invoke(
+            self.0,
+            label::X86IOPortOut16,
+            &[],
+            &[Word::from(port), Word::from(value)],
+        )
+        .map(drop)
     }
 
     pub fn out32(self, port: u16, value: u32) -> Result<(), Error> {
-        ipc::invoke(self.0, label::X86IOPortOut32, &[], &[Word::from(port), Word::from(value)]).map(drop)
+        ipc::invoke(
+            self.0,
+            label::X86IOPortOut32,
+            &[],
+            &[Word::from(port), Word::from(value)],
+        )
+        .map(drop)
     }
 }
 

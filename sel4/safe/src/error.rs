@@ -79,9 +79,18 @@ mod tests {
         assert_eq!(Error::from_label(0), None);
         for label in 1..c::seL4_NumErrors {
             let e = Error::from_label(label).unwrap();
-            assert!(!matches!(e, Error::Unknown(_)), "label {label} has no variant");
+            assert!(
+                !matches!(e, Error::Unknown(_)),
+                "label {label} has no variant"
+            );
         }
-        assert_eq!(Error::from_label(c::seL4_NumErrors), Some(Error::Unknown(11)));
-        assert_eq!(Error::from_label(c::seL4_NotEnoughMemory).unwrap().name(), "seL4_NotEnoughMemory");
+        assert_eq!(
+            Error::from_label(c::seL4_NumErrors),
+            Some(Error::Unknown(11))
+        );
+        assert_eq!(
+            Error::from_label(c::seL4_NotEnoughMemory).unwrap().name(),
+            "seL4_NotEnoughMemory"
+        );
     }
 }

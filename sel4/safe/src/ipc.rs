@@ -109,7 +109,11 @@ fn marshal(label: u64, caps: &[CPtr], words: &[Word]) -> Registers {
 }
 
 fn unmarshal(regs: Registers) -> Message {
-    Message { info: regs.info, badge: regs.cap_or_badge, mr: regs.mr }
+    Message {
+        info: regs.info,
+        badge: regs.cap_or_badge,
+        mr: regs.mr,
+    }
 }
 
 /// Invokes kernel object `cap` with `label`, extra capabilities and message
@@ -146,14 +150,20 @@ pub fn send(endpoint: CPtr, label: u64, words: &[Word]) {
 
 /// `seL4_Recv`: wait for a message (or a notification's signal).
 pub fn recv(source: CPtr) -> Message {
-    let regs = Registers { cap_or_badge: source, ..Registers::default() };
+    let regs = Registers {
+        cap_or_badge: source,
+        ..Registers::default()
+    };
     // SAFETY: see `invoke`.
     unmarshal(unsafe { raw(SysRecv, regs) })
 }
 
 /// `seL4_NBRecv`: receive if something is waiting; `badge` 0 and label 0 if not.
 pub fn poll(source: CPtr) -> Message {
-    let regs = Registers { cap_or_badge: source, ..Registers::default() };
+    let regs = Registers {
+        cap_or_badge: source,
+        ..Registers::default()
+    };
     // SAFETY: see `invoke`.
     unmarshal(unsafe { raw(SysNBRecv, regs) })
 }

@@ -103,12 +103,24 @@ impl Tcb {
             self.0,
             label::TCBConfigure,
             &[c.cspace.0, c.vspace.0, c.ipc_buffer_frame.0],
-            &[c.fault_endpoint, c.priority.word(), c.cspace_data, 0, c.ipc_buffer_addr],
+            &[
+                c.fault_endpoint,
+                c.priority.word(),
+                c.cspace_data,
+                0,
+                c.ipc_buffer_addr,
+            ],
         )
         .map(drop)
     }
 
-    pub fn set_space(self, fault_endpoint: CPtr, cspace: CNode, cspace_data: Word, vspace: VSpace) -> Result<(), Error> {
+    pub fn set_space(
+        self,
+        fault_endpoint: CPtr,
+        cspace: CNode,
+        cspace_data: Word,
+        vspace: VSpace,
+    ) -> Result<(), Error> {
         ipc::invoke(
             self.0,
             label::TCBSetSpace,
@@ -181,12 +193,22 @@ mod tests {
             *w = i as Word + 100;
         }
         let regs = UserContext::from_words(&words);
-        assert_eq!((regs.rip, regs.rsp, regs.rflags, regs.tls_base), (100, 101, 102, 118));
+        assert_eq!(
+            (regs.rip, regs.rsp, regs.rflags, regs.tls_base),
+            (100, 101, 102, 118)
+        );
         assert_eq!(regs.as_words(), words);
     }
 
     #[test]
     fn priority_packs_prio_low_and_mcp_above() {
-        assert_eq!(Priority { prio: 0x12, mcp: 0x34 }.word(), 0x3412);
+        assert_eq!(
+            Priority {
+                prio: 0x12,
+                mcp: 0x34
+            }
+            .word(),
+            0x3412
+        );
     }
 }

@@ -19,10 +19,26 @@ pub struct CapRights {
 }
 
 impl CapRights {
-    pub const ALL: CapRights = CapRights { read: true, write: true, grant: true };
-    pub const READ_WRITE: CapRights = CapRights { read: true, write: true, grant: false };
-    pub const READ: CapRights = CapRights { read: true, write: false, grant: false };
-    pub const WRITE: CapRights = CapRights { read: false, write: true, grant: false };
+    pub const ALL: CapRights = CapRights {
+        read: true,
+        write: true,
+        grant: true,
+    };
+    pub const READ_WRITE: CapRights = CapRights {
+        read: true,
+        write: true,
+        grant: false,
+    };
+    pub const READ: CapRights = CapRights {
+        read: true,
+        write: false,
+        grant: false,
+    };
+    pub const WRITE: CapRights = CapRights {
+        read: false,
+        write: true,
+        grant: false,
+    };
 
     pub fn word(self) -> Word {
         let w = READ.set(0, Word::from(self.read));
@@ -41,8 +57,20 @@ impl VmAttributes {
 }
 
 impl Page {
-    pub fn map(self, vspace: VSpace, vaddr: Word, rights: CapRights, attr: VmAttributes) -> Result<(), Error> {
-        ipc::invoke(self.0, label::X86PageMap, &[vspace.0], &[vaddr, rights.word(), attr.0]).map(drop)
+    pub fn map(
+        self,
+        vspace: VSpace,
+        vaddr: Word,
+        rights: CapRights,
+        attr: VmAttributes,
+    ) -> Result<(), Error> {
+        ipc::invoke(
+            self.0,
+            label::X86PageMap,
+            &[vspace.0],
+            &[vaddr, rights.word(), attr.0],
+        )
+        .map(drop)
     }
 
     pub fn unmap(self) -> Result<(), Error> {
@@ -57,7 +85,13 @@ impl Page {
 
 impl PageTable {
     pub fn map(self, vspace: VSpace, vaddr: Word, attr: VmAttributes) -> Result<(), Error> {
-        ipc::invoke(self.0, label::X86PageTableMap, &[vspace.0], &[vaddr, attr.0]).map(drop)
+        ipc::invoke(
+            self.0,
+            label::X86PageTableMap,
+            &[vspace.0],
+            &[vaddr, attr.0],
+        )
+        .map(drop)
     }
 
     pub fn unmap(self) -> Result<(), Error> {
@@ -67,7 +101,13 @@ impl PageTable {
 
 impl PageDirectory {
     pub fn map(self, vspace: VSpace, vaddr: Word, attr: VmAttributes) -> Result<(), Error> {
-        ipc::invoke(self.0, label::X86PageDirectoryMap, &[vspace.0], &[vaddr, attr.0]).map(drop)
+        ipc::invoke(
+            self.0,
+            label::X86PageDirectoryMap,
+            &[vspace.0],
+            &[vaddr, attr.0],
+        )
+        .map(drop)
     }
 }
 

@@ -32,16 +32,18 @@ extern "C" fn root_main(bootinfo: *const BootInfo) -> ! {
     let bootinfo = unsafe { &*bootinfo };
     println!("selftest: root task started");
     let mut objects = objects::Objects::new(bootinfo);
-    let results = [
-        ("bootinfo", tests::bootinfo::run(bootinfo)),
-        ("memory", tests::memory::run(&mut objects)),
-        ("fault", tests::fault::run(&mut objects)),
-        ("irq", tests::irq::run(&mut objects)),
-        ("registers", tests::registers::run(&mut objects)),
+    let tests: [(&str, &tests::Test); 5] = [
+        ("bootinfo", &|_| tests::bootinfo::run(bootinfo)),
+        ("memory", &tests::memory::run),
+        ("fault", &tests::fault::run),
+        ("irq", &tests::irq::run),
+        ("registers", &tests::registers::run),
     ];
     let mut failed = 0;
-    for (name, result) in &results {
-        match result {
+    // Each verdict is printed as soon as it is known, so a later test that
+    // hangs does not hide the earlier ones.
+    for (name, test) in tests {
+        match test(&mut objects) {
             Ok(()) => println!("selftest: {name} ok"),
             Err(why) => {
                 failed += 1;
@@ -49,7 +51,11 @@ extern "C" fn root_main(bootinfo: *const BootInfo) -> ! {
             }
         }
     }
-    println!("selftest: {} passed, {} failed", results.len() - failed, failed);
+    println!(
+        "selftest: {} passed, {} failed",
+        tests.len() - failed,
+        failed
+    );
     exit::exit(failed == 0)
 }
 

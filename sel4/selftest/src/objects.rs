@@ -18,7 +18,12 @@ pub struct Objects<'a> {
 
 impl<'a> Objects<'a> {
     pub fn new(bootinfo: &'a BootInfo) -> Self {
-        Objects { bootinfo, next_slot: bootinfo.empty.start, end_slot: bootinfo.empty.end, current: 0 }
+        Objects {
+            bootinfo,
+            next_slot: bootinfo.empty.start,
+            end_slot: bootinfo.empty.end,
+            current: 0,
+        }
     }
 
     /// An empty slot of the root CNode.
@@ -69,7 +74,9 @@ impl<'a> Objects<'a> {
     /// Copies the capability in `src` to a new slot with `rights` and `badge`.
     pub fn mint(&mut self, src: Word, rights: CapRights, badge: Word) -> Result<Word, Error> {
         let dest = self.slot()?;
-        init::CNODE.slot(dest).mint(init::CNODE.slot(src), rights, badge)?;
+        init::CNODE
+            .slot(dest)
+            .mint(init::CNODE.slot(src), rights, badge)?;
         Ok(dest)
     }
 

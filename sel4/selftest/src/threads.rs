@@ -26,7 +26,13 @@ pub type Entry = extern "C" fn(Word) -> !;
 
 /// Creates and starts a thread at `entry(arg)` with `priority`; its faults go
 /// to `fault_endpoint` (a capability address in the root CSpace, 0: none).
-pub fn spawn(objects: &mut Objects, entry: Entry, arg: Word, priority: u8, fault_endpoint: CPtr) -> Result<Tcb, Error> {
+pub fn spawn(
+    objects: &mut Objects,
+    entry: Entry,
+    arg: Word,
+    priority: u8,
+    fault_endpoint: CPtr,
+) -> Result<Tcb, Error> {
     let index = NEXT.fetch_add(1, Ordering::Relaxed);
     if index >= THREADS {
         return Err(Error::NotEnoughMemory);
@@ -37,7 +43,10 @@ pub fn spawn(objects: &mut Objects, entry: Entry, arg: Word, priority: u8, fault
     objects.map(buffer, buffer_addr, CapRights::READ_WRITE)?;
     tcb.configure(TcbConfig {
         fault_endpoint,
-        priority: Priority { prio: priority, mcp: 0 },
+        priority: Priority {
+            prio: priority,
+            mcp: 0,
+        },
         cspace: init::CNODE,
         cspace_data: 0,
         vspace: init::VSPACE,

@@ -250,8 +250,7 @@ impl<'a> Evaluator<'a> {
 
     fn binary(&mut self, min_precedence: u8) -> Result<i128, String> {
         let mut left = self.unary()?;
-        loop {
-            let Some(op) = self.peek() else { break };
+        while let Some(op) = self.peek() {
             let precedence = match op {
                 "*" | "/" => 5,
                 "+" | "-" => 4,

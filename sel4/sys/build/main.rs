@@ -51,6 +51,12 @@ fn run() -> Result<(), String> {
     let code = emit::rust(&labels, &syscalls, &enums, &config_values, &layouts);
     let target = out_dir.join("generated.rs");
     std::fs::write(&target, code).map_err(|e| format!("writing {}: {e}", target.display()))?;
+    // Host build tools (`cargo xtask`) build the kernel from the very source
+    // these bindings were generated from.
+    println!(
+        "cargo:rustc-env=PREVIRT_SEL4_SOURCE_DIR={}",
+        kernel.root.display()
+    );
     for file in kernel.inputs() {
         println!("cargo:rerun-if-changed={}", file.display());
     }

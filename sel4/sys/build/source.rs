@@ -41,8 +41,25 @@ pub fn locate() -> Result<KernelSource, String> {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
         .ok_or("neither CARGO_HOME nor HOME is set")?;
     let registry = cargo_home.join("registry/src");
+    if let Some(root) = search(&registry) {
+        return check(root);
+    }
+    // Cargo downloads only what a build compiles, and this package is never
+    // compiled: fetch the workspace's locked packages, then look again.
+    fetch()?;
+    match search(&registry) {
+        Some(root) => check(root),
+        None => Err(format!(
+            "the seL4 kernel source ({PACKAGE}) is not in {} even after `cargo fetch`; \
+             set PREVIRT_SEL4_SOURCE to its seL4/ folder",
+            registry.display()
+        )),
+    }
+}
+
+fn search(registry: &Path) -> Option<PathBuf> {
     let mut found = Vec::new();
-    if let Ok(indexes) = std::fs::read_dir(&registry) {
+    if let Ok(indexes) = std::fs::read_dir(registry) {
         for index in indexes.flatten() {
             let candidate = index.path().join(PACKAGE).join("seL4");
             if candidate.join("VERSION").is_file() {
@@ -51,13 +68,25 @@ pub fn locate() -> Result<KernelSource, String> {
         }
     }
     found.sort();
-    match found.into_iter().next() {
-        Some(root) => check(root),
-        None => Err(format!(
-            "the seL4 kernel source ({PACKAGE}) is not in {}: run `cargo fetch` in the \
-             workspace (cargo xtask does it for you), or set PREVIRT_SEL4_SOURCE",
-            registry.display()
-        )),
+    found.into_iter().next()
+}
+
+fn fetch() -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(&std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?)
+        .join("../../Cargo.toml");
+    let status = std::process::Command::new(cargo)
+        .args(["fetch", "--locked", "--manifest-path"])
+        .arg(&manifest)
+        .status()
+        .map_err(|e| format!("running cargo fetch: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cargo fetch --locked --manifest-path {} failed ({status})",
+            manifest.display()
+        ))
     }
 }
 

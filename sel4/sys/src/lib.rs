@@ -57,6 +57,10 @@ mod generated {
 }
 pub use generated::{bitfield, config, constants, invocation, syscall, C_ENUMERATORS};
 
+/// The seL4 source folder these bindings were generated from (a host path,
+/// for build tools; nothing on seL4 uses it).
+pub const KERNEL_SOURCE_DIR: &str = env!("PREVIRT_SEL4_SOURCE_DIR");
+
 #[cfg(test)]
 mod tests {
     use super::*;

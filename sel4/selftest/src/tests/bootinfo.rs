@@ -38,6 +38,9 @@ pub fn run(bi: &BootInfo) -> Outcome {
         bi.user_image_frames.len()
     );
     check(ram_caps > 0, "no RAM untyped")?;
-    check(bi.empty.len() > 0, "no free slots")?;
-    check(empty_end <= 1 << bi.init_thread_cnode_size_bits, "free slots beyond the CNode")
+    check(!bi.empty.is_empty(), "no free slots")?;
+    check(
+        empty_end <= 1 << bi.init_thread_cnode_size_bits,
+        "free slots beyond the CNode",
+    )
 }

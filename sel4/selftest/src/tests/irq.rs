@@ -21,16 +21,31 @@ pub fn run(objects: &mut Objects) -> Outcome {
     let notification = objects.notification().doing("create the notification")?;
     let handler_slot = objects.slot().doing("allocate a slot")?;
     init::IRQ_CONTROL
-        .get_ioapic(slot(handler_slot), 0, PIT_PIN, Trigger::Edge, Polarity::ActiveHigh, 0)
+        .get_ioapic(
+            slot(handler_slot),
+            0,
+            PIT_PIN,
+            Trigger::Edge,
+            Polarity::ActiveHigh,
+            0,
+        )
         .doing("get the IOAPIC IRQ handler")?;
     let handler = IrqHandler(handler_slot);
-    handler.set_notification(notification).doing("bind the handler to the notification")?;
+    handler
+        .set_notification(notification)
+        .doing("bind the handler to the notification")?;
 
     // Channel 0, low then high byte, mode 2 (rate generator).
     let divisor = PIT_HZ / RATE_HZ;
-    ports.out8(PIT_COMMAND, 0x34).doing("program the PIT mode")?;
-    ports.out8(PIT_CHANNEL0, divisor as u8).doing("program the PIT divisor")?;
-    ports.out8(PIT_CHANNEL0, (divisor >> 8) as u8).doing("program the PIT divisor")?;
+    ports
+        .out8(PIT_COMMAND, 0x34)
+        .doing("program the PIT mode")?;
+    ports
+        .out8(PIT_CHANNEL0, divisor as u8)
+        .doing("program the PIT divisor")?;
+    ports
+        .out8(PIT_CHANNEL0, (divisor >> 8) as u8)
+        .doing("program the PIT divisor")?;
 
     let mut received = 0;
     while received < TICKS {

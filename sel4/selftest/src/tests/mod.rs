@@ -9,6 +9,9 @@ pub mod registers;
 /// A test's failure: what went wrong, for the log.
 pub type Outcome = Result<(), Failure>;
 
+/// A test, given the object allocator.
+pub type Test<'a> = dyn Fn(&mut crate::objects::Objects) -> Outcome + 'a;
+
 #[derive(Debug)]
 pub enum Failure {
     Kernel(&'static str, previrt_sel4::Error),

@@ -19,7 +19,10 @@ static SPIN_B_COUNT: AtomicU64 = AtomicU64::new(0);
 // one the thread is executing.
 core::arch::global_asm!(
     ".section .text.spinners, \"ax\"",
-    ".global spin_a", ".global spin_a_end", ".global spin_b", ".global spin_b_end",
+    ".global spin_a",
+    ".global spin_a_end",
+    ".global spin_b",
+    ".global spin_b_end",
     "spin_a:",
     "lock inc qword ptr [rip + SPIN_A_COUNT]",
     "jmp spin_a",
@@ -40,9 +43,10 @@ unsafe extern "C" {
     safe fn spin_b_end();
 }
 
-/// Yields until `counter` passes `above` (or gives up after many tries).
+/// Yields until `counter` passes `above`. The spinner shares our priority, so
+/// each yield lends it up to a time slice (10 ms): give up after ~5 s.
 fn wait_for(counter: &AtomicU64, above: u64) -> bool {
-    for _ in 0..100_000 {
+    for _ in 0..500 {
         if counter.load(Ordering::Relaxed) > above {
             return true;
         }
@@ -58,19 +62,25 @@ pub fn run(objects: &mut Objects) -> Outcome {
     let tcb = threads::spawn(objects, spin_a, 0, 255, 0).doing("start the spinning thread")?;
     check(wait_for(&SPIN_A_COUNT, 0), "the thread never ran spin_a")?;
 
-    let regs = tcb.read_registers(true).doing("suspend and read the registers")?;
+    let regs = tcb
+        .read_registers(true)
+        .doing("suspend and read the registers")?;
     let frozen = SPIN_A_COUNT.load(Ordering::Relaxed);
     for _ in 0..10 {
         yield_now();
     }
     let still = SPIN_A_COUNT.load(Ordering::Relaxed);
     println!("registers: suspended the thread at rip {:#x} (spin_a is {a:#x}..{b:#x}); count {frozen} then {still}", regs.rip);
-    check(regs.rip >= a && regs.rip < a_end, "rip is not inside spin_a")?;
+    check(
+        regs.rip >= a && regs.rip < a_end,
+        "rip is not inside spin_a",
+    )?;
     check(frozen == still, "the thread kept running after suspend")?;
 
     let mut moved = regs;
     moved.rip = b;
-    tcb.write_registers(true, &moved).doing("write rip and resume")?;
+    tcb.write_registers(true, &moved)
+        .doing("write rip and resume")?;
     check(wait_for(&SPIN_B_COUNT, 1000), "the thread never ran spin_b")?;
     let after = tcb.read_registers(true).doing("suspend and read again")?;
     let a_after = SPIN_A_COUNT.load(Ordering::Relaxed);
@@ -79,6 +89,9 @@ pub fn run(objects: &mut Objects) -> Outcome {
         SPIN_B_COUNT.load(Ordering::Relaxed),
         after.rip
     );
-    check(after.rip >= b && after.rip < b_end, "rip is not inside spin_b")?;
+    check(
+        after.rip >= b && after.rip < b_end,
+        "rip is not inside spin_b",
+    )?;
     check(a_after == still, "spin_a ran again after the move")
 }

@@ -1,0 +1,194 @@
+//! Builds seL4 5.0.0: copy the source cargo fetched (the `sel4-sys` 0.0.28
+//! package, checksum pinned in Cargo.lock) into the build folder, apply the
+//! project's patches (`sel4/kernel/patches/*.patch`), install the project's
+//! config (`sel4/kernel/config/autoconf.h`), run the kernel's own Makefile
+//! with the system gcc, and wrap the result as a 32-bit ELF for multiboot.
+//!
+//! The build is skipped when a fingerprint of the source package, the
+//! patches, the config and this recipe matches the last build.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::fingerprint::Fingerprint;
+use crate::paths;
+use crate::process;
+use crate::setup::{self, Tools};
+
+/// Bump when the recipe below changes in a way that changes the output.
+const RECIPE: &str = "1: make DEBUG=1 x86_64 pc99, .SECONDARY, objcopy elf32-i386";
+
+/// gcc 12 warns where seL4 5.0.0 (written for older compilers) is fine, and
+/// the kernel builds with -Werror: a packed member's address taken in
+/// arch/x86/kernel/vspace.c and a false array-bounds in arch/x86/kernel/cmdline.c.
+const EXTRA_CFLAGS: &str = "-Wno-address-of-packed-member -Wno-array-bounds";
+
+#[derive(Debug)]
+pub struct KernelBuild {
+    /// The kernel's build folder (generated headers, kernel_all.c_pp).
+    pub dir: PathBuf,
+    /// The kernel as a 32-bit ELF, the form QEMU's multiboot loader takes.
+    pub multiboot_elf: PathBuf,
+}
+
+impl KernelBuild {
+    /// The whole kernel as one preprocessed C file: every enum and struct the
+    /// kernel was compiled with.
+    pub fn preprocessed(&self) -> PathBuf {
+        self.dir.join("kernel_all.c_pp")
+    }
+
+    /// The patched and configured source the kernel was built from.
+    pub fn source(&self) -> PathBuf {
+        self.dir.with_file_name("src")
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn patches() -> Result<Vec<PathBuf>, String> {
+    let dir = paths::root().join("sel4/kernel/patches");
+    let mut list: Vec<PathBuf> = fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    list.sort();
+    Ok(list)
+}
+
+/// The checksum cargo verified for the kernel source package.
+fn source_checksum() -> Result<String, String> {
+    let lock = paths::root().join("Cargo.lock");
+    let text = fs::read_to_string(&lock).map_err(|e| format!("{}: {e}", lock.display()))?;
+    let mut in_package = false;
+    for line in text.lines() {
+        if line == "name = \"sel4-sys\"" {
+            in_package = true;
+        } else if line.starts_with("[[package]]") {
+            in_package = false;
+        } else if in_package {
+            if let Some(sum) = line.strip_prefix("checksum = ") {
+                return Ok(sum.trim_matches('"').to_string());
+            }
+        }
+    }
+    Err(format!(
+        "{}: no checksum for package sel4-sys",
+        lock.display()
+    ))
+}
+
+pub fn build(tools: &Tools) -> Result<KernelBuild, String> {
+    let source = PathBuf::from(previrt_sel4_sys::KERNEL_SOURCE_DIR);
+    let config = paths::root().join("sel4/kernel/config/autoconf.h");
+    let patch_files = patches()?;
+
+    let mut fp = Fingerprint::new();
+    fp.add("recipe", RECIPE.as_bytes());
+    fp.add("cflags", EXTRA_CFLAGS.as_bytes());
+    fp.add("source", source_checksum()?.as_bytes());
+    fp.add("config", &read(&config)?);
+    for p in &patch_files {
+        fp.add(&p.display().to_string(), &read(p)?);
+    }
+
+    let out = paths::kernel_build().join("kernel");
+    let result = KernelBuild {
+        dir: out.join("build"),
+        multiboot_elf: out.join("kernel32.elf"),
+    };
+    let stamp = out.join("fingerprint");
+    if result.multiboot_elf.is_file() && fs::read_to_string(&stamp).is_ok_and(|s| s == fp.hex()) {
+        return Ok(result);
+    }
+
+    eprintln!("xtask: building seL4 5.0.0 from {}", source.display());
+    let started = std::time::Instant::now();
+    let _ = fs::remove_dir_all(&out);
+    let src = out.join("src");
+    fs::create_dir_all(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    copy_tree(&source, &src)?;
+    for p in &patch_files {
+        let file = fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        process::run(
+            Command::new("patch")
+                .args(["-p1", "--forward", "--batch", "--quiet"])
+                .current_dir(&src)
+                .stdin(file),
+            &format!("applying {}", p.display()),
+        )?;
+    }
+    // The standalone Makefile takes its config from the platform's autoconf.h.
+    let platform_config = src.join("include/plat/pc99/autoconf.h");
+    fs::copy(&config, &platform_config)
+        .map_err(|e| format!("{}: {e}", platform_config.display()))?;
+    // Keep the generated intermediate headers (make would delete them).
+    let keep = out.join("keep-intermediates.mk");
+    fs::write(&keep, ".SECONDARY:\n").map_err(|e| format!("{}: {e}", keep.display()))?;
+
+    fs::create_dir_all(&result.dir).map_err(|e| format!("{}: {e}", result.dir.display()))?;
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let make = process::run(
+        Command::new("make")
+            .arg("-f")
+            .arg(src.join("Makefile"))
+            .arg("-f")
+            .arg(&keep)
+            .arg(format!("SOURCE_ROOT={}", src.display()))
+            .args(["ARCH=x86", "SEL4_ARCH=x86_64", "PLAT=pc99", "DEBUG=1"])
+            .arg(format!("-j{jobs}"))
+            .env("CFLAGS", EXTRA_CFLAGS)
+            .env("PATH", setup::path_with_shim(tools))
+            .current_dir(&result.dir),
+        "building the seL4 kernel",
+    )?;
+    let log = out.join("build.log");
+    let _ = fs::write(&log, [make.stdout, make.stderr].concat());
+
+    let wrapped = out.join("kernel32.elf.tmp");
+    process::run(
+        Command::new("objcopy")
+            .args(["-O", "elf32-i386"])
+            .arg(result.dir.join("kernel.elf"))
+            .arg(&wrapped),
+        "wrapping the kernel for multiboot",
+    )?;
+    fs::rename(&wrapped, &result.multiboot_elf)
+        .map_err(|e| format!("{}: {e}", result.multiboot_elf.display()))?;
+    fs::write(&stamp, fp.hex()).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    eprintln!(
+        "xtask: kernel built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(result)
+}
+
+/// Copies a folder tree, leaving the copies writable (cargo's registry copy
+/// may be read-only).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    for entry in fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+        let target = to.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        if kind.is_dir() {
+            fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            fs::copy(entry.path(), &target).map_err(|e| format!("{}: {e}", target.display()))?;
+            let mut perms = fs::metadata(&target)
+                .map_err(|e| e.to_string())?
+                .permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            fs::set_permissions(&target, perms)
+                .map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! What the kernel-feature selftest must print, feature by feature. Each
+//! check reads the values the root task printed and judges them here, so a
+//! root task that claims "ok" with wrong values still fails.
+
+use previrt_sel4_sys::bitfield::seL4_Fault_VMFault;
+use previrt_sel4_sys::config::CONFIG_ROOT_CNODE_SIZE_BITS;
+
+pub struct Check {
+    pub name: &'static str,
+    pub verify: fn(&str, u32) -> Result<(), String>,
+}
+
+fn line<'a>(serial: &'a str, prefix: &str) -> Result<&'a str, String> {
+    serial
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .ok_or_else(|| format!("no line starting with {prefix:?}"))
+}
+
+fn expect(serial: &str, text: &str) -> Result<(), String> {
+    if serial.contains(text) {
+        Ok(())
+    } else {
+        Err(format!("missing {text:?}"))
+    }
+}
+
+fn number_after(l: &str, before: &str, after: &str) -> Result<u64, String> {
+    let start = l
+        .find(before)
+        .ok_or_else(|| format!("{before:?} not in {l:?}"))?
+        + before.len();
+    let rest = &l[start..];
+    let end = rest
+        .find(after)
+        .ok_or_else(|| format!("{after:?} not in {l:?}"))?;
+    rest[..end]
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number in {l:?}"))
+}
+
+fn bootinfo(serial: &str, memory_mib: u32) -> Result<(), String> {
+    let l = line(serial, "bootinfo: ")?;
+    let ram_kib = number_after(l, "RAM totalling ", " KiB")?;
+    // The kernel keeps its own image and structures; the rest is handed over.
+    let (low, high) = (
+        u64::from(memory_mib - 64) << 10,
+        u64::from(memory_mib) << 10,
+    );
+    if !(low..=high).contains(&ram_kib) {
+        return Err(format!(
+            "{ram_kib} KiB of RAM untyped with -m {memory_mib}: expected {low}..={high}"
+        ));
+    }
+    let slots = line(serial, "bootinfo: free slots")?;
+    if number_after(slots, "(", " slots)")? < 1000 {
+        return Err(format!("too few free slots: {slots:?}"));
+    }
+    expect(
+        serial,
+        &format!("in a root CNode of 2^{CONFIG_ROOT_CNODE_SIZE_BITS} slots"),
+    )?;
+    expect(serial, "selftest: bootinfo ok")
+}
+
+fn memory(serial: &str, _: u32) -> Result<(), String> {
+    expect(
+        serial,
+        "wrote 0x5e140000cafef00d, read back 0x5e140000cafef00d",
+    )?;
+    expect(serial, "alias 0x40201000 reads 0xa1ebffff35010ff2")?;
+    expect(serial, "selftest: memory ok")
+}
+
+fn fault(serial: &str, _: u32) -> Result<(), String> {
+    expect(
+        serial,
+        &format!("fault: label {seL4_Fault_VMFault} badge 0x42: VM fault at address 0x50000000"),
+    )?;
+    expect(serial, "prefetch 0, fsr 0x4")?;
+    expect(
+        serial,
+        "the thread continued and read 0xfeedface0badf00d (badge 0x43)",
+    )?;
+    expect(serial, "selftest: fault ok")
+}
+
+fn irq(serial: &str, _: u32) -> Result<(), String> {
+    expect(
+        serial,
+        "irq: 100 PIT interrupts at 1000 Hz received on a notification and acknowledged",
+    )?;
+    let l = line(serial, "irq: PIT count read back")?;
+    let count = number_after(l, "capability: ", " of")?;
+    if count > 1193 {
+        return Err(format!("PIT count {count} above its reload value 1193"));
+    }
+    expect(serial, "selftest: irq ok")
+}
+
+fn registers(serial: &str, _: u32) -> Result<(), String> {
+    let suspended = line(serial, "registers: suspended the thread at rip")?;
+    let moved = line(serial, "registers: set rip to spin_b and resumed")?;
+    let counted = number_after(moved, "it counted ", " in spin_b")?;
+    if counted == 0 {
+        return Err("the thread never ran spin_b".into());
+    }
+    let frozen = number_after(suspended, "count ", " then")?;
+    let stayed = number_after(moved, "spin_a count stayed ", "\n").or_else(|_| {
+        moved
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("no spin_a count in {moved:?}"))
+    })?;
+    if frozen != stayed {
+        return Err(format!(
+            "spin_a count moved from {frozen} to {stayed} after suspend"
+        ));
+    }
+    expect(serial, "selftest: registers ok")
+}
+
+pub const CHECKS: &[Check] = &[
+    Check {
+        name: "bootinfo",
+        verify: bootinfo,
+    },
+    Check {
+        name: "memory",
+        verify: memory,
+    },
+    Check {
+        name: "fault-ipc",
+        verify: fault,
+    },
+    Check {
+        name: "interrupts",
+        verify: irq,
+    },
+    Check {
+        name: "registers",
+        verify: registers,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_after_finds_the_value() {
+        assert_eq!(number_after("a 12 KiB", "a ", " KiB"), Ok(12));
+        assert!(number_after("a x KiB", "a ", " KiB").is_err());
+    }
+
+    #[test]
+    fn bootinfo_rejects_too_little_ram() {
+        let serial =
+            "bootinfo: 3 untyped caps: 2 RAM totalling 1024 KiB (largest 2^20 bytes), 1 device\n";
+        assert!(bootinfo(serial, 512).unwrap_err().contains("1024 KiB"));
+    }
+}
