@@ -3,6 +3,7 @@
 
 mod bindings_check;
 mod fingerprint;
+mod images;
 mod kernel;
 mod paths;
 mod process;
@@ -12,6 +13,7 @@ mod setup;
 mod tasks;
 mod test;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,17 +33,7 @@ enum Command {
     /// Build the seL4 kernel (only when its source, patches or config changed).
     Kernel,
     /// Build everything and boot the system in QEMU; serial goes to the terminal.
-    Run {
-        /// QEMU accelerator. KVM here is a software virtualizer seL4 cannot run on.
-        #[arg(long, default_value = "tcg")]
-        accel: String,
-        /// Give up (an error) after this many seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-        /// Guest memory in MiB.
-        #[arg(long, default_value_t = 512)]
-        memory: u32,
-    },
+    Run(RunArgs),
     /// Run every test: lints, host tests, no_std builds, the kernel bindings
     /// cross-check and the QEMU integration tests.
     Test {
@@ -55,16 +47,37 @@ enum Command {
     CheckBindings,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// QEMU accelerator. KVM here is a software virtualizer seL4 cannot run on.
+    #[arg(long, default_value = "tcg")]
+    accel: String,
+    /// Give up (an error) after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Machine memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Boot the guest kernel directly on QEMU, without seL4.
+    #[arg(long)]
+    bare: bool,
+    /// Boot the plain (unpadded) guest image instead of the padded one.
+    #[arg(long)]
+    plain: bool,
+    /// The guest's command line, e.g. "tests=paging bench=cpu".
+    #[arg(long)]
+    guest_cmdline: Option<String>,
+    /// Write exactly the guest's console bytes to this file.
+    #[arg(long)]
+    console_out: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup => setup::ensure().map(|_| ()),
         Command::Kernel => setup::ensure().and_then(|tools| kernel::build(&tools).map(drop)),
-        Command::Run {
-            accel,
-            timeout,
-            memory,
-        } => run(&accel, Duration::from_secs(timeout), memory),
+        Command::Run(args) => run(&args),
         Command::Test { no_lint } => test::all(!no_lint),
         Command::Lint => test::lint(),
         Command::CheckBindings => setup::ensure().and_then(|tools| {
@@ -83,26 +96,60 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(accel: &str, timeout: Duration, memory: u32) -> Result<(), String> {
-    let tools = setup::ensure()?;
-    let kernel = kernel::build(&tools)?;
-    let root_task = tasks::build_root_task()?;
-    eprintln!(
-        "xtask: booting seL4 with {} in QEMU ({accel})",
-        root_task.display()
-    );
+fn run(args: &RunArgs) -> Result<(), String> {
+    let timeout = Duration::from_secs(args.timeout);
+    if !args.bare {
+        // Until the VMM server runs guests, the seL4 system is the selftest.
+        if args.plain || args.guest_cmdline.is_some() || args.console_out.is_some() {
+            return Err("--plain, --guest-cmdline and --console-out need --bare: no guest runs on \
+                        seL4 yet (the wedge and VMM server are not built)"
+                .into());
+        }
+        let tools = setup::ensure()?;
+        let kernel = kernel::build(&tools)?;
+        let root_task = tasks::build_root_task()?;
+        eprintln!("xtask: booting seL4 with {} in QEMU ({})", root_task.display(), args.accel);
+        let machine = qemu::Machine {
+            kernel: &kernel.multiboot_elf,
+            module: Some(&root_task),
+            append: None,
+            memory_mib: args.memory,
+            accel: &args.accel,
+            icount: false,
+        };
+        return finish_run(machine.boot(timeout, qemu::Echo::Terminal)?, None);
+    }
+    setup::ensure()?;
+    let image = if args.plain { images::Image::Plain } else { images::Image::Padded };
+    let elf = images::build(image)?;
+    eprintln!("xtask: booting the {} guest image bare in QEMU ({})", image.name(), args.accel);
     let machine = qemu::Machine {
-        kernel: &kernel.multiboot_elf,
-        root_task: &root_task,
-        memory_mib: memory,
-        accel,
+        kernel: &elf,
+        module: None,
+        append: Some(args.guest_cmdline.as_deref().unwrap_or("")),
+        memory_mib: args.memory,
+        accel: &args.accel,
+        icount: false,
     };
-    let run = machine.boot(timeout, qemu::Echo::Terminal)?;
+    finish_run(machine.boot(timeout, qemu::Echo::Terminal)?, args.console_out.as_deref())
+}
+
+/// Saves the console if asked, and turns the run's outcome into ours.
+fn finish_run(run: qemu::Run, console_out: Option<&Path>) -> Result<(), String> {
+    if let Some(path) = console_out {
+        write_atomically(path, &run.bytes)?;
+    }
     match run.outcome {
         qemu::Outcome::Passed => Ok(()),
-        other => Err(format!(
-            "the system ended with {other} after {:.2} s",
-            run.elapsed.as_secs_f64()
-        )),
+        other => Err(format!("the system ended with {other} after {:.2} s", run.elapsed.as_secs_f64())),
     }
+}
+
+/// Writes a file whole or not at all (a temporary file renamed into place).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -12,10 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Machine<'a> {
+    /// A multiboot kernel: seL4, or a guest booted bare.
     pub kernel: &'a Path,
-    pub root_task: &'a Path,
+    /// The boot module: the root task under seL4.
+    pub module: Option<&'a Path>,
+    /// The kernel's command line.
+    pub append: Option<&'a str>,
     pub memory_mib: u32,
     pub accel: &'a str,
+    /// Deterministic time: the TSC counts executed instructions
+    /// (`-icount shift=0`), and idle time jumps to the next timer deadline.
+    pub icount: bool,
 }
 
 /// Where serial output goes while it is collected.
@@ -58,6 +65,9 @@ type Collected = (Vec<u8>, Vec<(Duration, String)>);
 
 pub struct Run {
     pub outcome: Outcome,
+    /// The serial bytes exactly as the system wrote them.
+    pub bytes: Vec<u8>,
+    /// The serial text (CRs removed), with QEMU's own errors appended.
     pub serial: String,
     pub elapsed: Duration,
     /// When each serial line was complete, from QEMU's start.
@@ -92,9 +102,16 @@ impl Machine<'_> {
             ])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .arg("-kernel")
-            .arg(self.kernel)
-            .arg("-initrd")
-            .arg(self.root_task);
+            .arg(self.kernel);
+        if let Some(module) = self.module {
+            cmd.arg("-initrd").arg(module);
+        }
+        if let Some(append) = self.append {
+            cmd.arg("-append").arg(append);
+        }
+        if self.icount {
+            cmd.args(["-icount", "shift=0,align=off,sleep=off"]);
+        }
         cmd
     }
 
@@ -176,6 +193,7 @@ impl Machine<'_> {
         }
         Ok(Run {
             outcome,
+            bytes,
             serial,
             elapsed,
             lines,

@@ -34,3 +34,14 @@ pub fn build_root_task() -> Result<PathBuf, String> {
         .join("release")
         .join("sel4-selftest"))
 }
+
+/// Builds the `afterburn` tool (release: the pass runs over every guest file).
+pub fn build_afterburn() -> Result<PathBuf, String> {
+    process::run_visible(
+        Command::new(paths::cargo())
+            .args(["build", "--quiet", "--release", "-p", "afterburner", "--bin", "afterburn"])
+            .current_dir(paths::root()),
+        "building afterburn",
+    )?;
+    Ok(paths::target().join("release").join("afterburn"))
+}

@@ -126,9 +126,11 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
     };
     let machine = qemu::Machine {
         kernel: &kernel.multiboot_elf,
-        root_task: &root_task,
+        module: Some(&root_task),
+        append: None,
         memory_mib: QEMU_MEMORY_MIB,
         accel: "tcg",
+        icount: false,
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
         Ok(run) => run,

@@ -1,0 +1,47 @@
+/* paging: the guest's own 4-level tables, CR3 switches, aliases, unmap with
+ * invlpg, and write protection. */
+#include "guest.h"
+
+/* Beyond the shared identity map (PML4 slot 0), so each address space has
+ * its own tables here. */
+#define TEST_VA 0x8000000000ul
+
+void test_paging(struct checker *c)
+{
+    u64 as1 = address_space_new(), as2 = address_space_new();
+    u64 f1 = page_alloc(), f2 = page_alloc();
+    *(volatile u64 *)f1 = 0x1111;
+    *(volatile u64 *)f2 = 0x2222;
+    map_page(as1, TEST_VA, f1, PTE_W);
+    map_page(as2, TEST_VA, f2, PTE_W);
+    map_page(as1, TEST_VA + 0x1000, f1, PTE_W); /* alias of f1 */
+    map_page(as1, TEST_VA + 0x2000, f1, 0);     /* read-only view */
+
+    u64 saved = read_cr3();
+    write_cr3(as1);
+    u64 in1 = *(volatile u64 *)TEST_VA;
+    write_cr3(as2);
+    u64 in2 = *(volatile u64 *)TEST_VA;
+    write_cr3(as1);
+    check_eq(c, "address space 1 sees its frame", 0x1111, in1);
+    check_eq(c, "address space 2 sees its frame at the same address", 0x2222, in2);
+
+    *(volatile u64 *)(TEST_VA + 8) = 0xa11a5;
+    check_eq(c, "write through one mapping, read through the alias", 0xa11a5,
+             *(volatile u64 *)(TEST_VA + 0x1000 + 8));
+
+    u64 value = 0;
+    check_eq(c, "read-only view is readable", 0, probe_read(TEST_VA + 0x2000, &value));
+    check_eq(c, "write to a read-only page faults", 1, probe_write(TEST_VA + 0x2000, 1));
+    check_eq(c, "#PF address of the read-only write", TEST_VA + 0x2000, probe_cr2);
+    check_eq(c, "#PF error: present, write", 0x3, probe_error & 0x7);
+
+    *pte_lookup(as1, TEST_VA + 0x1000, 0) = 0;
+    invlpg(TEST_VA + 0x1000);
+    check_eq(c, "touching an unmapped page faults", 1, probe_read(TEST_VA + 0x1000, &value));
+    check_eq(c, "#PF address after unmap and invlpg", TEST_VA + 0x1000, probe_cr2);
+    check_eq(c, "#PF error: not present, read", 0x0, probe_error & 0x7);
+
+    write_cr3(saved);
+    check_eq(c, "back on the boot address space", saved, read_cr3());
+}
