@@ -90,13 +90,26 @@ pub fn build(image: Image) -> Result<PathBuf, String> {
         let rel = src.strip_prefix(&guest).unwrap_or(&src);
         let object = out.join(rel.to_string_lossy().replace('/', "_") + ".o");
         let mut cmd = Command::new(&program);
-        cmd.args(&prefix).args(CFLAGS).arg("-I").arg(guest.join("include")).arg("-c").arg(&src).arg("-o").arg(&object);
-        process::run(&mut cmd, &format!("compiling {} ({} image)", rel.display(), image.name()))?;
+        cmd.args(&prefix)
+            .args(CFLAGS)
+            .arg("-I")
+            .arg(guest.join("include"))
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(&object);
+        process::run(
+            &mut cmd,
+            &format!("compiling {} ({} image)", rel.display(), image.name()),
+        )?;
         objects.push(object);
     }
     let elf = out.join("guest.elf");
     let mut link = Command::new("gcc");
-    link.args(LDFLAGS).arg(format!("-Wl,-T,{}", guest.join("link.ld").display())).arg("-o").arg(&elf);
+    link.args(LDFLAGS)
+        .arg(format!("-Wl,-T,{}", guest.join("link.ld").display()))
+        .arg("-o")
+        .arg(&elf);
     link.args(&objects);
     process::run(&mut link, &format!("linking the {} image", image.name()))?;
     Ok(elf)

@@ -1,6 +1,7 @@
 //! `cargo xtask`: builds the seL4 kernel and the tasks, boots them in QEMU,
 //! and runs the project's whole test suite.
 
+mod bench;
 mod bindings_check;
 mod fingerprint;
 mod images;
@@ -45,6 +46,12 @@ enum Command {
     Lint,
     /// Check the generated seL4 bindings against the compiled kernel.
     CheckBindings,
+    /// Run the guest's workloads under QEMU -icount and tabulate them.
+    Bench {
+        /// On bare QEMU (no seL4), padded and plain images side by side.
+        #[arg(long)]
+        bare: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -80,6 +87,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Test { no_lint } => test::all(!no_lint),
         Command::Lint => test::lint(),
+        Command::Bench { bare: true } => bench::bare(),
+        Command::Bench { bare: false } => Err("only `cargo xtask bench --bare` exists yet: the guest does \
+                                               not run on seL4 until the wedge and VMM server are built"
+            .into()),
         Command::CheckBindings => setup::ensure().and_then(|tools| {
             let kernel = kernel::build(&tools)?;
             let n = bindings_check::check(&kernel, &tools)?;
@@ -101,14 +112,20 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if !args.bare {
         // Until the VMM server runs guests, the seL4 system is the selftest.
         if args.plain || args.guest_cmdline.is_some() || args.console_out.is_some() {
-            return Err("--plain, --guest-cmdline and --console-out need --bare: no guest runs on \
+            return Err(
+                "--plain, --guest-cmdline and --console-out need --bare: no guest runs on \
                         seL4 yet (the wedge and VMM server are not built)"
-                .into());
+                    .into(),
+            );
         }
         let tools = setup::ensure()?;
         let kernel = kernel::build(&tools)?;
         let root_task = tasks::build_root_task()?;
-        eprintln!("xtask: booting seL4 with {} in QEMU ({})", root_task.display(), args.accel);
+        eprintln!(
+            "xtask: booting seL4 with {} in QEMU ({})",
+            root_task.display(),
+            args.accel
+        );
         let machine = qemu::Machine {
             kernel: &kernel.multiboot_elf,
             module: Some(&root_task),
@@ -120,9 +137,17 @@ fn run(args: &RunArgs) -> Result<(), String> {
         return finish_run(machine.boot(timeout, qemu::Echo::Terminal)?, None);
     }
     setup::ensure()?;
-    let image = if args.plain { images::Image::Plain } else { images::Image::Padded };
+    let image = if args.plain {
+        images::Image::Plain
+    } else {
+        images::Image::Padded
+    };
     let elf = images::build(image)?;
-    eprintln!("xtask: booting the {} guest image bare in QEMU ({})", image.name(), args.accel);
+    eprintln!(
+        "xtask: booting the {} guest image bare in QEMU ({})",
+        image.name(),
+        args.accel
+    );
     let machine = qemu::Machine {
         kernel: &elf,
         module: None,
@@ -131,7 +156,10 @@ fn run(args: &RunArgs) -> Result<(), String> {
         accel: &args.accel,
         icount: false,
     };
-    finish_run(machine.boot(timeout, qemu::Echo::Terminal)?, args.console_out.as_deref())
+    finish_run(
+        machine.boot(timeout, qemu::Echo::Terminal)?,
+        args.console_out.as_deref(),
+    )
 }
 
 /// Saves the console if asked, and turns the run's outcome into ours.
@@ -141,7 +169,10 @@ fn finish_run(run: qemu::Run, console_out: Option<&Path>) -> Result<(), String> 
     }
     match run.outcome {
         qemu::Outcome::Passed => Ok(()),
-        other => Err(format!("the system ended with {other} after {:.2} s", run.elapsed.as_secs_f64())),
+        other => Err(format!(
+            "the system ended with {other} after {:.2} s",
+            run.elapsed.as_secs_f64()
+        )),
     }
 }
 

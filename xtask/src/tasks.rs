@@ -39,7 +39,15 @@ pub fn build_root_task() -> Result<PathBuf, String> {
 pub fn build_afterburn() -> Result<PathBuf, String> {
     process::run_visible(
         Command::new(paths::cargo())
-            .args(["build", "--quiet", "--release", "-p", "afterburner", "--bin", "afterburn"])
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "afterburner",
+                "--bin",
+                "afterburn",
+            ])
             .current_dir(paths::root()),
         "building afterburn",
     )?;

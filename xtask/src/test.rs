@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
-use crate::{bindings_check, kernel, paths, qemu, selftest_checks, setup, tasks};
+use crate::{bindings_check, images, kernel, paths, qemu, selftest_checks, setup, tasks};
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
 const QEMU_MEMORY_MIB: u32 = 512;
@@ -98,6 +98,7 @@ pub fn all(with_lint: bool) -> Result<(), String> {
         step(&args, "cargo build for seL4"),
     );
 
+    guest_tests(&mut report);
     match kernel::build(&tools) {
         Err(e) => report.record("seL4 kernel build", Err(e)),
         Ok(kernel) => {
@@ -164,6 +165,123 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
     }
 }
 
+/// The guest's self-tests, every one, on bare QEMU.
+const GUEST_TESTS: &[&str] = &[
+    "console",
+    "cpu",
+    "flags",
+    "desc",
+    "paging",
+    "exceptions",
+    "timer",
+];
+
+fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, String> {
+    qemu::Machine {
+        kernel: elf,
+        module: None,
+        append: Some(cmdline),
+        memory_mib: 128,
+        accel: "tcg",
+        icount: false,
+    }
+    .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)
+}
+
+/// Every self-test passed and the run ended with a pass status.
+fn guest_passed(run: &qemu::Run) -> Result<String, String> {
+    let summary = format!("selftest: {} passed, 0 failed", GUEST_TESTS.len());
+    for test in GUEST_TESTS {
+        let line = format!("{test}: passed");
+        if !run.serial.lines().any(|l| l.starts_with(&line)) {
+            return Err(format!("no line {line:?}:\n{}", tail(&run.serial, 20)));
+        }
+    }
+    if run.outcome != qemu::Outcome::Passed || !run.serial.contains(&summary) {
+        return Err(format!(
+            "ended with {}:\n{}",
+            run.outcome,
+            tail(&run.serial, 20)
+        ));
+    }
+    Ok(format!("{:.2} s", run.elapsed.as_secs_f64()))
+}
+
+/// The first line where two console logs differ, bench figures aside.
+fn first_difference(a: &str, b: &str) -> Option<String> {
+    let keep = |l: &&str| !l.starts_with("bench ");
+    let (mut x, mut y) = (a.lines().filter(keep), b.lines().filter(keep));
+    for n in 1.. {
+        match (x.next(), y.next()) {
+            (None, None) => return None,
+            (l, r) if l == r => {}
+            (l, r) => return Some(format!("line {n}: padded {l:?}, plain {r:?}")),
+        }
+    }
+    None
+}
+
+fn guest_tests(report: &mut Report) {
+    let mut runs = Vec::new();
+    for image in [images::Image::Padded, images::Image::Plain] {
+        let name = format!(
+            "guest: the {} image boots bare and passes every self-test",
+            image.name()
+        );
+        let result = images::build(image).and_then(|elf| {
+            let run = boot_guest(&elf, "tests=all")?;
+            let verdict = guest_passed(&run);
+            runs.push((image, elf, run));
+            verdict
+        });
+        report.record(&name, result);
+    }
+    if let [(_, padded, p), (_, _, q)] = &runs[..] {
+        report.record(
+            "guest: padded and plain consoles are identical line for line",
+            match first_difference(&p.serial, &q.serial) {
+                None => Ok(format!("{} lines", p.serial.lines().count())),
+                Some(d) => Err(d),
+            },
+        );
+        report.record(
+            "guest: afterburn audit of the padded image is clean",
+            audit(padded),
+        );
+        report.record(
+            "guest: an unknown test name is refused with the valid names",
+            boot_guest(padded, "tests=bogus").and_then(|run| {
+                let expected = format!(
+                    "unknown test 'bogus'; valid tests: all, {}",
+                    GUEST_TESTS.join(", ")
+                );
+                if run.outcome == qemu::Outcome::Failed && run.serial.contains(&expected) {
+                    Ok(String::new())
+                } else {
+                    Err(format!(
+                        "ended with {}:\n{}",
+                        run.outcome,
+                        tail(&run.serial, 10)
+                    ))
+                }
+            }),
+        );
+    }
+}
+
+fn audit(elf: &std::path::Path) -> Result<String, String> {
+    let afterburn = tasks::build_afterburn()?;
+    let output = process::run(
+        Command::new(afterburn).arg("audit").arg(elf),
+        "afterburn audit",
+    )?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string())
+}
+
 fn finish(report: Report) -> Result<(), String> {
     println!(
         "xtask: {} passed, {} failed",
@@ -174,5 +292,23 @@ fn finish(report: Report) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("failed: {}", report.failed.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_difference_ignores_bench_lines_and_names_the_line() {
+        assert_eq!(
+            first_difference("a\nbench x 1 2\nb\n", "a\nbench x 1 3\nb\n"),
+            None
+        );
+        assert_eq!(
+            first_difference("a\nb\n", "a\nc\n").as_deref(),
+            Some("line 2: padded Some(\"b\"), plain Some(\"c\")")
+        );
+        assert!(first_difference("a\n", "a\nb\n").is_some());
     }
 }

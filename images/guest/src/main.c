@@ -178,6 +178,9 @@ void kernel_main(const struct pv_boot_info *boot)
     const char *cmdline = (const char *)boot->cmdline;
     gdt_init();
     traps_init();
+    /* The firmware leaves the PIC delivering IRQ 0 on vector 8 (a CPU
+     * exception vector): remap it and mask everything before any sti. */
+    pic_init();
 
     u64 tests_len = 0, bench_len = 0;
     const char *tests = option(cmdline, "tests", &tests_len);

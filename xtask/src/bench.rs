@@ -1,0 +1,164 @@
+//! `cargo xtask bench`: the guest's workloads under QEMU `-icount shift=0`,
+//! where the TSC counts executed instructions, so the figures are the same
+//! on any machine and any load. Results go to a table on the terminal and to
+//! `target/bench/results.csv` (`workload,image,platform,iterations,ticks`).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::images::{self, Image};
+use crate::{paths, qemu, setup};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub workload: String,
+    pub image: Image,
+    pub platform: &'static str,
+    pub iterations: u64,
+    pub ticks: u64,
+}
+
+impl Sample {
+    pub fn per_iteration(&self) -> f64 {
+        self.ticks as f64 / self.iterations.max(1) as f64
+    }
+}
+
+/// Reads the guest's `bench NAME iterations ticks` lines.
+pub fn parse(serial: &str, image: Image, platform: &'static str) -> Result<Vec<Sample>, String> {
+    let mut samples = Vec::new();
+    for line in serial.lines().filter(|l| l.starts_with("bench ")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, workload, iterations, ticks] = fields[..] else {
+            return Err(format!("malformed bench line {line:?}"));
+        };
+        let number = |s: &str| {
+            s.parse::<u64>()
+                .map_err(|_| format!("bad number {s:?} in {line:?}"))
+        };
+        samples.push(Sample {
+            workload: workload.to_string(),
+            image,
+            platform,
+            iterations: number(iterations)?,
+            ticks: number(ticks)?,
+        });
+    }
+    Ok(samples)
+}
+
+/// Boots `image` bare with `bench=all` under icount and returns its samples.
+fn run_bare(image: Image) -> Result<Vec<Sample>, String> {
+    let elf = images::build(image)?;
+    let machine = qemu::Machine {
+        kernel: &elf,
+        module: None,
+        append: Some("bench=all"),
+        memory_mib: 128,
+        accel: "tcg",
+        icount: true,
+    };
+    let run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
+    if run.outcome != qemu::Outcome::Passed {
+        return Err(format!(
+            "the {} image's benchmark run ended with {}:\n{}",
+            image.name(),
+            run.outcome,
+            run.serial
+        ));
+    }
+    let samples = parse(&run.serial, image, "bare")?;
+    if samples.is_empty() {
+        return Err(format!("the {} image printed no bench lines", image.name()));
+    }
+    Ok(samples)
+}
+
+pub fn bare() -> Result<(), String> {
+    setup::ensure()?;
+    let mut samples = run_bare(Image::Plain)?;
+    samples.extend(run_bare(Image::Padded)?);
+    print!("{}", table(&samples));
+    write_csv(&samples)
+}
+
+fn table(samples: &[Sample]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:>14} {:>14} {:>14}",
+        "workload", "plain t/iter", "padded t/iter", "padded/plain"
+    );
+    for plain in samples.iter().filter(|s| s.image == Image::Plain) {
+        let padded = samples
+            .iter()
+            .find(|s| s.image == Image::Padded && s.workload == plain.workload);
+        let (p, ratio) = match padded {
+            Some(p) => (
+                format!("{:.1}", p.per_iteration()),
+                format!("{:.4}", p.per_iteration() / plain.per_iteration()),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:>14.1} {:>14} {:>14}",
+            plain.workload,
+            plain.per_iteration(),
+            p,
+            ratio
+        );
+    }
+    out
+}
+
+/// Replaces this platform's rows in results.csv, keeping other platforms'.
+fn write_csv(samples: &[Sample]) -> Result<(), String> {
+    let dir = paths::target().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("results.csv");
+    let platforms: Vec<&str> = samples.iter().map(|s| s.platform).collect();
+    let mut out = String::from("workload,image,platform,iterations,ticks\n");
+    if let Ok(old) = std::fs::read_to_string(&path) {
+        for line in old.lines().skip(1) {
+            let platform = line.split(',').nth(2).unwrap_or("");
+            if !platforms.contains(&platform) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for s in samples {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
+            s.workload,
+            s.image.name(),
+            s.platform,
+            s.iterations,
+            s.ticks
+        );
+    }
+    crate::write_atomically(&path, out.as_bytes())?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bench_lines_and_rejects_malformed_ones() {
+        let serial = "guest: x\nbench cpu 20 4000\nselftest\nbench pio 10 50\n";
+        let s = parse(serial, Image::Plain, "bare").unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].workload.as_str(), s[0].iterations, s[0].ticks),
+            ("cpu", 20, 4000)
+        );
+        assert_eq!(s[1].per_iteration(), 5.0);
+        assert!(parse("bench cpu 20\n", Image::Plain, "bare").is_err());
+        assert!(parse("bench cpu x 1\n", Image::Plain, "bare").is_err());
+    }
+}
