@@ -97,6 +97,22 @@ pub fn all(with_lint: bool) -> Result<(), String> {
         "no_std crates build for seL4",
         step(&args, "cargo build for seL4"),
     );
+    report.record(
+        "capdl's loader model builds for seL4 without std or alloc",
+        step(
+            &[
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                TARGET,
+                "-p",
+                "capdl",
+                "--no-default-features",
+            ],
+            "cargo build -p capdl --no-default-features",
+        ),
+    );
 
     guest_tests(&mut report);
     match kernel::build(&tools) {
