@@ -10,6 +10,7 @@
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
+pub mod bundle;
 pub mod model;
 pub mod objects;
 

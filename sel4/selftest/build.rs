@@ -3,8 +3,8 @@
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     if std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-none") {
-        println!("cargo:rustc-link-arg-bins=-T{dir}/link.ld");
+        println!("cargo:rustc-link-arg-bins=-T{dir}/../root-task.ld");
         println!("cargo:rustc-link-arg-bins=--no-pie");
     }
-    println!("cargo:rerun-if-changed=link.ld");
+    println!("cargo:rerun-if-changed=../root-task.ld");
 }

@@ -48,6 +48,8 @@ capability!(
     Pdpt,
     /// A VSpace root (PML4).
     VSpace,
+    /// A pool of address-space identifiers.
+    AsidPool,
 );
 
 /// A slot in a CNode, named the way invocations name it: the CNode to start
@@ -104,14 +106,13 @@ impl Slot {
     /// Copies `src` here with `rights` and `badge` (28 bits in seL4 5.0.0:
     /// the badge travels as a `seL4_CapData` word).
     pub fn mint(self, src: Slot, rights: CapRights, badge: Word) -> Result<(), Error> {
-        use crate::sys::bitfield::seL4_CapData_Badge as BADGE_TAG;
-        use crate::sys::bitfield::{
-            seL4_CapData_Badge_Badge as BADGE, seL4_CapData_Badge_CapDataType as TYPE,
-        };
-        if badge > BADGE.mask() {
-            return Err(Error::InvalidArgument);
-        }
-        let data = BADGE.set(TYPE.set(0, BADGE_TAG), badge);
+        self.mint_data(src, rights, badge_data(badge)?)
+    }
+
+    /// Copies `src` here with `rights`, updated by the capability-data word
+    /// `data` (a badge, a CNode guard, an I/O port range: see the `*_data`
+    /// functions).
+    pub fn mint_data(self, src: Slot, rights: CapRights, data: Word) -> Result<(), Error> {
         ipc::invoke(
             self.root.0,
             label::CNodeMint,
@@ -148,6 +149,50 @@ impl Slot {
             &[self.index, Word::from(self.depth)],
         )
         .map(drop)
+    }
+}
+
+/// The capability data that badges an endpoint or notification capability.
+pub fn badge_data(badge: Word) -> Result<Word, Error> {
+    use crate::sys::bitfield::seL4_CapData_Badge as BADGE_TAG;
+    use crate::sys::bitfield::{
+        seL4_CapData_Badge_Badge as BADGE, seL4_CapData_Badge_CapDataType as TYPE,
+    };
+    if badge > BADGE.mask() {
+        return Err(Error::InvalidArgument);
+    }
+    Ok(BADGE.set(TYPE.set(0, BADGE_TAG), badge))
+}
+
+/// The capability data that sets a CNode capability's guard.
+pub fn guard_data(guard: Word, guard_size: u8) -> Result<Word, Error> {
+    use crate::sys::bitfield::seL4_CapData_Guard as GUARD_TAG;
+    use crate::sys::bitfield::{
+        seL4_CapData_Guard_CapDataType as TYPE, seL4_CapData_Guard_GuardBits as BITS,
+        seL4_CapData_Guard_GuardSize as SIZE,
+    };
+    if guard > BITS.mask() || Word::from(guard_size) > SIZE.mask() {
+        return Err(Error::InvalidArgument);
+    }
+    Ok(SIZE.set(
+        BITS.set(TYPE.set(0, GUARD_TAG), guard),
+        Word::from(guard_size),
+    ))
+}
+
+/// The capability data that narrows an I/O port capability to `first..=last`.
+pub fn io_port_data(first: u16, last: u16) -> Word {
+    use crate::sys::bitfield::{
+        io_port_capdata_firstPort as FIRST, io_port_capdata_lastPort as LAST,
+    };
+    LAST.set(FIRST.set(0, Word::from(first)), Word::from(last))
+}
+
+impl AsidPool {
+    /// Gives `vspace` an address-space identifier from this pool; a VSpace
+    /// must have one before anything is mapped into it.
+    pub fn assign(self, vspace: VSpace) -> Result<(), Error> {
+        ipc::invoke(self.0, label::X86ASIDPoolAssign, &[vspace.0], &[]).map(drop)
     }
 }
 
@@ -316,5 +361,22 @@ impl IrqHandler {
 
     pub fn clear(self) -> Result<(), Error> {
         ipc::invoke(self.0, label::IRQClearIRQHandler, &[], &[]).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_data_words_follow_the_bitfield_layouts() {
+        // Badge: tag 0 in bit 31, badge in bits 0-27.
+        assert_eq!(badge_data(0x42), Ok(0x42));
+        assert_eq!(badge_data(1 << 28), Err(Error::InvalidArgument));
+        // Guard: tag 1 in bit 31, guard bits 8-25, guard size bits 2-7.
+        assert_eq!(guard_data(0, 48), Ok((1 << 31) | (48 << 2)));
+        assert_eq!(guard_data(1 << 18, 1), Err(Error::InvalidArgument));
+        // I/O ports: first port in bits 16-31, last in bits 0-15.
+        assert_eq!(io_port_data(0x3f8, 0x3ff), 0x03f8_03ff);
     }
 }

@@ -8,15 +8,17 @@
 #![no_std]
 
 pub mod cap;
+pub mod cpu;
 pub mod debug;
 mod error;
 pub mod ipc;
+mod root_task;
 pub mod tcb;
-mod vspace;
+pub mod vspace;
 
 pub use cap::{
-    CNode, Endpoint, IoPort, IrqControl, IrqHandler, Notification, Page, PageDirectory, PageTable,
-    Pdpt, Slot, Tcb, Untyped, VSpace,
+    AsidPool, CNode, Endpoint, IoPort, IrqControl, IrqHandler, Notification, Page, PageDirectory,
+    PageTable, Pdpt, Slot, Tcb, Untyped, VSpace,
 };
 pub use error::Error;
 pub use ipc::{Badge, Message};
@@ -28,12 +30,13 @@ pub use vspace::{CapRights, VmAttributes};
 /// The initial thread's capabilities, in the slots the kernel puts them.
 pub mod init {
     use crate::sys::constants as c;
-    use crate::{CNode, IoPort, IrqControl, Tcb, VSpace};
+    use crate::{AsidPool, CNode, IoPort, IrqControl, Tcb, VSpace};
 
     pub const TCB: Tcb = Tcb(c::seL4_CapInitThreadTCB);
     pub const CNODE: CNode = CNode(c::seL4_CapInitThreadCNode);
     pub const VSPACE: VSpace = VSpace(c::seL4_CapInitThreadVSpace);
     pub const IRQ_CONTROL: IrqControl = IrqControl(c::seL4_CapIRQControl);
+    pub const ASID_POOL: AsidPool = AsidPool(c::seL4_CapInitThreadASIDPool);
     /// On x86 the initial thread holds one capability to every I/O port.
     pub const IO_PORTS: IoPort = IoPort(c::seL4_CapIOPort);
 }

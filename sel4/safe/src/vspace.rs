@@ -129,3 +129,57 @@ mod tests {
         assert_eq!(CapRights::WRITE.word(), 0b001);
     }
 }
+
+/// A paging structure the caller must create for `map_creating_tables`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingLevel {
+    PageTable,
+    PageDirectory,
+    Pdpt,
+}
+
+impl PagingLevel {
+    /// The kernel object type to retype for this level.
+    pub fn object_type(self) -> Word {
+        use crate::sys::constants as c;
+        match self {
+            PagingLevel::PageTable => c::seL4_X86_PageTableObject,
+            PagingLevel::PageDirectory => c::seL4_X86_PageDirectoryObject,
+            PagingLevel::Pdpt => c::seL4_X86_PDPTObject,
+        }
+    }
+}
+
+/// Maps the 4 KiB `page` at `vaddr` in `vspace`, creating the page table,
+/// page directory and PDPT that are missing; `create` makes an object of the
+/// given level and returns its capability address.
+pub fn map_creating_tables<E: From<Error>>(
+    page: Page,
+    vspace: VSpace,
+    vaddr: Word,
+    rights: CapRights,
+    attr: VmAttributes,
+    create: &mut dyn FnMut(PagingLevel) -> Result<crate::CPtr, E>,
+) -> Result<(), E> {
+    match page.map(vspace, vaddr, rights, attr) {
+        Err(Error::FailedLookup) => {}
+        other => return other.map_err(E::from),
+    }
+    let pt = PageTable(create(PagingLevel::PageTable)?);
+    match pt.map(vspace, vaddr, attr) {
+        Err(Error::FailedLookup) => {
+            let pd = PageDirectory(create(PagingLevel::PageDirectory)?);
+            match pd.map(vspace, vaddr, attr) {
+                Err(Error::FailedLookup) => {
+                    let pdpt = Pdpt(create(PagingLevel::Pdpt)?);
+                    pdpt.map(vspace, vaddr, attr)?;
+                    pd.map(vspace, vaddr, attr)?;
+                }
+                other => other?,
+            }
+            pt.map(vspace, vaddr, attr)?;
+        }
+        other => other?,
+    }
+    page.map(vspace, vaddr, rights, attr).map_err(E::from)
+}

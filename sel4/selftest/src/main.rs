@@ -12,24 +12,9 @@ mod threads;
 
 use previrt_sel4::{println, BootInfo};
 
-core::arch::global_asm!(
-    ".section .text._start, \"ax\"",
-    ".global _start",
-    "_start:",
-    // The kernel passes the boot info address in rdi and no stack.
-    "lea rsp, [rip + {stack} + {size}]",
-    "and rsp, -16",
-    "call {main}",
-    "ud2",
-    stack = sym threads::ROOT_STACK,
-    size = const threads::STACK_SIZE,
-    main = sym root_main,
-);
+previrt_sel4::root_task!(root_main, 64 * 1024);
 
-extern "C" fn root_main(bootinfo: *const BootInfo) -> ! {
-    // SAFETY: the kernel maps the boot info frame read-only into the root
-    // task and passes its address in rdi; it stays mapped for ever.
-    let bootinfo = unsafe { &*bootinfo };
+fn root_main(bootinfo: &'static BootInfo) -> ! {
     println!("selftest: root task started");
     let mut objects = objects::Objects::new(bootinfo);
     let tests: [(&str, &tests::Test); 5] = [

@@ -3,9 +3,10 @@
 //! root VSpace with the paging structures they need.
 
 use previrt_sel4::sys::constants as c;
+use previrt_sel4::vspace::map_creating_tables;
 use previrt_sel4::{
-    init, BootInfo, CapRights, Endpoint, Error, Notification, Page, PageDirectory, PageTable, Pdpt,
-    Slot, Tcb, Untyped, VmAttributes, Word,
+    init, BootInfo, CapRights, Endpoint, Error, Notification, Page, Slot, Tcb, Untyped,
+    VmAttributes, Word,
 };
 
 pub struct Objects<'a> {
@@ -83,38 +84,14 @@ impl<'a> Objects<'a> {
     /// Maps `page` at `vaddr` in the root VSpace, creating the page table,
     /// page directory and PDPT that are missing.
     pub fn map(&mut self, page: Page, vaddr: Word, rights: CapRights) -> Result<(), Error> {
-        let vspace = init::VSPACE;
-        let attr = VmAttributes::DEFAULT;
-        // The second attempt has every paging structure in place.
-        for _ in 0..2 {
-            match page.map(vspace, vaddr, rights, attr) {
-                Err(Error::FailedLookup) => self.add_paging_level(vaddr)?,
-                other => return other,
-            }
-        }
-        Err(Error::FailedLookup)
-    }
-
-    /// Creates and maps the paging structures missing above `vaddr`: a page
-    /// table, and if need be the page directory and PDPT above it.
-    fn add_paging_level(&mut self, vaddr: Word) -> Result<(), Error> {
-        let vspace = init::VSPACE;
-        let attr = VmAttributes::DEFAULT;
-        let pt = PageTable(self.create(c::seL4_X86_PageTableObject, 0)?);
-        match pt.map(vspace, vaddr, attr) {
-            Err(Error::FailedLookup) => {}
-            other => return other,
-        }
-        let pd = PageDirectory(self.create(c::seL4_X86_PageDirectoryObject, 0)?);
-        match pd.map(vspace, vaddr, attr) {
-            Err(Error::FailedLookup) => {}
-            Ok(()) => return pt.map(vspace, vaddr, attr),
-            Err(e) => return Err(e),
-        }
-        let pdpt = Pdpt(self.create(c::seL4_X86_PDPTObject, 0)?);
-        pdpt.map(vspace, vaddr, attr)?;
-        pd.map(vspace, vaddr, attr)?;
-        pt.map(vspace, vaddr, attr)
+        map_creating_tables(
+            page,
+            init::VSPACE,
+            vaddr,
+            rights,
+            VmAttributes::DEFAULT,
+            &mut |level| self.create(level.object_type(), 0),
+        )
     }
 }
 

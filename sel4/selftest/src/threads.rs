@@ -16,8 +16,6 @@ const IPC_BUFFERS: Word = 0x1000_0000;
 #[repr(C, align(16))]
 pub struct Stack([u8; STACK_SIZE]);
 
-/// The initial thread's stack; `_start` switches to it.
-pub static mut ROOT_STACK: Stack = Stack([0; STACK_SIZE]);
 static mut STACKS: [Stack; THREADS] = [const { Stack([0; STACK_SIZE]) }; THREADS];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 

@@ -37,11 +37,15 @@ pub fn layouts(kernel: &KernelSource, cpp: &Preprocessor) -> Result<Layouts, Str
         fields: Vec::new(),
         tags: Vec::new(),
     };
-    for file in [
-        "include/sel4/shared_types_64.bf",
-        "include/sel4/types_64.bf",
-        "arch_include/x86/sel4/arch/shared_types.bf",
-    ] {
+    // (file, the blocks taken from it, whether its tags are taken)
+    let files: [(&str, &[&str], bool); 4] = [
+        ("include/sel4/shared_types_64.bf", &["seL4_MessageInfo", "seL4_CapRights", "seL4_PrioProps"], true),
+        ("include/sel4/types_64.bf", &["Guard", "Badge"], true),
+        ("arch_include/x86/sel4/arch/shared_types.bf", &[], true),
+        // The kernel's own: how CNode_Mint narrows an I/O port capability.
+        ("../include/arch/x86/arch/64/mode/object/structures.bf", &["io_port_capdata"], false),
+    ];
+    for (file, blocks, tags) in files {
         let path = kernel.libsel4().join(file);
         let raw = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         // `--` starts a comment in .bf files; drop comments before cpp sees them.
@@ -52,7 +56,7 @@ pub fn layouts(kernel: &KernelSource, cpp: &Preprocessor) -> Result<Layouts, Str
             .join("\n");
         let text = format!("#include <autoconf.h>\n{text}\n");
         let output = cpp.run("bitfield.bf.c", &text, false)?;
-        parse(&output, &mut layouts).map_err(|e| format!("{}: {e}", path.display()))?;
+        parse(&output, blocks, tags, &mut layouts).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     for block in BLOCKS {
         let block = qualified(block);
@@ -66,19 +70,23 @@ pub fn layouts(kernel: &KernelSource, cpp: &Preprocessor) -> Result<Layouts, Str
     Ok(layouts)
 }
 
-fn parse(text: &str, layouts: &mut Layouts) -> Result<(), String> {
+fn parse(text: &str, blocks: &[&str], take_tags: bool, layouts: &mut Layouts) -> Result<(), String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut i = 0;
     while i < words.len() {
         match words[i] {
             "block" => {
                 let name = words.get(i + 1).ok_or("block without a name")?;
-                let name = name.trim_end_matches('{');
-                i += 2;
+                // `block name {`, or the kernel's `block name(fields, ...) {`.
+                let name = name.split(['(', '{']).next().unwrap_or(name);
+                i += 1;
+                while i < words.len() && !words[i].contains('{') {
+                    i += 1;
+                }
+                i += 1;
                 let mut members = Vec::new(); // (name or None for padding, bits)
                 while i < words.len() && !words[i].starts_with('}') {
                     match words[i] {
-                        "{" => i += 1,
                         "padding" => {
                             members.push((None, number(words.get(i + 1))?));
                             i += 2;
@@ -92,7 +100,7 @@ fn parse(text: &str, layouts: &mut Layouts) -> Result<(), String> {
                     }
                 }
                 i += 1;
-                if BLOCKS.contains(&name) {
+                if blocks.contains(&name) {
                     // Members are listed from the most significant bit down.
                     let total: u32 = members.iter().map(|(_, b)| b).sum();
                     let mut top = total;
@@ -116,7 +124,7 @@ fn parse(text: &str, layouts: &mut Layouts) -> Result<(), String> {
                     .to_string();
                 i += 3; // name, tag field name
                 while i < words.len() && !words[i].starts_with('}') {
-                    if words[i] == "tag" {
+                    if words[i] == "tag" && take_tags {
                         let name = words.get(i + 1).ok_or("tag without a name")?;
                         let value = number(words.get(i + 2))?;
                         layouts.tags.push(Tag {
@@ -146,7 +154,7 @@ fn number(word: Option<&&str>) -> Result<u32, String> {
 /// The capability-data blocks (`Guard`, `Badge`) are members of the
 /// `seL4_CapData` union; name them so.
 fn qualified(block: &str) -> String {
-    if block.starts_with("seL4_") {
+    if block.starts_with("seL4_") || block.starts_with("io_port") {
         block.to_string()
     } else {
         format!("seL4_CapData_{block}")

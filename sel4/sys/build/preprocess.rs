@@ -35,6 +35,11 @@ impl Preprocessor {
             }
             std::fs::write(&path, "").map_err(|e| format!("{}: {e}", path.display()))?;
         }
+        // The kernel's own .bf files include the kernel's config.h, which
+        // only pulls in the config.
+        let config_h = stubs.join("config.h");
+        std::fs::write(&config_h, "#include <autoconf.h>\n")
+            .map_err(|e| format!("{}: {e}", config_h.display()))?;
         let l = kernel.libsel4();
         let config_dir = config.parent().ok_or("config file has no parent folder")?;
         Ok(Preprocessor {
@@ -45,6 +50,10 @@ impl Preprocessor {
                 l.join("sel4_arch_include/x86_64"),
                 l.join("sel4_plat_include/pc99"),
                 stubs,
+                // Last, for the kernel's own .bf files and what they include.
+                kernel.root.join("include"),
+                kernel.root.join("include/arch/x86"),
+                kernel.root.join("include/arch/x86/arch/64/mode"),
             ],
             scratch: out_dir.to_path_buf(),
         })

@@ -1,0 +1,13 @@
+//! Unprivileged CPU facilities.
+
+/// The time-stamp counter. Under QEMU `-icount shift=0` it counts executed
+/// instructions, which makes it previrt's deterministic measure of cost.
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: rdtsc reads a counter; it has no memory effects and is allowed
+    // at user level (CR4.TSD is clear under seL4).
+    unsafe {
+        core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
