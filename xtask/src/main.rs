@@ -3,6 +3,7 @@
 
 mod bench;
 mod bindings_check;
+mod capdl_tests;
 mod fingerprint;
 mod images;
 mod kernel;
@@ -11,6 +12,7 @@ mod process;
 mod qemu;
 mod selftest_checks;
 mod setup;
+mod system;
 mod tasks;
 mod test;
 
@@ -46,6 +48,8 @@ enum Command {
     Lint,
     /// Check the generated seL4 bindings against the compiled kernel.
     CheckBindings,
+    /// Only the CapDL loader's QEMU tests.
+    TestCapdl,
     /// Run the guest's workloads under QEMU -icount and tabulate them.
     Bench {
         /// On bare QEMU (no seL4), padded and plain images side by side.
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Bench { bare: false } => Err("only `cargo xtask bench --bare` exists yet: the guest does \
                                                not run on seL4 until the wedge and VMM server are built"
             .into()),
+        Command::TestCapdl => test::capdl_only(),
         Command::CheckBindings => setup::ensure().and_then(|tools| {
             let kernel = kernel::build(&tools)?;
             let n = bindings_check::check(&kernel, &tools)?;

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
-use crate::{bindings_check, images, kernel, paths, qemu, selftest_checks, setup, tasks};
+use crate::{
+    bindings_check, capdl_tests, images, kernel, paths, qemu, selftest_checks, setup, tasks,
+};
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
 const QEMU_MEMORY_MIB: u32 = 512;
@@ -78,6 +80,16 @@ fn lint_into(report: &mut Report) {
     report.record("clippy (seL4 target)", step(&args, "cargo clippy for seL4"));
 }
 
+pub fn capdl_only() -> Result<(), String> {
+    let mut report = Report {
+        passed: 0,
+        failed: Vec::new(),
+    };
+    let kernel = kernel::build(&setup::ensure()?)?;
+    capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
+    finish(report)
+}
+
 pub fn all(with_lint: bool) -> Result<(), String> {
     let started = Instant::now();
     let mut report = Report {
@@ -127,6 +139,7 @@ pub fn all(with_lint: bool) -> Result<(), String> {
                 bindings_check::check(&kernel, &tools).map(|n| format!("{n} values")),
             );
             qemu_tests(&kernel, &mut report);
+            capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
         }
     }
     println!(

@@ -40,6 +40,23 @@ impl Error {
         Some(e)
     }
 
+    /// The kernel's number for this error.
+    pub fn code(self) -> u64 {
+        match self {
+            Error::InvalidArgument => c::seL4_InvalidArgument,
+            Error::InvalidCapability => c::seL4_InvalidCapability,
+            Error::IllegalOperation => c::seL4_IllegalOperation,
+            Error::RangeError => c::seL4_RangeError,
+            Error::AlignmentError => c::seL4_AlignmentError,
+            Error::FailedLookup => c::seL4_FailedLookup,
+            Error::TruncatedMessage => c::seL4_TruncatedMessage,
+            Error::DeleteFirst => c::seL4_DeleteFirst,
+            Error::RevokeFirst => c::seL4_RevokeFirst,
+            Error::NotEnoughMemory => c::seL4_NotEnoughMemory,
+            Error::Unknown(label) => label,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Error::InvalidArgument => "seL4_InvalidArgument",

@@ -1,0 +1,176 @@
+//! QEMU tests of the CapDL loader: small systems built from the test task,
+//! each checking one promise of the loader.
+
+use crate::kernel::KernelBuild;
+use crate::process::tail;
+use crate::system::{self, Task};
+use crate::{paths, process, qemu, tasks};
+
+const IMAGE: &str = "capdl-test-task";
+const PING_PONG_CAPS: [&str; 2] = ["pong", "ping"];
+
+fn build_task() -> Result<Vec<u8>, String> {
+    process::run_visible(
+        std::process::Command::new(paths::cargo())
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                tasks::TARGET,
+                "-p",
+                "capdl-test-task",
+            ])
+            .current_dir(paths::root()),
+        "building the CapDL test task",
+    )?;
+    let path = paths::target()
+        .join(tasks::TARGET)
+        .join("release")
+        .join(IMAGE);
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A whole spec: extra objects, the tasks, and extra caps.
+fn spec(extra_objects: &str, tasks: &[Task]) -> Result<String, String> {
+    let (mut objects, mut caps) = (String::from(extra_objects), String::new());
+    for task in tasks {
+        let (o, c) = system::task_spec(task)?;
+        objects.push_str(&o);
+        caps.push_str(&c);
+    }
+    Ok(format!(
+        "arch x86_64\n\nobjects {{\n{objects}}}\n\ncaps {{\n{caps}}}\n"
+    ))
+}
+
+/// Two tasks over one endpoint; `extra` objects are added (for the memory test).
+fn ping_pong(elf: &[u8], extra: &str) -> Result<String, String> {
+    let pong_caps = [(1, "channel (RW)".to_string())];
+    let ping_caps = [
+        (1, "channel (W, G, badge: 7)".to_string()),
+        (2, "exit_port".to_string()),
+    ];
+    let tasks = [
+        Task {
+            name: PING_PONG_CAPS[0],
+            image: IMAGE,
+            elf,
+            prio: 100,
+            init: &[1],
+            fault_ep: None,
+            caps: &pong_caps,
+        },
+        Task {
+            name: PING_PONG_CAPS[1],
+            image: IMAGE,
+            elf,
+            prio: 100,
+            init: &[2],
+            fault_ep: None,
+            caps: &ping_caps,
+        },
+    ];
+    spec(
+        &format!("  channel = ep\n  exit_port = io_ports (ports: [0xf4..0xf4])\n{extra}"),
+        &tasks,
+    )
+}
+
+fn lacking(elf: &[u8]) -> Result<String, String> {
+    let judge_caps = [(1, "report (RW)".to_string()), (2, "exit_port".to_string())];
+    let lacking_caps = [(1, "report (W, badge: 3)".to_string())];
+    let tasks = [
+        Task {
+            name: "judge",
+            image: IMAGE,
+            elf,
+            prio: 100,
+            init: &[4],
+            fault_ep: None,
+            caps: &judge_caps,
+        },
+        Task {
+            name: "lacking",
+            image: IMAGE,
+            elf,
+            prio: 100,
+            init: &[3],
+            fault_ep: None,
+            caps: &lacking_caps,
+        },
+    ];
+    spec(
+        "  report = ep\n  exit_port = io_ports (ports: [0xf4..0xf4])\n",
+        &tasks,
+    )
+}
+
+fn run(kernel: &KernelBuild, name: &str, spec: &str, elf: &[u8]) -> Result<qemu::Run, String> {
+    let bundle = system::bundle(name, spec, &[(IMAGE, elf)])?;
+    system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet)
+}
+
+fn expect(run: &qemu::Run, outcome: qemu::Outcome, lines: &[&str]) -> Result<String, String> {
+    let missing: Vec<&&str> = lines.iter().filter(|l| !run.serial.contains(**l)).collect();
+    if run.outcome != outcome || !missing.is_empty() {
+        return Err(format!(
+            "ended with {} (expected {outcome}), missing {missing:?}:\n{}",
+            run.outcome,
+            tail(&run.serial, 25)
+        ));
+    }
+    Ok(format!("{:.2} s", run.elapsed.as_secs_f64()))
+}
+
+pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
+    let elf = match build_task() {
+        Ok(elf) => elf,
+        Err(e) => return record("capdl: build the test task", Err(e)),
+    };
+    record(
+        "capdl: two tasks from a spec exchange 1,000 messages",
+        ping_pong(&elf, "")
+            .and_then(|s| run(kernel, "ping-pong", &s, &elf))
+            .and_then(|r| {
+                expect(
+                    &r,
+                    qemu::Outcome::Passed,
+                    &[
+                        "loader: starting 2 threads",
+                        "ping: 1000 calls answered, 0 wrong",
+                    ],
+                )
+            }),
+    );
+    record(
+        "capdl: a capability the spec does not name is not reachable",
+        lacking(&elf)
+            .and_then(|s| run(kernel, "lacking", &s, &elf))
+            .and_then(|r| {
+                expect(
+                &r,
+                qemu::Outcome::Passed,
+                &[
+                    "lacking: writing the exit port without its capability: seL4_InvalidCapability",
+                    "judge: the kernel refused the invocation",
+                ],
+            )
+            }),
+    );
+    record(
+        "capdl: a spec too large for memory stops and says how much is missing",
+        ping_pong(&elf, "  hoard = ut (29 bits)\n")
+            .and_then(|s| run(kernel, "too-large", &s, &elf))
+            .and_then(|r| {
+                expect(
+                    &r,
+                    qemu::Outcome::Failed,
+                    &[
+                        "loader: error: the spec does not fit: it needs",
+                        "KiB missing",
+                    ],
+                )
+            }),
+    );
+}

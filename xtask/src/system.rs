@@ -1,0 +1,266 @@
+//! CapDL systems on seL4: building a spec's VSpaces from task ELF files,
+//! bundling the spec with its images, building the loader around the bundle,
+//! and booting it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::kernel::KernelBuild;
+use crate::{paths, process, qemu, tasks};
+
+/// A loadable segment of an ELF64 file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub vaddr: u64,
+    pub file_offset: u64,
+    pub file_size: u64,
+    pub mem_size: u64,
+    pub writable: bool,
+}
+
+fn field(bytes: &[u8], at: usize, n: usize) -> Result<u64, String> {
+    let raw = bytes.get(at..at + n).ok_or("ELF file truncated")?;
+    Ok(raw
+        .iter()
+        .rev()
+        .fold(0, |acc, &b| (acc << 8) | u64::from(b)))
+}
+
+/// The entry point and PT_LOAD segments of a little-endian ELF64 file.
+pub fn elf_segments(bytes: &[u8]) -> Result<(u64, Vec<Segment>), String> {
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01") {
+        return Err("not a little-endian ELF64 file".into());
+    }
+    let entry = field(bytes, 0x18, 8)?;
+    let phoff = field(bytes, 0x20, 8)? as usize;
+    let phentsize = field(bytes, 0x36, 2)? as usize;
+    let phnum = field(bytes, 0x38, 2)? as usize;
+    let mut segments = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if field(bytes, ph, 4)? != 1 {
+            continue; // not PT_LOAD
+        }
+        segments.push(Segment {
+            writable: field(bytes, ph + 4, 4)? & 2 != 0,
+            file_offset: field(bytes, ph + 8, 8)?,
+            vaddr: field(bytes, ph + 16, 8)?,
+            file_size: field(bytes, ph + 32, 8)?,
+            mem_size: field(bytes, ph + 40, 8)?,
+        });
+    }
+    Ok((entry, segments))
+}
+
+/// One task of a test system: its image, role and capabilities.
+pub struct Task<'a> {
+    pub name: &'a str,
+    /// The bundle entry its frames are filled from.
+    pub image: &'a str,
+    pub elf: &'a [u8],
+    pub prio: u8,
+    pub init: &'a [u64],
+    pub fault_ep: Option<u64>,
+    /// `slot: cap` lines for its CNode (radix 4).
+    pub caps: &'a [(u64, String)],
+}
+
+/// Where a task's IPC buffer goes: the last page its one page table maps.
+const IPC_BUFFER: u64 = 0x5ff000;
+const TABLE_BASE: u64 = 0x400000;
+
+/// The CapDL objects and caps of `task`: TCB, CNode, a 4-level VSpace with
+/// one page table for the image (at 0x400000..0x600000) and its IPC buffer.
+pub fn task_spec(task: &Task) -> Result<(String, String), String> {
+    let n = task.name;
+    let (entry, segments) = elf_segments(task.elf).map_err(|e| format!("{}: {e}", task.image))?;
+    let mut objects = String::new();
+    let mut caps = String::new();
+    let init: Vec<String> = task.init.iter().map(u64::to_string).collect();
+    let fault = task
+        .fault_ep
+        .map(|f| format!(", fault_ep: {f}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        objects,
+        "  {n} = tcb (addr: {IPC_BUFFER:#x}, ip: {entry:#x}, sp: 0, prio: {p}, max_prio: {p}, elf: {img}, init: [{i}]{fault})",
+        p = task.prio,
+        img = task.image,
+        i = init.join(", ")
+    );
+    for kind in ["cnode (4 bits)", "pml4", "pdpt", "pd", "pt"] {
+        let suffix = kind.split(' ').next().unwrap_or(kind);
+        let _ = writeln!(objects, "  {n}_{suffix} = {kind}");
+    }
+    let _ = writeln!(objects, "  {n}_ipc = frame (4k)");
+    let _ = writeln!(caps, "  {n} {{ cspace: {n}_cnode (guard: 0, guard_size: 60); vspace: {n}_pml4; ipc_buffer_slot: {n}_ipc (RW) }}");
+    let _ = writeln!(
+        caps,
+        "  {n}_pml4 {{ 0: {n}_pdpt }}\n  {n}_pdpt {{ 0: {n}_pd }}\n  {n}_pd {{ 2: {n}_pt }}"
+    );
+    let mut pt = format!("  {n}_pt {{\n    511: {n}_ipc (RW)\n");
+    for s in &segments {
+        let first = s.vaddr & !0xfff;
+        let end = (s.vaddr + s.mem_size).next_multiple_of(0x1000);
+        if first < TABLE_BASE || end > IPC_BUFFER {
+            return Err(format!(
+                "{}: segment at {:#x} is outside 0x400000..{IPC_BUFFER:#x}",
+                task.image, s.vaddr
+            ));
+        }
+        for page in (first..end).step_by(0x1000) {
+            let frame = format!("{n}_image_{:x}", page >> 12);
+            // The part of this page the file provides.
+            let from = page.max(s.vaddr);
+            let to = (page + 0x1000).min(s.vaddr + s.file_size);
+            let fill = if to > from {
+                format!(
+                    ", fill: [{{{} {} CDL_FrameFill_FileData \"{}\" {:#x}}}]",
+                    from - page,
+                    to - from,
+                    task.image,
+                    s.file_offset + (from - s.vaddr)
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(objects, "  {frame} = frame (4k{fill})");
+            let rights = if s.writable { "RW" } else { "R" };
+            let _ = writeln!(pt, "    {}: {frame} ({rights})", (page - TABLE_BASE) >> 12);
+        }
+    }
+    pt.push_str("  }\n");
+    caps.push_str(&pt);
+    let slots: Vec<String> = task
+        .caps
+        .iter()
+        .map(|(slot, cap)| format!("{slot}: {cap}"))
+        .collect();
+    let _ = writeln!(caps, "  {n}_cnode {{ {} }}", slots.join("; "));
+    Ok((objects, caps))
+}
+
+/// Checks `spec` (all errors, file:line:col), encodes it and bundles it with
+/// `files`; returns the bundle's path.
+pub fn bundle(name: &str, spec: &str, files: &[(&str, &[u8])]) -> Result<PathBuf, String> {
+    let dir = paths::target().join("capdl").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let spec_path = dir.join("system.cdl");
+    crate::write_atomically(&spec_path, spec.as_bytes())?;
+    let checked = capdl::check(spec).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|d| format!("{}:{d}", spec_path.display()))
+            .collect();
+        lines.join("\n")
+    })?;
+    let encoded =
+        capdl::encode::encode(&checked).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let mut entries: Vec<(&str, &[u8])> = vec![(capdl::bundle::SPEC, &encoded)];
+    entries.extend_from_slice(files);
+    let path = dir.join("bundle.bin");
+    crate::write_atomically(&path, &capdl::bundle::write(&entries))?;
+    Ok(path)
+}
+
+/// Builds the loader around `bundle` and returns its ELF.
+pub fn build_loader(bundle: &Path) -> Result<PathBuf, String> {
+    process::run_visible(
+        Command::new(paths::cargo())
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                tasks::TARGET,
+                "-p",
+                "capdl-loader",
+            ])
+            .env("PREVIRT_CAPDL_BUNDLE", bundle)
+            .current_dir(paths::root()),
+        "building the CapDL loader",
+    )?;
+    Ok(paths::target()
+        .join(tasks::TARGET)
+        .join("release")
+        .join("capdl-loader"))
+}
+
+/// Boots seL4 with the loader carrying `bundle`.
+pub fn boot(
+    kernel: &KernelBuild,
+    bundle: &Path,
+    memory_mib: u32,
+    icount: bool,
+    echo: qemu::Echo,
+) -> Result<qemu::Run, String> {
+    let loader = build_loader(bundle)?;
+    qemu::Machine {
+        kernel: &kernel.multiboot_elf,
+        module: Some(&loader),
+        append: None,
+        memory_mib,
+        accel: "tcg",
+        icount,
+    }
+    .boot(Duration::from_secs(120), echo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_elf() -> Vec<u8> {
+        let mut elf = vec![0u8; 0x100];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x18..0x20].copy_from_slice(&0x400010u64.to_le_bytes());
+        elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        let ph = 0x40;
+        elf[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
+        elf[ph + 4..ph + 8].copy_from_slice(&6u32.to_le_bytes()); // RW
+        elf[ph + 8..ph + 16].copy_from_slice(&0x80u64.to_le_bytes());
+        elf[ph + 16..ph + 24].copy_from_slice(&0x400800u64.to_le_bytes());
+        elf[ph + 32..ph + 40].copy_from_slice(&0x20u64.to_le_bytes());
+        elf[ph + 40..ph + 48].copy_from_slice(&0x1000u64.to_le_bytes());
+        elf
+    }
+
+    #[test]
+    fn segments_become_filled_frames_that_validate() {
+        let elf = tiny_elf();
+        let (entry, segments) = elf_segments(&elf).unwrap();
+        assert_eq!(entry, 0x400010);
+        assert_eq!(segments.len(), 1);
+        let caps = [(1, "ep (RW)".to_string())];
+        let task = Task {
+            name: "t",
+            image: "t.elf",
+            elf: &elf,
+            prio: 10,
+            init: &[1],
+            fault_ep: None,
+            caps: &caps,
+        };
+        let (objects, cap_text) = task_spec(&task).unwrap();
+        // 0x400800 + 0x1000 spans two pages; the file covers 0x20 bytes of the first.
+        assert!(objects.contains(
+            "t_image_400 = frame (4k, fill: [{2048 32 CDL_FrameFill_FileData \"t.elf\" 0x80}])"
+        ));
+        assert!(objects.contains("t_image_401 = frame (4k)"));
+        let spec =
+            format!("arch x86_64\nobjects {{\n  ep = ep\n{objects}}}\ncaps {{\n{cap_text}}}\n");
+        capdl::check(&spec)
+            .map_err(|e| format!("{e:?}\n{spec}"))
+            .unwrap();
+    }
+
+    #[test]
+    fn rejects_what_is_not_elf64() {
+        assert!(elf_segments(b"\x7fELF\x01\x01rest").is_err());
+        assert!(elf_segments(&tiny_elf()[..0x50]).is_err());
+    }
+}
