@@ -81,6 +81,12 @@ struct RunArgs {
     /// Write exactly the guest's console bytes to this file.
     #[arg(long)]
     console_out: Option<PathBuf>,
+    /// Boot your own CapDL spec: the loader instantiates exactly this file.
+    #[arg(long, conflicts_with_all = ["bare", "plain", "guest_cmdline", "console_out"])]
+    spec: Option<PathBuf>,
+    /// An image the spec's frames are filled from, as NAME=PATH (repeatable).
+    #[arg(long = "image", requires = "spec")]
+    images: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -114,6 +120,9 @@ fn main() -> ExitCode {
 
 fn run(args: &RunArgs) -> Result<(), String> {
     let timeout = Duration::from_secs(args.timeout);
+    if let Some(spec) = &args.spec {
+        return run_spec(spec, &args.images, args, timeout);
+    }
     if !args.bare {
         // Until the VMM server runs guests, the seL4 system is the selftest.
         if args.plain || args.guest_cmdline.is_some() || args.console_out.is_some() {
@@ -165,6 +174,46 @@ fn run(args: &RunArgs) -> Result<(), String> {
         machine.boot(timeout, qemu::Echo::Terminal)?,
         args.console_out.as_deref(),
     )
+}
+
+/// Boots a user's CapDL spec with the images it names.
+fn run_spec(
+    spec: &Path,
+    images: &[String],
+    args: &RunArgs,
+    timeout: Duration,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(spec).map_err(|e| format!("{}: {e}", spec.display()))?;
+    let mut files = Vec::new();
+    for image in images {
+        let (name, path) = image
+            .split_once('=')
+            .ok_or_else(|| format!("--image {image:?}: expected NAME=PATH"))?;
+        let bytes = std::fs::read(path).map_err(|e| format!("--image {name}={path}: {e}"))?;
+        files.push((name.to_string(), bytes));
+    }
+    let entries: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let name = spec.file_stem().and_then(|s| s.to_str()).unwrap_or("spec");
+    let bundle = system::bundle_file(name, spec, &text, &entries)?;
+    let tools = setup::ensure()?;
+    let kernel = kernel::build(&tools)?;
+    let loader = system::build_loader(&bundle)?;
+    eprintln!(
+        "xtask: booting seL4 with the loader carrying {}",
+        spec.display()
+    );
+    let machine = qemu::Machine {
+        kernel: &kernel.multiboot_elf,
+        module: Some(&loader),
+        append: None,
+        memory_mib: args.memory,
+        accel: &args.accel,
+        icount: false,
+    };
+    finish_run(machine.boot(timeout, qemu::Echo::Terminal)?, None)
 }
 
 /// Saves the console if asked, and turns the run's outcome into ours.

@@ -149,6 +149,19 @@ pub fn bundle(name: &str, spec: &str, files: &[(&str, &[u8])]) -> Result<PathBuf
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let spec_path = dir.join("system.cdl");
     crate::write_atomically(&spec_path, spec.as_bytes())?;
+    bundle_file(name, &spec_path, spec, files)
+}
+
+/// As [`bundle`], for a spec that lives in the file `spec_path`; also checks
+/// that every file a frame fill names is among `files`.
+pub fn bundle_file(
+    name: &str,
+    spec_path: &Path,
+    spec: &str,
+    files: &[(&str, &[u8])],
+) -> Result<PathBuf, String> {
+    let dir = paths::target().join("capdl").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let checked = capdl::check(spec).map_err(|errors| {
         let lines: Vec<String> = errors
             .iter()
@@ -158,6 +171,19 @@ pub fn bundle(name: &str, spec: &str, files: &[(&str, &[u8])]) -> Result<PathBuf
     })?;
     let encoded =
         capdl::encode::encode(&checked).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let reader = capdl::model::SpecReader::new(&encoded)
+        .map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    for fill in reader.fills() {
+        if !files.iter().any(|(n, _)| *n == fill.file) {
+            return Err(format!(
+                "{}: frame `{}` is filled from `{}`: give it with --image {}=PATH",
+                spec_path.display(),
+                reader.object(fill.frame).map_or("?", |o| o.name),
+                fill.file,
+                fill.file
+            ));
+        }
+    }
     let mut entries: Vec<(&str, &[u8])> = vec![(capdl::bundle::SPEC, &encoded)];
     entries.extend_from_slice(files);
     let path = dir.join("bundle.bin");
