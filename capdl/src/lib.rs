@@ -4,13 +4,17 @@
 //!   root-task loader depends on `capdl = { default-features = false }` and
 //!   reads the serialized spec with [`model::SpecReader`].
 //! - With the default `std` feature: the [`lexer`], [`parser`],
-//!   [`validate`]or, [`print`]er and [`encode`]r, and the `capdl` CLI.
+//!   [`validate`]or, [`print`]er and [`encode`]r, the system [`generate`]or,
+//!   and the `capdl` CLI. The numbers the generated layout promises the VMM
+//!   server (slots, windows, start registers) are in [`generate`] without
+//!   `std` too.
 //!
 //! The supported language is documented in `docs/capdl.md`.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod bundle;
+pub mod generate;
 pub mod model;
 pub mod objects;
 

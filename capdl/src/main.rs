@@ -1,5 +1,7 @@
-//! `capdl`: check, print and serialize CapDL specs.
+//! `capdl`: check, print and serialize CapDL specs, and generate the spec of
+//! a whole system.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Check, print and serialize previrt CapDL specs (x86_64).
+/// Check, print, serialize and generate previrt CapDL specs (x86_64).
 #[derive(Debug, Parser)]
 #[command(name = "capdl", version)]
 struct Cli {
@@ -35,6 +37,54 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Print the spec of a whole system (VMM server, guests, devices) from a
+    /// TOML description (docs/capdl.md, "Generating a system").
+    Generate {
+        /// The system description.
+        system: PathBuf,
+        /// An ELF image the description names: NAME=PATH (repeat for each).
+        #[arg(long = "image", value_name = "NAME=PATH", value_parser = parse_image_arg)]
+        images: Vec<(String, PathBuf)>,
+    },
+}
+
+/// `NAME=PATH` of `--image`.
+fn parse_image_arg(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("`{arg}` is not NAME=PATH")),
+    }
+}
+
+/// Reads the description and the images, and generates the spec text.
+fn generate(system: &Path, image_args: &[(String, PathBuf)]) -> Result<String, String> {
+    let source = fs::read_to_string(system)
+        .map_err(|e| format!("{}: cannot read: {e}", system.display()))?;
+    let mut images: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (name, path) in image_args {
+        let bytes = fs::read(path)
+            .map_err(|e| format!("--image {name}={}: cannot read: {e}", path.display()))?;
+        if images.insert(name.clone(), bytes).is_some() {
+            return Err(format!("--image {name}: given twice"));
+        }
+    }
+    capdl::generate::generate(&source, &images).map_err(|e| match e {
+        capdl::generate::GenerateError::Description(d) => match d.at {
+            capdl::generate::At::Pos { .. } => format!("{}:{d}", system.display()),
+            capdl::generate::At::Key(_) => format!("{}: {d}", system.display()),
+        },
+        capdl::generate::GenerateError::Image { ref name, .. } => {
+            let path = image_args
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.display().to_string())
+                .unwrap_or_default();
+            format!("{path}: {e}")
+        }
+        other => format!("{}: {other}", system.display()),
+    })
 }
 
 fn load(file: &Path) -> Result<capdl::Spec, String> {
@@ -101,6 +151,10 @@ fn run(cli: Cli) -> Result<(), String> {
             let bytes = capdl::encode::encode(&spec).map_err(|e| e.to_string())?;
             write_atomically(&output, &bytes)
                 .map_err(|e| format!("{}: cannot write: {e}", output.display()))
+        }
+        Command::Generate { system, images } => {
+            print!("{}", generate(&system, &images)?);
+            Ok(())
         }
     }
 }

@@ -1,0 +1,524 @@
+//! The layout of a previrt system: the VMM server, its guests and devices,
+//! as objects and caps (`docs/capdl.md`, "Generating a system").
+
+use std::collections::BTreeMap;
+
+use super::builder::{cap, Builder};
+use super::description::{Description, Guest};
+use super::elf::{self, Elf};
+use super::error::{At, DescriptionError, GenerateError, ImageProblem, Problem};
+use super::vspace::Pages;
+use super::*;
+use crate::model::{Cap, IoApicIrq, ObjectKind, Rights, Slot, Tcb};
+use crate::objects::{FrameSize, PAGE_BITS};
+use crate::spec::{Fill, Spec};
+
+const PAGE: u64 = 1 << PAGE_BITS;
+/// At most 256 MiB of VMM image (segments' memory, in pages): the image is
+/// one frame object per page.
+const MAX_VMM_IMAGE_PAGES: u64 = 1 << 16;
+/// At most 256 MiB of guest image file per guest, for the same reason (and
+/// the size must fit the 32 bits [`StartInfo`] gives it).
+const MAX_GUEST_IMAGE_BYTES: u64 = 1 << 28;
+/// PIT: ports, IOAPIC pin and ISA IRQ (QEMU's pc routes ISA IRQ 0 to pin 2).
+const PIT_PORTS: (u16, u16) = (0x40, 0x43);
+const PIT_IOAPIC_PIN: u32 = 2;
+const PIT_IRQ: u32 = 0;
+/// COM1.
+const SERIAL_PORTS: (u16, u16) = (0x3f8, 0x3ff);
+/// QEMU's isa-debug-exit device (`-device isa-debug-exit,iobase=0xf4`).
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
+const ALL_EP_RIGHTS: Rights =
+    Rights(Rights::READ.0 | Rights::WRITE.0 | Rights::GRANT.0 | Rights::GRANT_REPLY.0);
+/// A guest may send (faults, wedge calls) and be replied to. seL4 delivers
+/// a fault, and gives a caller a reply cap, only through an endpoint cap with
+/// grant or grant-reply; previrt's loader hands out read, write and grant
+/// only (docs/capdl-loader.md), so grant is what makes it work today, and
+/// grant-reply is kept for a loader that passes it on. Grant lets the guest
+/// send caps, but its CSpace holds no cap but this one.
+const GUEST_EP_RIGHTS: Rights = Rights(Rights::WRITE.0 | Rights::GRANT.0 | Rights::GRANT_REPLY.0);
+
+/// Generates the spec of the system `source` describes, with `images` by
+/// name, and returns its canonical text. The text has been parsed back and
+/// validated: what it says is exactly what was generated.
+pub fn generate(source: &str, images: &BTreeMap<String, Vec<u8>>) -> Result<String, GenerateError> {
+    let spec = generate_spec(source, images)?;
+    let text = crate::print::print(&spec);
+    match crate::check(&text) {
+        Ok(back) if back == spec => Ok(text),
+        Ok(_) => Err(GenerateError::Invalid(
+            "its text does not parse back to the same spec".into(),
+        )),
+        Err(diagnostics) => {
+            let first: Vec<String> = diagnostics.iter().take(5).map(|d| d.to_string()).collect();
+            Err(GenerateError::Invalid(first.join("; ")))
+        }
+    }
+}
+
+/// Generates the spec of the system `source` describes, without printing
+/// it ([`generate`] also checks it).
+pub fn generate_spec(
+    source: &str,
+    images: &BTreeMap<String, Vec<u8>>,
+) -> Result<Spec, GenerateError> {
+    let desc = Description::parse(source)?;
+    let image = |name: &str, at: &At| -> Result<&[u8], GenerateError> {
+        images.get(name).map(Vec::as_slice).ok_or_else(|| {
+            let known = if images.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = images.keys().map(String::as_str).collect();
+                format!("; images given: {}", names.join(", "))
+            };
+            GenerateError::Description(DescriptionError {
+                at: at.clone(),
+                problem: Problem::UnknownImage {
+                    name: name.to_string(),
+                    known,
+                },
+            })
+        })
+    };
+    let image_error = |name: &str| {
+        let name = name.to_string();
+        move |problem| GenerateError::Image { name, problem }
+    };
+    let vmm_bytes = image(&desc.vmm.image, &desc.vmm.image_at)?;
+    let vmm_elf = elf::read(vmm_bytes)
+        .and_then(|e| check_vmm_elf(&e).map(|()| e))
+        .map_err(image_error(&desc.vmm.image))?;
+    let wedge = match &desc.vmm.wedge {
+        Some((name, at)) => {
+            let bytes = image(name, at)?;
+            check_wedge_image(bytes).map_err(image_error(name))?;
+            Some((name.as_str(), bytes))
+        }
+        None => None,
+    };
+    let mut guest_images = Vec::new();
+    for guest in &desc.guests {
+        let bytes = image(&guest.image, &guest.image_at)?;
+        check_guest_image(guest, bytes).map_err(image_error(&guest.image))?;
+        guest_images.push(bytes);
+    }
+    build(&desc, &vmm_elf, wedge, &guest_images)
+        .map_err(|bugs| GenerateError::Invalid(bugs.join("; ")))
+}
+
+/// The VMM's segments: inside the region reserved for them, not
+/// overlapping, not too many pages, the entry point in one of them.
+fn check_vmm_elf(elf: &Elf) -> Result<(), ImageProblem> {
+    let mut segments = elf.segments.clone();
+    segments.sort_by_key(|s| s.vaddr);
+    let mut pages = 0u64;
+    for s in &segments {
+        let end = s.vaddr + s.memsz; // elf::read checked it does not wrap
+        if end > VMM_IMAGE_LIMIT {
+            return Err(ImageProblem::VmmSegmentOutside {
+                index: s.index,
+                start: s.vaddr,
+                end,
+                limit: VMM_IMAGE_LIMIT,
+            });
+        }
+        pages += end.div_ceil(PAGE) - s.vaddr / PAGE;
+    }
+    for pair in segments.windows(2) {
+        if pair[0].vaddr + pair[0].memsz > pair[1].vaddr {
+            return Err(ImageProblem::SegmentOverlap(pair[0].index, pair[1].index));
+        }
+    }
+    if pages > MAX_VMM_IMAGE_PAGES {
+        return Err(ImageProblem::TooLarge {
+            bytes: pages * PAGE,
+            max: MAX_VMM_IMAGE_PAGES * PAGE,
+        });
+    }
+    let entry_in_segment = segments
+        .iter()
+        .any(|s| (s.vaddr..s.vaddr + s.memsz).contains(&elf.entry));
+    if !entry_in_segment {
+        return Err(ImageProblem::EntryOutside(elf.entry));
+    }
+    Ok(())
+}
+
+/// A guest image: an ELF whose segments, loaded by physical address, fit in
+/// the guest's RAM; small enough to carry.
+fn check_guest_image(guest: &Guest, bytes: &[u8]) -> Result<(), ImageProblem> {
+    let elf = elf::read(bytes)?;
+    let ram = guest.ram_frames * PAGE;
+    for s in &elf.segments {
+        let end = s.paddr + s.memsz;
+        if end > ram {
+            return Err(ImageProblem::GuestSegmentOutsideRam {
+                index: s.index,
+                start: s.paddr,
+                end,
+                ram,
+            });
+        }
+    }
+    if bytes.len() as u64 > MAX_GUEST_IMAGE_BYTES {
+        return Err(ImageProblem::TooLarge {
+            bytes: bytes.len() as u64,
+            max: MAX_GUEST_IMAGE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The wedge: an ELF (the VMM links it itself, at run time), small enough
+/// to carry.
+fn check_wedge_image(bytes: &[u8]) -> Result<(), ImageProblem> {
+    elf::read(bytes)?;
+    if bytes.len() as u64 > MAX_GUEST_IMAGE_BYTES {
+        return Err(ImageProblem::TooLarge {
+            bytes: bytes.len() as u64,
+            max: MAX_GUEST_IMAGE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The smallest radix whose CNode has `slots` slots.
+fn radix_for(slots: u64) -> u8 {
+    (u64::BITS - slots.saturating_sub(1).leading_zeros()).max(1) as u8
+}
+
+/// The VMM CNode's radix: the fixed slots, every RAM frame, and as many free
+/// slots again as the VMM may need caps at run time: one copy of each RAM
+/// frame cap (to map it into its guest) and one slot per page-table object
+/// its guests' untypeds can make.
+fn vmm_cnode_bits(desc: &Description) -> u8 {
+    let ram: u64 = desc.guests.iter().map(|g| g.ram_frames).sum();
+    let tables: u64 = desc
+        .guests
+        .iter()
+        .map(|g| 1u64 << (g.pt_untyped_bits - PAGE_BITS))
+        .sum();
+    radix_for(GUEST_RAM_SLOTS_BASE + 2 * ram + tables)
+}
+
+fn start_info(
+    desc: &Description,
+    cnode_bits: u8,
+    wedge: Option<(&str, &[u8])>,
+    guest_images: &[&[u8]],
+) -> StartInfo {
+    let mut info = StartInfo {
+        guest_count: desc.guests.len() as u8,
+        cnode_bits,
+        devices: [
+            (desc.devices.serial, DEVICE_SERIAL),
+            (desc.devices.pit, DEVICE_PIT),
+            (desc.devices.debug_exit, DEVICE_DEBUG_EXIT),
+        ]
+        .iter()
+        .filter(|(present, _)| *present)
+        .fold(0, |bits, (_, bit)| bits | bit),
+        // Checked to be at most 2^28 bytes.
+        wedge_bytes: wedge.map_or(0, |(_, bytes)| bytes.len() as u32),
+        ..StartInfo::default()
+    };
+    for (k, (guest, bytes)) in desc.guests.iter().zip(guest_images).enumerate() {
+        // Both were checked to fit: RAM frames < 2^20, image bytes <= 2^28.
+        info.guests[k] = GuestInfo {
+            ram_frames: guest.ram_frames as u32,
+            image_bytes: bytes.len() as u32,
+        };
+    }
+    info
+}
+
+fn small_frame() -> ObjectKind {
+    ObjectKind::Frame {
+        size: FrameSize::Small,
+        paddr: None,
+    }
+}
+
+/// The VMM's image pages: page address → (fills, rights). Two segments may
+/// share a page (a linker that does not page-align them): the page then gets
+/// both segments' bytes and the union of their rights.
+fn vmm_image_pages(elf: &Elf, file: &str) -> BTreeMap<u64, (Vec<Fill>, Rights)> {
+    let mut pages: BTreeMap<u64, (Vec<Fill>, Rights)> = BTreeMap::new();
+    for s in &elf.segments {
+        let mut rights = Rights::READ;
+        if s.writable {
+            rights = rights.union(Rights::WRITE);
+        }
+        if s.executable {
+            rights = rights.union(Rights::EXECUTE);
+        }
+        let file_end = s.vaddr + s.filesz;
+        let mut page = s.vaddr & !(PAGE - 1);
+        while page < s.vaddr + s.memsz {
+            let entry = pages.entry(page).or_insert((Vec::new(), Rights::NONE));
+            entry.1 = entry.1.union(rights);
+            // The file bytes of this segment that land in this page; the
+            // rest of the page stays zero (seL4 zeroes retyped frames).
+            let from = page.max(s.vaddr);
+            let to = (page + PAGE).min(file_end);
+            if from < to {
+                entry.0.push(Fill {
+                    dest_offset: from - page,
+                    length: to - from,
+                    file: file.to_string(),
+                    file_offset: s.offset + (from - s.vaddr),
+                });
+            }
+            page += PAGE;
+        }
+    }
+    pages
+}
+
+/// Frames `PREFIX@0xOFFSET` that hold the file `name` (`bytes`), byte for
+/// byte, one per page; returns them in order.
+fn file_window(b: &mut Builder, prefix: &str, name: &str, bytes: &[u8]) -> Vec<u32> {
+    let len = bytes.len() as u64;
+    let mut frames = Vec::new();
+    let mut offset = 0;
+    while offset < len {
+        let frame = b.object(&format!("{prefix}@{offset:#x}"), small_frame());
+        b.add_fill(
+            frame,
+            Fill {
+                dest_offset: 0,
+                length: PAGE.min(len - offset),
+                file: name.to_string(),
+                file_offset: offset,
+            },
+        );
+        frames.push(frame);
+        offset += PAGE;
+    }
+    frames
+}
+
+/// Builds every object and cap. Errors are the generator's own mistakes.
+fn build(
+    desc: &Description,
+    vmm_elf: &Elf,
+    wedge: Option<(&str, &[u8])>,
+    guest_images: &[&[u8]],
+) -> Result<Spec, Vec<String>> {
+    let mut b = Builder::default();
+    let mut pages = Pages::default();
+    let mut bugs: Vec<String> = Vec::new();
+    let mut map = |pages: &mut Pages, vaddr: u64, frame: u32, rights: Rights| {
+        if !pages.map(vaddr, frame, rights) {
+            bugs.push(format!("two frames mapped at {vaddr:#x} in the VMM"));
+        }
+    };
+
+    // The VMM server.
+    let cnode_bits = vmm_cnode_bits(desc);
+    let info = start_info(desc, cnode_bits, wedge, guest_images);
+    let vmm_tcb = b.object(
+        "vmm_tcb",
+        ObjectKind::Tcb(Tcb {
+            ipc_buffer_addr: VMM_IPC_BUFFER_ADDR,
+            ip: vmm_elf.entry,
+            sp: VMM_STACK_BOTTOM + desc.vmm.stack_pages * PAGE,
+            prio: desc.vmm.priority,
+            // The VMM may give its guests any priority up to its own.
+            max_prio: desc.vmm.priority,
+            affinity: 0,
+            fault_ep: None,
+            init: info.to_registers().into_iter().collect(),
+        }),
+    );
+    b.set_elf(vmm_tcb, &desc.vmm.image);
+    let vmm_cnode = b.object(
+        "vmm_cnode",
+        ObjectKind::CNode {
+            size_bits: cnode_bits,
+        },
+    );
+    let vmm_pml4 = b.object("vmm_pml4", ObjectKind::Pml4);
+    let vmm_ep = b.object("vmm_ep", ObjectKind::Endpoint);
+    let vmm_ipc = b.object("vmm_ipc", small_frame());
+    map(&mut pages, VMM_IPC_BUFFER_ADDR, vmm_ipc, RW);
+    let stack_pages = desc.vmm.stack_pages as u32; // at most 1024
+    let vmm_stack = b.array("vmm_stack", stack_pages, small_frame());
+    for k in 0..stack_pages {
+        let vaddr = VMM_STACK_BOTTOM + u64::from(k) * PAGE;
+        map(&mut pages, vaddr, vmm_stack + k, RW);
+    }
+    for (page, (fills, rights)) in vmm_image_pages(vmm_elf, &desc.vmm.image) {
+        let frame = b.object(&format!("vmm_image@{page:#x}"), small_frame());
+        for fill in fills {
+            b.add_fill(frame, fill);
+        }
+        map(&mut pages, page, frame, rights);
+    }
+    let guard_size = 64 - cnode_bits;
+    let cnode_cap = Cap {
+        guard_size,
+        ..cap(vmm_cnode, Rights::NONE)
+    };
+    b.cap(vmm_tcb, Slot::CSpace, cnode_cap);
+    b.cap(vmm_tcb, Slot::VSpace, cap(vmm_pml4, Rights::NONE));
+    b.cap(vmm_tcb, Slot::IpcBuffer, cap(vmm_ipc, RW));
+    b.cap(vmm_cnode, Slot::Index(VMM_CNODE_SLOT), cnode_cap);
+    b.cap(
+        vmm_cnode,
+        Slot::Index(VMM_PML4_SLOT),
+        cap(vmm_pml4, Rights::NONE),
+    );
+    b.cap(
+        vmm_cnode,
+        Slot::Index(VMM_TCB_SLOT),
+        cap(vmm_tcb, Rights::NONE),
+    );
+    b.cap(
+        vmm_cnode,
+        Slot::Index(VMM_ENDPOINT_SLOT),
+        cap(vmm_ep, ALL_EP_RIGHTS),
+    );
+
+    // The guests.
+    let mut ram_slot = GUEST_RAM_SLOTS_BASE;
+    for (n, (guest, image)) in desc.guests.iter().zip(guest_images).enumerate() {
+        let n = n as u64;
+        let name = &guest.name;
+        let tcb = b.object(
+            &format!("{name}_tcb"),
+            ObjectKind::Tcb(Tcb {
+                prio: guest.priority,
+                max_prio: guest.priority,
+                fault_ep: Some(GUEST_ENDPOINT_SLOT),
+                ..Tcb::default()
+            }),
+        );
+        let cnode = b.object(
+            &format!("{name}_cnode"),
+            ObjectKind::CNode {
+                size_bits: GUEST_CNODE_BITS,
+            },
+        );
+        let pml4 = b.object(&format!("{name}_pml4"), ObjectKind::Pml4);
+        let untyped = b.object(
+            &format!("{name}_untyped"),
+            ObjectKind::Untyped {
+                size_bits: guest.pt_untyped_bits,
+                paddr: None,
+            },
+        );
+        // At most 2^19 frames in all (checked with the description).
+        let ram_frames = guest.ram_frames as u32;
+        let ram = b.array(&format!("{name}_ram"), ram_frames, small_frame());
+        let ram_window = guest_ram_window(n);
+        for k in 0..ram_frames {
+            let frame = ram + k;
+            let k = u64::from(k);
+            b.cap(vmm_cnode, Slot::Index(ram_slot + k), cap(frame, RW));
+            map(&mut pages, ram_window + k * PAGE, frame, RW);
+        }
+        ram_slot += u64::from(ram_frames);
+        let frames = file_window(&mut b, &format!("{name}_image"), &guest.image, image);
+        for (k, frame) in frames.into_iter().enumerate() {
+            let vaddr = guest_image_window(n) + k as u64 * PAGE;
+            map(&mut pages, vaddr, frame, Rights::READ);
+        }
+        let guest_cnode_cap = Cap {
+            guard_size: 64 - GUEST_CNODE_BITS,
+            ..cap(cnode, Rights::NONE)
+        };
+        b.cap(tcb, Slot::CSpace, guest_cnode_cap);
+        b.cap(tcb, Slot::VSpace, cap(pml4, Rights::NONE));
+        b.cap(
+            cnode,
+            Slot::Index(GUEST_ENDPOINT_SLOT),
+            Cap {
+                badge: guest_badge(n),
+                ..cap(vmm_ep, GUEST_EP_RIGHTS)
+            },
+        );
+        b.cap(
+            vmm_cnode,
+            Slot::Index(guest_tcb_slot(n)),
+            cap(tcb, Rights::NONE),
+        );
+        b.cap(
+            vmm_cnode,
+            Slot::Index(guest_pml4_slot(n)),
+            cap(pml4, Rights::NONE),
+        );
+        b.cap(
+            vmm_cnode,
+            Slot::Index(guest_untyped_slot(n)),
+            cap(untyped, Rights::NONE),
+        );
+    }
+
+    if let Some((file, bytes)) = wedge {
+        let frames = file_window(&mut b, "vmm_wedge", file, bytes);
+        for (k, frame) in frames.into_iter().enumerate() {
+            map(
+                &mut pages,
+                WEDGE_WINDOW + k as u64 * PAGE,
+                frame,
+                Rights::READ,
+            );
+        }
+    }
+
+    // The devices.
+    let ports = |b: &mut Builder, name: &str, (first, last): (u16, u16), slot: u64| {
+        let object = b.object(name, ObjectKind::IoPorts { first, last });
+        b.cap(vmm_cnode, Slot::Index(slot), cap(object, Rights::NONE));
+    };
+    if desc.devices.pit {
+        let notification = b.object("timer_notification", ObjectKind::Notification);
+        let irq = b.object(
+            "pit_irq",
+            // ISA IRQs are edge-triggered, active high.
+            ObjectKind::IoApicIrq(IoApicIrq {
+                ioapic: 0,
+                pin: PIT_IOAPIC_PIN,
+                level: 0,
+                polarity: 0,
+            }),
+        );
+        b.irq(PIT_IRQ, irq);
+        b.cap(
+            irq,
+            Slot::Index(0),
+            Cap {
+                badge: TIMER_BADGE,
+                ..cap(notification, Rights::WRITE)
+            },
+        );
+        b.cap(
+            vmm_cnode,
+            Slot::Index(TIMER_NOTIFICATION_SLOT),
+            cap(notification, RW),
+        );
+        b.cap(vmm_cnode, Slot::Index(PIT_IRQ_SLOT), cap(irq, Rights::NONE));
+        ports(&mut b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT);
+    }
+    if desc.devices.serial {
+        ports(&mut b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT);
+    }
+    if desc.devices.debug_exit {
+        ports(
+            &mut b,
+            "debug_exit_port",
+            (DEBUG_EXIT_PORT, DEBUG_EXIT_PORT),
+            DEBUG_EXIT_PORT_SLOT,
+        );
+    }
+
+    // The VMM's paging structures last: they depend on every page above.
+    pages.build(&mut b, "vmm", vmm_pml4);
+    if !bugs.is_empty() {
+        return Err(bugs);
+    }
+    b.finish()
+}
