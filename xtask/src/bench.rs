@@ -144,6 +144,57 @@ fn write_csv(samples: &[Sample]) -> Result<(), String> {
     Ok(())
 }
 
+/// Numbers of `name` in `line` after `before` (up to the next non-digit).
+fn number_after(serial: &str, before: &str) -> Option<u64> {
+    let at = serial.find(before)? + before.len();
+    let digits: String = serial[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The loader on generated systems of growing guest RAM, under icount: how
+/// creation scales with the number of objects.
+pub fn loader() -> Result<(), String> {
+    let tools = setup::ensure()?;
+    let kernel = crate::kernel::build(&tools)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>8} {:>8} {:>14} {:>12} {:>14} {:>16}",
+        "RAM MiB", "objects", "create ticks", "per object", "load ticks", "VMM starts at"
+    );
+    for ram in [8u32, 16, 32, 64] {
+        let description = crate::generated::description_with_ram(ram)?;
+        let bundle = crate::generated::bundle(&format!("bench-{ram}"), &description)?;
+        let run = crate::system::boot(&kernel, &bundle, 512, true, qemu::Echo::Quiet)?;
+        if run.outcome != qemu::Outcome::Passed {
+            return Err(format!(
+                "the {ram} MiB system ended with {}:\n{}",
+                run.outcome, run.serial
+            ));
+        }
+        let read = |what: &str| {
+            number_after(&run.serial, what)
+                .ok_or_else(|| format!("no {what:?} in the {ram} MiB run"))
+        };
+        let objects = read("loader: spec of ")?;
+        let create = read("loader: creating took ")?;
+        let ready = read("ready after ")?;
+        let vmm = read("vmm-server: started at TSC ")?;
+        let _ = writeln!(
+            out,
+            "{ram:>8} {objects:>8} {create:>14} {:>12} {ready:>14} {vmm:>16}",
+            create / objects.max(1)
+        );
+    }
+    print!("{out}");
+    let dir = paths::target().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    crate::write_atomically(&dir.join("loader.txt"), out.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use crate::kernel::KernelBuild;
 use crate::process::tail;
 use crate::system::{self, Task};
-use crate::{paths, process, qemu, tasks};
+use crate::{generated, paths, process, qemu, tasks};
 
 const IMAGE: &str = "capdl-test-task";
 const PING_PONG_CAPS: [&str; 2] = ["pong", "ping"];
@@ -137,7 +137,7 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
                     &r,
                     qemu::Outcome::Passed,
                     &[
-                        "loader: starting 2 threads",
+                        "loader: started 2 of 2 threads",
                         "ping: 1000 calls answered, 0 wrong",
                     ],
                 )
@@ -172,5 +172,33 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
                     ],
                 )
             }),
+    );
+}
+
+/// The generated system of capdl/examples/system.toml (64 MiB guest): the
+/// loader builds it and the VMM server's bring-up check passes in it.
+pub fn generated_system(
+    kernel: &KernelBuild,
+    record: &mut dyn FnMut(&str, Result<String, String>),
+) {
+    let result = generated::description_with_ram(64)
+        .and_then(|d| generated::bundle("generated-64", &d))
+        .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet))
+        .and_then(|run| {
+            expect(
+                &run,
+                qemu::Outcome::Passed,
+                &[
+                    "loader: started 1 of 2 threads",
+                    "vmm-server: guest0: 16384 RAM frames (65536 KiB)",
+                    "RAM window read back ok",
+                    "starting with an ELF header, TCB reachable",
+                    "vmm-server: bring-up passed",
+                ],
+            )
+        });
+    record(
+        "capdl: the generated system (64 MiB guest) loads and the VMM server's bring-up passes",
+        result,
     );
 }

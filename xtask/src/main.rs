@@ -5,6 +5,7 @@ mod bench;
 mod bindings_check;
 mod capdl_tests;
 mod fingerprint;
+mod generated;
 mod images;
 mod kernel;
 mod paths;
@@ -50,11 +51,17 @@ enum Command {
     CheckBindings,
     /// Only the CapDL loader's QEMU tests.
     TestCapdl,
+    /// Print the CapDL spec generated from capdl/examples/system.toml (or
+    /// DESCRIPTION) with the VMM server and the padded guest image.
+    Capdl { description: Option<PathBuf> },
     /// Run the guest's workloads under QEMU -icount and tabulate them.
     Bench {
         /// On bare QEMU (no seL4), padded and plain images side by side.
         #[arg(long)]
         bare: bool,
+        /// The CapDL loader on generated systems of 8 to 64 MiB guest RAM.
+        #[arg(long, conflicts_with = "bare")]
+        loader: bool,
     },
 }
 
@@ -97,11 +104,13 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Test { no_lint } => test::all(!no_lint),
         Command::Lint => test::lint(),
-        Command::Bench { bare: true } => bench::bare(),
-        Command::Bench { bare: false } => Err("only `cargo xtask bench --bare` exists yet: the guest does \
+        Command::Bench { bare: true, .. } => bench::bare(),
+        Command::Bench { loader: true, .. } => bench::loader(),
+        Command::Bench { .. } => Err("only `cargo xtask bench --bare` and `--loader` exist yet: the guest does \
                                                not run on seL4 until the wedge and VMM server are built"
             .into()),
         Command::TestCapdl => test::capdl_only(),
+        Command::Capdl { description } => print_generated(description),
         Command::CheckBindings => setup::ensure().and_then(|tools| {
             let kernel = kernel::build(&tools)?;
             let n = bindings_check::check(&kernel, &tools)?;
@@ -174,6 +183,16 @@ fn run(args: &RunArgs) -> Result<(), String> {
         machine.boot(timeout, qemu::Echo::Terminal)?,
         args.console_out.as_deref(),
     )
+}
+
+fn print_generated(description: Option<PathBuf>) -> Result<(), String> {
+    let path = description.unwrap_or_else(generated::example_description);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let images = generated::images()?;
+    let spec = capdl::generate::generate(&text, &images)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    print!("{spec}");
+    Ok(())
 }
 
 /// Boots a user's CapDL spec with the images it names.

@@ -9,9 +9,14 @@ use crate::process;
 pub const TARGET: &str = "x86_64-unknown-none";
 
 /// Crates built only for seL4 (not host default members).
-pub const SEL4_CRATES: &[&str] = &["sel4-selftest", "capdl-loader", "capdl-test-task"];
+pub const SEL4_CRATES: &[&str] = &[
+    "sel4-selftest",
+    "capdl-loader",
+    "capdl-test-task",
+    "vmm-server",
+];
 /// no_std libraries that must also build for seL4.
-pub const NO_STD_LIBS: &[&str] = &["previrt-sel4-sys", "previrt-sel4", "wedge-l4", "vmm-server"];
+pub const NO_STD_LIBS: &[&str] = &["previrt-sel4-sys", "previrt-sel4", "wedge-l4"];
 
 /// Builds the root task (today: the kernel-feature selftest) in release mode.
 pub fn build_root_task() -> Result<PathBuf, String> {

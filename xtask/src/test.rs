@@ -87,6 +87,7 @@ pub fn capdl_only() -> Result<(), String> {
     };
     let kernel = kernel::build(&setup::ensure()?)?;
     capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
+    capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
     finish(report)
 }
 
@@ -140,6 +141,7 @@ pub fn all(with_lint: bool) -> Result<(), String> {
             );
             qemu_tests(&kernel, &mut report);
             capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
+            capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
         }
     }
     println!(

@@ -79,7 +79,9 @@ fn load(bootinfo: &'static BootInfo, started: u64) -> Result<(), LoadError> {
         ready - started,
         ready,
     );
-    threads::start_all(&spec, table, &slots)
+    let started = threads::start_all(&spec, table, &slots)?;
+    println!("loader: started {started} of {threads} threads; the loader suspends itself");
+    Ok(())
 }
 
 #[panic_handler]

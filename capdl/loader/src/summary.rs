@@ -47,5 +47,5 @@ pub fn print(t: &Table, memory: &Pool, threads: u32, create: Ticks, ready: Ticks
         ready,
         now
     );
-    println!("loader: starting {threads} threads");
+    println!("loader: {threads} threads configured");
 }

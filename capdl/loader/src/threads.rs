@@ -84,15 +84,22 @@ pub fn configure_all(
     Ok(count)
 }
 
-pub fn start_all(spec: &SpecReader<'static>, t: &Table, slots: &Slots) -> Result<(), LoadError> {
+/// Resumes every thread that has an entry point. A thread without one
+/// (`ip` 0, such as a guest, whose VMM sets its registers) is left for the
+/// holder of its TCB capability to start.
+pub fn start_all(spec: &SpecReader<'static>, t: &Table, slots: &Slots) -> Result<u32, LoadError> {
+    let mut started = 0;
     for (i, object) in spec.objects().enumerate() {
-        if let ObjectKind::Tcb(_) = object.kind {
-            Tcb(slots.object(i as u32))
-                .resume()
-                .doing("starting", t.names[i])?;
+        if let ObjectKind::Tcb(tcb) = &object.kind {
+            if tcb.ip != 0 {
+                Tcb(slots.object(i as u32))
+                    .resume()
+                    .doing("starting", t.names[i])?;
+                started += 1;
+            }
         }
     }
-    Ok(())
+    Ok(started)
 }
 
 /// Seconds are not known here; the summary reports TSC ticks.

@@ -1,0 +1,85 @@
+//! The generated system: `capdl generate` over a description, with the VMM
+//! server and the padded guest image, bundled for the loader.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::images::{self, Image};
+use crate::{paths, process, system, tasks};
+
+/// The description every `cargo xtask capdl` starts from.
+pub fn example_description() -> PathBuf {
+    paths::root().join("capdl/examples/system.toml")
+}
+
+fn build_vmm_server() -> Result<Vec<u8>, String> {
+    process::run_visible(
+        Command::new(paths::cargo())
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                tasks::TARGET,
+                "-p",
+                "vmm-server",
+            ])
+            .current_dir(paths::root()),
+        "building the VMM server",
+    )?;
+    let path = paths::target()
+        .join(tasks::TARGET)
+        .join("release")
+        .join("vmm-server");
+    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The images a description names: the VMM server and the padded guest.
+pub fn images() -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let guest = images::build(Image::Padded)?;
+    let guest = std::fs::read(&guest).map_err(|e| format!("{}: {e}", guest.display()))?;
+    Ok(BTreeMap::from([
+        ("vmm-server".to_string(), build_vmm_server()?),
+        ("guest".to_string(), guest),
+    ]))
+}
+
+/// The spec text of `description` (TOML).
+pub fn spec(description: &str, images: &BTreeMap<String, Vec<u8>>) -> Result<String, String> {
+    capdl::generate::generate(description, images)
+        .map_err(|e| format!("{}: {e}", example_description().display()))
+}
+
+/// The example description with its guest's RAM set to `ram_mib`.
+pub fn description_with_ram(ram_mib: u32) -> Result<String, String> {
+    let path = example_description();
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut found = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("ram_mib") {
+                found = true;
+                format!("ram_mib = {ram_mib}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(format!("{}: no `ram_mib` line to change", path.display()));
+    }
+    Ok(out.join("\n"))
+}
+
+/// Generates, checks and bundles the system; returns the bundle.
+pub fn bundle(name: &str, description: &str) -> Result<PathBuf, String> {
+    let images = images()?;
+    let text = spec(description, &images)?;
+    let files: Vec<(&str, &[u8])> = images
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    system::bundle(name, &text, &files)
+}
