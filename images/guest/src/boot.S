@@ -33,7 +33,8 @@ pv_header:
     .code32
     .global _start32
 _start32:
-    /* AFTERBURN_OPT_OUT_BEGIN */
+    /* The 32-bit trampoline runs only on bare metal: not pre-virtualized. */
+# afterburn: off
     cli
     mov $boot_stack_top, %esp
     mov %ebx, %edi /* multiboot info, kept for the 64-bit code */
@@ -73,7 +74,7 @@ long_mode:
     mov %ax, %ds
     mov %ax, %es
     mov %ax, %ss
-    /* AFTERBURN_OPT_OUT_END */
+# afterburn: on
     mov $boot_stack_top, %rsp
     mov %edi, %edi
     call multiboot_main
