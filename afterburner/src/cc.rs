@@ -1,0 +1,635 @@
+//! `afterburn cc`: a compiler driver for `CC=` that runs the real compiler
+//! to assembly, the pass, and the assembler.
+//!
+//! - `.c` (and every other language the compiler turns into assembly): the
+//!   compiler with `-S`, the pass, the compiler again with `-x assembler -c`.
+//! - `.S`/`.sx`: the compiler with `-E` (preprocessing only), the pass, the
+//!   assembler step.
+//! - `.s`: the pass, the assembler step.
+//! - Dependency flags (`-MD`, `-MMD`, ...) go to the first step only, with
+//!   `-MQ <real output>` and `-MF <real .d path>` added unless given, so the
+//!   rule names the object the user asked for, not a temporary file.
+//! - Invocations that produce no assembly (link only, `-E`, `-M`, version
+//!   queries) run the real compiler unchanged; a link that also names
+//!   sources compiles those through the pipeline first.
+//!
+//! The driver's own options start with `--afterburn-` (no compiler has
+//! such options): `--afterburn-cc=PATH`, `--afterburn-site-size=SPEC`,
+//! `--afterburn-keep-temps`, `--afterburn-verbose`.
+
+use crate::pass::{self, Config};
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use thiserror::Error;
+
+/// Errors of the driver itself (a failing compiler is not one: its exit
+/// code is passed on).
+#[derive(Debug, Error)]
+pub enum CcError {
+    #[error("cannot run `{compiler}`: {source}")]
+    Spawn {
+        compiler: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Pass(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("bad afterburn option: {0}")]
+    Option(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// How the driver was asked to behave (from `--afterburn-*` and env).
+#[derive(Clone, Debug)]
+pub struct DriverOptions {
+    pub compiler: String,
+    pub config: Config,
+    pub keep_temps: bool,
+    pub verbose: bool,
+}
+
+impl DriverOptions {
+    /// Reads `AFTERBURN_CC` (default `gcc`) and `AFTERBURN_SITE_SIZE`.
+    pub fn from_env() -> Result<Self, CcError> {
+        let mut o = DriverOptions {
+            compiler: std::env::var("AFTERBURN_CC").unwrap_or_else(|_| "gcc".into()),
+            config: Config::default(),
+            keep_temps: false,
+            verbose: false,
+        };
+        if let Ok(spec) = std::env::var("AFTERBURN_SITE_SIZE") {
+            for s in spec.split(',').filter(|s| !s.is_empty()) {
+                o.config
+                    .apply_option(s)
+                    .map_err(|e| CcError::Option(e.to_string()))?;
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lang {
+    /// Anything the compiler turns into assembly with `-S`.
+    Compiled,
+    AsmCpp,
+    Asm,
+    /// Object files, libraries: only the linker wants them.
+    Linker,
+}
+
+#[derive(Clone, Debug)]
+struct Input {
+    path: OsString,
+    lang: Lang,
+    /// The `-x` language in force for this input, if any.
+    x: Option<OsString>,
+    /// Index in the argument list.
+    arg_index: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Compile,
+    Assembly,
+    Link,
+    PassThrough,
+}
+
+/// Options whose value is the next argument.
+const TAKES_VALUE: &[&str] = &[
+    "-o",
+    "-x",
+    "-MF",
+    "-MT",
+    "-MQ",
+    "-I",
+    "-D",
+    "-U",
+    "-include",
+    "-imacros",
+    "-isystem",
+    "-iquote",
+    "-idirafter",
+    "-iprefix",
+    "-iwithprefix",
+    "-iwithprefixbefore",
+    "-isysroot",
+    "-imultilib",
+    "-L",
+    "-T",
+    "-u",
+    "-Xlinker",
+    "-Xassembler",
+    "-Xpreprocessor",
+    "-aux-info",
+    "--param",
+    "-z",
+    "-e",
+    "-wrapper",
+    "-dumpbase",
+    "-dumpdir",
+    "-specs",
+];
+
+fn lang_of(path: &Path, x: Option<&OsStr>) -> Lang {
+    if let Some(x) = x.and_then(OsStr::to_str) {
+        return match x {
+            "assembler" => Lang::Asm,
+            "assembler-with-cpp" => Lang::AsmCpp,
+            "none" => lang_of(path, None),
+            _ => Lang::Compiled,
+        };
+    }
+    match path.extension().and_then(OsStr::to_str) {
+        Some("c" | "i" | "cc" | "cp" | "cxx" | "cpp" | "c++" | "C" | "ii" | "m" | "mi") => {
+            Lang::Compiled
+        }
+        Some("S" | "sx") => Lang::AsmCpp,
+        Some("s") => Lang::Asm,
+        _ => Lang::Linker,
+    }
+}
+
+/// The parsed command line.
+#[derive(Debug)]
+struct Invocation {
+    args: Vec<OsString>,
+    inputs: Vec<Input>,
+    output: Option<OsString>,
+    mode: Mode,
+    dep_file_flag: bool,
+    has_mf: bool,
+    has_mt: bool,
+    lto: bool,
+    /// Indices of arguments the later steps must not see (inputs, `-o`,
+    /// `-c`/`-S`, `-x`, dependency flags).
+    step_only: Vec<bool>,
+    dep_flag: Vec<bool>,
+}
+
+fn parse_args(args: Vec<OsString>) -> Invocation {
+    let n = args.len();
+    let mut inv = Invocation {
+        inputs: Vec::new(),
+        output: None,
+        mode: Mode::Link,
+        dep_file_flag: false,
+        has_mf: false,
+        has_mt: false,
+        lto: false,
+        step_only: vec![false; n],
+        dep_flag: vec![false; n],
+        args: Vec::new(),
+    };
+    let mut x: Option<OsString> = None;
+    let mut compile = false;
+    let mut assembly = false;
+    let mut pass_through = false;
+    let mut only_deps = false;
+    let mut i = 0;
+    while i < n {
+        let a = args[i].to_string_lossy().into_owned();
+        let next = args.get(i + 1).cloned();
+        match a.as_str() {
+            "-c" => {
+                compile = true;
+                inv.step_only[i] = true;
+            }
+            "-S" => {
+                assembly = true;
+                inv.step_only[i] = true;
+            }
+            "-E" | "-fsyntax-only" | "--version" | "-dumpversion" | "-dumpmachine"
+            | "-dumpspecs" | "-###" | "--help" => pass_through = true,
+            "-M" | "-MM" => only_deps = true,
+            "-MD" | "-MMD" => {
+                inv.dep_file_flag = true;
+                inv.dep_flag[i] = true;
+            }
+            "-MP" | "-MG" => inv.dep_flag[i] = true,
+            "-MF" | "-MT" | "-MQ" => {
+                if a == "-MF" {
+                    inv.has_mf = true;
+                } else {
+                    inv.has_mt = true;
+                }
+                inv.dep_flag[i] = true;
+                if i + 1 < n {
+                    inv.dep_flag[i + 1] = true;
+                }
+                i += 1;
+            }
+            "-o" => {
+                inv.output = next;
+                inv.step_only[i] = true;
+                if i + 1 < n {
+                    inv.step_only[i + 1] = true;
+                }
+                i += 1;
+            }
+            "-x" => {
+                x = next.filter(|v| v != "none");
+                inv.step_only[i] = true;
+                if i + 1 < n {
+                    inv.step_only[i + 1] = true;
+                }
+                i += 1;
+            }
+            "-" => {
+                inv.inputs.push(Input {
+                    path: args[i].clone(),
+                    lang: lang_of(Path::new("-"), x.as_deref()),
+                    x: x.clone(),
+                    arg_index: i,
+                });
+                inv.step_only[i] = true;
+            }
+            _ if a.starts_with("-print-") => pass_through = true,
+            _ if a.starts_with("-flto") && a != "-flto=none" && !a.starts_with("-flto-") => {
+                inv.lto = true
+            }
+            _ if a.starts_with("-MF") || a.starts_with("-MT") || a.starts_with("-MQ") => {
+                inv.has_mf |= a.starts_with("-MF");
+                inv.has_mt |= !a.starts_with("-MF");
+                inv.dep_flag[i] = true;
+            }
+            _ if a.starts_with("-x") && a.len() > 2 => {
+                x = Some(OsString::from(&a[2..])).filter(|v| v != "none");
+                inv.step_only[i] = true;
+            }
+            _ if a.starts_with("-o") && a.len() > 2 => {
+                inv.output = Some(OsString::from(&a[2..]));
+                inv.step_only[i] = true;
+            }
+            _ if TAKES_VALUE.contains(&a.as_str()) => i += 1,
+            _ if a.starts_with('-') => {}
+            _ => {
+                inv.inputs.push(Input {
+                    path: args[i].clone(),
+                    lang: lang_of(Path::new(&args[i]), x.as_deref()),
+                    x: x.clone(),
+                    arg_index: i,
+                });
+                inv.step_only[i] = true;
+            }
+        }
+        i += 1;
+    }
+    inv.mode = if pass_through || (only_deps && !inv.dep_file_flag) {
+        Mode::PassThrough
+    } else if assembly {
+        Mode::Assembly
+    } else if compile {
+        Mode::Compile
+    } else {
+        Mode::Link
+    };
+    if inv.inputs.iter().all(|i| i.lang == Lang::Linker) {
+        inv.mode = Mode::PassThrough;
+    }
+    inv.args = args;
+    inv
+}
+
+/// Runs the driver on compiler arguments; returns the exit code to use.
+pub fn run(raw_args: Vec<OsString>) -> Result<i32, CcError> {
+    let mut opts = DriverOptions::from_env()?;
+    let mut args = Vec::with_capacity(raw_args.len());
+    for a in raw_args {
+        let s = a.to_string_lossy();
+        if let Some(rest) = s.strip_prefix("--afterburn-") {
+            match rest.split_once('=') {
+                Some(("cc", v)) => opts.compiler = v.into(),
+                Some(("site-size", v)) => {
+                    for spec in v.split(',') {
+                        opts.config
+                            .apply_option(spec)
+                            .map_err(|e| CcError::Option(e.to_string()))?;
+                    }
+                }
+                None if rest == "keep-temps" => opts.keep_temps = true,
+                None if rest == "verbose" => opts.verbose = true,
+                _ => return Err(CcError::Option(s.into_owned())),
+            }
+        } else {
+            args.push(a);
+        }
+    }
+    run_with(args, &opts)
+}
+
+/// Runs the driver with explicit options.
+pub fn run_with(args: Vec<OsString>, opts: &DriverOptions) -> Result<i32, CcError> {
+    let inv = parse_args(args);
+    if inv.mode == Mode::PassThrough {
+        return spawn(opts, &inv.args);
+    }
+    if inv.lto {
+        return Err(CcError::Unsupported(
+            "-flto objects hold compiler IR, not machine code the pass can see; build without LTO"
+                .into(),
+        ));
+    }
+    let compiled: Vec<&Input> = inv
+        .inputs
+        .iter()
+        .filter(|i| i.lang != Lang::Linker)
+        .collect();
+    if inv.mode != Mode::Link && compiled.len() > 1 && inv.output.is_some() {
+        // The compiler's own message is the right one.
+        return spawn(opts, &inv.args);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("afterburn-")
+        .tempdir()
+        .map_err(|e| CcError::Io {
+            path: "temporary directory".into(),
+            source: e,
+        })?;
+    let mut link_replacements: Vec<(usize, PathBuf)> = Vec::new();
+    let mut result = Ok(0);
+    for (n, input) in compiled.iter().enumerate() {
+        let out_path = match (inv.mode, &inv.output) {
+            (Mode::Link, _) => tmp.path().join(format!("input{n}.o")),
+            (_, Some(o)) => PathBuf::from(o),
+            (Mode::Assembly, None) => default_output(&input.path, "s"),
+            (_, None) => default_output(&input.path, "o"),
+        };
+        match compile_one(&inv, input, &out_path, tmp.path(), n, opts) {
+            Ok(0) => link_replacements.push((input.arg_index, out_path)),
+            other => {
+                result = other;
+                break;
+            }
+        }
+    }
+    if inv.mode == Mode::Link && matches!(result, Ok(0)) {
+        let mut args = inv.args.clone();
+        for (idx, path) in &link_replacements {
+            args[*idx] = path.clone().into_os_string();
+        }
+        // Objects carry no language: drop `-x` so the linker sees them as
+        // objects, and dependency flags (already honoured at compile time).
+        let args: Vec<OsString> = args
+            .into_iter()
+            .enumerate()
+            .filter(|(i, a)| !inv.dep_flag[*i] && !is_x_flag(&inv.args, *i, a))
+            .map(|(_, a)| a)
+            .collect();
+        result = spawn(opts, &args);
+    }
+    if opts.keep_temps || matches!(result, Err(CcError::Pass(_))) {
+        let kept = tmp.keep();
+        if opts.verbose || opts.keep_temps {
+            eprintln!("afterburn cc: temporary files kept in {}", kept.display());
+        }
+    }
+    result
+}
+
+fn is_x_flag(args: &[OsString], i: usize, a: &OsStr) -> bool {
+    let s = a.to_string_lossy();
+    s == "-x" || (s.starts_with("-x") && s.len() > 2) || (i > 0 && args[i - 1] == "-x")
+}
+
+/// `dir/foo.c` -> `foo.EXT` in the working directory, as the compiler does.
+fn default_output(input: &OsStr, ext: &str) -> PathBuf {
+    let p = Path::new(input);
+    let stem = p.file_stem().unwrap_or(OsStr::new("a"));
+    PathBuf::from(stem).with_extension(ext)
+}
+
+/// Where the compiler would write the `.d` file for `-MD`.
+fn default_dep_file(inv: &Invocation, input: &OsStr, output: &Path) -> PathBuf {
+    match &inv.output {
+        Some(_) => output.with_extension("d"),
+        None => default_output(input, "d"),
+    }
+}
+
+fn common_args(inv: &Invocation, keep_deps: bool, drop_debug: bool) -> Vec<OsString> {
+    inv.args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            let step_only = inv.step_only[*i];
+            let dep = !keep_deps && inv.dep_flag[*i];
+            let debug = drop_debug && a.to_string_lossy().starts_with("-g");
+            !(step_only || dep || debug)
+        })
+        .map(|(_, a)| a.clone())
+        .collect()
+}
+
+fn compile_one(
+    inv: &Invocation,
+    input: &Input,
+    out_path: &Path,
+    tmp: &Path,
+    n: usize,
+    opts: &DriverOptions,
+) -> Result<i32, CcError> {
+    let raw_asm = tmp.join(format!("input{n}.s"));
+    let padded = tmp.join(format!("input{n}.afterburn.s"));
+    let dep_args = |args: &mut Vec<OsString>| {
+        if inv.dep_file_flag {
+            if !inv.has_mt {
+                args.push("-MQ".into());
+                args.push(out_path.as_os_str().into());
+            }
+            if !inv.has_mf {
+                args.push("-MF".into());
+                args.push(default_dep_file(inv, &input.path, out_path).into_os_string());
+            }
+        }
+    };
+    let asm_source: PathBuf = match input.lang {
+        Lang::Compiled | Lang::AsmCpp => {
+            let mut args = common_args(inv, true, false);
+            dep_args(&mut args);
+            let x = match (input.lang, &input.x) {
+                (Lang::AsmCpp, _) => Some(OsString::from("assembler-with-cpp")),
+                (_, x) => x.clone(),
+            };
+            if let Some(x) = x {
+                args.push("-x".into());
+                args.push(x);
+            }
+            args.push(
+                if input.lang == Lang::AsmCpp {
+                    "-E"
+                } else {
+                    "-S"
+                }
+                .into(),
+            );
+            args.push(input.path.clone());
+            args.push("-o".into());
+            args.push(raw_asm.clone().into_os_string());
+            let code = spawn(opts, &args)?;
+            if code != 0 {
+                return Ok(code);
+            }
+            raw_asm
+        }
+        Lang::Asm => PathBuf::from(&input.path),
+        Lang::Linker => return Ok(0),
+    };
+    let text = std::fs::read(&asm_source).map_err(|e| CcError::Io {
+        path: asm_source.display().to_string(),
+        source: e,
+    })?;
+    let output = match pass::run(&text, &opts.config) {
+        Ok(o) => o,
+        // `-S` through the driver, then `-c` of its output: padded once.
+        Err(e) if e.is_already_processed() => pass::Output {
+            text,
+            ..pass::Output::default()
+        },
+        Err(e) => {
+            let origin = if asm_source.as_os_str() == input.path.as_os_str() {
+                String::new()
+            } else {
+                format!(
+                    " (assembly generated from {})",
+                    Path::new(&input.path).display()
+                )
+            };
+            return Err(CcError::Pass(format!(
+                "{}:{}: {}{origin}",
+                asm_source.display(),
+                e.line,
+                e.message
+            )));
+        }
+    };
+    for w in &output.warnings {
+        eprintln!(
+            "{}:{}: warning: {}",
+            asm_source.display(),
+            w.line,
+            w.message
+        );
+    }
+    if opts.verbose {
+        eprintln!(
+            "afterburn cc: {}: {} sites, {} opted-out regions",
+            Path::new(&input.path).display(),
+            output.sites.len(),
+            output.opt_out.len()
+        );
+    }
+    if inv.mode == Mode::Assembly {
+        if out_path == Path::new(&input.path) {
+            return Err(CcError::Unsupported(
+                "-S would overwrite its own input".into(),
+            ));
+        }
+        crate::io::write_atomically(out_path, &output.text).map_err(|e| CcError::Io {
+            path: out_path.display().to_string(),
+            source: e,
+        })?;
+        return Ok(0);
+    }
+    std::fs::write(&padded, &output.text).map_err(|e| CcError::Io {
+        path: padded.display().to_string(),
+        source: e,
+    })?;
+    // The compiler's assembly already carries its debug directives; a `-g`
+    // here would make `as` add a second, conflicting line table.
+    let mut args = common_args(inv, false, input.lang == Lang::Compiled);
+    args.extend(["-x".into(), "assembler".into(), "-c".into()]);
+    args.push(padded.into_os_string());
+    args.push("-o".into());
+    args.push(out_path.as_os_str().into());
+    spawn(opts, &args)
+}
+
+fn spawn(opts: &DriverOptions, args: &[OsString]) -> Result<i32, CcError> {
+    if opts.verbose {
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        eprintln!("afterburn cc: {} {}", opts.compiler, shown.join(" "));
+    }
+    let status = Command::new(&opts.compiler)
+        .args(args)
+        .status()
+        .map_err(|e| CcError::Spawn {
+            compiler: opts.compiler.clone(),
+            source: e,
+        })?;
+    Ok(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(args: &[&str]) -> Invocation {
+        parse_args(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(inv(&["-c", "a.c"]).mode, Mode::Compile);
+        assert_eq!(inv(&["-S", "a.c", "-o", "a.s"]).mode, Mode::Assembly);
+        assert_eq!(inv(&["a.o", "b.o", "-o", "prog"]).mode, Mode::PassThrough);
+        assert_eq!(inv(&["a.c", "b.o", "-o", "prog"]).mode, Mode::Link);
+        assert_eq!(inv(&["-E", "a.c"]).mode, Mode::PassThrough);
+        assert_eq!(inv(&["-M", "a.c"]).mode, Mode::PassThrough);
+        assert_eq!(inv(&["--version"]).mode, Mode::PassThrough);
+    }
+
+    #[test]
+    fn inputs_and_languages() {
+        let i = inv(&[
+            "-c", "-I", "inc.c", "-o", "x.o", "-x", "c", "foo.txt", "-x", "none", "b.S", "-DX=1",
+        ]);
+        let langs: Vec<_> = i
+            .inputs
+            .iter()
+            .map(|i| (i.path.to_string_lossy().into_owned(), i.lang))
+            .collect();
+        assert_eq!(
+            langs,
+            vec![
+                ("foo.txt".into(), Lang::Compiled),
+                ("b.S".into(), Lang::AsmCpp)
+            ]
+        );
+        assert_eq!(i.output, Some(OsString::from("x.o")));
+        let common = common_args(&i, true, false);
+        assert_eq!(
+            common,
+            vec![OsString::from("-I"), "inc.c".into(), "-DX=1".into()]
+        );
+    }
+
+    #[test]
+    fn dependency_flags_are_separated() {
+        let i = inv(&["-c", "-MD", "-MF", "x.d", "-MP", "a.c", "-O2", "-g"]);
+        assert!(i.dep_file_flag && i.has_mf && !i.has_mt);
+        assert_eq!(common_args(&i, false, true), vec![OsString::from("-O2")]);
+        assert_eq!(
+            default_dep_file(
+                &inv(&["-c", "-MD", "a.c", "-o", "out/a.o"]),
+                OsStr::new("a.c"),
+                Path::new("out/a.o")
+            ),
+            PathBuf::from("out/a.d")
+        );
+        assert_eq!(
+            default_output(OsStr::new("src/a.c"), "o"),
+            PathBuf::from("a.o")
+        );
+    }
+}

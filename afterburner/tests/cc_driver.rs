@@ -1,0 +1,195 @@
+//! `afterburn cc` with the real gcc: C, .S and .s inputs, -c/-o/-S, -MD,
+//! several inputs, links, failures.
+
+mod common;
+
+use afterburner::{audit, elf};
+use std::path::Path;
+use std::process::Command;
+
+const C_FILE: &str = r#"
+#include "io.h"
+void poke(unsigned short port) { outb(0x41, port); asm volatile("cli; sti; hlt"); }
+int main(void) { return 0; }
+"#;
+const HEADER: &str = "static inline void outb(unsigned char v, unsigned short p) { asm volatile(\"outb %0,%1\" :: \"a\"(v), \"Nd\"(p)); }\n";
+const S_UPPER: &str = "#define PORT 0x80\n\t.macro io\n\toutb %al, $PORT\n\t.endm\n\t.text\n\t.globl asmfn\nasmfn:\n\tio\n\tio\n\tmovq %rax, %cr3\n\tret\n";
+const S_LOWER: &str = "\t.text\n\t.globl plain\nplain:\n\tcpuid\n\tret\n";
+
+fn cc(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::afterburn_bin())
+        .arg("cc")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AFTERBURN_CC")
+        .output()
+        .expect("afterburn runs")
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("poke.c"), C_FILE).unwrap();
+    std::fs::write(dir.path().join("io.h"), HEADER).unwrap();
+    std::fs::write(dir.path().join("boot.S"), S_UPPER).unwrap();
+    std::fs::write(dir.path().join("plain.s"), S_LOWER).unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    dir
+}
+
+fn audit_file(path: &Path) -> (elf::ElfImage, audit::Report) {
+    let image = elf::ElfImage::parse(&std::fs::read(path).unwrap()).unwrap();
+    let report = audit::audit(&image);
+    (image, report)
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn compiles_c_with_dependencies_naming_the_real_object() {
+    let dir = setup();
+    ok(&cc(
+        dir.path(),
+        &[
+            "-O2",
+            "-g",
+            "-MD",
+            "-MP",
+            "-c",
+            "poke.c",
+            "-o",
+            "out/poke.o",
+        ],
+    ));
+    let (image, report) = audit_file(&dir.path().join("out/poke.o"));
+    assert!(report.is_clean(), "{}", report.to_text());
+    // outb, cli, sti;hlt pair.
+    assert_eq!(
+        image.records.iter().filter(|r| r.record.is_site()).count(),
+        3
+    );
+    let deps = std::fs::read_to_string(dir.path().join("out/poke.d")).unwrap();
+    assert!(deps.starts_with("out/poke.o:"), "{deps}");
+    assert!(deps.contains("io.h"), "{deps}");
+    assert!(!deps.contains("/tmp/afterburn-"), "{deps}");
+    // -MF and -MT given by the user are kept.
+    ok(&cc(
+        dir.path(),
+        &["-MMD", "-MF", "custom.d", "-MT", "tgt", "-c", "poke.c"],
+    ));
+    assert!(std::fs::read_to_string(dir.path().join("custom.d"))
+        .unwrap()
+        .starts_with("tgt:"));
+    assert!(dir.path().join("poke.o").exists());
+}
+
+#[test]
+fn assembles_preprocessed_and_plain_assembly() {
+    let dir = setup();
+    ok(&cc(dir.path(), &["-c", "boot.S", "-o", "out/boot.o"]));
+    let (image, report) = audit_file(&dir.path().join("out/boot.o"));
+    assert!(report.is_clean(), "{}", report.to_text());
+    assert_eq!(
+        image.records.iter().filter(|r| r.record.is_site()).count(),
+        3
+    );
+    ok(&cc(dir.path(), &["-c", "plain.s"]));
+    let (image, report) = audit_file(&dir.path().join("plain.o"));
+    assert!(report.is_clean());
+    assert_eq!(image.records.len(), 1);
+}
+
+#[test]
+fn several_inputs_and_assembly_output() {
+    let dir = setup();
+    ok(&cc(dir.path(), &["-c", "poke.c", "boot.S", "plain.s"]));
+    for o in ["poke.o", "boot.o", "plain.o"] {
+        let (_, report) = audit_file(&dir.path().join(o));
+        assert!(report.is_clean(), "{o}");
+    }
+    ok(&cc(dir.path(), &["-S", "poke.c", "-o", "out/poke.s"]));
+    let s = std::fs::read_to_string(dir.path().join("out/poke.s")).unwrap();
+    assert!(s.contains(".pushsection .afterburn"));
+    // A build that compiles with -S and then assembles through the driver
+    // (seL4's Makefile does) must not pad twice.
+    ok(&cc(dir.path(), &["-c", "out/poke.s", "-o", "out/poke2.o"]));
+    let (image, report) = audit_file(&dir.path().join("out/poke2.o"));
+    assert!(report.is_clean(), "{}", report.to_text());
+    assert_eq!(
+        image.records.iter().filter(|r| r.record.is_site()).count(),
+        3
+    );
+}
+
+#[test]
+fn links_and_passes_link_only_invocations_through() {
+    let dir = setup();
+    ok(&cc(dir.path(), &["-c", "plain.s", "-o", "out/plain.o"]));
+    ok(&cc(
+        dir.path(),
+        &["poke.c", "out/plain.o", "-o", "out/prog"],
+    ));
+    let (image, _) = audit_file(&dir.path().join("out/prog"));
+    // poke's three sites and plain's one, linked at real addresses.
+    assert_eq!(
+        image.records.iter().filter(|r| r.record.is_site()).count(),
+        4
+    );
+    assert!(image
+        .records
+        .iter()
+        .all(|r| r.location.is_some() && r.address > 0x1000));
+    ok(&cc(
+        dir.path(),
+        &[
+            "out/plain.o",
+            "-nostartfiles",
+            "-Wl,-e,plain",
+            "-o",
+            "out/linked",
+        ],
+    ));
+    assert!(dir.path().join("out/linked").exists());
+    let out = cc(dir.path(), &["--version"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gcc"));
+}
+
+#[test]
+fn failures_are_passed_on() {
+    let dir = setup();
+    std::fs::write(dir.path().join("broken.c"), "int f( {").unwrap();
+    let out = cc(dir.path(), &["-c", "broken.c"]);
+    assert!(!out.status.success());
+    assert!(!dir.path().join("broken.o").exists());
+    std::fs::write(dir.path().join("bad.s"), "\tnop\n\tcli %eax\n").unwrap();
+    let out = cc(dir.path(), &["-c", "bad.s"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.s:2:"));
+    let out = Command::new(common::afterburn_bin())
+        .args(["cc", "-c", "poke.c"])
+        .current_dir(dir.path())
+        .env("AFTERBURN_CC", "/nonexistent/compiler")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/compiler"));
+    let out = cc(
+        dir.path(),
+        &[
+            "--afterburn-cc=gcc",
+            "--afterburn-site-size=cli=24",
+            "-S",
+            "poke.c",
+        ],
+    );
+    ok(&out);
+    assert!(std::fs::read_to_string(dir.path().join("poke.s"))
+        .unwrap()
+        .contains("(24-("));
+}
