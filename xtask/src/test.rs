@@ -136,6 +136,10 @@ pub fn all(with_lint: bool) -> Result<(), String> {
                 Ok(kernel.multiboot_elf.display().to_string()),
             );
             report.record(
+                "afterburner: the seL4 kernel's gcc output passes, assembles and audits clean",
+                afterburner_corpus(&kernel),
+            );
+            report.record(
                 "bindings agree with the compiled kernel",
                 bindings_check::check(&kernel, &tools).map(|n| format!("{n} values")),
             );
@@ -300,11 +304,43 @@ fn guest_tests(report: &mut Report) {
     }
 }
 
+/// The real-world corpus: gcc's assembly of the whole seL4 kernel
+/// (`kernel_final.s`, the kernel's own flags) through the pass, `as` and
+/// the audit (afterburner/tests/corpus.rs).
+fn afterburner_corpus(kernel: &kernel::KernelBuild) -> Result<String, String> {
+    let corpus = kernel.dir.join("kernel_final.s");
+    let output = process::run(
+        cargo(&[
+            "test",
+            "--quiet",
+            "-p",
+            "afterburner",
+            "--test",
+            "corpus",
+            "--",
+            "--nocapture",
+        ])
+        .env("AFTERBURN_CORPUS", &corpus),
+        "the afterburner corpus test",
+    )?;
+    let text = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    Ok(text
+        .lines()
+        .find(|l| l.contains("sites"))
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}
+
 /// `afterburn audit` must pass, and report no `%gs:` use (the seL4 backend
 /// cannot honour the GS base: docs/pv-boot.md).
 fn audit(elf: &std::path::Path) -> Result<String, String> {
     let afterburn = tasks::build_afterburn()?;
-    let output = process::run(Command::new(afterburn).arg("audit").arg(elf), "afterburn audit")?;
+    let output = process::run(
+        Command::new(afterburn).arg("audit").arg(elf),
+        "afterburn audit",
+    )?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary = stdout.lines().last().unwrap_or("").to_string();
     if !summary.contains(" 0 violations") || !summary.ends_with(" 0 notes") {
