@@ -39,11 +39,19 @@ pub fn layouts(kernel: &KernelSource, cpp: &Preprocessor) -> Result<Layouts, Str
     };
     // (file, the blocks taken from it, whether its tags are taken)
     let files: [(&str, &[&str], bool); 4] = [
-        ("include/sel4/shared_types_64.bf", &["seL4_MessageInfo", "seL4_CapRights", "seL4_PrioProps"], true),
+        (
+            "include/sel4/shared_types_64.bf",
+            &["seL4_MessageInfo", "seL4_CapRights", "seL4_PrioProps"],
+            true,
+        ),
         ("include/sel4/types_64.bf", &["Guard", "Badge"], true),
         ("arch_include/x86/sel4/arch/shared_types.bf", &[], true),
         // The kernel's own: how CNode_Mint narrows an I/O port capability.
-        ("../include/arch/x86/arch/64/mode/object/structures.bf", &["io_port_capdata"], false),
+        (
+            "../include/arch/x86/arch/64/mode/object/structures.bf",
+            &["io_port_capdata"],
+            false,
+        ),
     ];
     for (file, blocks, tags) in files {
         let path = kernel.libsel4().join(file);
@@ -56,7 +64,8 @@ pub fn layouts(kernel: &KernelSource, cpp: &Preprocessor) -> Result<Layouts, Str
             .join("\n");
         let text = format!("#include <autoconf.h>\n{text}\n");
         let output = cpp.run("bitfield.bf.c", &text, false)?;
-        parse(&output, blocks, tags, &mut layouts).map_err(|e| format!("{}: {e}", path.display()))?;
+        parse(&output, blocks, tags, &mut layouts)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     for block in BLOCKS {
         let block = qualified(block);
@@ -70,7 +79,12 @@ pub fn layouts(kernel: &KernelSource, cpp: &Preprocessor) -> Result<Layouts, Str
     Ok(layouts)
 }
 
-fn parse(text: &str, blocks: &[&str], take_tags: bool, layouts: &mut Layouts) -> Result<(), String> {
+fn parse(
+    text: &str,
+    blocks: &[&str],
+    take_tags: bool,
+    layouts: &mut Layouts,
+) -> Result<(), String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut i = 0;
     while i < words.len() {

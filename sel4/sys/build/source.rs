@@ -25,7 +25,8 @@ impl KernelSource {
             l.join("include/api/syscall.xml"),
             l.join("include/sel4/shared_types_64.bf"),
             l.join("arch_include/x86/sel4/arch/shared_types.bf"),
-            self.root.join("include/arch/x86/arch/64/mode/object/structures.bf"),
+            self.root
+                .join("include/arch/x86/arch/64/mode/object/structures.bf"),
         ]
     }
 }
