@@ -4,30 +4,13 @@
 use crate::kernel::KernelBuild;
 use crate::process::tail;
 use crate::system::{self, Task};
-use crate::{generated, paths, process, qemu, tasks};
+use crate::{generated, qemu, tasks};
 
 const IMAGE: &str = "capdl-test-task";
 const PING_PONG_CAPS: [&str; 2] = ["pong", "ping"];
 
 fn build_task() -> Result<Vec<u8>, String> {
-    process::run_visible(
-        std::process::Command::new(paths::cargo())
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                tasks::TARGET,
-                "-p",
-                "capdl-test-task",
-            ])
-            .current_dir(paths::root()),
-        "building the CapDL test task",
-    )?;
-    let path = paths::target()
-        .join(tasks::TARGET)
-        .join("release")
-        .join(IMAGE);
+    let path = tasks::build_sel4_binary(IMAGE, &[])?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

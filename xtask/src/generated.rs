@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use crate::images::{self, Image};
-use crate::{paths, process, system, tasks};
+use crate::{paths, system, tasks};
 
 /// The description every `cargo xtask capdl` starts from.
 pub fn example_description() -> PathBuf {
@@ -14,24 +13,7 @@ pub fn example_description() -> PathBuf {
 }
 
 fn build_vmm_server() -> Result<Vec<u8>, String> {
-    process::run_visible(
-        Command::new(paths::cargo())
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                tasks::TARGET,
-                "-p",
-                "vmm-server",
-            ])
-            .current_dir(paths::root()),
-        "building the VMM server",
-    )?;
-    let path = paths::target()
-        .join(tasks::TARGET)
-        .join("release")
-        .join("vmm-server");
+    let path = tasks::build_sel4_binary("vmm-server", &[])?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

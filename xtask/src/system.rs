@@ -4,11 +4,10 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::kernel::KernelBuild;
-use crate::{paths, process, qemu, tasks};
+use crate::{paths, qemu, tasks};
 
 /// A loadable segment of an ELF64 file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,25 +192,10 @@ pub fn bundle_file(
 
 /// Builds the loader around `bundle` and returns its ELF.
 pub fn build_loader(bundle: &Path) -> Result<PathBuf, String> {
-    process::run_visible(
-        Command::new(paths::cargo())
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                tasks::TARGET,
-                "-p",
-                "capdl-loader",
-            ])
-            .env("PREVIRT_CAPDL_BUNDLE", bundle)
-            .current_dir(paths::root()),
-        "building the CapDL loader",
-    )?;
-    Ok(paths::target()
-        .join(tasks::TARGET)
-        .join("release")
-        .join("capdl-loader"))
+    tasks::build_sel4_binary(
+        "capdl-loader",
+        &[("PREVIRT_CAPDL_BUNDLE", bundle.as_os_str())],
+    )
 }
 
 /// Boots seL4 with the loader carrying `bundle`.

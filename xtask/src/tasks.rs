@@ -18,26 +18,33 @@ pub const SEL4_CRATES: &[&str] = &[
 /// no_std libraries that must also build for seL4.
 pub const NO_STD_LIBS: &[&str] = &["previrt-sel4-sys", "previrt-sel4", "wedge-l4"];
 
-/// Builds the root task (today: the kernel-feature selftest) in release mode.
+/// Builds `package`'s binary of the same name for seL4 (release), with
+/// `env` set for its build script; returns the ELF's path.
+pub fn build_sel4_binary(
+    package: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<PathBuf, String> {
+    let mut cmd = Command::new(paths::cargo());
+    cmd.args([
+        "build",
+        "--quiet",
+        "--release",
+        "--target",
+        TARGET,
+        "-p",
+        package,
+    ])
+    .current_dir(paths::root());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    process::run_visible(&mut cmd, &format!("building {package}"))?;
+    Ok(paths::target().join(TARGET).join("release").join(package))
+}
+
+/// Builds the root task (today: the kernel-feature selftest).
 pub fn build_root_task() -> Result<PathBuf, String> {
-    process::run_visible(
-        Command::new(paths::cargo())
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                TARGET,
-                "-p",
-                "sel4-selftest",
-            ])
-            .current_dir(paths::root()),
-        "building the root task",
-    )?;
-    Ok(paths::target()
-        .join(TARGET)
-        .join("release")
-        .join("sel4-selftest"))
+    build_sel4_binary("sel4-selftest", &[])
 }
 
 /// Builds the `afterburn` tool (release: the pass runs over every guest file).
