@@ -79,6 +79,9 @@ struct RunArgs {
     /// Boot the guest kernel directly on QEMU, without seL4.
     #[arg(long)]
     bare: bool,
+    /// Boot the kernel-feature selftest as the root task instead of the system.
+    #[arg(long, conflicts_with = "bare")]
+    selftest: bool,
     /// Boot the plain (unpadded) guest image instead of the padded one.
     #[arg(long)]
     plain: bool,
@@ -89,7 +92,7 @@ struct RunArgs {
     #[arg(long)]
     console_out: Option<PathBuf>,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
-    #[arg(long, conflicts_with_all = ["bare", "plain", "guest_cmdline", "console_out"])]
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "guest_cmdline", "console_out"])]
     spec: Option<PathBuf>,
     /// An image the spec's frames are filled from, as NAME=PATH (repeatable).
     #[arg(long = "image", requires = "spec")]
@@ -133,17 +136,25 @@ fn run(args: &RunArgs) -> Result<(), String> {
         return run_spec(spec, &args.images, args, timeout);
     }
     if !args.bare {
-        // Until the VMM server runs guests, the seL4 system is the selftest.
         if args.plain || args.guest_cmdline.is_some() || args.console_out.is_some() {
             return Err(
                 "--plain, --guest-cmdline and --console-out need --bare: no guest runs on \
-                        seL4 yet (the wedge and VMM server are not built)"
+                        seL4 yet (the wedge is not built)"
                     .into(),
             );
         }
         let tools = setup::ensure()?;
         let kernel = kernel::build(&tools)?;
-        let root_task = tasks::build_root_task()?;
+        let root_task = if args.selftest {
+            tasks::build_root_task()?
+        } else {
+            // The system: the loader instantiating the spec generated from
+            // capdl/examples/system.toml (VMM server + padded guest).
+            let path = generated::example_description();
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            system::build_loader(&generated::bundle("system", &text)?)?
+        };
         eprintln!(
             "xtask: booting seL4 with {} in QEMU ({})",
             root_task.display(),
