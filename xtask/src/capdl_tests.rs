@@ -177,11 +177,14 @@ pub fn generated_system(
                     "RAM window read back ok",
                     "starting with an ELF header, TCB reachable",
                     "vmm-server: bring-up passed",
+                    "pre-virtualized sites, page tables at",
+                    "seL4 mappings justified by the guest's page tables",
+                    "vmm-server: guest0: stopped at its first pre-virtualized site: `port-out`",
                 ],
             )
         });
     record(
-        "capdl: the generated system (64 MiB guest) loads and the VMM server's bring-up passes",
+        "capdl + vmm: the generated system loads; the VMM runs its guest on seL4 up to the first pre-virtualized site",
         result,
     );
 }

@@ -1,0 +1,60 @@
+//! The guest's pre-virtualized sites, read from the `.afterburn` records in
+//! guest memory (docs/afterburn-format.md), to name what the guest stopped
+//! at. The format module is the afterburner's own, shared as source.
+
+#[allow(dead_code, clippy::all)]
+#[path = "../../afterburner/src/format.rs"]
+mod afterburn_format;
+
+use afterburn_format::{walk_records, Kind, MARKER_BASE};
+
+const MAX_SITES: usize = 4096;
+
+pub struct Sites {
+    /// (address, site length, kind number), in record order.
+    sites: [(u64, u8, u16); MAX_SITES],
+    pub count: usize,
+    /// Sites beyond MAX_SITES, not kept.
+    pub dropped: usize,
+}
+
+impl Sites {
+    pub const fn empty() -> Sites {
+        Sites {
+            sites: [(0, 0, 0); MAX_SITES],
+            count: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Reads the records of a `.afterburn` section (already in guest memory
+    /// with linked addresses). A malformed section yields an error message.
+    pub fn read(&mut self, section: &[u8]) -> Result<(), &'static str> {
+        let (mut count, mut dropped) = (0, 0);
+        let sites = &mut self.sites;
+        walk_records(section, |_, record| {
+            if record.kind >= MARKER_BASE {
+                return;
+            }
+            if count < MAX_SITES {
+                sites[count] = (record.address, record.site_len, record.kind);
+                count += 1;
+            } else {
+                dropped += 1;
+            }
+        })
+        .map_err(|_| "the .afterburn section is malformed")?;
+        self.count = count;
+        self.dropped = dropped;
+        Ok(())
+    }
+
+    /// The kind of the site that covers `rip`, if any.
+    pub fn kind_at(&self, rip: u64) -> Option<&'static str> {
+        self.sites[..self.count]
+            .iter()
+            .find(|(address, len, _)| rip >= *address && rip < address + u64::from(*len))
+            .and_then(|&(_, _, kind)| Kind::from_number(kind))
+            .map(Kind::name)
+    }
+}
