@@ -1,6 +1,29 @@
 //! The in-place VMM (the *wedge*), linked into the guest's address space.
 //!
-//! Not built yet: it rewrites the guest's `.afterburn` sites at load time and
-//! emulates the virtual CPU (see `docs/` and the architecture brief). The crate
-//! exists so the workspace shows the system's shape; it has no functionality.
-#![no_std]
+//! This crate is the wedge's seL4-free core: it reads the guest's
+//! `.afterburn` records ([`records`]), rewrites each recorded site into a
+//! call to the wedge ([`rewrite`]), and at run time emulates the site's
+//! instruction on the virtual CPU ([`vcpu`], [`decode`], [`emulate`]),
+//! delivering exceptions and virtual interrupts through the guest's virtual
+//! IDT ([`interrupts`]). Whatever needs the outside world goes through the
+//! [`backend::Backend`] trait: seL4 IPC to the VMM server is one
+//! implementation, a Linux process another. Design: `docs/wedge.md`.
+#![cfg_attr(not(test), no_std)]
+
+// The `.afterburn` ABI (kind numbers, flags, record layout): the
+// afterburner's own `format.rs`, included rather than copied so the two can
+// never disagree.
+#[path = "../../afterburner/src/format.rs"]
+pub mod afterburn_format;
+
+pub mod backend;
+pub mod decode;
+pub mod emulate;
+pub mod interrupts;
+pub mod memory;
+pub mod records;
+pub mod rewrite;
+pub mod vcpu;
+
+#[cfg(test)]
+mod testutil;

@@ -284,6 +284,24 @@ fn guest_tests(report: &mut Report) {
             audit(padded),
         );
         report.record(
+            "wedge: every site of the padded image decodes and rewrites",
+            process::run(
+                cargo(&[
+                    "test",
+                    "--quiet",
+                    "-p",
+                    "wedge-l4",
+                    "--test",
+                    "guest_image",
+                    "--",
+                    "--ignored",
+                ])
+                .env("WEDGE_GUEST_IMAGE", padded),
+                "the wedge's guest-image test",
+            )
+            .map(|_| String::new()),
+        );
+        report.record(
             "guest: an unknown test name is refused with the valid names",
             boot_guest(padded, "tests=bogus").and_then(|run| {
                 let expected = format!(

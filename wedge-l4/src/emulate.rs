@@ -1,0 +1,582 @@
+//! Emulating one site's instruction on the virtual CPU.
+//!
+//! [`emulate`] is what the wedge's entry runs for every rewritten site: it
+//! decodes the site's original instruction, applies it to the [`Vcpu`] and
+//! the guest's registers, calls the [`Backend`] for what needs the world
+//! outside, and leaves `regs.rip` where the guest continues: past the whole
+//! site (instruction and padding) normally, at a branch target for `iret`
+//! and `lret`, or at an IDT handler when it delivered an exception or a
+//! pending virtual interrupt.
+
+use crate::afterburn_format::Kind;
+use crate::backend::{Backend, BackendError, ShutdownReason};
+use crate::decode::{decode, DecodeError, Insn, Mem, Operand, Port, PortIo};
+use crate::interrupts::{deliver, deliver_pending, DeliverError};
+use crate::memory::{read_sized, reg, write_sized, GuestMemory, GuestRegs, MemError};
+use crate::records::Site;
+use crate::vcpu::{SegReg, Vcpu, CR0_PE, CR0_TS, EFER_LMA, FLAG_OF};
+
+/// `MSR_EFER`.
+pub const MSR_EFER: u32 = 0xc000_0080;
+/// `MSR_FS_BASE`.
+pub const MSR_FS_BASE: u32 = 0xc000_0100;
+/// RFLAGS.DF.
+const FLAG_DF: u64 = 1 << 10;
+/// `#UD`.
+const VEC_UD: u8 = 6;
+/// `#GP`.
+const VEC_GP: u8 = 13;
+/// `#DF`.
+const VEC_DF: u8 = 8;
+
+/// What happened at the site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The instruction was applied; the guest resumes at `regs.rip`.
+    Resume,
+    /// An exception or virtual interrupt with this vector was delivered;
+    /// `regs.rip` is its handler.
+    Delivered(u8),
+}
+
+/// Why a site could not be emulated. The guest cannot continue correctly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmulateError {
+    /// The bytes given are shorter than the site's instruction(s).
+    BytesTooShort { have: usize, need: usize },
+    /// The site is 16- or 32-bit code, which the wedge does not run.
+    Not64Bit,
+    /// The instruction did not decode.
+    Decode(DecodeError),
+    /// A valid form the wedge does not emulate (yet).
+    Unsupported { kind: Kind },
+    /// A shadowed pair other than `sti; hlt`.
+    UnsupportedPair,
+    /// A guest memory access failed.
+    Memory(MemError),
+    /// The backend failed.
+    Backend(BackendError),
+    /// An exception could not be delivered even as a double fault; the
+    /// backend was told to shut the guest down.
+    TripleFault(DeliverError),
+    /// A pending interrupt could not be delivered.
+    Delivery(DeliverError),
+}
+
+impl From<DecodeError> for EmulateError {
+    fn from(e: DecodeError) -> Self {
+        EmulateError::Decode(e)
+    }
+}
+impl From<MemError> for EmulateError {
+    fn from(e: MemError) -> Self {
+        EmulateError::Memory(e)
+    }
+}
+impl From<BackendError> for EmulateError {
+    fn from(e: BackendError) -> Self {
+        EmulateError::Backend(e)
+    }
+}
+impl From<DeliverError> for EmulateError {
+    fn from(e: DeliverError) -> Self {
+        EmulateError::Delivery(e)
+    }
+}
+
+/// The machine the instruction runs on, bundled so helpers take one argument.
+struct Machine<'a> {
+    site: &'a Site,
+    vcpu: &'a mut Vcpu,
+    regs: &'a mut GuestRegs,
+    mem: &'a mut dyn GuestMemory,
+    backend: &'a mut dyn Backend,
+}
+
+/// Applies the instruction of `site` (original bytes `bytes`: at least the
+/// instruction and its pair) to the guest. On entry `regs.rip` is ignored;
+/// on success it holds where the guest continues.
+pub fn emulate(
+    site: &Site,
+    bytes: &[u8],
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut dyn GuestMemory,
+    backend: &mut dyn Backend,
+) -> Result<Outcome, EmulateError> {
+    let insn_len = usize::from(site.insn_len);
+    let need = insn_len + usize::from(site.pair_len);
+    if bytes.len() < need {
+        return Err(EmulateError::BytesTooShort {
+            have: bytes.len(),
+            need,
+        });
+    }
+    if !site.is_64bit() {
+        return Err(EmulateError::Not64Bit);
+    }
+    let insn = decode(site.kind, &bytes[..insn_len])?;
+    let pair = &bytes[insn_len..need];
+    // `sti; hlt` is the one shadowed pair the wedge runs; anything else in a
+    // shadow would have to execute natively inside the wedge.
+    let sti_hlt = match (insn, pair) {
+        (_, []) => false,
+        (Insn::Sti, [0xf4]) => true,
+        _ => return Err(EmulateError::UnsupportedPair),
+    };
+    let mut m = Machine {
+        site,
+        vcpu,
+        regs,
+        mem,
+        backend,
+    };
+    m.run(insn, sti_hlt)
+}
+
+impl Machine<'_> {
+    fn next(&self) -> u64 {
+        self.site.end()
+    }
+
+    /// Resumes after the site, delivering a pending interrupt if virtual IF
+    /// allows it (used after instructions that may set IF).
+    fn resume_checking_pending(&mut self) -> Result<Outcome, EmulateError> {
+        match deliver_pending(self.vcpu, self.regs, self.mem)? {
+            Some(v) => Ok(Outcome::Delivered(v)),
+            None => Ok(Outcome::Resume),
+        }
+    }
+
+    /// Raises an exception: `rip` is what the frame holds (the site for
+    /// faults, past it for traps). Escalates to #DF, then shuts down.
+    fn raise(&mut self, vector: u8, error: Option<u64>, rip: u64) -> Result<Outcome, EmulateError> {
+        self.regs.rip = rip;
+        match deliver(vector, error, self.vcpu, self.regs, self.mem) {
+            Ok(()) => Ok(Outcome::Delivered(vector)),
+            Err(_) if vector != VEC_DF => {
+                match deliver(VEC_DF, Some(0), self.vcpu, self.regs, self.mem) {
+                    Ok(()) => Ok(Outcome::Delivered(VEC_DF)),
+                    Err(e) => {
+                        self.backend.shutdown(ShutdownReason::TripleFault);
+                        Err(EmulateError::TripleFault(e))
+                    }
+                }
+            }
+            Err(e) => {
+                self.backend.shutdown(ShutdownReason::TripleFault);
+                Err(EmulateError::TripleFault(e))
+            }
+        }
+    }
+
+    fn fault(&mut self, vector: u8, error: Option<u64>) -> Result<Outcome, EmulateError> {
+        self.raise(vector, error, self.site.address)
+    }
+
+    fn address(&self, m: &Mem) -> u64 {
+        let mut a = m.disp as u64; // two's complement: adding wraps correctly
+        if m.rip_relative {
+            // Relative to the *native* next instruction, not the site's end.
+            a = a.wrapping_add(self.site.insn_end());
+        }
+        if let Some(b) = m.base {
+            a = a.wrapping_add(self.regs.get(b));
+        }
+        if let Some((i, scale)) = m.index {
+            a = a.wrapping_add(self.regs.get(i).wrapping_mul(u64::from(scale)));
+        }
+        if m.addr32 {
+            a &= 0xffff_ffff;
+        }
+        if m.fs {
+            a = a.wrapping_add(self.vcpu.fs_base);
+        }
+        a
+    }
+
+    fn read16(&mut self, op: &Operand) -> Result<u16, EmulateError> {
+        Ok(match op {
+            Operand::Reg(r) => self.regs.get(*r) as u16,
+            Operand::Mem(m) => {
+                let a = self.address(m);
+                read_sized(self.mem, a, 2)? as u16
+            }
+        })
+    }
+
+    /// Stores `value` with the store rules of smsw/str/sldt/mov-from-seg:
+    /// registers by operand size, memory always 16 bits.
+    fn store(&mut self, op: &Operand, value: u64, size: u8) -> Result<(), EmulateError> {
+        match op {
+            Operand::Reg(r) => self.regs.write_sized(*r, value, size),
+            Operand::Mem(m) => {
+                let a = self.address(m);
+                write_sized(self.mem, a, value, 2)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, value: u64, size: u8) -> Result<(), EmulateError> {
+        let rsp = self.regs.rsp().wrapping_sub(u64::from(size));
+        write_sized(self.mem, rsp, value, size)?;
+        self.regs.set_rsp(rsp);
+        Ok(())
+    }
+
+    fn run(&mut self, insn: Insn, sti_hlt: bool) -> Result<Outcome, EmulateError> {
+        let next = self.next();
+        // Every arm that resumes after the site sets rip itself last, so an
+        // error leaves the registers as they were as far as possible.
+        match insn {
+            Insn::Cli => self.vcpu.set_interrupts_enabled(false),
+            Insn::Sti => {
+                self.vcpu.set_interrupts_enabled(true);
+                self.regs.rip = next;
+                if sti_hlt {
+                    return self.halt();
+                }
+                // Unpaired sti: the shadowed instruction is ordinary guest
+                // code after the site, so delivering now (before it) is
+                // indistinguishable from delivering after it.
+                return self.resume_checking_pending();
+            }
+            Insn::Hlt => {
+                self.regs.rip = next;
+                return self.halt();
+            }
+            Insn::Pushf(size) => {
+                let image = self.vcpu.visible_rflags(self.regs.rflags);
+                self.push(image, size)?;
+            }
+            Insn::Popf(size) => {
+                let rsp = self.regs.rsp();
+                let v = read_sized(self.mem, rsp, size)?;
+                let image = if size == 2 {
+                    (self.vcpu.visible_rflags(self.regs.rflags) & !0xffff) | v
+                } else {
+                    v
+                };
+                self.vcpu.load_rflags(&mut self.regs.rflags, image);
+                self.regs.set_rsp(rsp.wrapping_add(u64::from(size)));
+                self.regs.rip = next;
+                return self.resume_checking_pending();
+            }
+            Insn::Iret(8) => {
+                let rsp = self.regs.rsp();
+                let mut f = [0u8; 40];
+                self.mem.read(rsp, &mut f)?;
+                let q = |i: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&f[i * 8..i * 8 + 8]);
+                    u64::from_le_bytes(b)
+                };
+                self.vcpu.load_rflags(&mut self.regs.rflags, q(2));
+                self.vcpu.set_seg(SegReg::Cs, q(1) as u16);
+                self.vcpu.set_seg(SegReg::Ss, q(4) as u16);
+                self.regs.set_rsp(q(3));
+                self.regs.rip = q(0);
+                return self.resume_checking_pending();
+            }
+            Insn::Iret(_) => return Err(EmulateError::Unsupported { kind: Kind::Iret }),
+            Insn::FarRet { size, release } => {
+                let rsp = self.regs.rsp();
+                let rip = read_sized(self.mem, rsp, size)?;
+                let cs = read_sized(self.mem, rsp.wrapping_add(u64::from(size)), 2)?;
+                self.vcpu.set_seg(SegReg::Cs, cs as u16);
+                let popped = 2 * u64::from(size) + u64::from(release);
+                self.regs.set_rsp(rsp.wrapping_add(popped));
+                self.regs.rip = rip;
+                return Ok(Outcome::Resume);
+            }
+            Insn::In(io) => self.port_in(io)?,
+            Insn::Out(io) => self.port_out(io)?,
+            Insn::MovToCr { cr, reg } => {
+                let v = self.regs.get(reg);
+                match cr {
+                    0 => {
+                        self.backend.write_cr0(v)?;
+                        self.vcpu.cr0 = v;
+                    }
+                    2 => self.vcpu.cr2 = v,
+                    3 => {
+                        self.backend.load_cr3(v)?;
+                        self.vcpu.cr3 = v;
+                    }
+                    4 => {
+                        self.backend.write_cr4(v)?;
+                        self.vcpu.cr4 = v;
+                    }
+                    8 => {
+                        return Err(EmulateError::Unsupported {
+                            kind: Kind::MovToCr,
+                        })
+                    }
+                    _ => return self.fault(VEC_UD, None),
+                }
+            }
+            Insn::MovFromCr { cr, reg } => {
+                let v = match cr {
+                    0 => self.vcpu.cr0,
+                    2 => self.vcpu.cr2,
+                    3 => self.vcpu.cr3,
+                    4 => self.vcpu.cr4,
+                    // No virtual local APIC yet: the task priority is 0.
+                    8 => 0,
+                    _ => return self.fault(VEC_UD, None),
+                };
+                self.regs.set(reg, v);
+            }
+            Insn::Clts => self.vcpu.cr0 &= !CR0_TS,
+            Insn::Lmsw(op) => {
+                let v = u64::from(self.read16(&op)?);
+                // lmsw loads PE, MP, EM, TS but can set PE, never clear it.
+                let cr0 = (self.vcpu.cr0 & !0xf) | (v & 0xf) | (self.vcpu.cr0 & CR0_PE);
+                self.backend.write_cr0(cr0)?;
+                self.vcpu.cr0 = cr0;
+            }
+            Insn::Smsw(op, size) => self.store(&op, self.vcpu.cr0, size)?,
+            Insn::Lgdt(m) | Insn::Lidt(m) => {
+                let a = self.address(&m);
+                let mut b = [0u8; 10];
+                self.mem.read(a, &mut b)?;
+                let limit = u16::from_le_bytes([b[0], b[1]]);
+                let mut base = [0u8; 8];
+                base.copy_from_slice(&b[2..]);
+                let base = u64::from_le_bytes(base);
+                if matches!(insn, Insn::Lgdt(_)) {
+                    self.vcpu.gdtr_base = base;
+                    self.vcpu.gdtr_limit = limit;
+                } else {
+                    self.vcpu.idtr_base = base;
+                    self.vcpu.idtr_limit = limit;
+                }
+            }
+            Insn::Sgdt(m) | Insn::Sidt(m) => {
+                let (base, limit) = if matches!(insn, Insn::Sgdt(_)) {
+                    (self.vcpu.gdtr_base, self.vcpu.gdtr_limit)
+                } else {
+                    (self.vcpu.idtr_base, self.vcpu.idtr_limit)
+                };
+                let mut b = [0u8; 10];
+                b[..2].copy_from_slice(&limit.to_le_bytes());
+                b[2..].copy_from_slice(&base.to_le_bytes());
+                let a = self.address(&m);
+                self.mem.write(a, &b)?;
+            }
+            Insn::Ltr(op) => {
+                let sel = self.read16(&op)?;
+                // Like hardware: the selector must name an available 64-bit
+                // TSS in the GDT, which becomes busy (a second ltr of it
+                // faults, as on bare metal).
+                let index = u64::from(sel & !7);
+                let type_at = self.vcpu.gdtr_base.wrapping_add(index + 5);
+                let fits =
+                    sel & 4 == 0 && index != 0 && index + 15 <= u64::from(self.vcpu.gdtr_limit);
+                let mut t = [0u8; 1];
+                if fits {
+                    self.mem.read(type_at, &mut t)?;
+                }
+                if !fits || t[0] & 0x9f != 0x89 {
+                    return self.fault(VEC_GP, Some(u64::from(sel & !3)));
+                }
+                self.mem.write(type_at, &[t[0] | 0x02])?;
+                self.vcpu.tr = sel;
+            }
+            Insn::Lldt(op) => self.vcpu.ldtr = self.read16(&op)?,
+            Insn::Str(op, size) => self.store(&op, u64::from(self.vcpu.tr), size)?,
+            Insn::Sldt(op, size) => self.store(&op, u64::from(self.vcpu.ldtr), size)?,
+            Insn::MovToSeg(seg, op) => {
+                let v = self.read16(&op)?;
+                self.vcpu.set_seg(seg, v);
+            }
+            Insn::MovFromSeg(seg, op, size) => {
+                self.store(&op, u64::from(self.vcpu.seg(seg)), size)?;
+            }
+            Insn::Invlpg(m) => {
+                let a = self.address(&m);
+                self.backend.invlpg(a)?;
+            }
+            // Caches are the host's business.
+            Insn::Invd | Insn::Wbinvd => {}
+            Insn::Rdmsr => {
+                let v = match self.regs.get(reg::RCX) as u32 {
+                    MSR_EFER => self.vcpu.efer,
+                    MSR_FS_BASE => self.vcpu.fs_base,
+                    // Hardware raises #GP for an MSR it does not have.
+                    _ => return self.fault(VEC_GP, Some(0)),
+                };
+                self.regs.set(reg::RAX, v & 0xffff_ffff);
+                self.regs.set(reg::RDX, v >> 32);
+            }
+            Insn::Wrmsr => {
+                let v = (self.regs.get(reg::RDX) << 32) | (self.regs.get(reg::RAX) & 0xffff_ffff);
+                match self.regs.get(reg::RCX) as u32 {
+                    // LMA is read-only: the guest is always in long mode.
+                    MSR_EFER => self.vcpu.efer = (v & !EFER_LMA) | (self.vcpu.efer & EFER_LMA),
+                    MSR_FS_BASE => {
+                        if !is_canonical(v) {
+                            return self.fault(VEC_GP, Some(0));
+                        }
+                        self.backend.set_fs_base(v)?;
+                        self.vcpu.fs_base = v;
+                    }
+                    _ => return self.fault(VEC_GP, Some(0)),
+                }
+            }
+            Insn::Cpuid => {
+                let leaf = self.regs.get(reg::RAX) as u32;
+                let subleaf = self.regs.get(reg::RCX) as u32;
+                let r = mask_cpuid(leaf, subleaf, self.backend.cpuid(leaf, subleaf));
+                for (n, v) in [reg::RAX, reg::RBX, reg::RCX, reg::RDX].into_iter().zip(r) {
+                    self.regs.set(n, u64::from(v));
+                }
+            }
+            Insn::Rdtsc => {
+                let t = self.backend.rdtsc();
+                self.regs.set(reg::RAX, t & 0xffff_ffff);
+                self.regs.set(reg::RDX, t >> 32);
+            }
+            // Traps: the frame returns past the site.
+            Insn::Int(v) => return self.raise(v, None, next),
+            Insn::Int3 => return self.raise(3, None, next),
+            Insn::Into => {
+                if self.regs.rflags & FLAG_OF != 0 {
+                    return self.raise(4, None, next);
+                }
+            }
+            // A fault: the frame points at the instruction itself.
+            Insn::Ud2 => return self.fault(VEC_UD, None),
+        }
+        self.regs.rip = next;
+        Ok(Outcome::Resume)
+    }
+
+    /// hlt: deliver at once if an interrupt is already deliverable, else
+    /// block in the backend, then deliver. `regs.rip` is already past the
+    /// site, which is where the frame must return (after the hlt).
+    fn halt(&mut self) -> Result<Outcome, EmulateError> {
+        if !(self.vcpu.interrupts_enabled() && self.vcpu.has_pending()) {
+            self.backend.halt(self.vcpu)?;
+        }
+        self.resume_checking_pending()
+    }
+
+    fn port(&self, io: &PortIo) -> u16 {
+        match io.port {
+            Port::Imm(p) => u16::from(p),
+            Port::Dx => self.regs.get(reg::RDX) as u16,
+        }
+    }
+
+    /// The element count and step of a string instruction.
+    fn string_count(&self, io: &PortIo) -> u64 {
+        if io.rep {
+            self.regs.get(reg::RCX)
+        } else {
+            1
+        }
+    }
+
+    fn port_out(&mut self, io: PortIo) -> Result<(), EmulateError> {
+        let port = self.port(&io);
+        if !io.string {
+            let mask = match io.size {
+                1 => 0xff,
+                2 => 0xffff,
+                _ => 0xffff_ffff,
+            };
+            let v = (self.regs.get(reg::RAX) & mask) as u32;
+            self.backend.port_out(port, io.size, v)?;
+            return Ok(());
+        }
+        let size = u64::from(io.size);
+        let mut left = self.string_count(&io);
+        let down = self.regs.rflags & FLAG_DF != 0;
+        let mut buf = [0u8; 64];
+        while left > 0 {
+            // Downward strings go one element at a time (rare; keeps the
+            // batch in ascending address order simple).
+            let n = if down { 1 } else { left.min(64 / size) };
+            let bytes = (n * size) as usize; // at most 64
+            let rsi = self.regs.get(reg::RSI);
+            self.mem.read(rsi, &mut buf[..bytes])?;
+            self.backend.port_out_string(port, io.size, &buf[..bytes])?;
+            let moved = n * size;
+            let rsi = if down {
+                rsi.wrapping_sub(moved)
+            } else {
+                rsi.wrapping_add(moved)
+            };
+            self.regs.set(reg::RSI, rsi);
+            left -= n;
+            if io.rep {
+                self.regs.set(reg::RCX, left);
+            }
+        }
+        Ok(())
+    }
+
+    fn port_in(&mut self, io: PortIo) -> Result<(), EmulateError> {
+        let port = self.port(&io);
+        if !io.string {
+            let v = self.backend.port_in(port, io.size)?;
+            self.regs.write_sized(reg::RAX, u64::from(v), io.size);
+            return Ok(());
+        }
+        let size = u64::from(io.size);
+        let mut left = self.string_count(&io);
+        let down = self.regs.rflags & FLAG_DF != 0;
+        let mut buf = [0u8; 64];
+        while left > 0 {
+            let n = if down { 1 } else { left.min(64 / size) };
+            let bytes = (n * size) as usize; // at most 64
+            self.backend
+                .port_in_string(port, io.size, &mut buf[..bytes])?;
+            let rdi = self.regs.get(reg::RDI);
+            self.mem.write(rdi, &buf[..bytes])?;
+            let moved = n * size;
+            let rdi = if down {
+                rdi.wrapping_sub(moved)
+            } else {
+                rdi.wrapping_add(moved)
+            };
+            self.regs.set(reg::RDI, rdi);
+            left -= n;
+            if io.rep {
+                self.regs.set(reg::RCX, left);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True if `v` is a canonical 48-bit address.
+fn is_canonical(v: u64) -> bool {
+    let top = v >> 47;
+    top == 0 || top == 0x1_ffff
+}
+
+/// CPUID feature bits the guest must not see, because using them would
+/// fail or bypass the wedge: leaf 1 ECX MONITOR (3, mwait is CPL 0), VMX
+/// (5), x2APIC (21: there is no virtual local APIC, and x2APIC MSRs would
+/// #GP); leaf 7 EBX FSGSBASE (0: `wrfsbase` would change the real FS base
+/// behind the wedge; the guest must use the MSR). Leaf 1 ECX bit 31 (the
+/// "hypervisor present" bit) is set, as every hypervisor does.
+pub fn mask_cpuid(leaf: u32, subleaf: u32, raw: [u32; 4]) -> [u32; 4] {
+    let [a, mut b, mut c, d] = raw;
+    match (leaf, subleaf) {
+        (1, _) => {
+            c &= !((1 << 3) | (1 << 5) | (1 << 21));
+            c |= 1 << 31;
+        }
+        (7, 0) => b &= !1,
+        _ => {}
+    }
+    [a, b, c, d]
+}
+
+#[cfg(test)]
+#[path = "emulate_tests.rs"]
+mod tests;

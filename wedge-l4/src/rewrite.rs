@@ -1,0 +1,319 @@
+//! Load-time rewriting of the recorded sites, as a pure function over the
+//! guest's code bytes.
+//!
+//! Every rewritten site becomes
+//!
+//! ```text
+//! site+0: ff 15 <disp32>     call *slot(%rip)     ; slot holds the wedge entry
+//! site+6: <u16 index>                             ; the site's table index
+//! site+8: cc cc ...                               ; never executed
+//! ```
+//!
+//! The wedge lives in PML4 slot 255 (`0x7f80_0000_0000` up), terabytes from
+//! the guest's code in the low gigabyte, so a `call rel32` cannot reach it.
+//! An indirect call through a RIP-relative pointer can: the 8-byte *slot*
+//! holding the entry address must only be within ±2 GiB of every site. The
+//! slot lives in the tail of the first rewritten site that is at least 16
+//! bytes long (bytes 8..16 of it, which nothing executes), so it needs no
+//! memory outside the image and no cooperation from the guest. The entry
+//! finds the site from its return address (`site + 6`): the `u16` there is
+//! an index into the [`SiteTable`], which holds the original instruction
+//! bytes the rewrite destroyed, and the entry checks that the entry's
+//! address matches. The entry returns to the site's end (or wherever the
+//! emulation sent the guest), so the bytes after the index never run; they
+//! are `int3` so a stray jump into a site traps instead of running garbage.
+//!
+//! A call rather than a trap (`int3`): a trap leaves the guest's address
+//! space (seL4 delivers it to the fault handler, the VMM server), which is
+//! exactly the cost pre-virtualization exists to avoid.
+//!
+//! Left native: `rdtsc`/`rdtscp` (unprivileged unless CR4.TSD) and `ud2`
+//! (it faults on purpose and the guest's handler skips it by its native
+//! length, `rip += 2`, which would land inside a rewritten site; natively it
+//! reaches the VMM server as a fault, which reflects #UD with the right RIP).
+//! Sites in opted-out regions are left alone.
+
+use crate::afterburn_format::Kind;
+use crate::decode::{decode, DecodeError};
+use crate::memory::{GuestMemory, MemError};
+use crate::records::{Records, Site};
+
+/// Length of `call *disp32(%rip)`.
+pub const CALL_LEN: u8 = 6;
+/// Bytes a rewritten site needs: the call and the index.
+pub const STUB_LEN: u8 = 8;
+/// A site long enough to also hold the 8-byte entry slot.
+pub const SLOT_SITE_LEN: u8 = 16;
+/// Most original bytes kept per site (instruction and pair).
+pub const MAX_KEPT: usize = 30;
+
+/// True for kinds the rewrite leaves native (see the module docs).
+pub fn stays_native(kind: Kind) -> bool {
+    matches!(kind, Kind::Rdtsc | Kind::Rdtscp | Kind::Ud2)
+}
+
+/// A rewritten site and its original instruction bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteEntry {
+    /// The site.
+    pub site: Site,
+    bytes: [u8; MAX_KEPT],
+}
+
+impl SiteEntry {
+    /// The original instruction and pair bytes (what [`crate::emulate::emulate`] takes).
+    pub fn bytes(&self) -> &[u8] {
+        let n = usize::from(self.site.insn_len) + usize::from(self.site.pair_len);
+        &self.bytes[..n.min(MAX_KEPT)]
+    }
+}
+
+/// The wedge's table of rewritten sites, with a fixed capacity (no
+/// allocator; the seL4 wedge keeps one in its `.bss`).
+#[derive(Debug)]
+pub struct SiteTable<const N: usize> {
+    entries: [Option<SiteEntry>; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for SiteTable<N> {
+    fn default() -> Self {
+        SiteTable {
+            entries: [None; N],
+            len: 0,
+        }
+    }
+}
+
+/// Why a return address did not lead to a site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupError {
+    /// Reading the index failed.
+    Memory(MemError),
+    /// No site has this index, or its site does not end its call here.
+    NoSite { return_address: u64 },
+}
+
+impl<const N: usize> SiteTable<N> {
+    /// Number of sites.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if no site was added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entry at `index`.
+    pub fn get(&self, index: u16) -> Option<&SiteEntry> {
+        self.entries.get(usize::from(index))?.as_ref()
+    }
+
+    /// The site whose call pushed `return_address`, found through the index
+    /// stored after the call.
+    pub fn by_return_address(
+        &self,
+        return_address: u64,
+        code: &mut dyn GuestMemory,
+    ) -> Result<&SiteEntry, LookupError> {
+        let mut b = [0u8; 2];
+        code.read(return_address, &mut b)
+            .map_err(LookupError::Memory)?;
+        self.get(u16::from_le_bytes(b))
+            .filter(|e| e.site.address.wrapping_add(u64::from(CALL_LEN)) == return_address)
+            .ok_or(LookupError::NoSite { return_address })
+    }
+
+    fn push(&mut self, site: Site, original: &[u8]) -> Option<u16> {
+        let index = u16::try_from(self.len).ok()?;
+        let slot = self.entries.get_mut(self.len)?;
+        let mut bytes = [0u8; MAX_KEPT];
+        let n = original.len().min(MAX_KEPT);
+        bytes[..n].copy_from_slice(&original[..n]);
+        *slot = Some(SiteEntry { site, bytes });
+        self.len += 1;
+        Some(index)
+    }
+}
+
+/// Why the guest could not be rewritten. Nothing was written when this is
+/// returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RewriteError {
+    /// A site lies (partly) outside the code bytes given.
+    OutsideCode { address: u64 },
+    /// A site is too short for the call and index.
+    SiteTooSmall { address: u64, kind: Kind },
+    /// A site outside opted-out regions is not 64-bit code.
+    Not64Bit { address: u64 },
+    /// A site's instruction does not decode: the wedge could not emulate it.
+    Decode { address: u64, error: DecodeError },
+    /// More sites than the table holds.
+    TableFull,
+    /// No rewritten site is long enough to hold the entry slot.
+    NoSlot,
+    /// The slot is more than 2 GiB from this site.
+    SlotOutOfReach { address: u64 },
+}
+
+/// What the rewrite did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Sites rewritten into calls.
+    pub rewritten: usize,
+    /// Sites left native by kind.
+    pub native: usize,
+    /// Sites in opted-out regions.
+    pub opted_out: usize,
+    /// Address of the entry slot (0 if nothing was rewritten).
+    pub slot: u64,
+}
+
+enum Plan {
+    Native,
+    OptedOut,
+    Rewrite,
+}
+
+fn plan(site: &Site, records: &Records<'_>) -> Plan {
+    if records.is_opted_out(site.address) {
+        Plan::OptedOut
+    } else if stays_native(site.kind) {
+        Plan::Native
+    } else {
+        Plan::Rewrite
+    }
+}
+
+/// The range of `code` (based at `base`) a site covers.
+fn range(site: &Site, base: u64, len: usize) -> Result<core::ops::Range<usize>, RewriteError> {
+    let out = RewriteError::OutsideCode {
+        address: site.address,
+    };
+    let start = usize::try_from(site.address.checked_sub(base).ok_or(out)?).map_err(|_| out)?;
+    let end = start.checked_add(usize::from(site.site_len)).ok_or(out)?;
+    if end > len {
+        return Err(out);
+    }
+    Ok(start..end)
+}
+
+/// Rewrites every site of `records` in `code` (the guest's bytes from
+/// guest-virtual `base`) into a call through a slot holding `entry`, and
+/// fills `table`. Validates everything before writing a byte.
+pub fn rewrite<const N: usize>(
+    code: &mut [u8],
+    base: u64,
+    records: &Records<'_>,
+    entry: u64,
+    table: &mut SiteTable<N>,
+) -> Result<Summary, RewriteError> {
+    // Pass 1: check every site and choose the slot.
+    let mut summary = Summary::default();
+    let mut error = None;
+    let mut slot = None;
+    let mut count = 0usize;
+    records.for_each_site(|site| {
+        if error.is_some() {
+            return;
+        }
+        match plan(&site, records) {
+            Plan::OptedOut => summary.opted_out += 1,
+            Plan::Native => summary.native += 1,
+            Plan::Rewrite => {
+                let r = check(code, base, &site);
+                if let Err(e) = r {
+                    error = Some(e);
+                    return;
+                }
+                count += 1;
+                if slot.is_none() && site.site_len >= SLOT_SITE_LEN {
+                    slot = Some(site.address + u64::from(STUB_LEN));
+                }
+            }
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if count == 0 {
+        return Ok(summary);
+    }
+    if count > N - table.len().min(N) || count > usize::from(u16::MAX) + 1 {
+        return Err(RewriteError::TableFull);
+    }
+    let slot = slot.ok_or(RewriteError::NoSlot)?;
+    let mut out_of_reach = None;
+    records.for_each_site(|site| {
+        if matches!(plan(&site, records), Plan::Rewrite)
+            && out_of_reach.is_none()
+            && disp(&site, slot).is_none()
+        {
+            out_of_reach = Some(RewriteError::SlotOutOfReach {
+                address: site.address,
+            });
+        }
+    });
+    if let Some(e) = out_of_reach {
+        return Err(e);
+    }
+
+    // Pass 2: write. Nothing below can fail (checked above); failures are
+    // skipped rather than unwrapped all the same.
+    records.for_each_site(|site| {
+        if !matches!(plan(&site, records), Plan::Rewrite) {
+            return;
+        }
+        let (Ok(r), Some(d)) = (range(&site, base, code.len()), disp(&site, slot)) else {
+            return;
+        };
+        let kept = usize::from(site.insn_len) + usize::from(site.pair_len);
+        let Some(index) = table.push(site, &code[r.start..r.start + kept]) else {
+            return;
+        };
+        let bytes = &mut code[r];
+        bytes.fill(0xcc);
+        bytes[0] = 0xff;
+        bytes[1] = 0x15;
+        bytes[2..6].copy_from_slice(&d.to_le_bytes());
+        bytes[6..8].copy_from_slice(&index.to_le_bytes());
+        summary.rewritten += 1;
+    });
+    let at = (slot - base) as usize; // inside a checked site
+    code[at..at + 8].copy_from_slice(&entry.to_le_bytes());
+    summary.slot = slot;
+    Ok(summary)
+}
+
+/// Validates one site to be rewritten.
+fn check(code: &[u8], base: u64, site: &Site) -> Result<(), RewriteError> {
+    let r = range(site, base, code.len())?;
+    if site.site_len < STUB_LEN {
+        return Err(RewriteError::SiteTooSmall {
+            address: site.address,
+            kind: site.kind,
+        });
+    }
+    if !site.is_64bit() {
+        return Err(RewriteError::Not64Bit {
+            address: site.address,
+        });
+    }
+    let insn = &code[r.start..r.start + usize::from(site.insn_len)];
+    decode(site.kind, insn).map_err(|error| RewriteError::Decode {
+        address: site.address,
+        error,
+    })?;
+    Ok(())
+}
+
+/// The call's displacement from `site` to `slot`, if it fits in 32 bits.
+fn disp(site: &Site, slot: u64) -> Option<i32> {
+    let from = site.address.wrapping_add(u64::from(CALL_LEN));
+    i32::try_from(slot.wrapping_sub(from) as i64).ok()
+}
+
+#[cfg(test)]
+#[path = "rewrite_tests.rs"]
+mod tests;

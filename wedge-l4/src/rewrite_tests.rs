@@ -1,0 +1,240 @@
+//! Rewriting on byte buffers.
+
+use super::*;
+use crate::afterburn_format::{Record, MARKER_OPT_OUT_BEGIN, MARKER_OPT_OUT_END};
+use crate::emulate::{emulate, Outcome};
+use crate::testutil::{guest, section, Call, Mock};
+
+const BASE: u64 = 0x4000; // clear of the test guest's IDT and stack
+const ENTRY: u64 = 0x7f80_0000_1000;
+
+fn rec(offset: u64, kind: Kind, site_len: u8, insn_len: u8) -> Record {
+    Record {
+        address: BASE + offset,
+        kind: kind.number(),
+        flags: 0,
+        site_len,
+        insn_len,
+        pair_len: 0,
+        reserved: 0,
+    }
+}
+
+fn marker(offset: u64, kind: u16) -> Record {
+    Record {
+        address: BASE + offset,
+        kind,
+        flags: 0,
+        site_len: 0,
+        insn_len: 0,
+        pair_len: 0,
+        reserved: 0,
+    }
+}
+
+/// A code buffer holding the native sites (instruction then NOPs).
+fn code() -> Vec<u8> {
+    let mut c = vec![0x90u8; 0x100];
+    c[0x00] = 0xfa; // cli (12)
+    c[0x10..0x12].copy_from_slice(&[0xe6, 0xf4]); // outb %al,$0xf4 (16)
+    c[0x20..0x22].copy_from_slice(&[0x0f, 0x31]); // rdtsc (5)
+    c[0x28..0x2a].copy_from_slice(&[0x0f, 0x0b]); // ud2 (8)
+    c[0x30..0x32].copy_from_slice(&[0xcd, 0x80]); // int $0x80 (8)
+    c[0x40..0x44].copy_from_slice(&[0x0f, 0x01, 0x10, 0x90]); // lgdt (%rax) (16), opted out
+    c
+}
+
+fn records() -> Vec<u8> {
+    section(&[&[
+        rec(0x00, Kind::Cli, 12, 1),
+        rec(0x10, Kind::PortOut, 16, 2),
+        rec(0x20, Kind::Rdtsc, 5, 2),
+        rec(0x28, Kind::Ud2, 8, 2),
+        rec(0x30, Kind::Int, 8, 2),
+        marker(0x40, MARKER_OPT_OUT_BEGIN),
+        rec(0x40, Kind::Lgdt, 16, 3),
+        marker(0x50, MARKER_OPT_OUT_END),
+    ]])
+}
+
+#[test]
+fn sites_become_indirect_calls_through_one_slot() {
+    let sec = records();
+    let records = Records::parse(&sec).unwrap();
+    let mut c = code();
+    let native = c.clone();
+    let mut table = SiteTable::<16>::default();
+    let s = rewrite(&mut c, BASE, &records, ENTRY, &mut table).unwrap();
+    let slot = BASE + 0x18;
+    assert_eq!(
+        s,
+        Summary {
+            rewritten: 3,
+            native: 2,
+            opted_out: 1,
+            slot
+        }
+    );
+    // cli: call *0x12(%rip) (slot - (site + 6)), index 0, int3 fill.
+    assert_eq!(
+        &c[0x00..0x0c],
+        &[0xff, 0x15, 0x12, 0, 0, 0, 0, 0, 0xcc, 0xcc, 0xcc, 0xcc]
+    );
+    // outb: index 1, and the slot in its tail holds the entry address.
+    assert_eq!(&c[0x10..0x18], &[0xff, 0x15, 0x02, 0, 0, 0, 1, 0]);
+    assert_eq!(&c[0x18..0x20], &ENTRY.to_le_bytes());
+    // int $0x80: a negative displacement back to the slot.
+    let disp = (slot as i64 - (BASE as i64 + 0x36)) as i32;
+    assert_eq!(
+        &c[0x30..0x36],
+        &[&[0xff, 0x15][..], &disp.to_le_bytes()[..]].concat()
+    );
+    assert_eq!(&c[0x36..0x38], &[2, 0]);
+    // rdtsc, ud2 and the opted-out lgdt stay native; the bytes between too.
+    assert_eq!(&c[0x20..0x30], &native[0x20..0x30]);
+    assert_eq!(&c[0x38..], &native[0x38..]);
+    assert_eq!(table.len(), 3);
+    assert_eq!(table.get(2).unwrap().bytes(), &[0xcd, 0x80]);
+}
+
+#[test]
+fn the_entry_finds_the_site_from_its_return_address_and_emulates_it() {
+    let sec = records();
+    let records = Records::parse(&sec).unwrap();
+    let (mut vcpu, mut regs, mut mem) = guest();
+    let mut table = SiteTable::<16>::default();
+    mem.0[0x4000..0x4100].copy_from_slice(&code());
+    rewrite(
+        &mut mem.0[0x4000..0x4100],
+        BASE,
+        &records,
+        ENTRY,
+        &mut table,
+    )
+    .unwrap();
+    // What the wedge entry does after `call *slot(%rip)` at the outb site.
+    let e = *table.by_return_address(BASE + 0x16, &mut mem).unwrap();
+    assert_eq!(e.site.kind, Kind::PortOut);
+    regs.set(0, 0x1);
+    let mut be = Mock::default();
+    let out = emulate(&e.site, e.bytes(), &mut vcpu, &mut regs, &mut mem, &mut be).unwrap();
+    assert_eq!(out, Outcome::Resume);
+    assert_eq!(be.calls, vec![Call::PortOut(0xf4, 1, 1)]);
+    assert_eq!(regs.rip, BASE + 0x20);
+    // A return address that is not right after a site's call is refused.
+    assert_eq!(
+        table.by_return_address(BASE + 0x17, &mut mem).unwrap_err(),
+        LookupError::NoSite {
+            return_address: BASE + 0x17
+        }
+    );
+}
+
+#[test]
+fn bad_sites_are_refused_before_anything_is_written() {
+    let cases: [(Record, RewriteError); 3] = [
+        (
+            rec(0x00, Kind::Cli, 6, 1),
+            RewriteError::SiteTooSmall {
+                address: BASE,
+                kind: Kind::Cli,
+            },
+        ),
+        (
+            rec(0xf8, Kind::Lgdt, 16, 3),
+            RewriteError::OutsideCode {
+                address: BASE + 0xf8,
+            },
+        ),
+        (
+            Record {
+                flags: crate::afterburn_format::FLAG_CODE32,
+                ..rec(0x00, Kind::Cli, 12, 1)
+            },
+            RewriteError::Not64Bit { address: BASE },
+        ),
+    ];
+    for (bad, want) in cases {
+        let sec = section(&[&[rec(0x10, Kind::PortOut, 16, 2), bad]]);
+        let records = Records::parse(&sec).unwrap();
+        let mut c = code();
+        let mut table = SiteTable::<16>::default();
+        let before = c.clone();
+        let got = rewrite(&mut c, BASE, &records, ENTRY, &mut table);
+        assert_eq!(got, Err(want));
+        assert_eq!(c, before);
+        assert!(table.is_empty());
+    }
+    // A cli site whose bytes are not cli: the wedge could not emulate it.
+    let sec = section(&[&[
+        rec(0x10, Kind::PortOut, 16, 2),
+        rec(0x20, Kind::Cli, 5 + 3, 1),
+    ]]);
+    let records = Records::parse(&sec).unwrap();
+    let mut c = code();
+    let before = c.clone();
+    let got = rewrite(
+        &mut c,
+        BASE,
+        &records,
+        ENTRY,
+        &mut SiteTable::<4>::default(),
+    );
+    assert!(
+        matches!(got, Err(RewriteError::Decode { address, .. }) if address == BASE + 0x20),
+        "{got:?}"
+    );
+    assert_eq!(c, before);
+}
+
+#[test]
+fn no_slot_and_a_full_table_are_errors() {
+    let sec = section(&[&[rec(0x00, Kind::Cli, 12, 1)]]);
+    let records = Records::parse(&sec).unwrap();
+    let mut table = SiteTable::<4>::default();
+    assert_eq!(
+        rewrite(&mut code(), BASE, &records, ENTRY, &mut table),
+        Err(RewriteError::NoSlot)
+    );
+    let sec = records_bytes_two();
+    let records = Records::parse(&sec).unwrap();
+    let mut small = SiteTable::<1>::default();
+    assert_eq!(
+        rewrite(&mut code(), BASE, &records, ENTRY, &mut small),
+        Err(RewriteError::TableFull)
+    );
+}
+
+fn records_bytes_two() -> Vec<u8> {
+    section(&[&[rec(0x00, Kind::Cli, 12, 1), rec(0x10, Kind::PortOut, 16, 2)]])
+}
+
+#[test]
+fn displacement_reach() {
+    let s = Site {
+        address: 0x1000,
+        kind: Kind::Cli,
+        flags: 0,
+        site_len: 12,
+        insn_len: 1,
+        pair_len: 0,
+    };
+    assert_eq!(disp(&s, 0x1006), Some(0));
+    assert_eq!(disp(&s, 0x1006 + i32::MAX as u64), Some(i32::MAX));
+    assert_eq!(disp(&s, 0x1006 + i32::MAX as u64 + 1), None);
+    assert_eq!(
+        disp(&s, 0x7f80_0000_0000),
+        None,
+        "the wedge region is out of reach"
+    );
+}
+
+#[test]
+fn nothing_to_rewrite_is_fine() {
+    let sec = section(&[&[rec(0x20, Kind::Rdtsc, 5, 2)]]);
+    let records = Records::parse(&sec).unwrap();
+    let mut table = SiteTable::<4>::default();
+    let s = rewrite(&mut code(), BASE, &records, ENTRY, &mut table).unwrap();
+    assert_eq!(s.native, 1);
+    assert_eq!(s.slot, 0);
+}
