@@ -16,7 +16,12 @@ pub const SEL4_CRATES: &[&str] = &[
     "vmm-server",
 ];
 /// no_std libraries that must also build for seL4.
-pub const NO_STD_LIBS: &[&str] = &["previrt-sel4-sys", "previrt-sel4", "wedge-l4"];
+pub const NO_STD_LIBS: &[&str] = &[
+    "previrt-sel4-sys",
+    "previrt-sel4",
+    "wedge-l4",
+    "vmm-devices",
+];
 
 /// Builds `package`'s binary of the same name for seL4 (release), with
 /// `env` set for its build script; returns the ELF's path.

@@ -65,7 +65,11 @@ mod tests {
 
         let mut fail = DebugExit::new(DEFAULT_PORT);
         fail.write(0xf4, AccessSize::Byte, 0x101, 0);
-        assert_eq!(fail.exit_status(), Some(3), "a byte write carries the low byte");
+        assert_eq!(
+            fail.exit_status(),
+            Some(3),
+            "a byte write carries the low byte"
+        );
         let mut wide = DebugExit::new(DEFAULT_PORT);
         wide.write(0xf4, AccessSize::Dword, u32::MAX, 0);
         assert_eq!(wide.exit_status(), Some(2 * u64::from(u32::MAX) + 1));

@@ -276,7 +276,12 @@ impl<const N: usize> Bus<N> {
     }
 
     /// Gives `range` to device `id`.
-    pub fn register(&mut self, range: PortRange, id: DeviceId, lanes: Lanes) -> Result<(), BusError> {
+    pub fn register(
+        &mut self,
+        range: PortRange,
+        id: DeviceId,
+        lanes: Lanes,
+    ) -> Result<(), BusError> {
         for slot in self.slots.iter().flatten() {
             if slot.range.overlaps(range) {
                 return Err(BusError::Overlap {
@@ -314,7 +319,13 @@ impl<const N: usize> Bus<N> {
     }
 
     /// A guest `in` of `size` at `port`.
-    pub fn read<S: DeviceSet + ?Sized>(&mut self, devices: &mut S, port: u16, size: AccessSize, now: Ticks) -> u32 {
+    pub fn read<S: DeviceSet + ?Sized>(
+        &mut self,
+        devices: &mut S,
+        port: u16,
+        size: AccessSize,
+        now: Ticks,
+    ) -> u32 {
         if let Some(slot) = self.slot(port) {
             if slot.lanes == Lanes::Whole || size == AccessSize::Byte {
                 if let Some(device) = devices.device(slot.id) {
@@ -335,7 +346,14 @@ impl<const N: usize> Bus<N> {
     }
 
     /// A guest `out` of `value` (its `size` low bits) at `port`.
-    pub fn write<S: DeviceSet + ?Sized>(&mut self, devices: &mut S, port: u16, size: AccessSize, value: u32, now: Ticks) {
+    pub fn write<S: DeviceSet + ?Sized>(
+        &mut self,
+        devices: &mut S,
+        port: u16,
+        size: AccessSize,
+        value: u32,
+        now: Ticks,
+    ) {
         if let Some(slot) = self.slot(port) {
             if slot.lanes == Lanes::Whole || size == AccessSize::Byte {
                 if let Some(device) = devices.device(slot.id) {
@@ -362,7 +380,13 @@ impl<const N: usize> Bus<N> {
         self.unclaimed_read(port)
     }
 
-    fn write_byte<S: DeviceSet + ?Sized>(&mut self, devices: &mut S, port: u16, byte: u8, now: Ticks) {
+    fn write_byte<S: DeviceSet + ?Sized>(
+        &mut self,
+        devices: &mut S,
+        port: u16,
+        byte: u8,
+        now: Ticks,
+    ) {
         if let Some(slot) = self.slot(port) {
             if let Some(device) = devices.device(slot.id) {
                 device.write(port, AccessSize::Byte, u32::from(byte), now);
@@ -412,14 +436,30 @@ mod tests {
 
     #[test]
     fn ranges_are_checked() {
-        assert_eq!(PortRange::new(0x10, 0), Err(BusError::EmptyRange { base: 0x10 }));
-        assert!(matches!(PortRange::new(0xfffe, 3), Err(BusError::PastLastPort { .. })));
+        assert_eq!(
+            PortRange::new(0x10, 0),
+            Err(BusError::EmptyRange { base: 0x10 })
+        );
+        assert!(matches!(
+            PortRange::new(0xfffe, 3),
+            Err(BusError::PastLastPort { .. })
+        ));
         assert_eq!(range(0xffff, 1).last(), 0xffff);
         let mut bus: Bus<2> = Bus::new();
-        bus.register(range(0x20, 2), DeviceId(0), Lanes::Bytes).unwrap();
-        let err = bus.register(range(0x21, 4), DeviceId(1), Lanes::Bytes).unwrap_err();
-        assert!(matches!(err, BusError::Overlap { owner: DeviceId(0), .. }));
-        bus.register(range(0x40, 4), DeviceId(1), Lanes::Bytes).unwrap();
+        bus.register(range(0x20, 2), DeviceId(0), Lanes::Bytes)
+            .unwrap();
+        let err = bus
+            .register(range(0x21, 4), DeviceId(1), Lanes::Bytes)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            BusError::Overlap {
+                owner: DeviceId(0),
+                ..
+            }
+        ));
+        bus.register(range(0x40, 4), DeviceId(1), Lanes::Bytes)
+            .unwrap();
         assert_eq!(
             bus.register(range(0x60, 1), DeviceId(2), Lanes::Bytes),
             Err(BusError::Full { capacity: 2 })
@@ -433,9 +473,12 @@ mod tests {
         let mut a = Probe::default();
         let mut b = Probe::default();
         let mut bus: Bus = Bus::new();
-        bus.register(range(0x20, 2), DeviceId(0), Lanes::Bytes).unwrap();
-        bus.register(range(0xa0, 2), DeviceId(0), Lanes::Bytes).unwrap();
-        bus.register(range(0xcf8, 8), DeviceId(1), Lanes::Whole).unwrap();
+        bus.register(range(0x20, 2), DeviceId(0), Lanes::Bytes)
+            .unwrap();
+        bus.register(range(0xa0, 2), DeviceId(0), Lanes::Bytes)
+            .unwrap();
+        bus.register(range(0xcf8, 8), DeviceId(1), Lanes::Whole)
+            .unwrap();
         {
             let devices: &mut [&mut dyn PortDevice] = &mut [&mut a, &mut b];
             assert_eq!(bus.read(devices, 0x21, AccessSize::Byte, 0), 0x21);
@@ -448,7 +491,13 @@ mod tests {
             bus.write(devices, 0x99, AccessSize::Byte, 1, 0);
             assert_eq!(bus.read(devices, 0xffff, AccessSize::Word, 0), 0xffff);
         }
-        assert_eq!(a.writes, [(0xa0, AccessSize::Byte, 0x34), (0xa1, AccessSize::Byte, 0x12)]);
+        assert_eq!(
+            a.writes,
+            [
+                (0xa0, AccessSize::Byte, 0x34),
+                (0xa1, AccessSize::Byte, 0x12)
+            ]
+        );
         assert_eq!(b.writes, [(0xcfc, AccessSize::Dword, 0x8000_0001)]);
         let stats = bus.stats();
         assert_eq!(stats.unclaimed_reads, 1 + 4 + 2);
@@ -459,7 +508,8 @@ mod tests {
     #[test]
     fn an_id_without_a_device_is_unclaimed() {
         let mut bus: Bus<1> = Bus::new();
-        bus.register(range(0x70, 2), DeviceId(5), Lanes::Bytes).unwrap();
+        bus.register(range(0x70, 2), DeviceId(5), Lanes::Bytes)
+            .unwrap();
         let devices: &mut [&mut dyn PortDevice] = &mut [];
         assert_eq!(bus.read(devices, 0x70, AccessSize::Byte, 0), 0xff);
         bus.write(devices, 0x71, AccessSize::Byte, 0, 0);
@@ -467,8 +517,74 @@ mod tests {
         assert_eq!(bus.stats().unclaimed_writes, 1);
     }
 
+    /// The VMM's intended drive loop: run the guest until the PIT's next
+    /// edge, pulse IRQ 0 once per edge, deliver through the PIC. Over ten
+    /// seconds of guest time at 1 kHz every edge becomes one vector 0x20.
+    #[test]
+    fn pit_through_pic_delivers_every_tick_for_ten_seconds() {
+        let mut pic = Pic8259Pair::new();
+        let mut pit = Pit8254::new();
+        let mut bus: Bus = Bus::new();
+        bus.register(range(0x20, 2), DeviceId(0), Lanes::Bytes)
+            .unwrap();
+        bus.register(range(0xa0, 2), DeviceId(0), Lanes::Bytes)
+            .unwrap();
+        bus.register(range(0x40, 4), DeviceId(1), Lanes::Bytes)
+            .unwrap();
+        let guest_writes: [(u16, u8); 13] = [
+            (0x20, 0x11),
+            (0xa0, 0x11),
+            (0x21, 0x20),
+            (0xa1, 0x28),
+            (0x21, 0x04),
+            (0xa1, 0x02),
+            (0x21, 0x01),
+            (0xa1, 0x01),
+            (0x21, 0xfe),
+            (0xa1, 0xff),
+            (0x43, 0x34),
+            (0x40, 0xa9),
+            (0x40, 0x04), // divisor 1193
+        ];
+        {
+            let devices: &mut [&mut dyn PortDevice] = &mut [&mut pic, &mut pit];
+            for (port, value) in guest_writes {
+                bus.write(devices, port, AccessSize::Byte, u32::from(value), 0);
+            }
+        }
+        let end = 10 * PIT_INPUT_HZ;
+        let mut accounted = 0;
+        let mut delivered = 0u64;
+        let mut now = 0;
+        while let Some(edge) = pit.next_irq_at(now) {
+            if edge >= end {
+                break;
+            }
+            now = edge + 1;
+            let total = pit.irq_edges_total(now);
+            for _ in accounted..total {
+                pic.pulse(0);
+            }
+            accounted = total;
+            if pic.pending_vector().is_some() {
+                assert_eq!(pic.acknowledge(), Some(0x20));
+                delivered += 1;
+                let devices: &mut [&mut dyn PortDevice] = &mut [&mut pic, &mut pit];
+                bus.write(devices, 0x20, AccessSize::Byte, 0x20, now);
+            }
+        }
+        // Edges at 1 + 1193k for k >= 1, below ten seconds.
+        assert_eq!(delivered, (end - 2) / 1193);
+        assert_eq!(pit.irq_edges_total(end), delivered);
+        assert_eq!(bus.stats(), BusStats::default());
+    }
+
     fn size_strategy() -> impl Strategy<Value = AccessSize> {
-        prop_oneof![Just(AccessSize::Byte), Just(AccessSize::Word), Just(AccessSize::Dword)]
+        prop_oneof![
+            Just(AccessSize::Byte),
+            Just(AccessSize::Word),
+            Just(AccessSize::Dword)
+        ]
     }
 
     proptest! {
