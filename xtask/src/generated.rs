@@ -19,7 +19,12 @@ fn build_vmm_server() -> Result<Vec<u8>, String> {
 
 /// The images a description names: the VMM server and the padded guest.
 pub fn images() -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let guest = images::build(Image::Padded)?;
+    images_with(Image::Padded)
+}
+
+/// The images with the given guest image (the plain one, to see it refused).
+pub fn images_with(image: Image) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let guest = images::build(image)?;
     let guest = std::fs::read(&guest).map_err(|e| format!("{}: {e}", guest.display()))?;
     Ok(BTreeMap::from([
         ("vmm-server".to_string(), build_vmm_server()?),
@@ -57,7 +62,12 @@ pub fn description_with_ram(ram_mib: u32) -> Result<String, String> {
 
 /// Generates, checks and bundles the system; returns the bundle.
 pub fn bundle(name: &str, description: &str) -> Result<PathBuf, String> {
-    let images = images()?;
+    bundle_with(name, description, Image::Padded)
+}
+
+/// As [`bundle`], with the given guest image.
+pub fn bundle_with(name: &str, description: &str, image: Image) -> Result<PathBuf, String> {
+    let images = images_with(image)?;
     let text = spec(description, &images)?;
     let files: Vec<(&str, &[u8])> = images
         .iter()

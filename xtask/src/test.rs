@@ -88,6 +88,7 @@ pub fn capdl_only() -> Result<(), String> {
     let kernel = kernel::build(&setup::ensure()?)?;
     capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
     capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
+    capdl_tests::unpadded_guest_refused(&kernel, &mut |name, result| report.record(name, result));
     finish(report)
 }
 
@@ -146,6 +147,9 @@ pub fn all(with_lint: bool) -> Result<(), String> {
             qemu_tests(&kernel, &mut report);
             capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
             capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
+            capdl_tests::unpadded_guest_refused(&kernel, &mut |name, result| {
+                report.record(name, result)
+            });
         }
     }
     println!(
