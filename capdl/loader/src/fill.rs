@@ -37,13 +37,8 @@ pub fn fill_all(
             });
         }
         if current != Some(fill.frame) {
-            if current.is_some() {
-                Page(scratch)
-                    .unmap()
-                    .doing("unmapping the filled frame", name)?;
-                root(scratch)
-                    .delete()
-                    .doing("deleting the scratch capability for", name)?;
+            if let Some(done) = current {
+                release(scratch, t.names[done as usize])?;
             }
             root(scratch)
                 .copy(root(slots.object(fill.frame)), CapRights::READ_WRITE)
@@ -98,16 +93,20 @@ pub fn fill_all(
             );
         }
     }
-    if let Some(frame) = current {
-        let name = t.names[frame as usize];
-        Page(scratch)
-            .unmap()
-            .doing("unmapping the filled frame", name)?;
-        root(scratch)
-            .delete()
-            .doing("deleting the scratch capability for", name)?;
+    if let Some(done) = current {
+        release(scratch, t.names[done as usize])?;
     }
     Ok(())
+}
+
+/// Unmaps the frame just filled and frees the scratch slot for the next.
+fn release(scratch: Word, name: &'static str) -> Result<(), LoadError> {
+    Page(scratch)
+        .unmap()
+        .doing("unmapping the filled frame", name)?;
+    root(scratch)
+        .delete()
+        .doing("deleting the scratch capability for", name)
 }
 
 impl From<previrt_sel4::Error> for LoadError {
