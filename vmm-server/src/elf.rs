@@ -126,7 +126,8 @@ impl<'a> Elf<'a> {
     pub fn pv_entry(&self) -> Result<u64, ElfError> {
         let limit = self.bytes.len().min(8192) as u64;
         for at in (0..limit.saturating_sub(16)).step_by(8) {
-            if word(self.bytes, at, 4, "the PV header")? == 0x3145_5650
+            if word(self.bytes, at, 4, "the PV header")?
+                == u64::from(previrt_protocol::PV_HEADER_MAGIC)
                 && word(self.bytes, at + 4, 4, "the PV header")? == 1
             {
                 return word(self.bytes, at + 8, 8, "the PV entry");

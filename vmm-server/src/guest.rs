@@ -3,6 +3,8 @@
 //! RAM by physical address, an identity map of its RAM in page tables of its
 //! own (in RAM it does not use), and the boot information.
 
+use previrt_protocol::PvBootInfo;
+
 use crate::elf::{Elf, ElfError};
 use crate::ram::{OutOfRam, Ram};
 
@@ -107,13 +109,7 @@ pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, Prepa
     let line = cmdline.as_bytes();
     ram.write(cmdline_at, &line[..line.len().min(1024)])?;
     ram.write(cmdline_at + line.len().min(1024) as u64, &[0])?;
-    ram.write(info, &0x4942_5650u32.to_le_bytes())?;
-    ram.write(info + 4, &1u32.to_le_bytes())?;
-    ram.write_u64(info + 8, cmdline_at)?;
-    ram.write(info + 16, &1u32.to_le_bytes())?;
-    ram.write_u64(info + 24, 0)?;
-    ram.write_u64(info + 32, usable)?;
-    ram.write(info + 40, &1u32.to_le_bytes())?;
+    ram.write(info, &PvBootInfo::new(0, usable, cmdline_at).to_bytes())?;
 
     Ok(Prepared {
         entry: elf.pv_entry()?,

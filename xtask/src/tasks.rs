@@ -21,6 +21,7 @@ pub const NO_STD_LIBS: &[&str] = &[
     "previrt-sel4",
     "wedge-l4",
     "vmm-devices",
+    "previrt-protocol",
 ];
 
 /// Builds `package`'s binary of the same name for seL4 (release), with

@@ -1,0 +1,21 @@
+//! The contract between the wedge (inside the guest's address space) and the
+//! VMM server, declared once: both sides use these types, so a message can
+//! only be built and read one way. Documented in docs/protocol.md.
+//!
+//! Every request fits in the four message registers seL4 passes in CPU
+//! registers (the guest thread has no IPC buffer), so a call costs one
+//! `seL4_Call` and no memory traffic. The VMM validates every message: an
+//! unknown label or a value out of range is an error naming the value, never
+//! a panic — the guest is untrusted and the wedge can be bypassed.
+#![no_std]
+
+mod boot_info;
+mod message;
+
+pub use boot_info::{
+    MemoryRange, PvBootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_MEMORY_RANGES, PV_HEADER_MAGIC,
+};
+pub use message::{DecodeError, Label, Reply, Request, Status};
+
+/// Bumped on every incompatible change to this crate's layouts or numbers.
+pub const PROTOCOL_VERSION: u64 = 1;
