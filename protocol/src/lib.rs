@@ -15,7 +15,7 @@ mod message;
 pub use boot_info::{
     MemoryRange, PvBootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_MEMORY_RANGES, PV_HEADER_MAGIC,
 };
-pub use message::{DecodeError, Label, Reply, Request, Status};
+pub use message::{DecodeError, Label, Reply, Request, Status, FIRST_LABEL, STRING_BYTES};
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.
 pub const PROTOCOL_VERSION: u64 = 1;
