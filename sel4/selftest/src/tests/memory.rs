@@ -49,6 +49,8 @@ pub fn run(objects: &mut Objects) -> Outcome {
     )?;
     check(paddr % 4096 == 0 && paddr != 0, "implausible frame address")?;
 
-    // Deleting a mapped frame capability unmaps it.
+    // Unmap before deleting: seL4 5.0.0 unmaps a frame on deleting its
+    // capability only when it is the frame's last capability.
+    Page(copy).unmap().doing("unmap the copy")?;
     init::CNODE.slot(copy).delete().doing("delete the copy")
 }
