@@ -176,6 +176,7 @@ void kernel_main(const struct pv_boot_info *boot)
         guest_exit(0);
     }
     const char *cmdline = (const char *)boot->cmdline;
+    boot_cr3 = read_cr3();
     gdt_init();
     traps_init();
     /* The firmware leaves the PIC delivering IRQ 0 on vector 8 (a CPU

@@ -4,8 +4,9 @@
 #define POOL_PAGES 512
 static u8 pool[POOL_PAGES][PAGE_SIZE] __attribute__((aligned(4096)));
 static u64 pool_next;
+/* The address space the kernel was entered with (its own boot tables on the
+ * multiboot path, the VMM's identity map on the PV path). */
 u64 boot_cr3;
-extern u64 boot_pml4[512];
 
 u64 page_alloc(void)
 {
@@ -49,6 +50,7 @@ void map_page(u64 pml4, u64 va, u64 pa, u64 flags)
 u64 address_space_new(void)
 {
     u64 *pml4 = (u64 *)page_alloc();
-    pml4[0] = boot_pml4[0]; /* the identity map of the low 1 GiB */
+    /* Share the identity map of low memory the kernel was entered with. */
+    pml4[0] = ((const u64 *)(boot_cr3 & PTE_ADDR))[0];
     return (u64)pml4;
 }
