@@ -78,6 +78,14 @@ pub struct SiteTable<const N: usize> {
 
 impl<const N: usize> Default for SiteTable<N> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> SiteTable<N> {
+    /// An empty table. `const`, so a large one can live in a static rather
+    /// than be built on a small stack.
+    pub const fn new() -> Self {
         SiteTable {
             entries: [None; N],
             len: 0,

@@ -1,0 +1,118 @@
+//! What the VMM server hands the wedge when it starts the guest thread in it
+//! (the address of one of these is in rdi).
+
+/// "WEDGBOOT" as the first word.
+pub const WEDGE_BOOT_MAGIC: u64 = u64::from_le_bytes(*b"WEDGBOOT");
+
+/// The start of the wedge's region in every guest address space: PML4 slot
+/// 255 (docs/pv-boot.md).
+pub const WEDGE_BASE: u64 = 0x7f80_0000_0000;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct WedgeBoot {
+    pub magic: u64,
+    /// The guest's 64-bit PV entry.
+    pub pv_entry: u64,
+    /// The `PvBootInfo` the guest gets in rdi.
+    pub boot_info: u64,
+    /// The guest's CR3 at entry (the VMM's identity map).
+    pub cr3: u64,
+    /// The `.afterburn` records in guest memory.
+    pub afterburn: u64,
+    pub afterburn_len: u64,
+    /// The guest code the records point into: `[code_start, code_end)`.
+    pub code_start: u64,
+    pub code_end: u64,
+    /// Written by the wedge at start: where the VMM sends the guest thread
+    /// to have an exception delivered into the guest (with a `Reflection`
+    /// at `REFLECTION_OFFSET` from this block).
+    pub reflect_entry: u64,
+}
+
+/// Where, from the boot block, the VMM writes a `Reflection`.
+pub const REFLECTION_OFFSET: u64 = 512;
+
+/// An exception the guest must see, and the guest's registers when it
+/// happened (the order of `wedge_l4::memory::GuestRegs`: general registers
+/// by encoding number, then rip and rflags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Reflection {
+    pub vector: u64,
+    /// The error code, or `u64::MAX` for vectors without one.
+    pub error: u64,
+    /// The faulting address, for #PF.
+    pub cr2: u64,
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+impl Reflection {
+    pub fn to_bytes(&self) -> [u8; size_of::<Reflection>()] {
+        let mut out = [0u8; size_of::<Reflection>()];
+        let head = [self.vector, self.error, self.cr2];
+        let tail = [self.rip, self.rflags];
+        for (i, w) in head
+            .iter()
+            .chain(self.gpr.iter())
+            .chain(tail.iter())
+            .enumerate()
+        {
+            out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+}
+
+impl WedgeBoot {
+    pub fn to_bytes(&self) -> [u8; size_of::<WedgeBoot>()] {
+        let words = [
+            self.magic,
+            self.pv_entry,
+            self.boot_info,
+            self.cr3,
+            self.afterburn,
+            self.afterburn_len,
+            self.code_start,
+            self.code_end,
+            self.reflect_entry,
+        ];
+        let mut out = [0u8; size_of::<WedgeBoot>()];
+        for (i, w) in words.iter().enumerate() {
+            out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_the_repr_c_layout() {
+        let b = WedgeBoot {
+            magic: WEDGE_BOOT_MAGIC,
+            pv_entry: 0x200144,
+            code_end: 7,
+            ..WedgeBoot::default()
+        }
+        .to_bytes();
+        assert_eq!(&b[..8], b"WEDGBOOT");
+        assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 0x200144);
+        assert_eq!(u64::from_le_bytes(b[56..64].try_into().unwrap()), 7);
+        assert_eq!(core::mem::offset_of!(WedgeBoot, code_end), 56);
+        assert_eq!(core::mem::offset_of!(WedgeBoot, reflect_entry), 64);
+        let r = Reflection {
+            vector: 14,
+            rip: 9,
+            ..Reflection::default()
+        }
+        .to_bytes();
+        assert_eq!(u64::from_le_bytes(r[..8].try_into().unwrap()), 14);
+        assert_eq!(u64::from_le_bytes(r[8 * 19..8 * 20].try_into().unwrap()), 9);
+        assert_eq!(core::mem::offset_of!(Reflection, rip), 8 * 19);
+    }
+}
