@@ -122,6 +122,11 @@ impl<'a> Elf<'a> {
         Ok(None)
     }
 
+    /// The ELF entry point.
+    pub fn entry(&self) -> Result<u64, ElfError> {
+        word(self.bytes, 0x18, 8, "e_entry")
+    }
+
     /// The PV entry address from the "PVE1" header.
     pub fn pv_entry(&self) -> Result<u64, ElfError> {
         let limit = self.bytes.len().min(8192) as u64;

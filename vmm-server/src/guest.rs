@@ -9,8 +9,13 @@ use crate::elf::{Elf, ElfError};
 use crate::ram::{OutOfRam, Ram};
 
 const PAGE: u64 = 4096;
-/// The VMM keeps the top 16 KiB of guest RAM: PML4, PDPT, PD, boot info.
-pub const RESERVED: u64 = 4 * PAGE;
+/// The top 16 KiB of guest RAM: PML4, PDPT, PD, boot info.
+const TABLES: u64 = 4 * PAGE;
+/// Below them, the wedge's memory (its image, data, stack, boot block),
+/// mapped at `WEDGE_BASE` in the guest's address space.
+pub const WEDGE_AREA: u64 = 1 << 20;
+/// What the VMM keeps of guest RAM.
+pub const RESERVED: u64 = TABLES + WEDGE_AREA;
 const LARGE: u64 = 2 << 20;
 const PRESENT_WRITABLE: u64 = 0x3;
 const LARGE_PAGE: u64 = 0x80;
@@ -65,11 +70,24 @@ pub struct Prepared {
     pub boot_info: u64,
     /// Where the `.afterburn` records are in guest memory (address, size).
     pub afterburn: Option<(u64, u64)>,
+    /// The guest code's range (the image's loadable bytes).
+    pub code: (u64, u64),
+    /// Guest-physical start of the wedge area.
+    pub wedge_area: u64,
+}
+
+/// The wedge, loaded into the wedge area.
+#[derive(Debug, Clone, Copy)]
+pub struct WedgeLoaded {
+    pub entry: u64,
+    /// Its boot block's address in the guest's address space.
+    pub boot_block: u64,
 }
 
 pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, PrepareError> {
     let elf = Elf::parse(image)?;
     let usable = ram.size() - RESERVED;
+    let (mut code_start, mut code_end) = (u64::MAX, 0);
     for segment in elf.segments() {
         let s = segment?;
         let fits = s
@@ -93,10 +111,13 @@ pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, Prepa
             })?;
         ram.write(s.paddr, data)?;
         ram.zero(s.paddr + s.file_size, s.mem_size - s.file_size)?;
+        code_start = code_start.min(s.paddr);
+        code_end = code_end.max(s.paddr + s.file_size);
     }
 
     // PML4 -> PDPT -> PD of 2 MiB pages covering guest RAM, identity mapped.
-    let (pml4, pdpt, pd, info) = (usable, usable + PAGE, usable + 2 * PAGE, usable + 3 * PAGE);
+    let tables = usable + WEDGE_AREA;
+    let (pml4, pdpt, pd, info) = (tables, tables + PAGE, tables + 2 * PAGE, tables + 3 * PAGE);
     ram.zero(usable, RESERVED)?;
     ram.write_u64(pml4, pdpt | PRESENT_WRITABLE)?;
     ram.write_u64(pdpt, pd | PRESENT_WRITABLE)?;
@@ -116,5 +137,59 @@ pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, Prepa
         cr3: pml4,
         boot_info: info,
         afterburn: elf.section(".afterburn")?,
+        code: (code_start, code_end),
+        wedge_area: usable,
+    })
+}
+
+/// Loads the wedge's ELF into the wedge area (its segments at their offset
+/// from `WEDGE_BASE`) and writes its boot block at the area's last page.
+pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoaded, PrepareError> {
+    use previrt_protocol::{WedgeBoot, WEDGE_BASE, WEDGE_BOOT_MAGIC};
+    let elf = Elf::parse(wedge)?;
+    for segment in elf.segments() {
+        let s = segment?;
+        let offset = s.paddr.wrapping_sub(WEDGE_BASE);
+        let fits = offset
+            .checked_add(s.mem_size)
+            .is_some_and(|end| end <= WEDGE_AREA - PAGE)
+            && s.file_size <= s.mem_size;
+        if !fits {
+            return Err(PrepareError::SegmentOutsideRam {
+                paddr: s.paddr,
+                size: s.mem_size,
+            });
+        }
+        let from = usize::try_from(s.file_offset).unwrap_or(usize::MAX);
+        let data = from
+            .checked_add(s.file_size as usize)
+            .and_then(|end| elf.bytes().get(from..end))
+            .ok_or(ElfError::Truncated {
+                what: "a wedge segment",
+                offset: s.file_offset,
+            })?;
+        ram.write(guest.wedge_area + offset, data)?;
+        ram.zero(
+            guest.wedge_area + offset + s.file_size,
+            s.mem_size - s.file_size,
+        )?;
+    }
+    let (afterburn, afterburn_len) = guest.afterburn.unwrap_or((0, 0));
+    let boot = WedgeBoot {
+        magic: WEDGE_BOOT_MAGIC,
+        pv_entry: guest.entry,
+        boot_info: guest.boot_info,
+        cr3: guest.cr3,
+        afterburn,
+        afterburn_len,
+        code_start: guest.code.0,
+        code_end: guest.code.1,
+        // The wedge fills this in when it starts.
+        reflect_entry: 0,
+    };
+    ram.write(guest.wedge_area + WEDGE_AREA - PAGE, &boot.to_bytes())?;
+    Ok(WedgeLoaded {
+        entry: elf.entry()?,
+        boot_block: WEDGE_BASE + WEDGE_AREA - PAGE,
     })
 }

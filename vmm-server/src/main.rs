@@ -7,6 +7,7 @@
 #![no_main]
 
 mod bringup;
+mod devices;
 mod elf;
 mod guest;
 mod ram;
@@ -16,17 +17,19 @@ mod vtlb;
 
 use capdl::generate::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
-    StartInfo,
+    StartInfo, WEDGE_WINDOW,
 };
-use previrt_sel4::{println, Tcb, Untyped, UserContext, VSpace, Word};
+use previrt_protocol::WEDGE_BASE;
+use previrt_sel4::{print, println, Tcb, Untyped, UserContext, VSpace, Word};
 
 use crate::ram::Ram;
 use crate::run::Ending;
 use crate::sites::Sites;
 use crate::vtlb::Vtlb;
 
-/// The command line the guest gets (its self-tests).
-const GUEST_CMDLINE: &str = "tests=all";
+/// The command line the guest gets: every self-test but `timer`, which needs
+/// virtual interrupts (not built yet).
+pub const GUEST_CMDLINE: &str = "tests=console,cpu,flags,desc,paging,exceptions";
 
 static mut VTLB: Vtlb = Vtlb::new(VSpace(0), Untyped(0), 0, (0, 0));
 static mut SITES: Sites = Sites::empty();
@@ -58,13 +61,13 @@ extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9:
     if !ok || info.guest_count == 0 {
         bringup::exit(&info, ok);
     }
-    let ran = run_guest(&info, 0);
-    bringup::exit(&info, ran)
+    let exit = run_guest(&info, 0);
+    bringup::exit_with(&info, exit)
 }
 
-/// Prepares guest `g` and serves it until it stops. Returns whether it got
-/// as far as the VMM can take it today: its first pre-virtualized site.
-fn run_guest(info: &StartInfo, g: usize) -> bool {
+/// Prepares guest `g` and serves it until it stops. Returns the exit value
+/// to give QEMU's exit port (0 pass, 1 fail).
+fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let guest = info.guests[g];
     let ram_bytes = u64::from(guest.ram_frames) * 4096;
     // SAFETY: the generated spec maps the guest's RAM frames read-write at
@@ -83,7 +86,7 @@ fn run_guest(info: &StartInfo, g: usize) -> bool {
         Ok(p) => p,
         Err(e) => {
             println!("vmm-server: guest{g}: refused: {e}");
-            return false;
+            return 1;
         }
     };
     // The VMM is single-threaded and these statics are used only here, once.
@@ -94,20 +97,16 @@ fn run_guest(info: &StartInfo, g: usize) -> bool {
         Some(Ok(section)) => {
             if let Err(e) = sites.read(section) {
                 println!("vmm-server: guest{g}: {e}");
-                return false;
+                return 1;
             }
         }
         _ => {
             println!("vmm-server: guest{g}: refused: no .afterburn section (not a pre-virtualized image)");
-            return false;
+            return 1;
         }
     }
-    println!(
-        "vmm-server: guest{g}: loaded; PV entry {:#x}, {} pre-virtualized sites, page tables at {:#x}, command line \"{GUEST_CMDLINE}\"",
-        prepared.entry, sites.count, prepared.cr3
-    );
     let Some(ram_first) = info.ram_first_slot(g) else {
-        return false;
+        return 1;
     };
     vtlb.reset(
         VSpace(guest_pml4_slot(g as u64)),
@@ -115,23 +114,95 @@ fn run_guest(info: &StartInfo, g: usize) -> bool {
         ram_first,
         (info.free_first_slot(), 1 << info.cnode_bits),
     );
-    let regs = UserContext {
+    // With a wedge, the guest thread starts in it; without, at the guest's
+    // PV entry, and stops at its first sensitive instruction.
+    let mut regs = UserContext {
         rip: prepared.entry,
         rdi: prepared.boot_info,
         rflags: 0x202,
         ..UserContext::default()
     };
+    let wedge = if info.wedge_bytes > 0 {
+        // SAFETY: the spec maps the wedge's ELF read-only at the wedge window.
+        let file = unsafe {
+            core::slice::from_raw_parts(WEDGE_WINDOW as *const u8, info.wedge_bytes as usize)
+        };
+        match guest::load_wedge(&ram, &prepared, file)
+            .and_then(|w| map_wedge(vtlb, &prepared).map(|()| w))
+        {
+            Ok(w) => {
+                regs = UserContext {
+                    rip: w.entry,
+                    rdi: w.boot_block,
+                    rflags: 0x202,
+                    ..UserContext::default()
+                };
+                true
+            }
+            Err(e) => {
+                println!("vmm-server: guest{g}: the wedge: {e}");
+                return 1;
+            }
+        }
+    } else {
+        false
+    };
+    println!(
+        "vmm-server: guest{g}: loaded; PV entry {:#x}, {} pre-virtualized sites, page tables at {:#x}, {}, command line \"{GUEST_CMDLINE}\"",
+        prepared.entry,
+        sites.count,
+        prepared.cr3,
+        if wedge { "entering through the wedge" } else { "no wedge" }
+    );
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).write_registers(true, &regs) {
         println!("vmm-server: guest{g}: cannot start its thread: {e}");
-        return false;
+        return 1;
     }
-    let mut stats = run::Stats { page_faults: 0 };
-    let ending = run::serve(g as u64, &ram, prepared.cr3, vtlb, sites, &mut stats);
+    let mut devices = devices::Devices::new();
+    let mut run = run::Guest {
+        number: g as u64,
+        ram: &ram,
+        cr3: prepared.cr3,
+        vtlb,
+        sites,
+        devices: &mut devices,
+        stats: run::Stats::default(),
+        reflector: wedge.then_some(run::Reflector {
+            boot_block_gpa: prepared.wedge_area + guest::WEDGE_AREA - 4096,
+        }),
+    };
+    let ending = run.serve();
+    let (cr3, stats) = (run.cr3, run.stats);
     println!(
-        "vmm-server: guest{g}: {} page faults served, {} pages mapped, {} seL4 paging structures created",
-        stats.page_faults, vtlb.count, vtlb.tables_created
+        "vmm-server: guest{g}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
+        stats.page_faults,
+        vtlb.count as u64 + vtlb.removed,
+        vtlb.removed,
+        vtlb.tables_created
     );
-    let consistent = match vtlb.check_consistency(&ram, prepared.cr3) {
+    let labels = [
+        "port-in",
+        "port-out",
+        "port-out-string",
+        "cr3",
+        "invlpg",
+        "cr0",
+        "cr4",
+        "hlt",
+        "fs-base",
+        "shutdown",
+    ];
+    print!("vmm-server: guest{g}: requests:");
+    for (name, n) in labels.iter().zip(stats.requests) {
+        if n > 0 {
+            print!(" {name} {n}");
+        }
+    }
+    println!(
+        ", invalid {}; {} exceptions reflected into the guest",
+        stats.invalid_requests, stats.reflected
+    );
+    let consistent = match vtlb.check_consistency(&ram, cr3) {
         Ok(n) => {
             println!("vmm-server: guest{g}: mapping consistency: all {n} seL4 mappings justified by the guest's page tables");
             true
@@ -144,35 +215,64 @@ fn run_guest(info: &StartInfo, g: usize) -> bool {
             false
         }
     };
-    consistent
-        && match ending {
-            Ending::SensitiveInstruction {
-                rip,
-                vector,
-                site_kind: Some(kind),
-            } => {
-                println!(
-                "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, not built yet"
-            );
-                true
-            }
-            Ending::SensitiveInstruction {
-                rip,
-                vector,
-                site_kind: None,
-            } => {
-                println!("vmm-server: guest{g}: exception {vector} at {rip:#x}, outside every recorded site");
-                false
-            }
-            Ending::UnmappedAccess { rip, addr } => {
-                println!("vmm-server: guest{g}: touched {addr:#x} at {rip:#x}, which its page tables do not map");
-                false
-            }
-            Ending::Failed(why) => {
-                println!("vmm-server: guest{g}: {why}");
-                false
-            }
+    let verdict = match ending {
+        Ending::Exited(status) => {
+            println!("vmm-server: guest{g}: exited with status {status}");
+            // QEMU's exit status 2V+1: pass the guest's V on.
+            Some(((status.saturating_sub(1)) / 2) as u8)
         }
+        Ending::SensitiveInstruction {
+            rip,
+            vector,
+            site_kind: Some(kind),
+        } if !wedge => {
+            println!(
+                "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
+            );
+            Some(0)
+        }
+        Ending::SensitiveInstruction {
+            rip,
+            vector,
+            site_kind,
+        } => {
+            println!("vmm-server: guest{g}: exception {vector} at {rip:#x} (site: {site_kind:?})");
+            None
+        }
+        Ending::UnmappedAccess { rip, addr } => {
+            println!("vmm-server: guest{g}: touched {addr:#x} at {rip:#x}, which its page tables do not map");
+            None
+        }
+        Ending::Shutdown(reason) => {
+            println!("vmm-server: guest{g}: the wedge stopped the guest (reason {reason})");
+            None
+        }
+        Ending::Failed(why) => {
+            println!("vmm-server: guest{g}: {why}");
+            None
+        }
+    };
+    match verdict {
+        Some(v) if consistent => v,
+        _ => 1,
+    }
+}
+
+/// Maps the wedge area into the guest's address space at `WEDGE_BASE`.
+fn map_wedge(vtlb: &mut Vtlb, prepared: &guest::Prepared) -> Result<(), guest::PrepareError> {
+    for page in 0..guest::WEDGE_AREA / 4096 {
+        let t = vtlb::Translation {
+            gpa: prepared.wedge_area + page * 4096,
+            writable: true,
+        };
+        if vtlb.map_fixed(WEDGE_BASE + page * 4096, t).is_err() {
+            return Err(guest::PrepareError::SegmentOutsideRam {
+                paddr: WEDGE_BASE + page * 4096,
+                size: 4096,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[panic_handler]

@@ -92,6 +92,10 @@ pub struct Vtlb {
     mappings: [(u64, u64, bool); MAX_MAPPINGS],
     pub count: usize,
     pub tables_created: u32,
+    /// Frame-capability slots freed by invalidations, for reuse.
+    free: [u64; MAX_MAPPINGS],
+    free_count: usize,
+    pub removed: u64,
 }
 
 fn own(slot: u64) -> previrt_sel4::Slot {
@@ -114,6 +118,9 @@ impl Vtlb {
             mappings: [(0, 0, false); MAX_MAPPINGS],
             count: 0,
             tables_created: 0,
+            free: [0; MAX_MAPPINGS],
+            free_count: 0,
+            removed: 0,
         }
     }
 
@@ -133,9 +140,15 @@ impl Vtlb {
         self.end_slot = free.1;
         self.count = 0;
         self.tables_created = 0;
+        self.free_count = 0;
+        self.removed = 0;
     }
 
     fn slot(&mut self) -> Result<u64, MapError> {
+        if self.free_count > 0 {
+            self.free_count -= 1;
+            return Ok(self.free[self.free_count]);
+        }
         if self.next_slot >= self.end_slot {
             return Err(MapError::NoSlots);
         }
@@ -143,11 +156,63 @@ impl Vtlb {
         Ok(self.next_slot - 1)
     }
 
-    /// Maps the guest-virtual page of `va` to `t`'s frame.
+    /// Maps the guest-virtual page of `va` to `t`'s frame, as the guest's
+    /// page tables say (recorded: invalidations and the consistency check
+    /// see it).
     pub fn map(&mut self, va: u64, t: Translation) -> Result<(), MapError> {
         if self.count == MAX_MAPPINGS {
             return Err(MapError::NoSlots);
         }
+        let copy = self.map_page(va, t)?;
+        self.mappings[self.count] = (va & !0xfff, copy, t.writable);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Maps a page the guest's page tables know nothing of (the wedge's
+    /// region): not recorded, never invalidated.
+    pub fn map_fixed(&mut self, va: u64, t: Translation) -> Result<(), MapError> {
+        self.map_page(va, t).map(drop)
+    }
+
+    /// Removes every recorded mapping (a CR3 load).
+    pub fn flush(&mut self) -> Result<(), MapError> {
+        while self.count > 0 {
+            self.remove(self.count - 1)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the mappings of `va`'s page (invlpg).
+    pub fn invalidate(&mut self, va: u64) -> Result<(), MapError> {
+        let page = va & !0xfff;
+        let mut i = 0;
+        while i < self.count {
+            if self.mappings[i].0 == page {
+                self.remove(i)?;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, i: usize) -> Result<(), MapError> {
+        let (_, slot, _) = self.mappings[i];
+        // Unmap explicitly: seL4 5.0.0 unmaps a frame on deleting its
+        // capability only if that is the last capability to the frame, and
+        // the VMM keeps the original of every RAM frame capability.
+        Page(slot).unmap()?;
+        own(slot).delete()?;
+        self.mappings[i] = self.mappings[self.count - 1];
+        self.count -= 1;
+        self.free[self.free_count] = slot;
+        self.free_count += 1;
+        self.removed += 1;
+        Ok(())
+    }
+
+    fn map_page(&mut self, va: u64, t: Translation) -> Result<u64, MapError> {
         let rights = CapRights {
             read: true,
             write: t.writable,
@@ -184,9 +249,7 @@ impl Vtlb {
         )?;
         self.next_slot = next;
         self.tables_created += created;
-        self.mappings[self.count] = (va & !0xfff, copy, t.writable);
-        self.count += 1;
-        Ok(())
+        Ok(copy)
     }
 
     /// The mapping-consistency invariant: every mapping the VMM made in the

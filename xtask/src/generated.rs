@@ -26,9 +26,12 @@ pub fn images() -> Result<BTreeMap<String, Vec<u8>>, String> {
 pub fn images_with(image: Image) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let guest = images::build(image)?;
     let guest = std::fs::read(&guest).map_err(|e| format!("{}: {e}", guest.display()))?;
+    let wedge = tasks::build_sel4_binary("wedge-sel4", &[])?;
+    let wedge = std::fs::read(&wedge).map_err(|e| format!("{}: {e}", wedge.display()))?;
     Ok(BTreeMap::from([
         ("vmm-server".to_string(), build_vmm_server()?),
         ("guest".to_string(), guest),
+        ("wedge-l4".to_string(), wedge),
     ]))
 }
 

@@ -14,6 +14,7 @@ pub const SEL4_CRATES: &[&str] = &[
     "capdl-loader",
     "capdl-test-task",
     "vmm-server",
+    "wedge-sel4",
 ];
 /// no_std libraries that must also build for seL4.
 pub const NO_STD_LIBS: &[&str] = &[
