@@ -27,9 +27,13 @@ use crate::run::Ending;
 use crate::sites::Sites;
 use crate::vtlb::Vtlb;
 
-/// The command line the guest gets: every self-test but `timer`, which needs
-/// virtual interrupts (not built yet).
-pub const GUEST_CMDLINE: &str = "tests=console,cpu,flags,desc,paging,exceptions";
+/// The command line the guest gets: `PREVIRT_GUEST_CMDLINE` when the VMM is
+/// built (`cargo xtask run --guest-cmdline`, `cargo xtask bench`), otherwise
+/// every self-test but `timer`, which needs virtual interrupts (not built yet).
+pub const GUEST_CMDLINE: &str = match option_env!("PREVIRT_GUEST_CMDLINE") {
+    Some(line) => line,
+    None => "tests=console,cpu,flags,desc,paging,exceptions",
+};
 
 static mut VTLB: Vtlb = Vtlb::new(VSpace(0), Untyped(0), 0, (0, 0));
 static mut SITES: Sites = Sites::empty();

@@ -195,6 +195,82 @@ pub fn loader() -> Result<(), String> {
     crate::write_atomically(&dir.join("loader.txt"), out.as_bytes())
 }
 
+/// The workloads that run on seL4 today (not `timer`: no virtual interrupts).
+const SEL4_WORKLOADS: &str = "cpu,irqsave,pio,pagefault,cr3,invlpg,mixed";
+
+/// The padded guest's workloads bare and on seL4 (through the loader, the
+/// VMM and the wedge), both under icount, with the seL4/bare ratio.
+pub fn sel4() -> Result<(), String> {
+    let tools = setup::ensure()?;
+    let kernel = crate::kernel::build(&tools)?;
+    let cmdline = format!("bench={SEL4_WORKLOADS}");
+    // Bare, the same image and command line.
+    let elf = images::build(Image::Padded)?;
+    let machine = qemu::Machine {
+        kernel: &elf,
+        module: None,
+        append: Some(&cmdline),
+        memory_mib: 128,
+        accel: "tcg",
+        icount: true,
+    };
+    let bare_run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
+    if bare_run.outcome != qemu::Outcome::Passed {
+        return Err(format!(
+            "the bare run ended with {}:\n{}",
+            bare_run.outcome, bare_run.serial
+        ));
+    }
+    let bare = parse(&bare_run.serial, Image::Padded, "bare")?;
+    // On seL4: the generated system with the command line built into the VMM.
+    let description = crate::generated::description_with_ram(64)?;
+    let bundle =
+        crate::generated::bundle_with("bench-sel4", &description, Image::Padded, Some(&cmdline))?;
+    let run = crate::system::boot(&kernel, &bundle, 512, true, qemu::Echo::Quiet)?;
+    if run.outcome != qemu::Outcome::Passed {
+        return Err(format!(
+            "the seL4 run ended with {}:\n{}",
+            run.outcome,
+            crate::process::tail(&run.serial, 30)
+        ));
+    }
+    let sel4 = parse(&run.serial, Image::Padded, "sel4")?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:>14} {:>14} {:>12} {:>16}",
+        "workload", "bare t/iter", "seL4 t/iter", "seL4/bare", "seL4-bare t/iter"
+    );
+    for b in &bare {
+        let Some(s) = sel4.iter().find(|s| s.workload == b.workload) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:>14.1} {:>14.1} {:>12.3} {:>16.1}",
+            b.workload,
+            b.per_iteration(),
+            s.per_iteration(),
+            s.per_iteration() / b.per_iteration(),
+            s.per_iteration() - b.per_iteration()
+        );
+    }
+    for line in run
+        .serial
+        .lines()
+        .filter(|l| l.starts_with("vmm-server: guest0:") && l.contains("requests"))
+    {
+        let _ = writeln!(out, "{line}");
+    }
+    print!("{out}");
+    let mut samples = sel4;
+    // Keep the bare rows of `bench --bare` (both images); add seL4's.
+    samples.retain(|s| s.platform == "sel4");
+    write_csv(&samples)?;
+    let dir = paths::target().join("bench");
+    crate::write_atomically(&dir.join("sel4.txt"), out.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

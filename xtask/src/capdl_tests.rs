@@ -247,7 +247,7 @@ pub fn unpadded_guest_refused(
     record: &mut dyn FnMut(&str, Result<String, String>),
 ) {
     let result = generated::description_with_ram(16)
-        .and_then(|d| generated::bundle_with("generated-plain", &d, crate::images::Image::Plain))
+        .and_then(|d| generated::bundle_with("generated-plain", &d, crate::images::Image::Plain, None))
         .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet))
         .and_then(|run| {
             expect(

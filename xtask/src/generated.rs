@@ -12,24 +12,32 @@ pub fn example_description() -> PathBuf {
     paths::root().join("capdl/examples/system.toml")
 }
 
-fn build_vmm_server() -> Result<Vec<u8>, String> {
-    let path = tasks::build_sel4_binary("vmm-server", &[])?;
+fn build_vmm_server(cmdline: Option<&str>) -> Result<Vec<u8>, String> {
+    let env: Vec<(&str, &std::ffi::OsStr)> = cmdline
+        .map(|c| ("PREVIRT_GUEST_CMDLINE", std::ffi::OsStr::new(c)))
+        .into_iter()
+        .collect();
+    let path = tasks::build_sel4_binary("vmm-server", &env)?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The images a description names: the VMM server and the padded guest.
 pub fn images() -> Result<BTreeMap<String, Vec<u8>>, String> {
-    images_with(Image::Padded)
+    images_with(Image::Padded, None)
 }
 
 /// The images with the given guest image (the plain one, to see it refused).
-pub fn images_with(image: Image) -> Result<BTreeMap<String, Vec<u8>>, String> {
+/// `cmdline`, if given, is the guest's command line (built into the VMM).
+pub fn images_with(
+    image: Image,
+    cmdline: Option<&str>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let guest = images::build(image)?;
     let guest = std::fs::read(&guest).map_err(|e| format!("{}: {e}", guest.display()))?;
     let wedge = tasks::build_sel4_binary("wedge-sel4", &[])?;
     let wedge = std::fs::read(&wedge).map_err(|e| format!("{}: {e}", wedge.display()))?;
     Ok(BTreeMap::from([
-        ("vmm-server".to_string(), build_vmm_server()?),
+        ("vmm-server".to_string(), build_vmm_server(cmdline)?),
         ("guest".to_string(), guest),
         ("wedge-l4".to_string(), wedge),
     ]))
@@ -65,12 +73,17 @@ pub fn description_with_ram(ram_mib: u32) -> Result<String, String> {
 
 /// Generates, checks and bundles the system; returns the bundle.
 pub fn bundle(name: &str, description: &str) -> Result<PathBuf, String> {
-    bundle_with(name, description, Image::Padded)
+    bundle_with(name, description, Image::Padded, None)
 }
 
-/// As [`bundle`], with the given guest image.
-pub fn bundle_with(name: &str, description: &str, image: Image) -> Result<PathBuf, String> {
-    let images = images_with(image)?;
+/// As [`bundle`], with the given guest image and command line.
+pub fn bundle_with(
+    name: &str,
+    description: &str,
+    image: Image,
+    cmdline: Option<&str>,
+) -> Result<PathBuf, String> {
+    let images = images_with(image, cmdline)?;
     let text = spec(description, &images)?;
     let files: Vec<(&str, &[u8])> = images
         .iter()
