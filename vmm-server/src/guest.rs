@@ -87,33 +87,8 @@ pub struct WedgeLoaded {
 pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, PrepareError> {
     let elf = Elf::parse(image)?;
     let usable = ram.size() - RESERVED;
-    let (mut code_start, mut code_end) = (u64::MAX, 0);
-    for segment in elf.segments() {
-        let s = segment?;
-        let fits = s
-            .paddr
-            .checked_add(s.mem_size)
-            .is_some_and(|end| end <= usable)
-            && s.file_size <= s.mem_size;
-        if !fits {
-            return Err(PrepareError::SegmentOutsideRam {
-                paddr: s.paddr,
-                size: s.mem_size,
-            });
-        }
-        let from = usize::try_from(s.file_offset).unwrap_or(usize::MAX);
-        let data = from
-            .checked_add(s.file_size as usize)
-            .and_then(|end| elf.bytes().get(from..end))
-            .ok_or(ElfError::Truncated {
-                what: "a segment",
-                offset: s.file_offset,
-            })?;
-        ram.write(s.paddr, data)?;
-        ram.zero(s.paddr + s.file_size, s.mem_size - s.file_size)?;
-        code_start = code_start.min(s.paddr);
-        code_end = code_end.max(s.paddr + s.file_size);
-    }
+    // Segments at their physical addresses, below the VMM's reserved RAM.
+    let (code_start, code_end) = load_segments(ram, &elf, Some, usable)?;
 
     // PML4 -> PDPT -> PD of 2 MiB pages covering guest RAM, identity mapped.
     let tables = usable + WEDGE_AREA;
@@ -147,33 +122,15 @@ pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, Prepa
 pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoaded, PrepareError> {
     use previrt_protocol::{WedgeBoot, WEDGE_BASE, WEDGE_BOOT_MAGIC};
     let elf = Elf::parse(wedge)?;
-    for segment in elf.segments() {
-        let s = segment?;
-        let offset = s.paddr.wrapping_sub(WEDGE_BASE);
-        let fits = offset
-            .checked_add(s.mem_size)
-            .is_some_and(|end| end <= WEDGE_AREA - PAGE)
-            && s.file_size <= s.mem_size;
-        if !fits {
-            return Err(PrepareError::SegmentOutsideRam {
-                paddr: s.paddr,
-                size: s.mem_size,
-            });
-        }
-        let from = usize::try_from(s.file_offset).unwrap_or(usize::MAX);
-        let data = from
-            .checked_add(s.file_size as usize)
-            .and_then(|end| elf.bytes().get(from..end))
-            .ok_or(ElfError::Truncated {
-                what: "a wedge segment",
-                offset: s.file_offset,
-            })?;
-        ram.write(guest.wedge_area + offset, data)?;
-        ram.zero(
-            guest.wedge_area + offset + s.file_size,
-            s.mem_size - s.file_size,
-        )?;
-    }
+    // Segments at their offset from WEDGE_BASE in the wedge area, below its
+    // boot block page.
+    let area = guest.wedge_area;
+    load_segments(
+        ram,
+        &elf,
+        |vaddr| vaddr.checked_sub(WEDGE_BASE).map(|o| area + o),
+        area + WEDGE_AREA - PAGE,
+    )?;
     let (afterburn, afterburn_len) = guest.afterburn.unwrap_or((0, 0));
     let boot = WedgeBoot {
         magic: WEDGE_BOOT_MAGIC,
@@ -192,4 +149,40 @@ pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoad
         entry: elf.entry()?,
         boot_block: WEDGE_BASE + WEDGE_AREA - PAGE,
     })
+}
+
+/// Copies `elf`'s loadable segments into guest RAM at `place(p_paddr)` (the
+/// zeroed rest up to the memory size), refusing any that would end past
+/// `limit`; returns the range of guest-physical bytes loaded from the file.
+fn load_segments(
+    ram: &Ram,
+    elf: &Elf,
+    place: impl Fn(u64) -> Option<u64>,
+    limit: u64,
+) -> Result<(u64, u64), PrepareError> {
+    let (mut first, mut end) = (u64::MAX, 0);
+    for segment in elf.segments() {
+        let s = segment?;
+        let at = place(s.paddr)
+            .filter(|at| {
+                at.checked_add(s.mem_size).is_some_and(|e| e <= limit) && s.file_size <= s.mem_size
+            })
+            .ok_or(PrepareError::SegmentOutsideRam {
+                paddr: s.paddr,
+                size: s.mem_size,
+            })?;
+        let from = usize::try_from(s.file_offset).unwrap_or(usize::MAX);
+        let data = from
+            .checked_add(s.file_size as usize)
+            .and_then(|e| elf.bytes().get(from..e))
+            .ok_or(ElfError::Truncated {
+                what: "a segment",
+                offset: s.file_offset,
+            })?;
+        ram.write(at, data)?;
+        ram.zero(at + s.file_size, s.mem_size - s.file_size)?;
+        first = first.min(at);
+        end = end.max(at + s.file_size);
+    }
+    Ok((first, end))
 }
