@@ -40,7 +40,8 @@ pub const REFLECTION_OFFSET: u64 = 512;
 #[repr(C)]
 pub struct Reflection {
     pub vector: u64,
-    /// The error code, or `u64::MAX` for vectors without one.
+    /// The error code the kernel reported; the wedge pushes it only for
+    /// vectors whose frame has one.
     pub error: u64,
     /// The faulting address, for #PF.
     pub cr2: u64,

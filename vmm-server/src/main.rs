@@ -63,7 +63,7 @@ extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9:
         if ok { "passed" } else { "FAILED" }
     );
     if !ok || info.guest_count == 0 {
-        bringup::exit(&info, ok);
+        bringup::exit_with(&info, u8::from(!ok));
     }
     let exit = run_guest(&info, 0);
     bringup::exit_with(&info, exit)

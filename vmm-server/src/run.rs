@@ -62,11 +62,6 @@ enum Step {
     End(Ending),
 }
 
-/// Exceptions whose frame carries an error code.
-fn has_error_code(vector: u64) -> bool {
-    matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
-}
-
 /// Where the wedge takes reflected exceptions: its boot block (with the
 /// entry the wedge wrote into it) in guest RAM.
 #[derive(Clone, Copy)]
@@ -103,12 +98,8 @@ impl Guest<'_> {
                         // The guest's own exception (#UD, #DE, ...): into
                         // the guest, through the wedge.
                         Some(_) if rip < previrt_protocol::WEDGE_BASE && vector < 32 => {
-                            let error = if has_error_code(vector) {
-                                message.mr(seL4_UserException_Code as usize)
-                            } else {
-                                u64::MAX
-                            };
-                            self.reflect(vector, error, 0)
+                            let code = message.mr(seL4_UserException_Code as usize);
+                            self.reflect(vector, code, 0)
                         }
                         _ => Step::End(Ending::SensitiveInstruction {
                             rip,

@@ -256,13 +256,10 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     if r.vector == 14 {
         vcpu.cr2 = r.cr2;
     }
-    let error = if r.error == u64::MAX {
-        None
-    } else {
-        Some(r.error)
-    };
+    let vector = r.vector as u8;
+    let error = wedge_l4::interrupts::has_error_code(vector).then_some(r.error);
     let mut mem = DirectMemory;
-    match wedge_l4::interrupts::deliver(r.vector as u8, error, vcpu, regs, &mut mem) {
+    match wedge_l4::interrupts::deliver(vector, error, vcpu, regs, &mut mem) {
         Ok(()) => resume_at(regs),
         Err(_) => stop(10),
     }
