@@ -503,19 +503,26 @@ impl Machine<'_> {
             let rsi = self.regs.get(reg::RSI);
             self.mem.read(rsi, &mut buf[..bytes])?;
             self.backend.port_out_string(port, io.size, &buf[..bytes])?;
-            let moved = n * size;
-            let rsi = if down {
-                rsi.wrapping_sub(moved)
-            } else {
-                rsi.wrapping_add(moved)
-            };
-            self.regs.set(reg::RSI, rsi);
             left -= n;
-            if io.rep {
-                self.regs.set(reg::RCX, left);
-            }
+            self.string_advance(reg::RSI, n * size, down, &io, left);
         }
         Ok(())
+    }
+
+    /// After `moved` bytes of a string instruction: steps its index
+    /// register (rsi or rdi) in the direction DF says and, under `rep`,
+    /// leaves the remaining count in rcx.
+    fn string_advance(&mut self, index: u8, moved: u64, down: bool, io: &PortIo, left: u64) {
+        let at = self.regs.get(index);
+        let at = if down {
+            at.wrapping_sub(moved)
+        } else {
+            at.wrapping_add(moved)
+        };
+        self.regs.set(index, at);
+        if io.rep {
+            self.regs.set(reg::RCX, left);
+        }
     }
 
     fn port_in(&mut self, io: PortIo) -> Result<(), EmulateError> {
@@ -536,17 +543,8 @@ impl Machine<'_> {
                 .port_in_string(port, io.size, &mut buf[..bytes])?;
             let rdi = self.regs.get(reg::RDI);
             self.mem.write(rdi, &buf[..bytes])?;
-            let moved = n * size;
-            let rdi = if down {
-                rdi.wrapping_sub(moved)
-            } else {
-                rdi.wrapping_add(moved)
-            };
-            self.regs.set(reg::RDI, rdi);
             left -= n;
-            if io.rep {
-                self.regs.set(reg::RCX, left);
-            }
+            self.string_advance(reg::RDI, n * size, down, &io, left);
         }
         Ok(())
     }
