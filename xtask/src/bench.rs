@@ -47,13 +47,14 @@ pub fn parse(serial: &str, image: Image, platform: &'static str) -> Result<Vec<S
     Ok(samples)
 }
 
-/// Boots `image` bare with `bench=all` under icount and returns its samples.
-fn run_bare(image: Image) -> Result<Vec<Sample>, String> {
+/// Boots `image` bare with `cmdline` (a `bench=` selection) under icount
+/// and returns its samples.
+fn run_bare(image: Image, cmdline: &str) -> Result<Vec<Sample>, String> {
     let elf = images::build(image)?;
     let machine = qemu::Machine {
         kernel: &elf,
         module: None,
-        append: Some("bench=all"),
+        append: Some(cmdline),
         memory_mib: 128,
         accel: "tcg",
         icount: true,
@@ -76,8 +77,8 @@ fn run_bare(image: Image) -> Result<Vec<Sample>, String> {
 
 pub fn bare() -> Result<(), String> {
     setup::ensure()?;
-    let mut samples = run_bare(Image::Plain)?;
-    samples.extend(run_bare(Image::Padded)?);
+    let mut samples = run_bare(Image::Plain, "bench=all")?;
+    samples.extend(run_bare(Image::Padded, "bench=all")?);
     print!("{}", table(&samples));
     write_csv(&samples)
 }
@@ -205,23 +206,7 @@ pub fn sel4() -> Result<(), String> {
     let kernel = crate::kernel::build(&tools)?;
     let cmdline = format!("bench={SEL4_WORKLOADS}");
     // Bare, the same image and command line.
-    let elf = images::build(Image::Padded)?;
-    let machine = qemu::Machine {
-        kernel: &elf,
-        module: None,
-        append: Some(&cmdline),
-        memory_mib: 128,
-        accel: "tcg",
-        icount: true,
-    };
-    let bare_run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
-    if bare_run.outcome != qemu::Outcome::Passed {
-        return Err(format!(
-            "the bare run ended with {}:\n{}",
-            bare_run.outcome, bare_run.serial
-        ));
-    }
-    let bare = parse(&bare_run.serial, Image::Padded, "bare")?;
+    let bare = run_bare(Image::Padded, &cmdline)?;
     // On seL4: the generated system with the command line built into the VMM.
     let description = crate::generated::description_with_ram(64)?;
     let bundle =

@@ -213,17 +213,8 @@ pub fn generated_system(
         "guest on seL4: the padded guest's self-tests pass (all but timer)",
         passed,
     );
-    let bare = crate::images::build(crate::images::Image::Padded).and_then(|elf| {
-        qemu::Machine {
-            kernel: &elf,
-            module: None,
-            append: Some(SEL4_GUEST_TESTS),
-            memory_mib: 128,
-            accel: "tcg",
-            icount: false,
-        }
-        .boot(std::time::Duration::from_secs(60), qemu::Echo::Quiet)
-    });
+    let bare = crate::images::build(crate::images::Image::Padded)
+        .and_then(|elf| crate::test::boot_guest(&elf, SEL4_GUEST_TESTS));
     let same = bare.and_then(|bare| {
         let (a, b) = (guest_lines(&sel4.serial), guest_lines(&bare.serial));
         if a.is_empty() {

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use crate::{paths, process};
 
@@ -80,6 +81,21 @@ fn compiler(image: Image) -> Result<(PathBuf, Vec<&'static str>), String> {
 
 /// Builds `image` and returns the ELF's path.
 pub fn build(image: Image) -> Result<PathBuf, String> {
+    // One xtask run builds each image once, however many steps ask for it
+    // (the sources cannot change under a run).
+    static BUILT: Mutex<[Option<PathBuf>; 2]> = Mutex::new([None, None]);
+    let index = image as usize;
+    if let Some(elf) = BUILT.lock().ok().and_then(|built| built[index].clone()) {
+        return Ok(elf);
+    }
+    let elf = build_now(image)?;
+    if let Ok(mut built) = BUILT.lock() {
+        built[index] = Some(elf.clone());
+    }
+    Ok(elf)
+}
+
+fn build_now(image: Image) -> Result<PathBuf, String> {
     let guest = paths::root().join("images/guest");
     let out = paths::target().join("images").join(image.name());
     let _ = fs::remove_dir_all(&out);

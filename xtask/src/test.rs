@@ -215,7 +215,7 @@ const GUEST_TESTS: &[&str] = &[
     "timer",
 ];
 
-fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, String> {
+pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, String> {
     qemu::Machine {
         kernel: elf,
         module: None,
