@@ -11,13 +11,18 @@
 
 mod boot_info;
 mod message;
+mod vcpu_page;
 mod wedge_boot;
 
 pub use boot_info::{
     MemoryRange, PvBootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_MEMORY_RANGES, PV_HEADER_MAGIC,
 };
 pub use message::{DecodeError, Label, Reply, Request, Status, FIRST_LABEL, STRING_BYTES};
+pub use vcpu_page::{
+    WedgeStats, BOOT_BLOCK_OFFSET, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, KIND_SLOTS,
+    STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET, WEDGE_AREA, WEDGE_STATS_MAGIC,
+};
 pub use wedge_boot::{Reflection, WedgeBoot, REFLECTION_OFFSET, WEDGE_BASE, WEDGE_BOOT_MAGIC};
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.
-pub const PROTOCOL_VERSION: u64 = 1;
+pub const PROTOCOL_VERSION: u64 = 2;

@@ -3,7 +3,8 @@
 //! RAM by physical address, an identity map of its RAM in page tables of its
 //! own (in RAM it does not use), and the boot information.
 
-use previrt_protocol::PvBootInfo;
+pub use previrt_protocol::WEDGE_AREA;
+use previrt_protocol::{PvBootInfo, BOOT_BLOCK_OFFSET, VCPU_PAGE_OFFSET};
 
 use crate::elf::{Elf, ElfError};
 use crate::ram::{OutOfRam, Ram};
@@ -11,10 +12,9 @@ use crate::ram::{OutOfRam, Ram};
 const PAGE: u64 = 4096;
 /// The top 16 KiB of guest RAM: PML4, PDPT, PD, boot info.
 const TABLES: u64 = 4 * PAGE;
-/// Below them, the wedge's memory (its image, data, stack, boot block),
-/// mapped at `WEDGE_BASE` in the guest's address space.
-pub const WEDGE_AREA: u64 = 1 << 20;
-/// What the VMM keeps of guest RAM.
+/// What the VMM keeps of guest RAM: the tables and, below them, the wedge's
+/// memory (its image, data, stack, vCPU page, boot block), mapped at
+/// `WEDGE_BASE` in the guest's address space.
 pub const RESERVED: u64 = TABLES + WEDGE_AREA;
 const LARGE: u64 = 2 << 20;
 const PRESENT_WRITABLE: u64 = 0x3;
@@ -123,13 +123,13 @@ pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoad
     use previrt_protocol::{WedgeBoot, WEDGE_BASE, WEDGE_BOOT_MAGIC};
     let elf = Elf::parse(wedge)?;
     // Segments at their offset from WEDGE_BASE in the wedge area, below its
-    // boot block page.
+    // vCPU page.
     let area = guest.wedge_area;
     load_segments(
         ram,
         &elf,
         |vaddr| vaddr.checked_sub(WEDGE_BASE).map(|o| area + o),
-        area + WEDGE_AREA - PAGE,
+        area + VCPU_PAGE_OFFSET,
     )?;
     let (afterburn, afterburn_len) = guest.afterburn.unwrap_or((0, 0));
     let boot = WedgeBoot {
@@ -144,10 +144,10 @@ pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoad
         // The wedge fills this in when it starts.
         reflect_entry: 0,
     };
-    ram.write(guest.wedge_area + WEDGE_AREA - PAGE, &boot.to_bytes())?;
+    ram.write(guest.wedge_area + BOOT_BLOCK_OFFSET, &boot.to_bytes())?;
     Ok(WedgeLoaded {
         entry: elf.entry()?,
-        boot_block: WEDGE_BASE + WEDGE_AREA - PAGE,
+        boot_block: WEDGE_BASE + BOOT_BLOCK_OFFSET,
     })
 }
 

@@ -19,8 +19,11 @@ use capdl::generate::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
     StartInfo, WEDGE_WINDOW,
 };
-use previrt_protocol::WEDGE_BASE;
-use previrt_sel4::{print, println, Tcb, Untyped, UserContext, VSpace, Word};
+use previrt_protocol::{
+    WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET, WEDGE_BASE,
+    WEDGE_STATS_MAGIC,
+};
+use previrt_sel4::{print, println, Page, Tcb, Untyped, UserContext, VSpace, Word};
 
 use crate::ram::Ram;
 use crate::run::Ending;
@@ -135,6 +138,15 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             .and_then(|w| map_wedge(vtlb, &prepared).map(|()| w))
         {
             Ok(w) => {
+                // The vCPU page is the guest thread's IPC buffer: the kernel
+                // points its GS base there, where the wedge's fast paths
+                // find the virtual CPU.
+                let frame = ram_first + ((prepared.wedge_area + VCPU_PAGE_OFFSET) >> 12);
+                if let Err(e) = Tcb(guest_tcb_slot(g as u64)).set_ipc_buffer(VCPU_PAGE, Page(frame))
+                {
+                    println!("vmm-server: guest{g}: cannot give the wedge its vCPU page: {e}");
+                    return 1;
+                }
                 regs = UserContext {
                     rip: w.entry,
                     rdi: w.boot_block,
@@ -172,7 +184,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         devices: &mut devices,
         stats: run::Stats::default(),
         reflector: wedge.then_some(run::Reflector {
-            boot_block_gpa: prepared.wedge_area + guest::WEDGE_AREA - 4096,
+            boot_block_gpa: prepared.wedge_area + BOOT_BLOCK_OFFSET,
         }),
     };
     let ending = run.serve();
@@ -206,6 +218,13 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         ", invalid {}; {} exceptions reflected into the guest",
         stats.invalid_requests, stats.reflected
     );
+    if wedge {
+        print_wedge_stats(
+            g,
+            &ram,
+            prepared.wedge_area + VCPU_PAGE_OFFSET + STATS_OFFSET,
+        );
+    }
     let consistent = match vtlb.check_consistency(&ram, cr3) {
         Ok(n) => {
             println!("vmm-server: guest{g}: mapping consistency: all {n} seL4 mappings justified by the guest's page tables");
@@ -259,6 +278,40 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     match verdict {
         Some(v) if consistent => v,
         _ => 1,
+    }
+}
+
+/// Prints what the wedge counted (it keeps its statistics in the vCPU page,
+/// in guest RAM: the guest could have overwritten them, so they are only
+/// printed, never trusted).
+fn print_wedge_stats(g: usize, ram: &Ram, at: u64) {
+    let mut bytes = [0u8; WedgeStats::SIZE];
+    if ram.read(at, &mut bytes).is_err() {
+        return;
+    }
+    let stats = WedgeStats::from_bytes(&bytes);
+    if stats.magic != WEDGE_STATS_MAGIC {
+        println!("vmm-server: guest{g}: the wedge left no statistics");
+        return;
+    }
+    let total: u64 = stats.rewritten.iter().map(|&n| u64::from(n)).sum();
+    print!(
+        "vmm-server: guest{g}: sites rewritten: {total} ({} inline or fast path, {} left native):",
+        stats.fast, stats.native
+    );
+    print_by_kind(stats.rewritten.iter().map(|&n| u64::from(n)));
+    println!();
+    print!("vmm-server: guest{g}: site calls emulated in the wedge's general path:");
+    print_by_kind(stats.emulated.iter().copied());
+    println!("; {} exceptions delivered", stats.reflected);
+}
+
+/// Prints ` name count` for each nonzero count, indexed by kind number.
+fn print_by_kind(counts: impl Iterator<Item = u64>) {
+    for (number, n) in counts.enumerate() {
+        if n > 0 {
+            print!(" {} {n}", sites::kind_name(number as u16));
+        }
     }
 }
 

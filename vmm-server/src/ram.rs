@@ -47,6 +47,14 @@ impl Ram {
         Ok(())
     }
 
+    pub fn read(&self, gpa: u64, out: &mut [u8]) -> Result<(), OutOfRam> {
+        let at = self.check(gpa, out.len() as u64)?;
+        // SAFETY: as in `read_u64`; `out` is the VMM's own memory, never
+        // inside the window.
+        unsafe { core::ptr::copy_nonoverlapping(at as *const u8, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
     pub fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfRam> {
         let at = self.check(gpa, bytes.len() as u64)?;
         // SAFETY: as in `write_u64`; source and window never overlap (the

@@ -58,3 +58,9 @@ impl Sites {
             .map(Kind::name)
     }
 }
+
+/// The name of `.afterburn` kind `number` (`?` for one this VMM does not
+/// know: the counts come from guest memory).
+pub fn kind_name(number: u16) -> &'static str {
+    Kind::from_number(number).map_or("?", Kind::name)
+}

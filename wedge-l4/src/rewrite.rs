@@ -27,6 +27,21 @@
 //! space (seL4 delivers it to the fault handler, the VMM server), which is
 //! exactly the cost pre-virtualization exists to avoid.
 //!
+//! With [`FastPaths`] (the wedge's virtual CPU reachable through `%gs`),
+//! the hottest kinds are rewritten without the general entry:
+//!
+//! ```text
+//! cli:            65 c6 04 25 <vif>  00      movb $0, %gs:vif ; then NOPs
+//! sti/pushf/popf: 65 ff 14 25 <slot>         call *%gs:slot   ; a fast path
+//!                 eb <len-10>                jmp site_end     ; it returns here
+//!                 <u16 index> cc ...
+//! ```
+//!
+//! A fast path is a few instructions in the wedge that work on the guest's
+//! stack and the vCPU's `vif` byte without saving registers; when it cannot
+//! finish (an interrupt is pending, IOPL is involved) it jumps to the
+//! general entry, which finds the site by the index after the jump.
+//!
 //! Left native: `rdtsc`/`rdtscp` (unprivileged unless CR4.TSD) and `ud2`
 //! (it faults on purpose and the guest's handler skips it by its native
 //! length, `rip += 2`, which would land inside a rewritten site; natively it
@@ -40,12 +55,87 @@ use crate::records::{Records, Site};
 
 /// Length of `call *disp32(%rip)`.
 pub const CALL_LEN: u8 = 6;
+/// Length of `call *%gs:disp32`.
+pub const GS_CALL_LEN: u8 = 8;
+/// A fast-path call site: the call, a short jump to the site's end, the index.
+pub const FAST_SITE_LEN: u8 = GS_CALL_LEN + 2 + 2;
+/// Length of `movb $imm8, %gs:disp32`.
+pub const GS_STORE_LEN: u8 = 9;
 /// Bytes a rewritten site needs: the call and the index.
 pub const STUB_LEN: u8 = 8;
 /// A site long enough to also hold the 8-byte entry slot.
 pub const SLOT_SITE_LEN: u8 = 16;
 /// Most original bytes kept per site (instruction and pair).
 pub const MAX_KEPT: usize = 30;
+
+/// Where the fast paths find the virtual CPU: offsets from the GS base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastPaths {
+    /// The vCPU's `vif` byte.
+    pub vif: u32,
+    /// The `u64` holding the `sti` fast path's address.
+    pub sti: u32,
+    /// The `u64` holding the `pushf` fast path's address.
+    pub pushf: u32,
+    /// The `u64` holding the `popf` fast path's address.
+    pub popf: u32,
+}
+
+/// How a site is rewritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// `call *slot(%rip)` to the general entry.
+    General,
+    /// `movb $0, %gs:vif` (cli).
+    StoreVif,
+    /// `call *%gs:slot` to a fast path.
+    FastCall(u32),
+}
+
+fn form(site: &Site, fast: Option<&FastPaths>) -> Form {
+    let Some(f) = fast else {
+        return Form::General;
+    };
+    // A shadowed pair (`sti; hlt`) needs the general path's pair handling.
+    if site.pair_len != 0 {
+        return Form::General;
+    }
+    let call_fits = site.site_len >= FAST_SITE_LEN;
+    match site.kind {
+        Kind::Cli if site.site_len >= GS_STORE_LEN => Form::StoreVif,
+        Kind::Sti if call_fits => Form::FastCall(f.sti),
+        Kind::Pushf if call_fits => Form::FastCall(f.pushf),
+        Kind::Popf if call_fits => Form::FastCall(f.popf),
+        _ => Form::General,
+    }
+}
+
+/// Writes `n` bytes of NOPs as few instructions as possible (each NOP is a
+/// whole instruction under an instruction-counting emulator): the
+/// recommended multi-byte forms, or a short jump over longer gaps.
+fn fill_nops(out: &mut [u8]) {
+    const NOPS: [&[u8]; 9] = [
+        &[0x90],
+        &[0x66, 0x90],
+        &[0x0f, 0x1f, 0x00],
+        &[0x0f, 0x1f, 0x40, 0x00],
+        &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+        &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+        &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+        &[0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+        &[0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+    ];
+    match out.len() {
+        0 => {}
+        n @ 1..=9 => out.copy_from_slice(NOPS[n - 1]),
+        n => {
+            // Sites are at most 255 bytes, so the jump fits in rel8.
+            out.fill(0xcc);
+            out[0] = 0xeb;
+            out[1] = (n - 2).min(127) as u8;
+        }
+    }
+}
 
 /// True for kinds the rewrite leaves native (see the module docs).
 pub fn stays_native(kind: Kind) -> bool {
@@ -57,6 +147,9 @@ pub fn stays_native(kind: Kind) -> bool {
 pub struct SiteEntry {
     /// The site.
     pub site: Site,
+    /// Length of the call the site was rewritten into: the call returns to
+    /// `site.address + call_len`, where the index is.
+    pub call_len: u8,
     bytes: [u8; MAX_KEPT],
 }
 
@@ -119,27 +212,42 @@ impl<const N: usize> SiteTable<N> {
     }
 
     /// The site whose call pushed `return_address`, found through the index
-    /// stored after the call.
+    /// stored after the call (general form) or after the short jump that
+    /// follows it (fast form). The entry found must have its call end at
+    /// `return_address`, which tells the two apart: a fast site's jump read
+    /// as an index would name a site starting inside that fast site.
     pub fn by_return_address(
         &self,
         return_address: u64,
         code: &mut dyn GuestMemory,
     ) -> Result<&SiteEntry, LookupError> {
-        let mut b = [0u8; 2];
+        let mut b = [0u8; 4];
         code.read(return_address, &mut b)
             .map_err(LookupError::Memory)?;
-        self.get(u16::from_le_bytes(b))
-            .filter(|e| e.site.address.wrapping_add(u64::from(CALL_LEN)) == return_address)
+        let ends_here =
+            |e: &&SiteEntry| e.site.address.wrapping_add(u64::from(e.call_len)) == return_address;
+        self.get(u16::from_le_bytes([b[0], b[1]]))
+            .filter(|e| e.call_len == CALL_LEN)
+            .filter(ends_here)
+            .or_else(|| {
+                self.get(u16::from_le_bytes([b[2], b[3]]))
+                    .filter(|e| e.call_len == GS_CALL_LEN)
+                    .filter(ends_here)
+            })
             .ok_or(LookupError::NoSite { return_address })
     }
 
-    fn push(&mut self, site: Site, original: &[u8]) -> Option<u16> {
+    fn push(&mut self, site: Site, call_len: u8, original: &[u8]) -> Option<u16> {
         let index = u16::try_from(self.len).ok()?;
         let slot = self.entries.get_mut(self.len)?;
         let mut bytes = [0u8; MAX_KEPT];
         let n = original.len().min(MAX_KEPT);
         bytes[..n].copy_from_slice(&original[..n]);
-        *slot = Some(SiteEntry { site, bytes });
+        *slot = Some(SiteEntry {
+            site,
+            call_len,
+            bytes,
+        });
         self.len += 1;
         Some(index)
     }
@@ -166,7 +274,7 @@ pub enum RewriteError {
 }
 
 /// What the rewrite did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Summary {
     /// Sites rewritten into calls.
     pub rewritten: usize,
@@ -174,8 +282,25 @@ pub struct Summary {
     pub native: usize,
     /// Sites in opted-out regions.
     pub opted_out: usize,
+    /// Of the rewritten sites, those in an inline or fast-path form.
+    pub fast: usize,
+    /// Rewritten sites by `.afterburn` kind number.
+    pub by_kind: [u32; 64],
     /// Address of the entry slot (0 if nothing was rewritten).
     pub slot: u64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            rewritten: 0,
+            native: 0,
+            opted_out: 0,
+            fast: 0,
+            by_kind: [0; 64],
+            slot: 0,
+        }
+    }
 }
 
 enum Plan {
@@ -208,13 +333,15 @@ fn range(site: &Site, base: u64, len: usize) -> Result<core::ops::Range<usize>, 
 }
 
 /// Rewrites every site of `records` in `code` (the guest's bytes from
-/// guest-virtual `base`) into a call through a slot holding `entry`, and
-/// fills `table`. Validates everything before writing a byte.
+/// guest-virtual `base`) into a call through a slot holding `entry` (or,
+/// with `fast`, the hottest kinds into their fast forms), and fills
+/// `table`. Validates everything before writing a byte.
 pub fn rewrite<const N: usize>(
     code: &mut [u8],
     base: u64,
     records: &Records<'_>,
     entry: u64,
+    fast: Option<&FastPaths>,
     table: &mut SiteTable<N>,
 ) -> Result<Summary, RewriteError> {
     // Pass 1: check every site and choose the slot.
@@ -236,7 +363,11 @@ pub fn rewrite<const N: usize>(
                     return;
                 }
                 count += 1;
-                if slot.is_none() && site.site_len >= SLOT_SITE_LEN {
+                // The slot's bytes must be a general site's unexecuted tail.
+                if slot.is_none()
+                    && site.site_len >= SLOT_SITE_LEN
+                    && form(&site, fast) == Form::General
+                {
                     slot = Some(site.address + u64::from(STUB_LEN));
                 }
             }
@@ -277,15 +408,45 @@ pub fn rewrite<const N: usize>(
             return;
         };
         let kept = usize::from(site.insn_len) + usize::from(site.pair_len);
-        let Some(index) = table.push(site, &code[r.start..r.start + kept]) else {
+        let form = form(&site, fast);
+        let call_len = match form {
+            Form::FastCall(_) => GS_CALL_LEN,
+            _ => CALL_LEN,
+        };
+        let Some(index) = table.push(site, call_len, &code[r.start..r.start + kept]) else {
             return;
         };
         let bytes = &mut code[r];
         bytes.fill(0xcc);
-        bytes[0] = 0xff;
-        bytes[1] = 0x15;
-        bytes[2..6].copy_from_slice(&d.to_le_bytes());
-        bytes[6..8].copy_from_slice(&index.to_le_bytes());
+        match form {
+            Form::General => {
+                bytes[0] = 0xff;
+                bytes[1] = 0x15;
+                bytes[2..6].copy_from_slice(&d.to_le_bytes());
+                bytes[6..8].copy_from_slice(&index.to_le_bytes());
+            }
+            Form::StoreVif => {
+                let vif = fast.map_or(0, |f| f.vif);
+                bytes[..4].copy_from_slice(&[0x65, 0xc6, 0x04, 0x25]);
+                bytes[4..8].copy_from_slice(&vif.to_le_bytes());
+                bytes[8] = 0;
+                fill_nops(&mut bytes[usize::from(GS_STORE_LEN)..]);
+            }
+            Form::FastCall(slot) => {
+                bytes[..4].copy_from_slice(&[0x65, 0xff, 0x14, 0x25]);
+                bytes[4..8].copy_from_slice(&slot.to_le_bytes());
+                // The fast path returns here: on to the site's end.
+                bytes[8] = 0xeb;
+                bytes[9] = site.site_len - 10;
+                bytes[10..12].copy_from_slice(&index.to_le_bytes());
+            }
+        }
+        if form != Form::General {
+            summary.fast += 1;
+        }
+        if let Some(n) = summary.by_kind.get_mut(usize::from(site.kind.number())) {
+            *n += 1;
+        }
         summary.rewritten += 1;
     });
     let at = (slot - base) as usize; // inside a checked site

@@ -64,14 +64,20 @@ fn sites_become_indirect_calls_through_one_slot() {
     let mut c = code();
     let native = c.clone();
     let mut table = SiteTable::<16>::default();
-    let s = rewrite(&mut c, BASE, &records, ENTRY, &mut table).unwrap();
+    let s = rewrite(&mut c, BASE, &records, ENTRY, None, &mut table).unwrap();
     let slot = BASE + 0x18;
+    let mut by_kind = [0; 64];
+    for k in [Kind::Cli, Kind::PortOut, Kind::Int] {
+        by_kind[usize::from(k.number())] = 1;
+    }
     assert_eq!(
         s,
         Summary {
             rewritten: 3,
             native: 2,
             opted_out: 1,
+            fast: 0,
+            by_kind,
             slot
         }
     );
@@ -109,6 +115,7 @@ fn the_entry_finds_the_site_from_its_return_address_and_emulates_it() {
         BASE,
         &records,
         ENTRY,
+        None,
         &mut table,
     )
     .unwrap();
@@ -160,7 +167,7 @@ fn bad_sites_are_refused_before_anything_is_written() {
         let mut c = code();
         let mut table = SiteTable::<16>::default();
         let before = c.clone();
-        let got = rewrite(&mut c, BASE, &records, ENTRY, &mut table);
+        let got = rewrite(&mut c, BASE, &records, ENTRY, None, &mut table);
         assert_eq!(got, Err(want));
         assert_eq!(c, before);
         assert!(table.is_empty());
@@ -178,6 +185,7 @@ fn bad_sites_are_refused_before_anything_is_written() {
         BASE,
         &records,
         ENTRY,
+        None,
         &mut SiteTable::<4>::default(),
     );
     assert!(
@@ -193,14 +201,14 @@ fn no_slot_and_a_full_table_are_errors() {
     let records = Records::parse(&sec).unwrap();
     let mut table = SiteTable::<4>::default();
     assert_eq!(
-        rewrite(&mut code(), BASE, &records, ENTRY, &mut table),
+        rewrite(&mut code(), BASE, &records, ENTRY, None, &mut table),
         Err(RewriteError::NoSlot)
     );
     let sec = records_bytes_two();
     let records = Records::parse(&sec).unwrap();
     let mut small = SiteTable::<1>::default();
     assert_eq!(
-        rewrite(&mut code(), BASE, &records, ENTRY, &mut small),
+        rewrite(&mut code(), BASE, &records, ENTRY, None, &mut small),
         Err(RewriteError::TableFull)
     );
 }
@@ -234,7 +242,89 @@ fn nothing_to_rewrite_is_fine() {
     let sec = section(&[&[rec(0x20, Kind::Rdtsc, 5, 2)]]);
     let records = Records::parse(&sec).unwrap();
     let mut table = SiteTable::<4>::default();
-    let s = rewrite(&mut code(), BASE, &records, ENTRY, &mut table).unwrap();
+    let s = rewrite(&mut code(), BASE, &records, ENTRY, None, &mut table).unwrap();
     assert_eq!(s.native, 1);
     assert_eq!(s.slot, 0);
+}
+
+const FAST: FastPaths = FastPaths {
+    vif: 0x865,
+    sti: 0xc00,
+    pushf: 0xc08,
+    popf: 0xc10,
+};
+
+#[test]
+fn fast_paths_rewrite_the_virtual_if_kinds_through_gs() {
+    let mut c = vec![0x90u8; 0x100];
+    c[0x00] = 0xfa; // cli (12)
+    c[0x10] = 0x9c; // pushfq (12)
+    c[0x20] = 0x9d; // popfq (12)
+    c[0x30] = 0xfb; // sti (12)
+    c[0x40..0x42].copy_from_slice(&[0xfb, 0xf4]); // sti; hlt (12, a pair)
+    c[0x50..0x52].copy_from_slice(&[0xe6, 0xf4]); // outb %al,$0xf4 (16)
+    let sti_hlt = Record {
+        pair_len: 1,
+        flags: crate::afterburn_format::FLAG_SHADOW_PAIR,
+        ..rec(0x40, Kind::Sti, 12, 1)
+    };
+    let sec = section(&[&[
+        rec(0x00, Kind::Cli, 16, 1), // long enough for the slot, but fast
+        rec(0x10, Kind::Pushf, 12, 1),
+        rec(0x20, Kind::Popf, 12, 1),
+        rec(0x30, Kind::Sti, 12, 1),
+        sti_hlt,
+        rec(0x50, Kind::PortOut, 16, 2),
+    ]]);
+    let records = Records::parse(&sec).unwrap();
+    let mut table = SiteTable::<16>::default();
+    let s = rewrite(&mut c, BASE, &records, ENTRY, Some(&FAST), &mut table).unwrap();
+    assert_eq!((s.rewritten, s.fast), (6, 4));
+    assert_eq!(
+        s.slot,
+        BASE + 0x58,
+        "the slot is in a general site, not the fast cli"
+    );
+    // cli: movb $0, %gs:0x865, then one 7-byte NOP.
+    assert_eq!(
+        &c[0x00..0x10],
+        &[0x65, 0xc6, 0x04, 0x25, 0x65, 0x08, 0, 0, 0, 0x0f, 0x1f, 0x80, 0, 0, 0, 0]
+    );
+    // pushf, popf, sti: call *%gs:slot, a jump to the site's end, the index.
+    for (at, slot, index) in [(0x10, 0xc08u32, 1u16), (0x20, 0xc10, 2), (0x30, 0xc00, 3)] {
+        let want = [
+            &[0x65, 0xff, 0x14, 0x25][..],
+            &slot.to_le_bytes(),
+            &[0xeb, 0x02],
+            &index.to_le_bytes(),
+        ]
+        .concat();
+        assert_eq!(&c[at..at + 12], &want[..], "site at {at:#x}");
+    }
+    // sti; hlt keeps the general form (its shadow is handled there).
+    assert_eq!(&c[0x40..0x42], &[0xff, 0x15]);
+    // The general entry finds a fast site (after its 8-byte call) when the
+    // fast path gives up, and only there.
+    let mut mem = guest().2;
+    mem.0[BASE as usize..BASE as usize + 0x100].copy_from_slice(&c);
+    let e = table.by_return_address(BASE + 0x28, &mut mem).unwrap();
+    assert_eq!((e.site.kind, e.call_len), (Kind::Popf, GS_CALL_LEN));
+    assert!(table.by_return_address(BASE + 0x26, &mut mem).is_err());
+    // The general sites are still found by the index right after the call.
+    let e = table.by_return_address(BASE + 0x56, &mut mem).unwrap();
+    assert_eq!((e.site.kind, e.call_len), (Kind::PortOut, CALL_LEN));
+}
+
+#[test]
+fn nop_fill_is_one_instruction_up_to_nine_bytes() {
+    for n in 0..=20usize {
+        let mut b = vec![0u8; n];
+        fill_nops(&mut b);
+        match n {
+            0 => {}
+            1 => assert_eq!(b, [0x90]),
+            2..=9 => assert!(b.starts_with(&[0x0f, 0x1f]) || b.starts_with(&[0x66])),
+            _ => assert_eq!(&b[..2], &[0xeb, (n - 2) as u8]),
+        }
+    }
 }

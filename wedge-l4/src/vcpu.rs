@@ -7,12 +7,12 @@
 //! atomic; everything else is written only by the wedge (or by the VMM
 //! server while the guest thread is stopped).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// `"VCPU"` read as a little-endian `u32`.
 pub const VCPU_MAGIC: u32 = u32::from_le_bytes(*b"VCPU");
 /// Layout version of [`Vcpu`].
-pub const VCPU_VERSION: u32 = 1;
+pub const VCPU_VERSION: u32 = 2;
 
 /// RFLAGS.CF.
 pub const FLAG_CF: u64 = 1 << 0;
@@ -93,7 +93,7 @@ impl SegReg {
 /// |---|---|---|
 /// | 0 | 4 | magic `"VCPU"` |
 /// | 4 | 4 | version (1) |
-/// | 8 | 8 | rflags (virtual IF and IOPL; other bits unused) |
+/// | 8 | 8 | rflags (virtual IOPL; IF is `vif`; other bits unused) |
 /// | 16 | 8 | cr0 |
 /// | 24 | 8 | cr2 |
 /// | 32 | 8 | cr3 |
@@ -108,7 +108,9 @@ impl SegReg {
 /// | 86 | 2 | ldtr |
 /// | 88 | 12 | segment selectors es cs ss ds fs gs (u16 each, encoding order) |
 /// | 100 | 1 | in_wedge (nonzero while the guest thread runs wedge code) |
-/// | 101 | 3 | reserved |
+/// | 101 | 1 | vif: virtual RFLAGS.IF, 0 or 1 |
+/// | 102 | 1 | pending_any: nonzero if a bit of `pending` may be set |
+/// | 103 | 1 | reserved |
 /// | 104 | 32 | pending: 256-bit interrupt bitmap, vector v is bit v%64 of word v/64 |
 /// | 136 | | end |
 #[repr(C)]
@@ -118,7 +120,7 @@ pub struct Vcpu {
     pub magic: u32,
     /// [`VCPU_VERSION`].
     pub version: u32,
-    /// The guest-visible virtual flags ([`VIRTUAL_FLAGS`]).
+    /// The guest-visible virtual IOPL (the IF bit lives in [`Vcpu::vif`]).
     pub rflags: u64,
     /// Virtual CR0.
     pub cr0: u64,
@@ -149,8 +151,17 @@ pub struct Vcpu {
     /// Nonzero while the guest thread is inside the wedge: the VMM server
     /// must not redirect it to the delivery path then.
     pub in_wedge: u8,
+    /// Virtual RFLAGS.IF as one byte (0 or 1): the rewritten `cli` is a
+    /// single byte store to it, and the `pushf`/`popf`/`sti` fast paths read
+    /// and write it without touching the real flags.
+    pub vif: u8,
+    /// Nonzero if a bit of [`Vcpu::pending`] may be set: one byte the fast
+    /// paths test instead of the 256-bit map. Set after a bit is raised;
+    /// cleared before the map is found empty, so it is never clear while a
+    /// bit is set.
+    pub pending_any: AtomicU8,
     /// Reserved, zero.
-    pub reserved: [u8; 3],
+    pub reserved: u8,
     /// Pending virtual interrupt vectors, set by the VMM server.
     pub pending: [AtomicU64; 4],
 }
@@ -163,6 +174,7 @@ impl Vcpu {
             magic: VCPU_MAGIC,
             version: VCPU_VERSION,
             rflags: FLAG_FIXED,
+            vif: 0,
             cr0: CR0_PE | CR0_WP | CR0_PG | (1 << 4), // ET is hard-wired to 1
             cr3,
             cr4: CR4_PAE,
@@ -175,30 +187,36 @@ impl Vcpu {
 
     /// Virtual RFLAGS.IF.
     pub fn interrupts_enabled(&self) -> bool {
-        self.rflags & FLAG_IF != 0
+        self.vif != 0
     }
 
     /// Sets or clears virtual RFLAGS.IF.
     pub fn set_interrupts_enabled(&mut self, on: bool) {
-        if on {
-            self.rflags |= FLAG_IF;
-        } else {
-            self.rflags &= !FLAG_IF;
-        }
+        self.vif = u8::from(on);
+    }
+
+    /// The virtual flags (IF and IOPL) as RFLAGS bits.
+    pub fn virtual_flags(&self) -> u64 {
+        (self.rflags & FLAG_IOPL)
+            | if self.interrupts_enabled() {
+                FLAG_IF
+            } else {
+                0
+            }
     }
 
     /// The RFLAGS image the guest sees (`pushf`, interrupt frames): the real
     /// flags with the virtual IF/IOPL, bit 1 set, RF and VM clear.
     pub fn visible_rflags(&self, real: u64) -> u64 {
-        ((real & !VIRTUAL_FLAGS) | (self.rflags & VIRTUAL_FLAGS) | FLAG_FIXED)
-            & !(FLAG_RF | FLAG_VM)
+        ((real & !VIRTUAL_FLAGS) | self.virtual_flags() | FLAG_FIXED) & !(FLAG_RF | FLAG_VM)
     }
 
     /// Applies a flags image the guest loads (`popf`, `iret`): virtual bits
     /// into the vCPU, the CPL 3 writable bits into `real`, the rest of
     /// `real` kept.
     pub fn load_rflags(&mut self, real: &mut u64, image: u64) {
-        self.rflags = (self.rflags & !VIRTUAL_FLAGS) | (image & VIRTUAL_FLAGS);
+        self.rflags = (self.rflags & !FLAG_IOPL) | (image & FLAG_IOPL);
+        self.set_interrupts_enabled(image & FLAG_IF != 0);
         *real = (*real & !REAL_POPF_FLAGS) | (image & REAL_POPF_FLAGS);
     }
 
@@ -216,6 +234,7 @@ impl Vcpu {
     pub fn raise(&self, vector: u8) {
         let word = &self.pending[usize::from(vector / 64)];
         word.fetch_or(1 << (vector % 64), Ordering::AcqRel);
+        self.pending_any.store(1, Ordering::Release);
     }
 
     /// True if any vector is pending.
@@ -240,6 +259,12 @@ impl Vcpu {
     pub fn take(&self, vector: u8) -> bool {
         let bit = 1u64 << (vector % 64);
         let old = self.pending[usize::from(vector / 64)].fetch_and(!bit, Ordering::AcqRel);
+        // Clear the summary first, then look: a vector raised meanwhile sets
+        // it again, so it is never left clear with a bit set.
+        self.pending_any.store(0, Ordering::Release);
+        if self.has_pending() {
+            self.pending_any.store(1, Ordering::Release);
+        }
         old & bit != 0
     }
 }
@@ -266,6 +291,8 @@ mod tests {
         assert_eq!(offset_of!(Vcpu, ldtr), 86);
         assert_eq!(offset_of!(Vcpu, segs), 88);
         assert_eq!(offset_of!(Vcpu, in_wedge), 100);
+        assert_eq!(offset_of!(Vcpu, vif), 101);
+        assert_eq!(offset_of!(Vcpu, pending_any), 102);
         assert_eq!(offset_of!(Vcpu, pending), 104);
         assert_eq!(size_of::<Vcpu>(), 136);
     }
@@ -274,7 +301,9 @@ mod tests {
     fn pending_bitmap_priority_and_take() {
         let v = Vcpu::at_pv_entry(0x1000);
         assert_eq!(v.highest_pending(), None);
+        assert_eq!(v.pending_any.load(Ordering::Relaxed), 0);
         v.raise(0x20);
+        assert_eq!(v.pending_any.load(Ordering::Relaxed), 1);
         v.raise(0xff);
         v.raise(3);
         assert_eq!(v.highest_pending(), Some(0xff));
@@ -283,6 +312,17 @@ mod tests {
         assert_eq!(v.highest_pending(), Some(0x20));
         v.take(0x20);
         assert_eq!(v.highest_pending(), Some(3));
+        assert_eq!(
+            v.pending_any.load(Ordering::Relaxed),
+            1,
+            "3 is still pending"
+        );
+        v.take(3);
+        assert_eq!(
+            v.pending_any.load(Ordering::Relaxed),
+            0,
+            "nothing is pending"
+        );
     }
 
     #[test]

@@ -110,7 +110,15 @@ fn the_padded_guest_decodes_and_rewrites() {
     }
 
     let mut table = Box::new(SiteTable::<4096>::default());
-    let summary = rewrite(&mut image, base, &records, 0x7f80_0000_0000, &mut table).unwrap();
+    let summary = rewrite(
+        &mut image,
+        base,
+        &records,
+        0x7f80_0000_0000,
+        None,
+        &mut table,
+    )
+    .unwrap();
     assert_eq!(
         summary.rewritten + summary.native + summary.opted_out,
         sites.len()

@@ -6,6 +6,13 @@
 //! over IPC for what it cannot do alone) and returns to the guest with
 //! `iretq`, which loads rip, rsp and the flags in one instruction at user
 //! level.
+//!
+//! The virtual CPU lives in the vCPU page (`previrt_protocol::VCPU_PAGE`),
+//! which the VMM makes the guest thread's IPC buffer, so `%gs` addresses it
+//! from anywhere: `cli` becomes one store to the vCPU's `vif` byte, and
+//! `sti`, `pushf` and `popf` call short fast paths here (`wedge_*_fast`) that
+//! save no registers and fall back to `wedge_site_entry` only when they
+//! cannot finish alone.
 #![no_std]
 #![no_main]
 
@@ -14,12 +21,15 @@ mod memory;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use previrt_protocol::{Request, WedgeBoot, WEDGE_BOOT_MAGIC};
+use previrt_protocol::{
+    Request, WedgeBoot, WedgeStats, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI,
+    STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE, WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
+};
 use wedge_l4::emulate::emulate;
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
-use wedge_l4::rewrite::{rewrite, SiteTable, CALL_LEN};
-use wedge_l4::vcpu::Vcpu;
+use wedge_l4::rewrite::{rewrite, FastPaths, SiteTable};
+use wedge_l4::vcpu::{Vcpu, FLAG_IOPL, VCPU_MAGIC};
 
 use crate::backend::Sel4Backend;
 use crate::memory::DirectMemory;
@@ -31,10 +41,10 @@ const MAX_SITES: usize = 4096;
 struct Stack([u8; STACK_SIZE]);
 
 static mut STACK: Stack = Stack([0; STACK_SIZE]);
-/// The wedge's state: one virtual CPU, the table of rewritten sites. Only
-/// the guest thread runs wedge code, one site at a time.
+/// The wedge's state: the table of rewritten sites (the virtual CPU is in
+/// the vCPU page). Only the guest thread runs wedge code, one site at a time.
 static mut STATE: State = State {
-    vcpu: None,
+    vcpu_ready: false,
     sites: SiteTable::new(),
 };
 /// The frame `iretq` resumes the guest from: rip, cs, rflags, rsp, ss.
@@ -49,7 +59,8 @@ static SELECTORS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 static GUEST_RSP: AtomicU64 = AtomicU64::new(0);
 
 struct State {
-    vcpu: Option<Vcpu>,
+    /// The vCPU page holds an initialised `Vcpu`.
+    vcpu_ready: bool,
     /// Too big for the stack (about 200 KiB): filled in place.
     sites: SiteTable<MAX_SITES>,
 }
@@ -94,6 +105,60 @@ core::arch::global_asm!(
     "pop r8", "pop r9", "pop r10", "pop r11", "pop r12", "pop r13", "pop r14", "pop r15",
     "lea rsp, [rip + IRET_FRAME]",
     "iretq",
+    "",
+    // The fast paths run on the guest's stack, called from a site with
+    // `call *%gs:slot` ([rsp] = the return address, right after the call).
+    // They keep every register and the real arithmetic flags.
+    //
+    // sti: set vif; if an interrupt may be pending, the general path
+    // delivers it (after the shadow).
+    ".global wedge_sti_fast",
+    "wedge_sti_fast:",
+    "mov byte ptr gs:[{vif}], 1",
+    "pushfq",
+    "cmp byte ptr gs:[{pending}], 0",
+    "jne 1f",
+    "popfq",
+    "ret",
+    "1:",
+    "popfq",
+    "jmp wedge_site_entry",
+    "",
+    // pushf: the real flags (IF is always set at user level) with IF
+    // cleared when vif is. Stack on entry: R; on return: the image.
+    ".global wedge_pushf_fast",
+    "wedge_pushf_fast:",
+    "push qword ptr [rsp]",     // R R
+    "pushfq",                   // F R R
+    "pop qword ptr [rsp + 8]",  // R F (the address is taken after the pop)
+    "cmp byte ptr gs:[{vif}], 0",
+    "jne 1f",
+    "and byte ptr [rsp + 9], 0xfd",
+    "1:",
+    "push qword ptr [rsp + 8]", // the flags again: restore the real ones
+    "popfq",
+    "ret",
+    "",
+    // popf: vif from the image's IF, the rest into the real flags (a CPL 3
+    // popfq ignores IF and IOPL). An image with IOPL, or interrupts turned
+    // on with one pending, take the general path. Stack: R F.
+    ".global wedge_popf_fast",
+    "wedge_popf_fast:",
+    "test byte ptr [rsp + 9], 0x30",
+    "jnz 2f",
+    "test byte ptr [rsp + 9], 0x02",
+    "setnz byte ptr gs:[{vif}]",
+    "jz 1f",
+    "cmp byte ptr gs:[{pending}], 0",
+    "jne 2f",
+    "1:",
+    "push qword ptr [rsp + 8]",
+    "popfq",
+    "ret 8",
+    "2:",
+    "jmp wedge_site_entry",
+    vif = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, vif) as u64,
+    pending = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, pending_any) as u64,
     stack = sym STACK,
     size = const STACK_SIZE,
     init = sym wedge_init,
@@ -104,6 +169,78 @@ core::arch::global_asm!(
 extern "C" {
     fn wedge_site_entry();
     fn wedge_reflect_entry();
+    fn wedge_sti_fast();
+    fn wedge_pushf_fast();
+    fn wedge_popf_fast();
+}
+
+/// The vCPU page's parts (their layout: `previrt_protocol::vcpu_page`).
+fn vcpu_page_at<T>(offset: u64) -> *mut T {
+    (VCPU_PAGE + offset) as *mut T
+}
+
+/// The virtual CPU, in the vCPU page.
+fn vcpu() -> &'static mut Vcpu {
+    // SAFETY: the VMM maps the whole wedge area, the vCPU page included,
+    // before it starts this thread; `wedge_init` writes a `Vcpu` there
+    // before any site runs (`vcpu_ready`); only the guest thread runs wedge
+    // code, one site at a time, so this is the only live reference.
+    unsafe { &mut *vcpu_page_at::<Vcpu>(VCPU_OFFSET) }
+}
+
+/// The wedge's statistics, in the vCPU page (the VMM reads them).
+fn stats() -> &'static mut WedgeStats {
+    // SAFETY: as for `vcpu`: mapped, written at init, one user.
+    unsafe { &mut *vcpu_page_at::<WedgeStats>(STATS_OFFSET) }
+}
+
+/// True if `%gs` addresses the vCPU page (the VMM made it the thread's IPC
+/// buffer): the fast paths depend on it.
+fn gs_reaches_vcpu() -> bool {
+    let magic: u32;
+    // SAFETY: a read through %gs; GS base is the thread's IPC buffer (or 0,
+    // which faults to the VMM like any stray access of the guest thread,
+    // before the guest's code has run).
+    unsafe {
+        core::arch::asm!(
+            "mov {0:e}, dword ptr gs:[{off}]",
+            out(reg) magic,
+            off = const VCPU_OFFSET,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    magic == VCPU_MAGIC
+}
+
+/// Points the `pushf`/`popf` fast paths at the general entry while the
+/// guest runs with a nonzero virtual IOPL (which they do not model).
+fn set_fast_slots() {
+    let general = wedge_site_entry as *const () as u64;
+    let iopl = vcpu().rflags & FLAG_IOPL != 0;
+    let slots = [
+        (FAST_STI, wedge_sti_fast as *const () as u64),
+        (
+            FAST_PUSHF,
+            if iopl {
+                general
+            } else {
+                wedge_pushf_fast as *const () as u64
+            },
+        ),
+        (
+            FAST_POPF,
+            if iopl {
+                general
+            } else {
+                wedge_popf_fast as *const () as u64
+            },
+        ),
+    ];
+    for (index, entry) in slots {
+        // SAFETY: the slots are u64s inside the mapped vCPU page, written
+        // only by the guest thread here.
+        unsafe { vcpu_page_at::<u64>(FAST_SLOTS_OFFSET + 8 * index).write(entry) };
+    }
 }
 
 /// Where the VMM writes a `Reflection` (the boot block + REFLECTION_OFFSET).
@@ -187,18 +324,38 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         Ok(r) => r,
         Err(_) => stop(2),
     };
-    if rewrite(
+    // SAFETY: the vCPU page is mapped (see `vcpu`); nothing refers to it yet.
+    unsafe {
+        vcpu_page_at::<Vcpu>(VCPU_OFFSET).write(Vcpu::at_pv_entry(boot.cr3));
+        vcpu_page_at::<WedgeStats>(STATS_OFFSET).write(WedgeStats::default());
+    }
+    st.vcpu_ready = true;
+    set_fast_slots();
+    let offset = |field: usize| (VCPU_OFFSET + field as u64) as u32;
+    let fast = FastPaths {
+        vif: offset(core::mem::offset_of!(Vcpu, vif)),
+        sti: (FAST_SLOTS_OFFSET + 8 * FAST_STI) as u32,
+        pushf: (FAST_SLOTS_OFFSET + 8 * FAST_PUSHF) as u32,
+        popf: (FAST_SLOTS_OFFSET + 8 * FAST_POPF) as u32,
+    };
+    let summary = match rewrite(
         code,
         boot.code_start,
         &records,
         wedge_site_entry as *const () as u64,
+        gs_reaches_vcpu().then_some(&fast),
         &mut st.sites,
-    )
-    .is_err()
-    {
-        stop(3);
+    ) {
+        Ok(s) => s,
+        Err(_) => stop(3),
+    };
+    let stats = stats();
+    for (out, n) in stats.rewritten.iter_mut().zip(summary.by_kind) {
+        *out = n;
     }
-    st.vcpu = Some(Vcpu::at_pv_entry(boot.cr3));
+    stats.fast = summary.fast as u32;
+    stats.native = (summary.native + summary.opted_out) as u32;
+    stats.magic = WEDGE_STATS_MAGIC;
     *regs = GuestRegs::default();
     regs.rip = boot.pv_entry;
     regs.gpr[usize::from(reg::RDI)] = boot.boot_info;
@@ -208,9 +365,10 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
 
 extern "C" fn wedge_site(regs: &mut GuestRegs) {
     let st = state();
-    let Some(vcpu) = st.vcpu.as_mut() else {
+    if !st.vcpu_ready {
         stop(4)
-    };
+    }
+    let vcpu = vcpu();
     let table = &st.sites;
     let mut mem = DirectMemory;
     let rsp = regs.gpr[usize::from(reg::RSP)];
@@ -225,7 +383,13 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
     };
     // The call's return address is not the guest's: drop it.
     regs.gpr[usize::from(reg::RSP)] = rsp + 8;
-    regs.rip = return_address - u64::from(CALL_LEN);
+    regs.rip = entry.site.address;
+    if let Some(n) = stats()
+        .emulated
+        .get_mut(usize::from(entry.site.kind.number()))
+    {
+        *n += 1;
+    }
     let mut backend = Sel4Backend;
     match emulate(
         &entry.site,
@@ -235,7 +399,10 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
         &mut mem,
         &mut backend,
     ) {
-        Ok(_) => resume_at(regs),
+        Ok(_) => {
+            set_fast_slots();
+            resume_at(regs)
+        }
         Err(_) => stop(7),
     }
 }
@@ -246,10 +413,11 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     // SAFETY: the VMM writes the reflection block (in wedge memory) before
     // it sends the thread here, and nothing else writes it meanwhile.
     let r = unsafe { *(REFLECTION.load(Ordering::Relaxed) as *const previrt_protocol::Reflection) };
-    let st = state();
-    let Some(vcpu) = st.vcpu.as_mut() else {
+    if !state().vcpu_ready {
         stop(4)
-    };
+    }
+    let vcpu = vcpu();
+    stats().reflected += 1;
     regs.gpr = r.gpr;
     regs.rip = r.rip;
     regs.rflags = r.rflags;
