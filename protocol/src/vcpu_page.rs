@@ -16,7 +16,7 @@
 //! |---|---|
 //! | 0 | the seL4 IPC buffer (1 KiB; the protocol uses registers only) |
 //! | [`VCPU_OFFSET`] | the wedge's `Vcpu` (wedge-l4's `vcpu` module) |
-//! | [`FAST_SLOTS_OFFSET`] | entries of the `sti`/`pushf`/`popf` fast paths, one `u64` each |
+//! | [`FAST_SLOTS_OFFSET`] | entries of the `sti`/`pushf`/`popf`/`iretq` fast paths, one `u64` each |
 //! | [`STATS_OFFSET`] | [`WedgeStats`] |
 
 use crate::WEDGE_BASE;
@@ -36,7 +36,8 @@ pub const VCPU_PAGE: u64 = WEDGE_BASE + VCPU_PAGE_OFFSET;
 /// Where in the vCPU page the `Vcpu` starts.
 pub const VCPU_OFFSET: u64 = 2048;
 /// Where in the vCPU page the fast-path entries start: [`FAST_STI`],
-/// [`FAST_PUSHF`], [`FAST_POPF`] (each an `u64` address in the wedge).
+/// [`FAST_PUSHF`], [`FAST_POPF`], [`FAST_IRET`] (each an `u64` address in
+/// the wedge).
 pub const FAST_SLOTS_OFFSET: u64 = 3072;
 /// Index of the `sti` fast path's entry.
 pub const FAST_STI: u64 = 0;
@@ -44,6 +45,8 @@ pub const FAST_STI: u64 = 0;
 pub const FAST_PUSHF: u64 = 1;
 /// Index of the `popf` fast path's entry.
 pub const FAST_POPF: u64 = 2;
+/// Index of the `iretq` fast path's entry.
+pub const FAST_IRET: u64 = 3;
 /// Where in the vCPU page the wedge keeps its [`WedgeStats`].
 pub const STATS_OFFSET: u64 = 3200;
 
@@ -118,7 +121,7 @@ impl WedgeStats {
 }
 
 // The page's parts must not overlap, and the statistics must fit.
-const _: () = assert!(FAST_SLOTS_OFFSET + 3 * 8 <= STATS_OFFSET);
+const _: () = assert!(FAST_SLOTS_OFFSET + 4 * 8 <= STATS_OFFSET);
 const _: () = assert!(STATS_OFFSET + WedgeStats::SIZE as u64 <= PAGE);
 const _: () = assert!(VCPU_PAGE % PAGE == 0);
 

@@ -33,9 +33,10 @@ pub struct WedgeBoot {
 /// Where, from the boot block, the VMM writes a `Reflection`.
 pub const REFLECTION_OFFSET: u64 = 512;
 
-/// An exception the guest must see, and the guest's registers when it
-/// happened (the order of `wedge_l4::memory::GuestRegs`: general registers
-/// by encoding number, then rip and rflags).
+/// An exception the guest must see. The VMM writes it, then moves the
+/// faulting guest thread's rip (only rip) to the wedge's `reflect_entry`:
+/// every other register still holds the guest's value at the fault, and the
+/// wedge saves them itself, as at a site.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Reflection {
@@ -45,20 +46,15 @@ pub struct Reflection {
     pub error: u64,
     /// The faulting address, for #PF.
     pub cr2: u64,
-    pub gpr: [u64; 16],
+    /// Where the guest faulted (the fault message's instruction pointer).
     pub rip: u64,
-    pub rflags: u64,
 }
 
 impl Reflection {
     pub fn to_bytes(&self) -> [u8; size_of::<Reflection>()] {
         let mut out = [0u8; size_of::<Reflection>()];
-        let head = [self.vector, self.error, self.cr2];
-        let tail = [self.rip, self.rflags];
-        for (i, w) in head
+        for (i, w) in [self.vector, self.error, self.cr2, self.rip]
             .iter()
-            .chain(self.gpr.iter())
-            .chain(tail.iter())
             .enumerate()
         {
             out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
@@ -113,7 +109,7 @@ mod tests {
         }
         .to_bytes();
         assert_eq!(u64::from_le_bytes(r[..8].try_into().unwrap()), 14);
-        assert_eq!(u64::from_le_bytes(r[8 * 19..8 * 20].try_into().unwrap()), 9);
-        assert_eq!(core::mem::offset_of!(Reflection, rip), 8 * 19);
+        assert_eq!(u64::from_le_bytes(r[8 * 3..8 * 4].try_into().unwrap()), 9);
+        assert_eq!(core::mem::offset_of!(Reflection, rip), 8 * 3);
     }
 }

@@ -99,7 +99,7 @@ impl Guest<'_> {
                         // the guest, through the wedge.
                         Some(_) if rip < previrt_protocol::WEDGE_BASE && vector < 32 => {
                             let code = message.mr(seL4_UserException_Code as usize);
-                            self.reflect(vector, code, 0)
+                            self.reflect(rip, vector, code, 0)
                         }
                         _ => Step::End(Ending::SensitiveInstruction {
                             rip,
@@ -155,32 +155,25 @@ impl Guest<'_> {
             // tables imply (present, write; supervisor: the guest kernel).
             walked if self.reflector.is_some() && rip < previrt_protocol::WEDGE_BASE => {
                 let present = u64::from(walked.is_ok());
-                self.reflect(14, present | (u64::from(write) << 1), addr)
+                self.reflect(rip, 14, present | (u64::from(write) << 1), addr)
             }
             _ => Step::End(Ending::UnmappedAccess { rip, addr }),
         }
     }
 
-    /// Sends the guest thread (blocked on a fault) into the wedge, which
-    /// delivers `vector` through the guest's virtual IDT.
-    fn reflect(&mut self, vector: u64, error: u64, cr2: u64) -> Step {
+    /// Sends the guest thread (blocked on a fault at `rip`) into the wedge,
+    /// which delivers `vector` through the guest's virtual IDT. Only rip
+    /// changes: the wedge saves the guest's other registers itself.
+    fn reflect(&mut self, rip: u64, vector: u64, error: u64, cr2: u64) -> Step {
         let Some(reflector) = self.reflector else {
             return Step::End(Ending::Failed("no wedge to reflect into"));
         };
         let tcb = previrt_sel4::Tcb(capdl::generate::guest_tcb_slot(self.number));
-        let Ok(ctx) = tcb.read_registers(false) else {
-            return Step::End(Ending::Failed("reading the guest's registers failed"));
-        };
         let reflection = previrt_protocol::Reflection {
             vector,
             error,
             cr2,
-            gpr: [
-                ctx.rax, ctx.rcx, ctx.rdx, ctx.rbx, ctx.rsp, ctx.rbp, ctx.rsi, ctx.rdi, ctx.r8,
-                ctx.r9, ctx.r10, ctx.r11, ctx.r12, ctx.r13, ctx.r14, ctx.r15,
-            ],
-            rip: ctx.rip,
-            rflags: ctx.rflags,
+            rip,
         };
         let at = reflector.boot_block_gpa + previrt_protocol::REFLECTION_OFFSET;
         let entry = self.ram.read_u64(reflector.boot_block_gpa + 64);
@@ -190,9 +183,7 @@ impl Guest<'_> {
             ));
         };
         self.stats.reflected += 1;
-        let mut moved = ctx;
-        moved.rip = entry;
-        match tcb.write_registers(false, &moved) {
+        match tcb.write_rip(entry) {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("redirecting the guest thread failed")),
         }
@@ -231,8 +222,9 @@ impl Guest<'_> {
                 self.cr3 = value;
                 let r = self
                     .vtlb
-                    .flush()
-                    .map_err(|_| "flushing the virtual TLB failed");
+                    .reload(self.ram, value)
+                    .map(drop)
+                    .map_err(|_| "reloading the virtual TLB failed");
                 result(r)
             }
             Request::Invlpg { address } => {

@@ -4,6 +4,20 @@
 //! seL4 VSpace with no more rights than they grant. Every seL4 mapping is
 //! recorded, so each one can be justified by (and invalidated with) the
 //! guest entry it came from.
+//!
+//! A CR3 load flushes the guest's (non-global) TLB entries. Rather than
+//! unmapping everything and taking a fault for every page touched again,
+//! [`Vtlb::reload`] walks the new tables for each recorded mapping and keeps
+//! exactly those the new tables translate the same way: a TLB may load any
+//! translation the current tables allow at any time, so keeping them is
+//! indistinguishable from flushing and refilling. A guest that changed an
+//! entry and relied on the CR3 load to flush it sees the change.
+//!
+//! A frame capability maps once, so each mapping needs its own copy of the
+//! guest frame's capability. Each frame keeps one copy for good (its
+//! *primary*), mapped and unmapped as the guest's tables come and go; only
+//! a frame mapped at two addresses at once costs a copy that is deleted
+//! with the mapping.
 
 use capdl::generate::VMM_CNODE_SLOT;
 use previrt_sel4::vspace::map_creating_tables;
@@ -37,32 +51,7 @@ pub enum WalkFault {
 
 /// Walks the 4-level tables rooted at `cr3` for `va`.
 pub fn walk(ram: &Ram, cr3: u64, va: u64) -> Result<Translation, WalkFault> {
-    let top = va >> 47;
-    if top != 0 && top != 0x1ffff {
-        return Err(WalkFault::NonCanonical);
-    }
-    let mut table = cr3 & ADDR;
-    let mut writable = true;
-    for level in (1..=4u8).rev() {
-        let shift = 12 + 9 * u32::from(level - 1);
-        let entry = ram
-            .read_u64(table + ((va >> shift) & 511) * 8)
-            .map_err(WalkFault::OutsideRam)?;
-        if entry & PRESENT == 0 {
-            return Err(WalkFault::NotPresent { level });
-        }
-        writable &= entry & WRITABLE != 0;
-        if level == 1 || (level <= 3 && entry & LARGE != 0) {
-            let span = 1u64 << shift;
-            let gpa = ((entry & ADDR) & !(span - 1)) + (va & (span - 1) & !0xfff);
-            if gpa >= ram.size() {
-                return Err(WalkFault::OutsideRam(OutOfRam { gpa, len: 4096 }));
-            }
-            return Ok(Translation { gpa, writable });
-        }
-        table = entry & ADDR;
-    }
-    Err(WalkFault::NotPresent { level: 1 })
+    finish_walk(ram, upper_levels(ram, cr3, va)?, va)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +68,28 @@ impl From<Error> for MapError {
 }
 
 const MAX_MAPPINGS: usize = 8192;
+/// Guest frames with a primary copy (CNode slots fit in 16 bits); frames
+/// beyond (RAM over 256 MiB) get a copy per mapping.
+const MAX_FRAMES: usize = 1 << 16;
+
+/// One seL4 mapping the VMM made for the guest.
+#[derive(Clone, Copy)]
+struct Mapping {
+    /// Guest-virtual page.
+    va: u64,
+    /// The guest frame it maps.
+    gpa: u64,
+    /// The slot of the frame capability mapped there.
+    slot: u64,
+    writable: bool,
+}
+
+const NO_MAPPING: Mapping = Mapping {
+    va: 0,
+    gpa: 0,
+    slot: 0,
+    writable: false,
+};
 
 /// One guest's seL4 VSpace and the mappings the VMM made in it.
 pub struct Vtlb {
@@ -87,9 +98,11 @@ pub struct Vtlb {
     ram_first_slot: u64,
     next_slot: u64,
     end_slot: u64,
-    /// (guest-virtual page, the slot of the frame capability mapped there,
-    /// whether it was mapped writable).
-    mappings: [(u64, u64, bool); MAX_MAPPINGS],
+    mappings: [Mapping; MAX_MAPPINGS],
+    /// Per guest frame: the slot of its primary copy (0: none yet).
+    primary: [u16; MAX_FRAMES],
+    /// Per guest frame: its primary copy is mapped.
+    primary_mapped: [u64; MAX_FRAMES / 64],
     pub count: usize,
     pub tables_created: u32,
     /// Frame-capability slots freed by invalidations, for reuse.
@@ -115,7 +128,9 @@ impl Vtlb {
             ram_first_slot,
             next_slot: free.0,
             end_slot: free.1,
-            mappings: [(0, 0, false); MAX_MAPPINGS],
+            mappings: [NO_MAPPING; MAX_MAPPINGS],
+            primary: [0; MAX_FRAMES],
+            primary_mapped: [0; MAX_FRAMES / 64],
             count: 0,
             tables_created: 0,
             free: [0; MAX_MAPPINGS],
@@ -142,6 +157,8 @@ impl Vtlb {
         self.tables_created = 0;
         self.free_count = 0;
         self.removed = 0;
+        self.primary.fill(0);
+        self.primary_mapped.fill(0);
     }
 
     fn slot(&mut self) -> Result<u64, MapError> {
@@ -163,8 +180,13 @@ impl Vtlb {
         if self.count == MAX_MAPPINGS {
             return Err(MapError::NoSlots);
         }
-        let copy = self.map_page(va, t)?;
-        self.mappings[self.count] = (va & !0xfff, copy, t.writable);
+        let slot = self.map_page(va, t)?;
+        self.mappings[self.count] = Mapping {
+            va: va & !0xfff,
+            gpa: t.gpa,
+            slot,
+            writable: t.writable,
+        };
         self.count += 1;
         Ok(())
     }
@@ -175,12 +197,23 @@ impl Vtlb {
         self.map_page(va, t).map(drop)
     }
 
-    /// Removes every recorded mapping (a CR3 load).
-    pub fn flush(&mut self) -> Result<(), MapError> {
-        while self.count > 0 {
-            self.remove(self.count - 1)?;
+    /// A CR3 load: keeps the mappings the tables at `cr3` translate the same
+    /// way (frame and rights), removes the others. Returns how many it kept.
+    pub fn reload(&mut self, ram: &Ram, cr3: u64) -> Result<usize, MapError> {
+        let mut walker = CachedWalk::new(ram, cr3);
+        let mut i = 0;
+        while i < self.count {
+            let m = self.mappings[i];
+            let same = walker
+                .walk(m.va)
+                .is_ok_and(|t| t.gpa == m.gpa && t.writable == m.writable);
+            if same {
+                i += 1;
+            } else {
+                self.remove(i)?;
+            }
         }
-        Ok(())
+        Ok(self.count)
     }
 
     /// Removes the mappings of `va`'s page (invlpg).
@@ -188,7 +221,7 @@ impl Vtlb {
         let page = va & !0xfff;
         let mut i = 0;
         while i < self.count {
-            if self.mappings[i].0 == page {
+            if self.mappings[i].va == page {
                 self.remove(i)?;
             } else {
                 i += 1;
@@ -198,18 +231,57 @@ impl Vtlb {
     }
 
     fn remove(&mut self, i: usize) -> Result<(), MapError> {
-        let (_, slot, _) = self.mappings[i];
+        let Mapping { gpa, slot, .. } = self.mappings[i];
         // Unmap explicitly: seL4 5.0.0 unmaps a frame on deleting its
         // capability only if that is the last capability to the frame, and
         // the VMM keeps the original of every RAM frame capability.
         Page(slot).unmap()?;
-        own(slot).delete()?;
+        let frame = (gpa >> 12) as usize;
+        if self
+            .primary
+            .get(frame)
+            .is_some_and(|&p| u64::from(p) == slot)
+        {
+            // The frame's primary copy: kept for its next mapping.
+            self.primary_mapped[frame / 64] &= !(1 << (frame % 64));
+        } else {
+            own(slot).delete()?;
+            self.free[self.free_count] = slot;
+            self.free_count += 1;
+        }
         self.mappings[i] = self.mappings[self.count - 1];
         self.count -= 1;
-        self.free[self.free_count] = slot;
-        self.free_count += 1;
         self.removed += 1;
         Ok(())
+    }
+
+    /// A capability for `gpa`'s frame that is not mapped anywhere: the
+    /// frame's primary copy if it is free, else a new copy.
+    fn unmapped_copy(&mut self, gpa: u64) -> Result<u64, MapError> {
+        let frame = (gpa >> 12) as usize;
+        let original = own(self.ram_first_slot + (gpa >> 12));
+        let all = CapRights {
+            read: true,
+            write: true,
+            grant: false,
+        };
+        if frame < MAX_FRAMES && self.primary_mapped[frame / 64] & (1 << (frame % 64)) == 0 {
+            if self.primary[frame] == 0 {
+                let slot = self.slot()?;
+                let Ok(short) = u16::try_from(slot) else {
+                    // Beyond 16-bit slots: an ordinary per-mapping copy.
+                    own(slot).copy(original, all)?;
+                    return Ok(slot);
+                };
+                own(slot).copy(original, all)?;
+                self.primary[frame] = short;
+            }
+            self.primary_mapped[frame / 64] |= 1 << (frame % 64);
+            return Ok(u64::from(self.primary[frame]));
+        }
+        let slot = self.slot()?;
+        own(slot).copy(original, all)?;
+        Ok(slot)
     }
 
     fn map_page(&mut self, va: u64, t: Translation) -> Result<u64, MapError> {
@@ -218,9 +290,9 @@ impl Vtlb {
             write: t.writable,
             grant: false,
         };
-        // A frame capability maps once: each mapping gets its own copy.
-        let copy = self.slot()?;
-        own(copy).copy(own(self.ram_first_slot + (t.gpa >> 12)), rights)?;
+        // A frame capability maps once: each mapping needs a copy of its
+        // own; the mapping's rights limit what the guest gets.
+        let copy = self.unmapped_copy(t.gpa)?;
         let (untyped, vspace) = (self.untyped, self.vspace);
         let mut created = 0;
         let mut next = self.next_slot;
@@ -257,7 +329,10 @@ impl Vtlb {
     /// for the same frame, granting at least the rights given. Returns how
     /// many mappings were checked, or the first that is not justified.
     pub fn check_consistency(&self, ram: &Ram, cr3: u64) -> Result<usize, Unjustified> {
-        for &(va, slot, writable) in &self.mappings[..self.count] {
+        for &Mapping {
+            va, slot, writable, ..
+        } in &self.mappings[..self.count]
+        {
             let t = walk(ram, cr3, va).map_err(|_| Unjustified {
                 va,
                 why: "no present guest entry",
@@ -287,6 +362,103 @@ impl Vtlb {
         }
         Ok(self.count)
     }
+}
+
+/// Walks for many addresses under one CR3 at one moment, reading each
+/// upper-level entry once per 2 MiB region (the tables cannot change
+/// while the VMM walks: the guest is waiting for it).
+struct CachedWalk<'a> {
+    ram: &'a Ram,
+    cr3: u64,
+    /// (2 MiB region + 1, what its upper levels give), round robin.
+    regions: [(u64, Result<Upper, WalkFault>); 8],
+    next: usize,
+}
+
+/// Where the upper levels of a walk lead for a 2 MiB region.
+#[derive(Clone, Copy)]
+enum Upper {
+    /// A page table at this guest-physical address.
+    Table { at: u64, writable: bool },
+    /// A large page: the translation of the region's first byte (checked
+    /// against RAM per 4 KiB page by [`finish_walk`]).
+    Large(Translation),
+}
+
+impl<'a> CachedWalk<'a> {
+    fn new(ram: &'a Ram, cr3: u64) -> Self {
+        CachedWalk {
+            ram,
+            cr3,
+            regions: [(0, Err(WalkFault::NonCanonical)); 8],
+            next: 0,
+        }
+    }
+
+    fn walk(&mut self, va: u64) -> Result<Translation, WalkFault> {
+        let region = (va >> 21) + 1;
+        let upper = match self.regions.iter().find(|(r, _)| *r == region) {
+            Some(&(_, upper)) => upper,
+            None => {
+                let upper = upper_levels(self.ram, self.cr3, va);
+                self.regions[self.next] = (region, upper);
+                self.next = (self.next + 1) % self.regions.len();
+                upper
+            }
+        };
+        finish_walk(self.ram, upper?, va)
+    }
+}
+
+/// The PML4, PDPT and PD levels of a walk for `va`.
+fn upper_levels(ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
+    let top = va >> 47;
+    if top != 0 && top != 0x1ffff {
+        return Err(WalkFault::NonCanonical);
+    }
+    let mut table = cr3 & ADDR;
+    let mut writable = true;
+    for level in (2..=4u8).rev() {
+        let shift = 12 + 9 * u32::from(level - 1);
+        let entry = ram
+            .read_u64(table + ((va >> shift) & 511) * 8)
+            .map_err(WalkFault::OutsideRam)?;
+        if entry & PRESENT == 0 {
+            return Err(WalkFault::NotPresent { level });
+        }
+        writable &= entry & WRITABLE != 0;
+        if level <= 3 && entry & LARGE != 0 {
+            let span = 1u64 << shift;
+            let gpa = ((entry & ADDR) & !(span - 1)) + (va & (span - 1) & !0x1f_ffff);
+            return Ok(Upper::Large(Translation { gpa, writable }));
+        }
+        table = entry & ADDR;
+    }
+    Ok(Upper::Table {
+        at: table,
+        writable,
+    })
+}
+
+/// The rest of a walk for `va` after its upper levels: the page-table
+/// level, or the 4 KiB page inside a large page.
+fn finish_walk(ram: &Ram, upper: Upper, va: u64) -> Result<Translation, WalkFault> {
+    let (gpa, writable) = match upper {
+        Upper::Large(t) => (t.gpa + (va & 0x1f_f000), t.writable),
+        Upper::Table { at, writable } => {
+            let entry = ram
+                .read_u64(at + ((va >> 12) & 511) * 8)
+                .map_err(WalkFault::OutsideRam)?;
+            if entry & PRESENT == 0 {
+                return Err(WalkFault::NotPresent { level: 1 });
+            }
+            (entry & ADDR, writable && entry & WRITABLE != 0)
+        }
+    };
+    if gpa >= ram.size() {
+        return Err(WalkFault::OutsideRam(OutOfRam { gpa, len: 4096 }));
+    }
+    Ok(Translation { gpa, writable })
 }
 
 /// A mapping the guest's page tables do not justify.

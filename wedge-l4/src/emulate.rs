@@ -116,7 +116,20 @@ pub fn emulate(
         return Err(EmulateError::Not64Bit);
     }
     let insn = decode(site.kind, &bytes[..insn_len])?;
-    let pair = &bytes[insn_len..need];
+    emulate_decoded(site, insn, &bytes[insn_len..need], vcpu, regs, mem, backend)
+}
+
+/// [`emulate`] for an instruction decoded already (the wedge decodes each
+/// site once, when it rewrites it); `pair` is the shadowed pair's bytes.
+pub fn emulate_decoded(
+    site: &Site,
+    insn: Insn,
+    pair: &[u8],
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut dyn GuestMemory,
+    backend: &mut dyn Backend,
+) -> Result<Outcome, EmulateError> {
     // `sti; hlt` is the one shadowed pair the wedge runs; anything else in a
     // shadow would have to execute natively inside the wedge.
     let sti_hlt = match (insn, pair) {

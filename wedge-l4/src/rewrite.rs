@@ -32,7 +32,9 @@
 //!
 //! ```text
 //! cli:            65 c6 04 25 <vif>  00      movb $0, %gs:vif ; then NOPs
-//! sti/pushf/popf: 65 ff 14 25 <slot>         call *%gs:slot   ; a fast path
+//! mov %crN, %reg: 65 REX 8b /r 25 <crN>      mov %gs:crN, %reg ; then NOPs
+//! sti/pushf/popf/iretq:
+//!                 65 ff 14 25 <slot>         call *%gs:slot   ; a fast path
 //!                 eb <len-10>                jmp site_end     ; it returns here
 //!                 <u16 index> cc ...
 //! ```
@@ -49,9 +51,11 @@
 //! Sites in opted-out regions are left alone.
 
 use crate::afterburn_format::Kind;
-use crate::decode::{decode, DecodeError};
+use crate::decode::{decode, DecodeError, Insn};
 use crate::memory::{GuestMemory, MemError};
 use crate::records::{Records, Site};
+use crate::vcpu::Vcpu;
+use core::mem::offset_of;
 
 /// Length of `call *disp32(%rip)`.
 pub const CALL_LEN: u8 = 6;
@@ -61,6 +65,8 @@ pub const GS_CALL_LEN: u8 = 8;
 pub const FAST_SITE_LEN: u8 = GS_CALL_LEN + 2 + 2;
 /// Length of `movb $imm8, %gs:disp32`.
 pub const GS_STORE_LEN: u8 = 9;
+/// Length of `mov %gs:disp32, %r64`.
+pub const GS_LOAD_LEN: u8 = 9;
 /// Bytes a rewritten site needs: the call and the index.
 pub const STUB_LEN: u8 = 8;
 /// A site long enough to also hold the 8-byte entry slot.
@@ -71,14 +77,16 @@ pub const MAX_KEPT: usize = 30;
 /// Where the fast paths find the virtual CPU: offsets from the GS base.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FastPaths {
-    /// The vCPU's `vif` byte.
-    pub vif: u32,
+    /// The [`Vcpu`].
+    pub vcpu: u32,
     /// The `u64` holding the `sti` fast path's address.
     pub sti: u32,
     /// The `u64` holding the `pushf` fast path's address.
     pub pushf: u32,
     /// The `u64` holding the `popf` fast path's address.
     pub popf: u32,
+    /// The `u64` holding the `iretq` fast path's address.
+    pub iret: u32,
 }
 
 /// How a site is rewritten.
@@ -88,11 +96,13 @@ enum Form {
     General,
     /// `movb $0, %gs:vif` (cli).
     StoreVif,
+    /// `mov %gs:crN, %reg` (mov from CR0, CR2, CR3 or CR4).
+    LoadCr { cr: u8, reg: u8 },
     /// `call *%gs:slot` to a fast path.
     FastCall(u32),
 }
 
-fn form(site: &Site, fast: Option<&FastPaths>) -> Form {
+fn form(site: &Site, insn: &[u8], fast: Option<&FastPaths>) -> Form {
     let Some(f) = fast else {
         return Form::General;
     };
@@ -106,7 +116,27 @@ fn form(site: &Site, fast: Option<&FastPaths>) -> Form {
         Kind::Sti if call_fits => Form::FastCall(f.sti),
         Kind::Pushf if call_fits => Form::FastCall(f.pushf),
         Kind::Popf if call_fits => Form::FastCall(f.popf),
+        Kind::Iret if call_fits => match decode(site.kind, insn) {
+            Ok(Insn::Iret(8)) => Form::FastCall(f.iret),
+            _ => Form::General,
+        },
+        Kind::MovFromCr if site.site_len >= GS_LOAD_LEN => match decode(site.kind, insn) {
+            Ok(Insn::MovFromCr { cr, reg }) if matches!(cr, 0 | 2 | 3 | 4) => {
+                Form::LoadCr { cr, reg }
+            }
+            _ => Form::General,
+        },
         _ => Form::General,
+    }
+}
+
+/// The `Vcpu` field that holds control register `cr` (0, 2, 3 or 4).
+fn cr_offset(cr: u8) -> usize {
+    match cr {
+        0 => offset_of!(Vcpu, cr0),
+        2 => offset_of!(Vcpu, cr2),
+        3 => offset_of!(Vcpu, cr3),
+        _ => offset_of!(Vcpu, cr4),
     }
 }
 
@@ -150,6 +180,8 @@ pub struct SiteEntry {
     /// Length of the call the site was rewritten into: the call returns to
     /// `site.address + call_len`, where the index is.
     pub call_len: u8,
+    /// The instruction, decoded when the site was rewritten.
+    pub insn: Insn,
     bytes: [u8; MAX_KEPT],
 }
 
@@ -158,6 +190,14 @@ impl SiteEntry {
     pub fn bytes(&self) -> &[u8] {
         let n = usize::from(self.site.insn_len) + usize::from(self.site.pair_len);
         &self.bytes[..n.min(MAX_KEPT)]
+    }
+
+    /// The shadowed pair's bytes (what [`crate::emulate::emulate_decoded`]
+    /// takes with [`SiteEntry::insn`]).
+    pub fn pair(&self) -> &[u8] {
+        self.bytes()
+            .get(usize::from(self.site.insn_len)..)
+            .unwrap_or(&[])
     }
 }
 
@@ -237,7 +277,7 @@ impl<const N: usize> SiteTable<N> {
             .ok_or(LookupError::NoSite { return_address })
     }
 
-    fn push(&mut self, site: Site, call_len: u8, original: &[u8]) -> Option<u16> {
+    fn push(&mut self, site: Site, call_len: u8, insn: Insn, original: &[u8]) -> Option<u16> {
         let index = u16::try_from(self.len).ok()?;
         let slot = self.entries.get_mut(self.len)?;
         let mut bytes = [0u8; MAX_KEPT];
@@ -246,6 +286,7 @@ impl<const N: usize> SiteTable<N> {
         *slot = Some(SiteEntry {
             site,
             call_len,
+            insn,
             bytes,
         });
         self.len += 1;
@@ -366,7 +407,7 @@ pub fn rewrite<const N: usize>(
                 // The slot's bytes must be a general site's unexecuted tail.
                 if slot.is_none()
                     && site.site_len >= SLOT_SITE_LEN
-                    && form(&site, fast) == Form::General
+                    && form(&site, insn_bytes(code, base, &site), fast) == Form::General
                 {
                     slot = Some(site.address + u64::from(STUB_LEN));
                 }
@@ -408,12 +449,23 @@ pub fn rewrite<const N: usize>(
             return;
         };
         let kept = usize::from(site.insn_len) + usize::from(site.pair_len);
-        let form = form(&site, fast);
+        let form = form(
+            &site,
+            &code[r.start..r.start + usize::from(site.insn_len)],
+            fast,
+        );
         let call_len = match form {
             Form::FastCall(_) => GS_CALL_LEN,
             _ => CALL_LEN,
         };
-        let Some(index) = table.push(site, call_len, &code[r.start..r.start + kept]) else {
+        // Decoded (and checked) in pass 1: cannot fail here.
+        let Ok(insn) = decode(
+            site.kind,
+            &code[r.start..r.start + usize::from(site.insn_len)],
+        ) else {
+            return;
+        };
+        let Some(index) = table.push(site, call_len, insn, &code[r.start..r.start + kept]) else {
             return;
         };
         let bytes = &mut code[r];
@@ -425,8 +477,15 @@ pub fn rewrite<const N: usize>(
                 bytes[2..6].copy_from_slice(&d.to_le_bytes());
                 bytes[6..8].copy_from_slice(&index.to_le_bytes());
             }
+            Form::LoadCr { cr, reg } => {
+                let at = fast.map_or(0, |f| f.vcpu) + cr_offset(cr) as u32;
+                let rex = 0x48 | if reg >= 8 { 0x04 } else { 0 };
+                bytes[..5].copy_from_slice(&[0x65, rex, 0x8b, ((reg & 7) << 3) | 4, 0x25]);
+                bytes[5..9].copy_from_slice(&at.to_le_bytes());
+                fill_nops(&mut bytes[usize::from(GS_LOAD_LEN)..]);
+            }
             Form::StoreVif => {
-                let vif = fast.map_or(0, |f| f.vif);
+                let vif = fast.map_or(0, |f| f.vcpu) + offset_of!(Vcpu, vif) as u32;
                 bytes[..4].copy_from_slice(&[0x65, 0xc6, 0x04, 0x25]);
                 bytes[4..8].copy_from_slice(&vif.to_le_bytes());
                 bytes[8] = 0;
@@ -453,6 +512,14 @@ pub fn rewrite<const N: usize>(
     code[at..at + 8].copy_from_slice(&entry.to_le_bytes());
     summary.slot = slot;
     Ok(summary)
+}
+
+/// A (checked) site's instruction bytes; empty if out of range.
+fn insn_bytes<'c>(code: &'c [u8], base: u64, site: &Site) -> &'c [u8] {
+    range(site, base, code.len())
+        .ok()
+        .and_then(|r| code.get(r.start..r.start + usize::from(site.insn_len)))
+        .unwrap_or(&[])
 }
 
 /// Validates one site to be rewritten.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::afterburn_format::{Record, MARKER_OPT_OUT_BEGIN, MARKER_OPT_OUT_END};
-use crate::emulate::{emulate, Outcome};
+use crate::emulate::Outcome;
 use crate::testutil::{guest, section, Call, Mock};
 
 const BASE: u64 = 0x4000; // clear of the test guest's IDT and stack
@@ -124,7 +124,18 @@ fn the_entry_finds_the_site_from_its_return_address_and_emulates_it() {
     assert_eq!(e.site.kind, Kind::PortOut);
     regs.set(0, 0x1);
     let mut be = Mock::default();
-    let out = emulate(&e.site, e.bytes(), &mut vcpu, &mut regs, &mut mem, &mut be).unwrap();
+    // The instruction decoded at rewrite time is the one the bytes hold.
+    assert_eq!(Ok(e.insn), decode(e.site.kind, e.bytes()));
+    let out = crate::emulate::emulate_decoded(
+        &e.site,
+        e.insn,
+        e.pair(),
+        &mut vcpu,
+        &mut regs,
+        &mut mem,
+        &mut be,
+    )
+    .unwrap();
     assert_eq!(out, Outcome::Resume);
     assert_eq!(be.calls, vec![Call::PortOut(0xf4, 1, 1)]);
     assert_eq!(regs.rip, BASE + 0x20);
@@ -248,10 +259,11 @@ fn nothing_to_rewrite_is_fine() {
 }
 
 const FAST: FastPaths = FastPaths {
-    vif: 0x865,
+    vcpu: 0x800, // vif at 0x865
     sti: 0xc00,
     pushf: 0xc08,
     popf: 0xc10,
+    iret: 0xc18,
 };
 
 #[test]
@@ -263,6 +275,11 @@ fn fast_paths_rewrite_the_virtual_if_kinds_through_gs() {
     c[0x30] = 0xfb; // sti (12)
     c[0x40..0x42].copy_from_slice(&[0xfb, 0xf4]); // sti; hlt (12, a pair)
     c[0x50..0x52].copy_from_slice(&[0xe6, 0xf4]); // outb %al,$0xf4 (16)
+    c[0x60..0x64].copy_from_slice(&[0x41, 0x0f, 0x20, 0xd1]); // mov %cr2,%r9 (16)
+    c[0x70..0x73].copy_from_slice(&[0x0f, 0x20, 0xc0]); // mov %cr0,%rax (16)
+    c[0x80..0x84].copy_from_slice(&[0x44, 0x0f, 0x20, 0xc0]); // mov %cr8,%rax (16)
+    c[0x90..0x92].copy_from_slice(&[0x48, 0xcf]); // iretq (16)
+    c[0xa0] = 0xcf; // iret, 32-bit operands (16): the general path
     let sti_hlt = Record {
         pair_len: 1,
         flags: crate::afterburn_format::FLAG_SHADOW_PAIR,
@@ -275,11 +292,31 @@ fn fast_paths_rewrite_the_virtual_if_kinds_through_gs() {
         rec(0x30, Kind::Sti, 12, 1),
         sti_hlt,
         rec(0x50, Kind::PortOut, 16, 2),
+        rec(0x60, Kind::MovFromCr, 16, 4),
+        rec(0x70, Kind::MovFromCr, 16, 3),
+        rec(0x80, Kind::MovFromCr, 16, 4),
+        rec(0x90, Kind::Iret, 16, 2),
+        rec(0xa0, Kind::Iret, 16, 1),
     ]]);
     let records = Records::parse(&sec).unwrap();
     let mut table = SiteTable::<16>::default();
     let s = rewrite(&mut c, BASE, &records, ENTRY, Some(&FAST), &mut table).unwrap();
-    assert_eq!((s.rewritten, s.fast), (6, 4));
+    assert_eq!((s.rewritten, s.fast), (11, 7));
+    // mov from CR2 into r9 (REX.B in the original, REX.R in the load), from
+    // CR0 into rax: a load from the vCPU.
+    assert_eq!(
+        &c[0x60..0x69],
+        &[0x65, 0x4c, 0x8b, 0x0c, 0x25, 0x18, 0x08, 0, 0]
+    );
+    assert_eq!(
+        &c[0x70..0x79],
+        &[0x65, 0x48, 0x8b, 0x04, 0x25, 0x10, 0x08, 0, 0]
+    );
+    // CR8 (the task priority) has no vCPU field: the general path.
+    assert_eq!(&c[0x80..0x82], &[0xff, 0x15]);
+    // iretq calls its fast path, a 32-bit iret the general entry.
+    assert_eq!(&c[0x90..0x98], &[0x65, 0xff, 0x14, 0x25, 0x18, 0x0c, 0, 0]);
+    assert_eq!(&c[0xa0..0xa2], &[0xff, 0x15]);
     assert_eq!(
         s.slot,
         BASE + 0x58,

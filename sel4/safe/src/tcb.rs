@@ -165,6 +165,12 @@ impl Tcb {
         Ok(UserContext::from_words(&words))
     }
 
+    /// Writes only rip (the first register of the kernel's order): all a
+    /// redirection needs, in one message that fits the syscall registers.
+    pub fn write_rip(self, rip: Word) -> Result<(), Error> {
+        ipc::invoke(self.0, label::TCBWriteRegisters, &[], &[0, 1, rip]).map(drop)
+    }
+
     /// Writes all registers; `resume` starts the thread afterwards.
     pub fn write_registers(self, resume: bool, regs: &UserContext) -> Result<(), Error> {
         let mut words = [0; 2 + UserContext::WORDS];

@@ -22,10 +22,11 @@ mod memory;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use previrt_protocol::{
-    Request, WedgeBoot, WedgeStats, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI,
+    Request, WedgeBoot, WedgeStats, FAST_IRET, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI,
     STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE, WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
-use wedge_l4::emulate::emulate;
+use wedge_l4::afterburn_format::Kind;
+use wedge_l4::emulate::emulate_decoded;
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
 use wedge_l4::rewrite::{rewrite, FastPaths, SiteTable};
@@ -77,10 +78,18 @@ core::arch::global_asm!(
     "call {init}",
     "jmp wedge_exit",
     "",
+    // The VMM moved a faulting guest thread here: every register but rip
+    // is the guest's. Saved like a site's, then delivered.
     ".global wedge_reflect_entry",
     "wedge_reflect_entry:",
+    "mov [rip + GUEST_RSP], rsp",
     "lea rsp, [rip + {stack} + {size}]",
-    "sub rsp, 144",
+    "pushfq",
+    "push 0",
+    "push r15", "push r14", "push r13", "push r12", "push r11", "push r10", "push r9", "push r8",
+    "push rdi", "push rsi", "push rbp",
+    "push qword ptr [rip + GUEST_RSP]",
+    "push rbx", "push rdx", "push rcx", "push rax",
     "mov rdi, rsp",
     "call {reflect}",
     "jmp wedge_exit",
@@ -157,6 +166,36 @@ core::arch::global_asm!(
     "ret 8",
     "2:",
     "jmp wedge_site_entry",
+    "",
+    // iretq: vif from the image's IF, the virtual CS and SS from the
+    // frame; then the real iretq, with the real selectors written over the
+    // (popped, dead) frame's. IOPL, or interrupts turned on with one
+    // pending, take the general path. Stack: R, rip cs rflags rsp ss.
+    ".global wedge_iret_fast",
+    "wedge_iret_fast:",
+    "test byte ptr [rsp + 25], 0x30",
+    "jnz 2f",
+    "test byte ptr [rsp + 25], 0x02",
+    "setnz byte ptr gs:[{vif}]",
+    "jz 1f",
+    "cmp byte ptr gs:[{pending}], 0",
+    "jne 2f",
+    "1:",
+    "push word ptr [rsp + 16]",
+    "pop word ptr gs:[{vcs}]",
+    "push word ptr [rsp + 40]",
+    "pop word ptr gs:[{vss}]",
+    "push qword ptr [rip + {selectors}]",
+    "pop qword ptr [rsp + 16]",
+    "push qword ptr [rip + {selectors} + 8]",
+    "pop qword ptr [rsp + 40]",
+    "lea rsp, [rsp + 8]",
+    "iretq",
+    "2:",
+    "jmp wedge_site_entry",
+    vcs = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, segs) as u64 + 2,
+    vss = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, segs) as u64 + 4,
+    selectors = sym SELECTORS,
     vif = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, vif) as u64,
     pending = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, pending_any) as u64,
     stack = sym STACK,
@@ -172,6 +211,7 @@ extern "C" {
     fn wedge_sti_fast();
     fn wedge_pushf_fast();
     fn wedge_popf_fast();
+    fn wedge_iret_fast();
 }
 
 /// The vCPU page's parts (their layout: `previrt_protocol::vcpu_page`).
@@ -212,29 +252,23 @@ fn gs_reaches_vcpu() -> bool {
     magic == VCPU_MAGIC
 }
 
-/// Points the `pushf`/`popf` fast paths at the general entry while the
-/// guest runs with a nonzero virtual IOPL (which they do not model).
+/// Points the `pushf`/`popf`/`iretq` fast paths at the general entry while
+/// the guest runs with a nonzero virtual IOPL (which they do not model).
 fn set_fast_slots() {
     let general = wedge_site_entry as *const () as u64;
     let iopl = vcpu().rflags & FLAG_IOPL != 0;
+    let unless_iopl = |fast: unsafe extern "C" fn()| {
+        if iopl {
+            general
+        } else {
+            fast as *const () as u64
+        }
+    };
     let slots = [
         (FAST_STI, wedge_sti_fast as *const () as u64),
-        (
-            FAST_PUSHF,
-            if iopl {
-                general
-            } else {
-                wedge_pushf_fast as *const () as u64
-            },
-        ),
-        (
-            FAST_POPF,
-            if iopl {
-                general
-            } else {
-                wedge_popf_fast as *const () as u64
-            },
-        ),
+        (FAST_PUSHF, unless_iopl(wedge_pushf_fast)),
+        (FAST_POPF, unless_iopl(wedge_popf_fast)),
+        (FAST_IRET, unless_iopl(wedge_iret_fast)),
     ];
     for (index, entry) in slots {
         // SAFETY: the slots are u64s inside the mapped vCPU page, written
@@ -331,12 +365,12 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
     }
     st.vcpu_ready = true;
     set_fast_slots();
-    let offset = |field: usize| (VCPU_OFFSET + field as u64) as u32;
     let fast = FastPaths {
-        vif: offset(core::mem::offset_of!(Vcpu, vif)),
+        vcpu: VCPU_OFFSET as u32,
         sti: (FAST_SLOTS_OFFSET + 8 * FAST_STI) as u32,
         pushf: (FAST_SLOTS_OFFSET + 8 * FAST_PUSHF) as u32,
         popf: (FAST_SLOTS_OFFSET + 8 * FAST_POPF) as u32,
+        iret: (FAST_SLOTS_OFFSET + 8 * FAST_IRET) as u32,
     };
     let summary = match rewrite(
         code,
@@ -391,24 +425,29 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
         *n += 1;
     }
     let mut backend = Sel4Backend;
-    match emulate(
+    match emulate_decoded(
         &entry.site,
-        entry.bytes(),
+        entry.insn,
+        entry.pair(),
         vcpu,
         regs,
         &mut mem,
         &mut backend,
     ) {
         Ok(_) => {
-            set_fast_slots();
+            // Only these can change the virtual IOPL the fast paths depend on.
+            if matches!(entry.site.kind, Kind::Popf | Kind::Iret) {
+                set_fast_slots();
+            }
             resume_at(regs)
         }
         Err(_) => stop(7),
     }
 }
 
-/// The VMM sent the guest thread here with an exception to deliver: the
-/// guest's registers and the exception are in the reflection block.
+/// The VMM sent the guest thread here with an exception to deliver (in the
+/// reflection block, with the guest's rip); `regs` holds the guest's other
+/// registers as they were at the fault.
 extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     // SAFETY: the VMM writes the reflection block (in wedge memory) before
     // it sends the thread here, and nothing else writes it meanwhile.
@@ -418,9 +457,7 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     }
     let vcpu = vcpu();
     stats().reflected += 1;
-    regs.gpr = r.gpr;
     regs.rip = r.rip;
-    regs.rflags = r.rflags;
     if r.vector == 14 {
         vcpu.cr2 = r.cr2;
     }

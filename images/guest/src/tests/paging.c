@@ -1,5 +1,5 @@
-/* paging: the guest's own 4-level tables, CR3 switches, aliases, unmap with
- * invlpg, and write protection. */
+/* paging: the guest's own 4-level tables, CR3 switches (and the TLB flush
+ * they imply), aliases, unmap with invlpg, and write protection. */
 #include "guest.h"
 
 /* Beyond the shared identity map (PML4 slot 0), so each address space has
@@ -25,6 +25,15 @@ void test_paging(struct checker *c)
     write_cr3(as1);
     check_eq(c, "address space 1 sees its frame", 0x1111, in1);
     check_eq(c, "address space 2 sees its frame at the same address", 0x2222, in2);
+
+    /* A CR3 load flushes the TLB: an entry changed without invlpg is seen. */
+    (void)*(volatile u64 *)TEST_VA; /* cached (in a TLB, or the VMM's) */
+    *pte_lookup(as1, TEST_VA, 0) = f2 | PTE_W | PTE_P;
+    write_cr3(as1);
+    u64 after = *(volatile u64 *)TEST_VA;
+    *pte_lookup(as1, TEST_VA, 0) = f1 | PTE_W | PTE_P;
+    write_cr3(as1);
+    check_eq(c, "a CR3 load drops an entry changed without invlpg", 0x2222, after);
 
     *(volatile u64 *)(TEST_VA + 8) = 0xa11a5;
     check_eq(c, "write through one mapping, read through the alias", 0xa11a5,
