@@ -266,11 +266,18 @@ fn finish_run(run: qemu::Run, console_out: Option<&Path>) -> Result<(), String> 
     }
 }
 
-/// Writes a file whole or not at all (a temporary file renamed into place).
+/// Writes a file whole or not at all: a temporary file next to it (named
+/// after this process, so two commands never share one), renamed into place;
+/// on failure the temporary file is removed and `path` is left as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    let written = std::fs::write(&tmp, bytes)
+        .map_err(|e| format!("{}: {e}", tmp.display()))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
