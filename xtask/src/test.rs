@@ -171,6 +171,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         memory_mib: QEMU_MEMORY_MIB,
         accel: "tcg",
         icount: false,
+        com2: false,
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
         Ok(run) => run,
@@ -223,6 +224,7 @@ pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, Str
         memory_mib: 128,
         accel: "tcg",
         icount: false,
+        com2: false,
     }
     .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)
 }
