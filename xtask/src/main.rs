@@ -86,7 +86,8 @@ struct RunArgs {
     /// Boot the plain (unpadded) guest image instead of the padded one.
     #[arg(long)]
     plain: bool,
-    /// The guest's command line, e.g. "tests=paging bench=cpu".
+    /// The guest's command line, e.g. "tests=paging bench=cpu" [default:
+    /// every self-test but timer, on seL4 and bare alike].
     #[arg(long)]
     guest_cmdline: Option<String>,
     /// Write exactly the guest's console bytes to this file (on seL4: what
@@ -184,7 +185,12 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let machine = qemu::Machine {
         kernel: &elf,
         module: None,
-        append: Some(args.guest_cmdline.as_deref().unwrap_or("")),
+        // The seL4 system's default (the VMM's), so both consoles compare.
+        append: Some(
+            args.guest_cmdline
+                .as_deref()
+                .unwrap_or(capdl_tests::SEL4_GUEST_TESTS),
+        ),
         memory_mib: args.memory,
         accel: &args.accel,
         icount: false,
