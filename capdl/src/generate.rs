@@ -55,7 +55,11 @@ pub const PIT_PORTS_SLOT: u64 = 7;
 pub const SERIAL_PORTS_SLOT: u64 = 8;
 /// I/O port 0xf4 (QEMU's isa-debug-exit). Empty without `debug_exit`.
 pub const DEBUG_EXIT_PORT_SLOT: u64 = 9;
-/// The first slot of the per-guest blocks; slots 10..16 are reserved.
+/// I/O ports [`GUEST_CONSOLE_PORTS`] (COM2): the real UART the VMM writes
+/// the guest's console to, so it reaches the outside world apart from the
+/// kernel's and the VMM's own lines on COM1. Empty without `guest_console`.
+pub const GUEST_CONSOLE_PORTS_SLOT: u64 = 10;
+/// The first slot of the per-guest blocks; slots 11..16 are reserved.
 pub const GUEST_SLOTS_BASE: u64 = 16;
 /// Slots per guest block: TCB, PML4, page-table untyped, one reserved.
 pub const GUEST_SLOT_STRIDE: u64 = 4;
@@ -154,6 +158,11 @@ pub const DEVICE_SERIAL: u8 = 1;
 pub const DEVICE_PIT: u8 = 2;
 /// `StartInfo::devices` bit: the isa-debug-exit port is there.
 pub const DEVICE_DEBUG_EXIT: u8 = 4;
+/// `StartInfo::devices` bit: COM2's ports are in [`GUEST_CONSOLE_PORTS_SLOT`].
+pub const DEVICE_GUEST_CONSOLE: u8 = 8;
+
+/// COM2's I/O ports, first and last: the guest's console (`guest_console`).
+pub const GUEST_CONSOLE_PORTS: (u16, u16) = (0x2f8, 0x2ff);
 
 /// What the VMM cannot know from the constants above: how many guests, how
 /// big each one's RAM and image are, how big its CNode is, which devices it
@@ -287,7 +296,7 @@ mod tests {
         let mut info = StartInfo {
             guest_count: 2,
             cnode_bits: 15,
-            devices: DEVICE_PIT | DEVICE_SERIAL,
+            devices: DEVICE_PIT | DEVICE_SERIAL | DEVICE_GUEST_CONSOLE,
             wedge_bytes: 0x1234,
             ..StartInfo::default()
         };

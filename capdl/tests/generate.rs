@@ -9,9 +9,10 @@ use std::process::Command;
 use capdl::generate::{
     generate, generate_spec, guest_badge, guest_image_window, guest_pml4_slot, guest_ram_window,
     guest_tcb_slot, guest_untyped_slot, At, GenerateError, ImageProblem, Problem, StartInfo,
-    DEBUG_EXIT_PORT_SLOT, GUEST_ENDPOINT_SLOT, PIT_IRQ_SLOT, PIT_PORTS_SLOT, SERIAL_PORTS_SLOT,
-    TIMER_BADGE, TIMER_NOTIFICATION_SLOT, VMM_CNODE_SLOT, VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR,
-    VMM_PML4_SLOT, VMM_STACK_BOTTOM, VMM_TCB_SLOT, WEDGE_WINDOW,
+    DEBUG_EXIT_PORT_SLOT, GUEST_CONSOLE_PORTS_SLOT, GUEST_ENDPOINT_SLOT, PIT_IRQ_SLOT,
+    PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, TIMER_BADGE, TIMER_NOTIFICATION_SLOT, VMM_CNODE_SLOT,
+    VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR, VMM_PML4_SLOT, VMM_STACK_BOTTOM, VMM_TCB_SLOT,
+    WEDGE_WINDOW,
 };
 use capdl::model::{Cap, ObjectKind, Rights, Slot};
 use capdl::Spec;
@@ -138,6 +139,7 @@ pt_untyped_bits = 22
 serial = true
 pit = true
 debug_exit = true
+guest_console = true
 "#;
 
 /// [`SYSTEM`] with 4 MiB of guest RAM, for tests that do not count frames:
@@ -235,7 +237,7 @@ fn the_spec_validates_and_has_the_expected_objects() {
     assert_eq!(by_type("ep"), 1);
     assert_eq!(by_type("notification"), 1);
     assert_eq!(by_type("ioapic_irq"), 1);
-    assert_eq!(by_type("io_ports"), 3);
+    assert_eq!(by_type("io_ports"), 4);
     assert_eq!(by_type("ut"), 1);
     let untyped = &spec.objects[find(&spec, "guest0_untyped") as usize];
     assert_eq!(
@@ -315,6 +317,10 @@ fn vmm_cspace_slots_match_the_published_constants() {
         target(DEBUG_EXIT_PORT_SLOT).as_deref(),
         Some("debug_exit_port")
     );
+    assert_eq!(
+        target(GUEST_CONSOLE_PORTS_SLOT).as_deref(),
+        Some("guest_console_ports")
+    );
     let ports = |name: &str| spec.objects[find(&spec, name) as usize].kind.clone();
     assert_eq!(
         ports("serial_ports"),
@@ -337,6 +343,13 @@ fn vmm_cspace_slots_match_the_published_constants() {
             last: 0xf4
         }
     );
+    assert_eq!(
+        ports("guest_console_ports"),
+        ObjectKind::IoPorts {
+            first: 0x2f8,
+            last: 0x2ff
+        }
+    );
     assert_eq!(target(guest_tcb_slot(0)).as_deref(), Some("guest0_tcb"));
     assert_eq!(target(guest_pml4_slot(0)).as_deref(), Some("guest0_pml4"));
     assert_eq!(
@@ -345,7 +358,7 @@ fn vmm_cspace_slots_match_the_published_constants() {
     );
     let info = start_info(&spec);
     assert_eq!(info.guest_count, 1);
-    assert_eq!(info.devices, 7);
+    assert_eq!(info.devices, 15);
     assert_eq!(info.guests[0].ram_frames, 16384);
     assert_eq!(info.guests[0].image_bytes as usize, guest_elf().len());
     let ObjectKind::CNode { size_bits } = spec.objects[cnode as usize].kind else {
@@ -579,6 +592,7 @@ fn devices_left_out_leave_their_slots_empty() {
         PIT_PORTS_SLOT,
         SERIAL_PORTS_SLOT,
         DEBUG_EXIT_PORT_SLOT,
+        GUEST_CONSOLE_PORTS_SLOT,
     ] {
         assert_eq!(slot(&spec, cnode, s), None);
     }
@@ -834,6 +848,7 @@ const LINES: &[&str] = &[
     "serial = true",
     "pit = true",
     "debug_exit = \"yes\"",
+    "guest_console = true",
     "= =",
     "\"",
 ];

@@ -1,19 +1,68 @@
 //! The guest's devices behind one port bus: COM1 (its output goes to the
-//! console), the 8259A pair, the 8254 PIT and the exit port. Guest time for
-//! the PIT is not kept yet (interrupts are the next step): accesses see time 0.
+//! guest console, see [`Console`]), the 8259A pair, the 8254 PIT and the
+//! exit port. Guest time for the PIT is not kept yet (interrupts are the next
+//! step): accesses see time 0.
 
-use previrt_sel4::println;
+use capdl::generate::{
+    StartInfo, DEVICE_GUEST_CONSOLE, GUEST_CONSOLE_PORTS, GUEST_CONSOLE_PORTS_SLOT,
+};
+use previrt_sel4::serial::{SerialError, SerialPort};
+use previrt_sel4::{println, IoPort};
 use vmm_devices::debug_exit::{DebugExit, DEFAULT_PORT};
 use vmm_devices::pic8259::Pic8259Pair;
 use vmm_devices::pit8254::Pit8254;
 use vmm_devices::uart16550::{TxSink, Uart16550, COM1_BASE};
 use vmm_devices::{AccessSize, Bus, DeviceId, DeviceSet, Lanes, PortDevice, PortRange};
 
-/// The guest's console: its bytes go to the kernel's debug console.
-pub struct Console;
+/// Where the guest's UART bytes go: the real COM2, which the VMM owns
+/// (the system's `guest_console`), so the guest's console leaves the machine
+/// on a line of its own, byte for byte, apart from the kernel's and the VMM's
+/// lines on COM1. Without COM2 (not in the system, or not usable: said once)
+/// they go to the kernel's debug console, mixed with everything else.
+pub struct Console {
+    com2: Option<SerialPort>,
+}
+
+impl Console {
+    /// Sets up COM2 if the system gives it to the VMM.
+    pub fn open(info: &StartInfo) -> Console {
+        if info.devices & DEVICE_GUEST_CONSOLE == 0 {
+            println!("vmm-server: no guest console port in this system: the guest's console goes to the kernel's debug console");
+            return Console { com2: None };
+        }
+        match SerialPort::init(IoPort(GUEST_CONSOLE_PORTS_SLOT), GUEST_CONSOLE_PORTS.0) {
+            Ok(port) => {
+                println!(
+                    "vmm-server: the guest's console goes to COM2 (ports {:#x}..={:#x})",
+                    GUEST_CONSOLE_PORTS.0, GUEST_CONSOLE_PORTS.1
+                );
+                Console { com2: Some(port) }
+            }
+            Err(e) => {
+                Console::unusable(e);
+                Console { com2: None }
+            }
+        }
+    }
+
+    fn unusable(e: SerialError) {
+        println!(
+            "vmm-server: error: the guest console port (COM2, CSpace slot {GUEST_CONSOLE_PORTS_SLOT}): {e}; the guest's console goes to the kernel's debug console from here on"
+        );
+    }
+}
 
 impl TxSink for Console {
     fn transmit(&mut self, byte: u8) {
+        if let Some(port) = self.com2 {
+            match port.write_byte(byte) {
+                Ok(()) => return,
+                Err(e) => {
+                    Console::unusable(e);
+                    self.com2 = None;
+                }
+            }
+        }
         previrt_sel4::sys::syscalls::debug_put_char(byte);
     }
 }
@@ -56,7 +105,7 @@ fn size(bytes: u8) -> AccessSize {
 }
 
 impl Devices {
-    pub fn new() -> Devices {
+    pub fn new(console: Console) -> Devices {
         let mut bus = Bus::new();
         let ranges = [
             (COM1_BASE, 8, UART),
@@ -75,7 +124,7 @@ impl Devices {
         Devices {
             bus,
             set: Set {
-                uart: Uart16550::new(COM1_BASE, Console),
+                uart: Uart16550::new(COM1_BASE, console),
                 pic: Pic8259Pair::new(),
                 pit: Pit8254::new(),
                 exit: DebugExit::new(DEFAULT_PORT),

@@ -174,7 +174,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         println!("vmm-server: guest{g}: cannot start its thread: {e}");
         return 1;
     }
-    let mut devices = devices::Devices::new();
+    let mut devices = devices::Devices::new(devices::Console::open(info));
     let mut run = run::Guest {
         number: g as u64,
         ram: &ram,

@@ -58,6 +58,7 @@ fn run_bare(image: Image, cmdline: &str) -> Result<Vec<Sample>, String> {
         memory_mib: 128,
         accel: "tcg",
         icount: true,
+        com2: false,
     };
     let run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
     if run.outcome != qemu::Outcome::Passed {
@@ -219,7 +220,15 @@ pub fn sel4() -> Result<(), String> {
             crate::process::tail(&run.serial, 30)
         ));
     }
-    let sel4 = parse(&run.serial, Image::Padded, "sel4")?;
+    // The guest's bench lines are on its console: COM2, where the VMM puts it.
+    let console = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default()).into_owned();
+    let sel4 = parse(&console, Image::Padded, "sel4")?;
+    if sel4.is_empty() {
+        return Err(format!(
+            "the seL4 run printed no bench lines on the guest's console (COM2):\n{}",
+            crate::process::tail(&console, 30)
+        ));
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,

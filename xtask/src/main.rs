@@ -86,11 +86,13 @@ struct RunArgs {
     /// Boot the plain (unpadded) guest image instead of the padded one.
     #[arg(long)]
     plain: bool,
-    /// The guest's command line, e.g. "tests=paging bench=cpu".
+    /// The guest's command line, e.g. "tests=paging bench=cpu" [default:
+    /// every self-test but timer, on seL4 and bare alike].
     #[arg(long)]
     guest_cmdline: Option<String>,
-    /// Write exactly the guest's console bytes to this file.
-    #[arg(long)]
+    /// Write exactly the guest's console bytes to this file (on seL4: what
+    /// the VMM wrote to COM2).
+    #[arg(long, conflicts_with = "selftest")]
     console_out: Option<PathBuf>,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
     #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "guest_cmdline", "console_out"])]
@@ -134,14 +136,12 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(spec) = &args.spec {
         return run_spec(spec, &args.images, args, timeout);
     }
+    let image = if args.plain {
+        images::Image::Plain
+    } else {
+        images::Image::Padded
+    };
     if !args.bare {
-        if args.console_out.is_some() {
-            return Err(
-                "--console-out needs --bare for now: on seL4 the guest's bytes share the \
-                        kernel's console with the loader's and the VMM's lines"
-                    .into(),
-            );
-        }
         let tools = setup::ensure()?;
         let kernel = kernel::build(&tools)?;
         let root_task = if args.selftest {
@@ -152,11 +152,6 @@ fn run(args: &RunArgs) -> Result<(), String> {
             let path = generated::example_description();
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let image = if args.plain {
-                images::Image::Plain
-            } else {
-                images::Image::Padded
-            };
             let bundle =
                 generated::bundle_with("system", &text, image, args.guest_cmdline.as_deref())?;
             system::build_loader(&bundle)?
@@ -173,15 +168,14 @@ fn run(args: &RunArgs) -> Result<(), String> {
             memory_mib: args.memory,
             accel: &args.accel,
             icount: false,
+            // The VMM writes the guest's console to COM2.
+            com2: !args.selftest,
         };
-        return finish_run(machine.boot(timeout, qemu::Echo::Terminal)?, None);
+        let run = machine.boot(timeout, qemu::Echo::Terminal)?;
+        let console = run.com2.as_deref().unwrap_or_default();
+        return finish_run(&run, args.console_out.as_deref().map(|p| (p, console)));
     }
     setup::ensure()?;
-    let image = if args.plain {
-        images::Image::Plain
-    } else {
-        images::Image::Padded
-    };
     let elf = images::build(image)?;
     eprintln!(
         "xtask: booting the {} guest image bare in QEMU ({})",
@@ -191,14 +185,22 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let machine = qemu::Machine {
         kernel: &elf,
         module: None,
-        append: Some(args.guest_cmdline.as_deref().unwrap_or("")),
+        // The seL4 system's default (the VMM's), so both consoles compare.
+        append: Some(
+            args.guest_cmdline
+                .as_deref()
+                .unwrap_or(capdl_tests::SEL4_GUEST_TESTS),
+        ),
         memory_mib: args.memory,
         accel: &args.accel,
         icount: false,
+        com2: false,
     };
+    // A bare guest's console is COM1, and nothing else writes there.
+    let run = machine.boot(timeout, qemu::Echo::Terminal)?;
     finish_run(
-        machine.boot(timeout, qemu::Echo::Terminal)?,
-        args.console_out.as_deref(),
+        &run,
+        args.console_out.as_deref().map(|p| (p, &run.bytes[..])),
     )
 }
 
@@ -248,16 +250,19 @@ fn run_spec(
         memory_mib: args.memory,
         accel: &args.accel,
         icount: false,
+        // A spec may give a task COM2, as the generated system gives the VMM.
+        com2: true,
     };
-    finish_run(machine.boot(timeout, qemu::Echo::Terminal)?, None)
+    finish_run(&machine.boot(timeout, qemu::Echo::Terminal)?, None)
 }
 
-/// Saves the console if asked, and turns the run's outcome into ours.
-fn finish_run(run: qemu::Run, console_out: Option<&Path>) -> Result<(), String> {
-    if let Some(path) = console_out {
-        write_atomically(path, &run.bytes)?;
+/// Saves the guest's console (`FILE`, its bytes) if asked, and turns the
+/// run's outcome into ours.
+fn finish_run(run: &qemu::Run, console_out: Option<(&Path, &[u8])>) -> Result<(), String> {
+    if let Some((path, bytes)) = console_out {
+        write_atomically(path, bytes)?;
     }
-    match run.outcome {
+    match &run.outcome {
         qemu::Outcome::Passed => Ok(()),
         other => Err(format!(
             "the system ended with {other} after {:.2} s",
@@ -266,11 +271,18 @@ fn finish_run(run: qemu::Run, console_out: Option<&Path>) -> Result<(), String> 
     }
 }
 
-/// Writes a file whole or not at all (a temporary file renamed into place).
+/// Writes a file whole or not at all: a temporary file next to it (named
+/// after this process, so two commands never share one), renamed into place;
+/// on failure the temporary file is removed and `path` is left as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    let written = std::fs::write(&tmp, bytes)
+        .map_err(|e| format!("{}: {e}", tmp.display()))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

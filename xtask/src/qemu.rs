@@ -1,15 +1,24 @@
-//! Boots seL4 and a root task in QEMU and collects the serial console.
+//! Boots seL4 and a root task in QEMU and collects the serial consoles.
+//!
+//! COM1 is QEMU's stdout: the kernel's debug console (seL4's and every
+//! task's lines), or a bare guest's console. COM2, when asked for, goes to a
+//! file under `target/qemu/`: on seL4 the VMM writes the guest's console
+//! there, so it arrives byte for byte, apart from everyone else's lines.
 //!
 //! The run ends when the system writes to the `isa-debug-exit` port (QEMU
 //! exits with 2V+1: 1 is pass, 3 fail), when QEMU stops for another reason,
 //! or at the timeout, which is an outcome of its own.
 
 use std::fmt;
+use std::fs::File;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::paths;
 
 pub struct Machine<'a> {
     /// A multiboot kernel: seL4, or a guest booted bare.
@@ -23,6 +32,9 @@ pub struct Machine<'a> {
     /// Deterministic time: the TSC counts executed instructions
     /// (`-icount shift=0`), and idle time jumps to the next timer deadline.
     pub icount: bool,
+    /// Give the machine a second serial port (COM2, 0x2f8) and collect what
+    /// is written to it in [`Run::com2`].
+    pub com2: bool,
 }
 
 /// Where serial output goes while it is collected.
@@ -65,8 +77,11 @@ type Collected = (Vec<u8>, Vec<(Duration, String)>);
 
 pub struct Run {
     pub outcome: Outcome,
-    /// The serial bytes exactly as the system wrote them.
+    /// COM1's bytes exactly as the system wrote them.
     pub bytes: Vec<u8>,
+    /// COM2's bytes exactly as the system wrote them, if the machine had it
+    /// (on seL4: the guest's console, nothing else).
+    pub com2: Option<Vec<u8>>,
     /// The serial text (CRs removed), with QEMU's own errors appended.
     pub serial: String,
     pub elapsed: Duration,
@@ -84,8 +99,80 @@ impl Run {
     }
 }
 
+/// A fresh file for COM2 under `target/qemu/`, named after this process so
+/// runs of concurrent `cargo xtask` commands never share one.
+fn com2_file() -> Result<PathBuf, String> {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let dir = paths::target().join("qemu");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let n = RUNS.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("com2-{}-{n}.bin", std::process::id()));
+    // Created (empty) before QEMU starts, so it can be followed at once.
+    File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// What the terminal shows of a run: COM1 as it arrives and, with COM2,
+/// COM2's new bytes read from its file before each COM1 chunk and every few
+/// milliseconds. A COM2 byte is in the file as soon as QEMU has written it,
+/// so whatever the system wrote on COM2 before a COM1 line is shown before
+/// that line (the guest's console before the VMM's statistics). With both,
+/// each stream is shown in whole lines, so the two never split each other's.
+struct Terminal {
+    com2: Option<File>,
+    /// Each stream's bytes after its last newline: COM1, COM2.
+    partial: [Vec<u8>; 2],
+}
+
+impl Terminal {
+    fn com1(&mut self, bytes: &[u8]) {
+        self.follow_com2();
+        self.show(0, bytes);
+    }
+
+    fn follow_com2(&mut self) {
+        let mut new = Vec::new();
+        if let Some(file) = &mut self.com2 {
+            let _ = file.read_to_end(&mut new);
+        }
+        self.show(1, &new);
+    }
+
+    fn show(&mut self, stream: usize, bytes: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        if self.com2.is_none() {
+            let _ = out.write_all(bytes);
+            let _ = out.flush();
+            return;
+        }
+        let pending = &mut self.partial[stream];
+        pending.extend_from_slice(bytes);
+        if let Some(last) = pending.iter().rposition(|&b| b == b'\n') {
+            let _ = out.write_all(&pending[..=last]);
+            let _ = out.flush();
+            pending.drain(..=last);
+        }
+    }
+
+    /// The end of the run: the rest of COM2, then both streams' last
+    /// unfinished lines.
+    fn finish(&mut self) {
+        self.follow_com2();
+        let mut out = std::io::stdout().lock();
+        for pending in &mut self.partial {
+            if !pending.is_empty() {
+                let _ = out.write_all(pending);
+                let _ = out.write_all(b"\n");
+                pending.clear();
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
 impl Machine<'_> {
-    pub fn command(&self) -> Command {
+    /// The QEMU command line; COM2, if the machine has it, goes to `com2`.
+    pub fn command(&self, com2: Option<&Path>) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", self.accel, "-cpu", "qemu64,+fsgsbase", "-m"])
             .arg(self.memory_mib.to_string())
@@ -109,6 +196,13 @@ impl Machine<'_> {
         if let Some(append) = self.append {
             cmd.arg("-append").arg(append);
         }
+        if let Some(path) = com2 {
+            // The second -serial is COM2. `file:` takes the rest of the
+            // argument as the path, whatever characters it holds.
+            let mut arg = std::ffi::OsString::from("file:");
+            arg.push(path);
+            cmd.arg("-serial").arg(arg);
+        }
         if self.icount {
             cmd.args(["-icount", "shift=0,align=off,sleep=off"]);
         }
@@ -116,7 +210,31 @@ impl Machine<'_> {
     }
 
     pub fn boot(&self, timeout: Duration, echo: Echo) -> Result<Run, String> {
-        let mut cmd = self.command();
+        let com2_path = if self.com2 { Some(com2_file()?) } else { None };
+        let result = self.boot_with(timeout, echo, com2_path.as_deref());
+        if let Some(path) = &com2_path {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    fn boot_with(&self, timeout: Duration, echo: Echo, com2: Option<&Path>) -> Result<Run, String> {
+        let terminal = match echo {
+            Echo::Quiet => None,
+            Echo::Terminal => {
+                let follow = match com2 {
+                    Some(path) => {
+                        Some(File::open(path).map_err(|e| format!("{}: {e}", path.display()))?)
+                    }
+                    None => None,
+                };
+                Some(Arc::new(Mutex::new(Terminal {
+                    com2: follow,
+                    partial: [Vec::new(), Vec::new()],
+                })))
+            }
+        };
+        let mut cmd = self.command(com2);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -127,6 +245,7 @@ impl Machine<'_> {
         let collected: Arc<Mutex<Collected>> = Arc::default();
         let mut stdout = child.stdout.take().ok_or("QEMU has no stdout pipe")?;
         let sink = Arc::clone(&collected);
+        let shown = terminal.clone();
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             let mut line = Vec::new();
@@ -134,10 +253,8 @@ impl Machine<'_> {
                 if n == 0 {
                     break;
                 }
-                if echo == Echo::Terminal {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(&buf[..n]);
-                    let _ = out.flush();
+                if let Some(Ok(mut t)) = shown.as_ref().map(|t| t.lock()) {
+                    t.com1(&buf[..n]);
                 }
                 let Ok(mut guard) = sink.lock() else { break };
                 guard.0.extend_from_slice(&buf[..n]);
@@ -175,12 +292,26 @@ impl Machine<'_> {
                     let _ = child.wait();
                     break Outcome::TimedOut(timeout);
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    if let Some(Ok(mut t)) = terminal.as_ref().map(|t| t.lock()) {
+                        t.follow_com2();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 Err(e) => return Err(format!("waiting for QEMU: {e}")),
             }
         };
         let elapsed = started.elapsed();
         let _ = reader.join();
+        if let Some(Ok(mut t)) = terminal.as_ref().map(|t| t.lock()) {
+            t.finish();
+        }
+        let com2 = match com2 {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
+            }
+            None => None,
+        };
         let qemu_errors = errors.join().unwrap_or_default();
         let (bytes, lines) = match Arc::try_unwrap(collected) {
             Ok(m) => m.into_inner().unwrap_or_default(),
@@ -194,6 +325,7 @@ impl Machine<'_> {
         Ok(Run {
             outcome,
             bytes,
+            com2,
             serial,
             elapsed,
             lines,

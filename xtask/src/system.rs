@@ -214,6 +214,8 @@ pub fn boot(
         memory_mib,
         accel: "tcg",
         icount,
+        // A system's guest console (`guest_console`): the VMM writes it there.
+        com2: true,
     }
     .boot(Duration::from_secs(120), echo)
 }

@@ -171,6 +171,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         memory_mib: QEMU_MEMORY_MIB,
         accel: "tcg",
         icount: false,
+        com2: false,
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
         Ok(run) => run,
@@ -223,6 +224,7 @@ pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, Str
         memory_mib: 128,
         accel: "tcg",
         icount: false,
+        com2: false,
     }
     .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)
 }
@@ -246,15 +248,29 @@ fn guest_passed(run: &qemu::Run) -> Result<String, String> {
     Ok(format!("{:.2} s", run.elapsed.as_secs_f64()))
 }
 
-/// The first line where two console logs differ, bench figures aside.
-fn first_difference(a: &str, b: &str) -> Option<String> {
-    let keep = |l: &&str| !l.starts_with("bench ");
-    let (mut x, mut y) = (a.lines().filter(keep), b.lines().filter(keep));
+/// The first line where two consoles differ, byte for byte, bench figures
+/// aside (`bench NAME iterations ticks`: ticks differ from run to run
+/// outside `-icount`); `names` say which console is which.
+pub fn first_difference(a: &[u8], b: &[u8], names: [&str; 2]) -> Option<String> {
+    let keep = |l: &&[u8]| !l.starts_with(b"bench ");
+    let (mut x, mut y) = (
+        a.split(|&c| c == b'\n').filter(keep),
+        b.split(|&c| c == b'\n').filter(keep),
+    );
+    let show = |l: Option<&[u8]>| l.map(|l| String::from_utf8_lossy(l).into_owned());
     for n in 1.. {
         match (x.next(), y.next()) {
             (None, None) => return None,
             (l, r) if l == r => {}
-            (l, r) => return Some(format!("line {n}: padded {l:?}, plain {r:?}")),
+            (l, r) => {
+                return Some(format!(
+                    "line {n}: {} {:?}, {} {:?}",
+                    names[0],
+                    show(l),
+                    names[1],
+                    show(r)
+                ))
+            }
         }
     }
     None
@@ -278,7 +294,7 @@ fn guest_tests(report: &mut Report) {
     if let [(_, padded, p), (_, _, q)] = &runs[..] {
         report.record(
             "guest: padded and plain consoles are identical line for line",
-            match first_difference(&p.serial, &q.serial) {
+            match first_difference(&p.bytes, &q.bytes, ["padded", "plain"]) {
                 None => Ok(format!("{} lines", p.serial.lines().count())),
                 Some(d) => Err(d),
             },
@@ -387,14 +403,19 @@ mod tests {
 
     #[test]
     fn first_difference_ignores_bench_lines_and_names_the_line() {
+        let names = ["padded", "plain"];
         assert_eq!(
-            first_difference("a\nbench x 1 2\nb\n", "a\nbench x 1 3\nb\n"),
+            first_difference(b"a\nbench x 1 2\nb\n", b"a\nbench x 1 3\nb\n", names),
             None
         );
         assert_eq!(
-            first_difference("a\nb\n", "a\nc\n").as_deref(),
+            first_difference(b"a\nb\n", b"a\nc\n", names).as_deref(),
             Some("line 2: padded Some(\"b\"), plain Some(\"c\")")
         );
-        assert!(first_difference("a\n", "a\nb\n").is_some());
+        assert!(first_difference(b"a\n", b"a\nb\n", names).is_some());
+        // Exact bytes: a carriage return or a missing last newline counts.
+        assert!(first_difference(b"a\r\n", b"a\n", names).is_some());
+        assert!(first_difference(b"a\nb", b"a\nb\n", names).is_some());
+        assert!(first_difference(b"ab\n", b"a\n", names).is_some());
     }
 }

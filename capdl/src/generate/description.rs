@@ -19,7 +19,14 @@ pub(crate) const MAX_TOTAL_RAM_FRAMES: u64 = 1 << 19;
 /// gets a free slot for each one it can make.
 pub(crate) const MAX_PT_UNTYPED_BITS: u8 = 28;
 /// Object names the system's own objects start with.
-const RESERVED_NAMES: [&str; 5] = ["vmm", "pit", "serial", "debug_exit", "timer"];
+const RESERVED_NAMES: [&str; 6] = [
+    "vmm",
+    "pit",
+    "serial",
+    "debug_exit",
+    "timer",
+    "guest_console",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +67,8 @@ struct RawDevices {
     pit: bool,
     #[serde(default)]
     debug_exit: bool,
+    #[serde(default)]
+    guest_console: bool,
 }
 
 /// A checked system description.
@@ -115,6 +124,8 @@ pub struct Devices {
     pub pit: bool,
     /// The isa-debug-exit port.
     pub debug_exit: bool,
+    /// COM2's I/O ports, where the VMM writes the guest's console.
+    pub guest_console: bool,
 }
 
 fn at<T>(source: &str, value: &Spanned<T>) -> At {
@@ -288,6 +299,7 @@ impl Description {
                 serial: raw.devices.serial,
                 pit: raw.devices.pit,
                 debug_exit: raw.devices.debug_exit,
+                guest_console: raw.devices.guest_console,
             },
         })
     }

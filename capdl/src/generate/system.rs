@@ -216,6 +216,7 @@ fn start_info(
             (desc.devices.serial, DEVICE_SERIAL),
             (desc.devices.pit, DEVICE_PIT),
             (desc.devices.debug_exit, DEVICE_DEBUG_EXIT),
+            (desc.devices.guest_console, DEVICE_GUEST_CONSOLE),
         ]
         .iter()
         .filter(|(present, _)| *present)
@@ -505,6 +506,14 @@ fn build(
     }
     if desc.devices.serial {
         ports(&mut b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT);
+    }
+    if desc.devices.guest_console {
+        ports(
+            &mut b,
+            "guest_console_ports",
+            GUEST_CONSOLE_PORTS,
+            GUEST_CONSOLE_PORTS_SLOT,
+        );
     }
     if desc.devices.debug_exit {
         ports(

@@ -13,6 +13,7 @@ pub mod debug;
 mod error;
 pub mod ipc;
 mod root_task;
+pub mod serial;
 pub mod tcb;
 pub mod vspace;
 
