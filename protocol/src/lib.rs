@@ -11,12 +11,14 @@
 
 mod boot_info;
 mod message;
+mod shutdown;
 mod wedge_boot;
 
 pub use boot_info::{
     MemoryRange, PvBootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_MEMORY_RANGES, PV_HEADER_MAGIC,
 };
 pub use message::{DecodeError, Label, Reply, Request, Status, FIRST_LABEL, STRING_BYTES};
+pub use shutdown::shutdown_reason;
 pub use wedge_boot::{Reflection, WedgeBoot, REFLECTION_OFFSET, WEDGE_BASE, WEDGE_BOOT_MAGIC};
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.
