@@ -176,6 +176,35 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }),
     };
     let ending = run.serve();
+    // Whatever it was doing, the guest thread runs no more: a guest that
+    // ended itself with a send (no reply to wait for) must not run on
+    // while the VMM reports.
+    if let Err(e) = Tcb(guest_tcb_slot(g as u64)).suspend() {
+        println!("vmm-server: guest{g}: suspending its thread failed: {e}");
+    }
+    let verdict = match ending {
+        Ending::Exited(status) => {
+            println!("vmm-server: guest{g}: exited with status {status}");
+            // QEMU's exit status 2V+1: pass the guest's V on.
+            Some(((status.saturating_sub(1)) / 2) as u8)
+        }
+        Ending::SensitiveInstruction {
+            rip,
+            vector,
+            site_kind: Some(kind),
+        } if !wedge => {
+            println!(
+                "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
+            );
+            Some(0)
+        }
+        // Every other ending is the VMM ending the guest, in one line that
+        // says why; the report and the exit follow as for any ending.
+        other => {
+            println!("vmm-server: guest{g}: terminated: {other}");
+            None
+        }
+    };
     let (cr3, stats) = (run.cr3, run.stats);
     println!(
         "vmm-server: guest{g}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
@@ -217,43 +246,6 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                 u.va, u.why
             );
             false
-        }
-    };
-    let verdict = match ending {
-        Ending::Exited(status) => {
-            println!("vmm-server: guest{g}: exited with status {status}");
-            // QEMU's exit status 2V+1: pass the guest's V on.
-            Some(((status.saturating_sub(1)) / 2) as u8)
-        }
-        Ending::SensitiveInstruction {
-            rip,
-            vector,
-            site_kind: Some(kind),
-        } if !wedge => {
-            println!(
-                "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
-            );
-            Some(0)
-        }
-        Ending::SensitiveInstruction {
-            rip,
-            vector,
-            site_kind,
-        } => {
-            println!("vmm-server: guest{g}: exception {vector} at {rip:#x} (site: {site_kind:?})");
-            None
-        }
-        Ending::UnmappedAccess { rip, addr } => {
-            println!("vmm-server: guest{g}: touched {addr:#x} at {rip:#x}, which its page tables do not map");
-            None
-        }
-        Ending::Shutdown(reason) => {
-            println!("vmm-server: guest{g}: the wedge stopped the guest (reason {reason})");
-            None
-        }
-        Ending::Failed(why) => {
-            println!("vmm-server: guest{g}: {why}");
-            None
         }
     };
     match verdict {
