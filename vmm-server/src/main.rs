@@ -126,13 +126,14 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         rflags: 0x202,
         ..UserContext::default()
     };
-    let wedge = if info.wedge_bytes > 0 {
+    // With a wedge: its code's range in the guest's address space.
+    let wedge_code = if info.wedge_bytes > 0 {
         // SAFETY: the spec maps the wedge's ELF read-only at the wedge window.
         let file = unsafe {
             core::slice::from_raw_parts(WEDGE_WINDOW as *const u8, info.wedge_bytes as usize)
         };
         match guest::load_wedge(&ram, &prepared, file)
-            .and_then(|w| map_wedge(vtlb, &prepared).map(|()| w))
+            .and_then(|w| map_wedge(vtlb, &prepared, &w).map(|()| w))
         {
             Ok(w) => {
                 regs = UserContext {
@@ -141,7 +142,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                     rflags: 0x202,
                     ..UserContext::default()
                 };
-                true
+                Some(w.code)
             }
             Err(e) => {
                 println!("vmm-server: guest{g}: the wedge: {e}");
@@ -149,14 +150,14 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             }
         }
     } else {
-        false
+        None
     };
     println!(
         "vmm-server: guest{g}: loaded; PV entry {:#x}, {} pre-virtualized sites, page tables at {:#x}, {}, command line \"{GUEST_CMDLINE}\"",
         prepared.entry,
         sites.count,
         prepared.cr3,
-        if wedge { "entering through the wedge" } else { "no wedge" }
+        if wedge_code.is_some() { "entering through the wedge" } else { "no wedge" }
     );
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).write_registers(true, &regs) {
         println!("vmm-server: guest{g}: cannot start its thread: {e}");
@@ -171,8 +172,10 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         sites,
         devices: &mut devices,
         stats: run::Stats::default(),
-        reflector: wedge.then_some(run::Reflector {
+        reflector: wedge_code.map(|code| run::Reflector {
             boot_block_gpa: prepared.wedge_area + guest::WEDGE_AREA - 4096,
+            area_gpa: prepared.wedge_area,
+            code,
         }),
     };
     let ending = run.serve();
@@ -192,7 +195,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             rip,
             vector,
             site_kind: Some(kind),
-        } if !wedge => {
+        } if wedge_code.is_none() => {
             println!(
                 "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
             );
@@ -254,12 +257,17 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     }
 }
 
-/// Maps the wedge area into the guest's address space at `WEDGE_BASE`.
-fn map_wedge(vtlb: &mut Vtlb, prepared: &guest::Prepared) -> Result<(), guest::PrepareError> {
-    for page in 0..guest::WEDGE_AREA / 4096 {
+/// Maps the wedge area into the guest's address space at `WEDGE_BASE`,
+/// its code and constants read-only.
+fn map_wedge(
+    vtlb: &mut Vtlb,
+    prepared: &guest::Prepared,
+    wedge: &guest::WedgeLoaded,
+) -> Result<(), guest::PrepareError> {
+    for (page, &writable) in (0..).zip(&wedge.writable) {
         let t = vtlb::Translation {
             gpa: prepared.wedge_area + page * 4096,
-            writable: true,
+            writable,
         };
         if vtlb.map_fixed(WEDGE_BASE + page * 4096, t).is_err() {
             return Err(guest::PrepareError::SegmentOutsideRam {

@@ -20,7 +20,7 @@ use crate::devices::Devices;
 use crate::guest::WEDGE_AREA;
 use crate::ram::Ram;
 use crate::sites::Sites;
-use crate::vtlb::{walk, Vtlb, ADDR};
+use crate::vtlb::{walk, Translation, Vtlb, ADDR};
 
 /// How a guest's run ended.
 pub enum Ending {
@@ -48,6 +48,13 @@ pub enum Ending {
     },
     /// It made a system call seL4 does not know.
     UnknownSyscall { number: u64, rip: u64 },
+    /// It wrote to the wedge's read-only pages at `WEDGE_BASE`.
+    WedgeCodeWrite { addr: u64, rip: u64 },
+    /// It wrote to the wedge's memory through its own page tables.
+    WedgeAliasWrite { addr: u64, gpa: u64, rip: u64 },
+    /// The entry the wedge gave for reflections no longer points into its
+    /// code: its boot block was overwritten.
+    ReflectEntry(u64),
 }
 
 /// Whether `va` is in the wedge's memory in the guest's address space:
@@ -97,6 +104,18 @@ impl core::fmt::Display for Ending {
                 "unknown seL4 system call {} at {rip:#x}",
                 number as i64
             ),
+            Ending::WedgeCodeWrite { addr, rip } => write!(
+                f,
+                "it wrote to the wedge's read-only code at {addr:#x}, from {rip:#x}"
+            ),
+            Ending::WedgeAliasWrite { addr, gpa, rip } => write!(
+                f,
+                "it wrote to the wedge's memory (guest-physical {gpa:#x}) through its own page tables at {addr:#x}, from {rip:#x}"
+            ),
+            Ending::ReflectEntry(entry) => write!(
+                f,
+                "the wedge's reflect entry {entry:#x} is outside its code: its boot block was overwritten"
+            ),
         }
     }
 }
@@ -129,11 +148,16 @@ enum Step {
 }
 
 /// Where the wedge takes reflected exceptions: its boot block (with the
-/// entry the wedge wrote into it) in guest RAM.
+/// entry the wedge wrote into it) in guest RAM; and the wedge's memory,
+/// which the guest may not write.
 #[derive(Clone, Copy)]
 pub struct Reflector {
     /// Guest-physical address of the wedge's boot block.
     pub boot_block_gpa: u64,
+    /// Guest-physical start of the wedge's memory (`WEDGE_AREA` bytes).
+    pub area_gpa: u64,
+    /// The wedge's code in the guest's address space, `[start, end)`.
+    pub code: (u64, u64),
 }
 
 impl Guest<'_> {
@@ -157,11 +181,18 @@ impl Guest<'_> {
             // guest's own call: it is refused like any invalid request.
             let length = message.info.length();
             let step = match message.label() {
-                seL4_Fault_VMFault if length == seL4_VMFault_Length => self.page_fault(
-                    message.mr(seL4_VMFault_IP as usize),
-                    message.mr(seL4_VMFault_Addr as usize),
-                    message.mr(seL4_VMFault_FSR as usize) & 2 != 0,
-                ),
+                seL4_Fault_VMFault if length == seL4_VMFault_Length => {
+                    let rip = message.mr(seL4_VMFault_IP as usize);
+                    let addr = message.mr(seL4_VMFault_Addr as usize);
+                    let write = message.mr(seL4_VMFault_FSR as usize) & 2 != 0;
+                    // Every page of the wedge is mapped: a fault there is
+                    // a write to its read-only code.
+                    if write && self.reflector.is_some() && in_wedge(addr) {
+                        Step::End(Ending::WedgeCodeWrite { addr, rip })
+                    } else {
+                        self.page_fault(rip, addr, write)
+                    }
+                }
                 seL4_Fault_UserException if length == seL4_UserException_Length => {
                     let rip = message.mr(seL4_UserException_FaultIP as usize);
                     let vector = message.mr(seL4_UserException_Number as usize);
@@ -233,6 +264,7 @@ impl Guest<'_> {
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
         self.stats.page_faults += 1;
         match walk(self.ram, self.cr3, addr) {
+            Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
             Ok(t) if t.writable || !write => match self.vtlb.map(addr, t) {
                 // Resume the guest (or the wedge) where it faulted.
                 Ok(()) => Step::Resume,
@@ -279,6 +311,12 @@ impl Guest<'_> {
                 "the wedge's reflection block is out of guest RAM",
             ));
         };
+        // The boot block is writable wedge memory, so the guest can change
+        // the entry: anywhere but the wedge's code, the thread would fault
+        // again at once, and be reflected again, forever.
+        if !(reflector.code.0..reflector.code.1).contains(&entry) {
+            return Step::End(Ending::ReflectEntry(entry));
+        }
         self.stats.reflected += 1;
         let mut moved = ctx;
         moved.rip = entry;
@@ -294,6 +332,33 @@ impl Guest<'_> {
         self.stats.invalid_requests += 1;
         println!("vmm-server: guest{}: invalid request: {why}", self.number);
         Step::Reply(Status::Invalid, 0)
+    }
+
+    /// Whether guest-physical `gpa` is the wedge's memory.
+    fn wedge_memory(&self, gpa: u64) -> bool {
+        self.reflector
+            .is_some_and(|w| (w.area_gpa..w.area_gpa + WEDGE_AREA).contains(&gpa))
+    }
+
+    /// The guest's page tables reach the wedge's memory (its identity map
+    /// covers all of guest RAM): it may read it, as it may at `WEDGE_BASE`,
+    /// but never write it.
+    fn wedge_alias(&mut self, rip: u64, addr: u64, t: Translation, write: bool) -> Step {
+        if write {
+            return Step::End(Ending::WedgeAliasWrite {
+                addr,
+                gpa: t.gpa,
+                rip,
+            });
+        }
+        let read_only = Translation {
+            writable: false,
+            ..t
+        };
+        match self.vtlb.map(addr, read_only) {
+            Ok(()) => Step::Resume,
+            Err(_) => Step::End(Ending::Failed("a mapping failed")),
+        }
     }
 
     fn request(&mut self, request: Request) -> Step {
