@@ -93,11 +93,18 @@ impl core::fmt::Display for Ending {
             Ending::CapFault {
                 slot,
                 rip,
-                receiving,
+                receiving: false,
             } => write!(
                 f,
-                "capability fault: it {} slot {slot} at {rip:#x}; its CSpace holds only its endpoint (slot {GUEST_ENDPOINT_SLOT})",
-                if receiving { "received on" } else { "invoked" },
+                "capability fault: it invoked slot {slot} at {rip:#x}; its CSpace holds only its endpoint (slot {GUEST_ENDPOINT_SLOT})"
+            ),
+            Ending::CapFault {
+                slot,
+                rip,
+                receiving: true,
+            } => write!(
+                f,
+                "capability fault: it tried to receive on slot {slot} at {rip:#x}; its only capability, the endpoint in slot {GUEST_ENDPOINT_SLOT}, may not receive"
             ),
             Ending::UnknownSyscall { number, rip } => write!(
                 f,
