@@ -192,6 +192,17 @@ void attack_caps(struct report *r)
     expect(r, 0, "a call on slot 12345 ends the guest");
 }
 
+void attack_recv(struct report *r)
+{
+    /* Its endpoint capability has no receive right: were it to receive, it
+     * would take messages meant for the VMM. */
+    kprintf("hostile: recv: receiving on its endpoint (slot 1); the VMM should end this guest\n");
+    struct sel4_msg m = { 0, 0, { 0 } };
+    sel4_syscall(SYS_RECV, SLOT_VMM, &m);
+    kprintf("hostile: recv: received label %lu\n", m.label);
+    expect(r, 0, "receiving on its endpoint ends the guest");
+}
+
 /* ---- the wedge: its code, its memory through the guest's own tables, its
  * state, the middle of its code ---- */
 

@@ -21,6 +21,7 @@
 #define SYS_CALL (-1l)
 #define SYS_SEND (-3l)
 #define SYS_NBSEND (-4l)
+#define SYS_RECV (-5l)
 /* The guest CSpace's only capability: the VMM's endpoint, badged. */
 #define SLOT_VMM 1ul
 
@@ -65,6 +66,7 @@ void attack_ipc(struct report *r);
 void attack_jumps(struct report *r);
 void attack_ptloop(struct report *r);
 void attack_caps(struct report *r);
+void attack_recv(struct report *r);
 void attack_wedge_code(struct report *r);
 void attack_wedge_alias(struct report *r);
 void attack_wedge_state(struct report *r);

@@ -48,6 +48,7 @@ static const struct {
     { "jumps", attack_jumps },
     { "ptloop", attack_ptloop },
     { "caps", attack_caps },
+    { "recv", attack_recv },
     { "wedge-code", attack_wedge_code },
     { "wedge-alias", attack_wedge_alias },
     { "wedge-state", attack_wedge_state },
