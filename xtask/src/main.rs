@@ -6,6 +6,7 @@ mod bindings_check;
 mod capdl_tests;
 mod fingerprint;
 mod generated;
+mod hostile_tests;
 mod images;
 mod kernel;
 mod paths;
