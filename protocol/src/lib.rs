@@ -11,6 +11,7 @@
 
 mod boot_info;
 mod message;
+mod shutdown;
 mod vcpu_page;
 mod wedge_boot;
 
@@ -18,6 +19,7 @@ pub use boot_info::{
     MemoryRange, PvBootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_MEMORY_RANGES, PV_HEADER_MAGIC,
 };
 pub use message::{DecodeError, Label, Reply, Request, Status, FIRST_LABEL, STRING_BYTES};
+pub use shutdown::shutdown_reason;
 pub use vcpu_page::{
     WedgeStats, BOOT_BLOCK_OFFSET, FAST_IRET, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI,
     KIND_SLOTS, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET, WEDGE_AREA,

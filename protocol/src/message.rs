@@ -131,6 +131,15 @@ fn size(value: u64) -> Result<u8, DecodeError> {
     }
 }
 
+/// A guest-virtual address must be canonical (bits 47–63 equal), as the
+/// CPU requires of `invlpg` and the FS base.
+fn canonical(field: &'static str, value: u64) -> Result<u64, DecodeError> {
+    match value >> 47 {
+        0 | 0x1ffff => Ok(value),
+        _ => Err(DecodeError::BadValue { field, value }),
+    }
+}
+
 fn port(value: u64) -> Result<u16, DecodeError> {
     u16::try_from(value).map_err(|_| DecodeError::BadValue {
         field: "port",
@@ -230,11 +239,15 @@ impl Request {
                 }
             }
             Label::LoadCr3 => Request::LoadCr3 { value: mr[0] },
-            Label::Invlpg => Request::Invlpg { address: mr[0] },
+            Label::Invlpg => Request::Invlpg {
+                address: canonical("address", mr[0])?,
+            },
             Label::WriteCr0 => Request::WriteCr0 { value: mr[0] },
             Label::WriteCr4 => Request::WriteCr4 { value: mr[0] },
             Label::Halt => Request::Halt,
-            Label::SetFsBase => Request::SetFsBase { base: mr[0] },
+            Label::SetFsBase => Request::SetFsBase {
+                base: canonical("base", mr[0])?,
+            },
             Label::Shutdown => Request::Shutdown { reason: mr[0] },
         })
     }
@@ -361,6 +374,27 @@ mod tests {
             Err(DecodeError::BadValue {
                 field: "len",
                 value: 25
+            })
+        );
+        assert_eq!(
+            Request::decode(Label::Invlpg as u64, 1, [0x8000_0000_0000, 0, 0, 0]),
+            Err(DecodeError::BadValue {
+                field: "address",
+                value: 0x8000_0000_0000
+            })
+        );
+        assert_eq!(
+            Request::decode(Label::SetFsBase as u64, 1, [0x8000_0000_0000_0000, 0, 0, 0]),
+            Err(DecodeError::BadValue {
+                field: "base",
+                value: 0x8000_0000_0000_0000
+            })
+        );
+        // The top half is canonical too.
+        assert_eq!(
+            Request::decode(Label::Invlpg as u64, 1, [0xffff_8000_0000_0000, 0, 0, 0]),
+            Ok(Request::Invlpg {
+                address: 0xffff_8000_0000_0000
             })
         );
     }

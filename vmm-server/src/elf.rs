@@ -32,6 +32,18 @@ pub struct Segment {
     pub file_offset: u64,
     pub file_size: u64,
     pub mem_size: u64,
+    /// `p_flags`: PF_X = 1, PF_W = 2, PF_R = 4.
+    pub flags: u64,
+}
+
+impl Segment {
+    pub fn writable(&self) -> bool {
+        self.flags & 2 != 0
+    }
+
+    pub fn executable(&self) -> bool {
+        self.flags & 1 != 0
+    }
 }
 
 fn word(bytes: &[u8], at: u64, n: usize, what: &'static str) -> Result<u64, ElfError> {
@@ -81,6 +93,7 @@ impl<'a> Elf<'a> {
             }
             Some((|| {
                 Ok(Segment {
+                    flags: word(b, ph + 4, 4, "p_flags")?,
                     file_offset: word(b, ph + 8, 8, "p_offset")?,
                     paddr: word(b, ph + 24, 8, "p_paddr")?,
                     file_size: word(b, ph + 32, 8, "p_filesz")?,

@@ -76,12 +76,22 @@ pub struct Prepared {
     pub wedge_area: u64,
 }
 
+const WEDGE_PAGES: usize = (WEDGE_AREA / PAGE) as usize;
+
 /// The wedge, loaded into the wedge area.
 #[derive(Debug, Clone, Copy)]
 pub struct WedgeLoaded {
     pub entry: u64,
     /// Its boot block's address in the guest's address space.
     pub boot_block: u64,
+    /// Its code in the guest's address space, `[start, end)`: where the
+    /// entry it gives for reflections must point.
+    pub code: (u64, u64),
+    /// Which pages of the wedge area the guest's address space maps
+    /// writable: all but those only read-only segments (code, constants)
+    /// cover, so that a write to the wedge's code faults instead of
+    /// changing it.
+    pub writable: [bool; WEDGE_PAGES],
 }
 
 pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, PrepareError> {
@@ -145,9 +155,33 @@ pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoad
         reflect_entry: 0,
     };
     ram.write(guest.wedge_area + BOOT_BLOCK_OFFSET, &boot.to_bytes())?;
+    let (mut code, mut read_only, mut writable) =
+        ((u64::MAX, 0), [false; WEDGE_PAGES], [false; WEDGE_PAGES]);
+    for segment in elf.segments() {
+        // Every segment was placed above: its range is inside the area.
+        let s = segment?;
+        let end = s.paddr.saturating_add(s.mem_size);
+        if s.executable() {
+            code = (code.0.min(s.paddr), code.1.max(end));
+        }
+        let first = s.paddr.saturating_sub(WEDGE_BASE) / PAGE;
+        let end = end.saturating_sub(WEDGE_BASE).div_ceil(PAGE);
+        for page in first as usize..(end as usize).min(WEDGE_PAGES) {
+            if s.writable() {
+                writable[page] = true;
+            } else {
+                read_only[page] = true;
+            }
+        }
+    }
+    for (w, r) in writable.iter_mut().zip(read_only) {
+        *w |= !r;
+    }
     Ok(WedgeLoaded {
         entry: elf.entry()?,
         boot_block: WEDGE_BASE + BOOT_BLOCK_OFFSET,
+        code,
+        writable,
     })
 }
 

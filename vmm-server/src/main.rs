@@ -129,13 +129,14 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         rflags: 0x202,
         ..UserContext::default()
     };
-    let wedge = if info.wedge_bytes > 0 {
+    // With a wedge: its code's range in the guest's address space.
+    let wedge_code = if info.wedge_bytes > 0 {
         // SAFETY: the spec maps the wedge's ELF read-only at the wedge window.
         let file = unsafe {
             core::slice::from_raw_parts(WEDGE_WINDOW as *const u8, info.wedge_bytes as usize)
         };
         match guest::load_wedge(&ram, &prepared, file)
-            .and_then(|w| map_wedge(vtlb, &prepared).map(|()| w))
+            .and_then(|w| map_wedge(vtlb, &prepared, &w).map(|()| w))
         {
             Ok(w) => {
                 // The vCPU page is the guest thread's IPC buffer: the kernel
@@ -153,7 +154,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                     rflags: 0x202,
                     ..UserContext::default()
                 };
-                true
+                Some(w.code)
             }
             Err(e) => {
                 println!("vmm-server: guest{g}: the wedge: {e}");
@@ -161,14 +162,14 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             }
         }
     } else {
-        false
+        None
     };
     println!(
         "vmm-server: guest{g}: loaded; PV entry {:#x}, {} pre-virtualized sites, page tables at {:#x}, {}, command line \"{GUEST_CMDLINE}\"",
         prepared.entry,
         sites.count,
         prepared.cr3,
-        if wedge { "entering through the wedge" } else { "no wedge" }
+        if wedge_code.is_some() { "entering through the wedge" } else { "no wedge" }
     );
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).write_registers(true, &regs) {
         println!("vmm-server: guest{g}: cannot start its thread: {e}");
@@ -183,11 +184,42 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         sites,
         devices: &mut devices,
         stats: run::Stats::default(),
-        reflector: wedge.then_some(run::Reflector {
+        reflector: wedge_code.map(|code| run::Reflector {
             boot_block_gpa: prepared.wedge_area + BOOT_BLOCK_OFFSET,
+            area_gpa: prepared.wedge_area,
+            code,
         }),
     };
     let ending = run.serve();
+    // Whatever it was doing, the guest thread runs no more: a guest that
+    // ended itself with a send (no reply to wait for) must not run on
+    // while the VMM reports.
+    if let Err(e) = Tcb(guest_tcb_slot(g as u64)).suspend() {
+        println!("vmm-server: guest{g}: suspending its thread failed: {e}");
+    }
+    let verdict = match ending {
+        Ending::Exited(status) => {
+            println!("vmm-server: guest{g}: exited with status {status}");
+            // QEMU's exit status 2V+1: pass the guest's V on.
+            Some(((status.saturating_sub(1)) / 2) as u8)
+        }
+        Ending::SensitiveInstruction {
+            rip,
+            vector,
+            site_kind: Some(kind),
+        } if wedge_code.is_none() => {
+            println!(
+                "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
+            );
+            Some(0)
+        }
+        // Every other ending is the VMM ending the guest, in one line that
+        // says why; the report and the exit follow as for any ending.
+        other => {
+            println!("vmm-server: guest{g}: terminated: {other}");
+            None
+        }
+    };
     let (cr3, stats) = (run.cr3, run.stats);
     println!(
         "vmm-server: guest{g}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
@@ -218,7 +250,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         ", invalid {}; {} exceptions reflected into the guest",
         stats.invalid_requests, stats.reflected
     );
-    if wedge {
+    if wedge_code.is_some() {
         print_wedge_stats(
             g,
             &ram,
@@ -236,43 +268,6 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                 u.va, u.why
             );
             false
-        }
-    };
-    let verdict = match ending {
-        Ending::Exited(status) => {
-            println!("vmm-server: guest{g}: exited with status {status}");
-            // QEMU's exit status 2V+1: pass the guest's V on.
-            Some(((status.saturating_sub(1)) / 2) as u8)
-        }
-        Ending::SensitiveInstruction {
-            rip,
-            vector,
-            site_kind: Some(kind),
-        } if !wedge => {
-            println!(
-                "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
-            );
-            Some(0)
-        }
-        Ending::SensitiveInstruction {
-            rip,
-            vector,
-            site_kind,
-        } => {
-            println!("vmm-server: guest{g}: exception {vector} at {rip:#x} (site: {site_kind:?})");
-            None
-        }
-        Ending::UnmappedAccess { rip, addr } => {
-            println!("vmm-server: guest{g}: touched {addr:#x} at {rip:#x}, which its page tables do not map");
-            None
-        }
-        Ending::Shutdown(reason) => {
-            println!("vmm-server: guest{g}: the wedge stopped the guest (reason {reason})");
-            None
-        }
-        Ending::Failed(why) => {
-            println!("vmm-server: guest{g}: {why}");
-            None
         }
     };
     match verdict {
@@ -315,12 +310,17 @@ fn print_by_kind(counts: impl Iterator<Item = u64>) {
     }
 }
 
-/// Maps the wedge area into the guest's address space at `WEDGE_BASE`.
-fn map_wedge(vtlb: &mut Vtlb, prepared: &guest::Prepared) -> Result<(), guest::PrepareError> {
-    for page in 0..guest::WEDGE_AREA / 4096 {
+/// Maps the wedge area into the guest's address space at `WEDGE_BASE`,
+/// its code and constants read-only.
+fn map_wedge(
+    vtlb: &mut Vtlb,
+    prepared: &guest::Prepared,
+    wedge: &guest::WedgeLoaded,
+) -> Result<(), guest::PrepareError> {
+    for (page, &writable) in (0..).zip(&wedge.writable) {
         let t = vtlb::Translation {
             gpa: prepared.wedge_area + page * 4096,
-            writable: true,
+            writable,
         };
         if vtlb.map_fixed(WEDGE_BASE + page * 4096, t).is_err() {
             return Err(guest::PrepareError::SegmentOutsideRam {

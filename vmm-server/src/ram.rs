@@ -33,6 +33,11 @@ impl Ram {
         }
     }
 
+    /// Whether `[gpa, gpa + len)` is guest RAM.
+    pub fn contains(&self, gpa: u64, len: u64) -> bool {
+        self.check(gpa, len).is_ok()
+    }
+
     pub fn read_u64(&self, gpa: u64) -> Result<u64, OutOfRam> {
         let at = self.check(gpa, 8)?;
         // SAFETY: the window is mapped (constructor contract) and the range

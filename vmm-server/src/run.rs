@@ -2,19 +2,25 @@
 //! wedge's requests arrive on the VMM's endpoint with the guest's badge,
 //! told apart by label (docs/protocol.md).
 
-use capdl::generate::{guest_badge, VMM_ENDPOINT_SLOT};
-use previrt_protocol::{Request, Status, FIRST_LABEL};
-use previrt_sel4::sys::bitfield::{seL4_Fault_UserException, seL4_Fault_VMFault};
+use capdl::generate::{guest_badge, GUEST_ENDPOINT_SLOT, VMM_ENDPOINT_SLOT};
+use previrt_protocol::{shutdown_reason, Request, Status, FIRST_LABEL, WEDGE_BASE};
+use previrt_sel4::sys::bitfield::{
+    seL4_Fault_CapFault, seL4_Fault_UnknownSyscall, seL4_Fault_UserException, seL4_Fault_VMFault,
+};
 use previrt_sel4::sys::constants::{
-    seL4_UserException_Code, seL4_UserException_FaultIP, seL4_UserException_Number,
-    seL4_VMFault_Addr, seL4_VMFault_FSR, seL4_VMFault_IP,
+    seL4_CapFault_Addr, seL4_CapFault_IP, seL4_CapFault_InRecvPhase,
+    seL4_CapFault_LookupFailureType, seL4_UnknownSyscall_FaultIP, seL4_UnknownSyscall_Length,
+    seL4_UnknownSyscall_Syscall, seL4_UserException_Code, seL4_UserException_FaultIP,
+    seL4_UserException_Length, seL4_UserException_Number, seL4_VMFault_Addr, seL4_VMFault_FSR,
+    seL4_VMFault_IP, seL4_VMFault_Length,
 };
 use previrt_sel4::{ipc, println, Word};
 
 use crate::devices::Devices;
+use crate::guest::WEDGE_AREA;
 use crate::ram::Ram;
 use crate::sites::Sites;
-use crate::vtlb::{walk, Vtlb};
+use crate::vtlb::{walk, Translation, Vtlb, ADDR};
 
 /// How a guest's run ended.
 pub enum Ending {
@@ -33,6 +39,92 @@ pub enum Ending {
     Shutdown(u64),
     /// The VMM could not serve it.
     Failed(&'static str),
+    /// It invoked (or received on) a capability slot its CSpace cannot
+    /// resolve: seL4 reported a capability fault.
+    CapFault {
+        slot: u64,
+        rip: u64,
+        receiving: bool,
+    },
+    /// It made a system call seL4 does not know.
+    UnknownSyscall { number: u64, rip: u64 },
+    /// It wrote to the wedge's read-only pages at `WEDGE_BASE`.
+    WedgeCodeWrite { addr: u64, rip: u64 },
+    /// It wrote to the wedge's memory through its own page tables.
+    WedgeAliasWrite { addr: u64, gpa: u64, rip: u64 },
+    /// The entry the wedge gave for reflections no longer points into its
+    /// code: its boot block was overwritten.
+    ReflectEntry(u64),
+}
+
+/// Whether `va` is in the wedge's memory in the guest's address space:
+/// the wedge's own code faulting, not the guest's.
+pub fn in_wedge(va: u64) -> bool {
+    (WEDGE_BASE..WEDGE_BASE + WEDGE_AREA).contains(&va)
+}
+
+/// The reason a run ended, as the VMM states it.
+impl core::fmt::Display for Ending {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Ending::Exited(status) => write!(f, "exited with status {status}"),
+            Ending::SensitiveInstruction {
+                rip,
+                vector,
+                site_kind,
+            } => {
+                write!(f, "exception {vector} at {rip:#x}")?;
+                match site_kind {
+                    Some(kind) => write!(f, ", a `{kind}` site"),
+                    None if in_wedge(rip) => f.write_str(", in the wedge"),
+                    None => Ok(()),
+                }
+            }
+            Ending::UnmappedAccess { rip, addr } => write!(
+                f,
+                "touched {addr:#x} at {rip:#x}, which its page tables do not map"
+            ),
+            Ending::Shutdown(reason) => write!(
+                f,
+                "the wedge stopped the guest: {} (reason {reason})",
+                shutdown_reason(reason)
+            ),
+            Ending::Failed(why) => f.write_str(why),
+            Ending::CapFault {
+                slot,
+                rip,
+                receiving: false,
+            } => write!(
+                f,
+                "capability fault: it invoked slot {slot} at {rip:#x}; its CSpace holds only its endpoint (slot {GUEST_ENDPOINT_SLOT})"
+            ),
+            Ending::CapFault {
+                slot,
+                rip,
+                receiving: true,
+            } => write!(
+                f,
+                "capability fault: it tried to receive on slot {slot} at {rip:#x}; its only capability, the endpoint in slot {GUEST_ENDPOINT_SLOT}, may not receive"
+            ),
+            Ending::UnknownSyscall { number, rip } => write!(
+                f,
+                "unknown seL4 system call {} at {rip:#x}",
+                number as i64
+            ),
+            Ending::WedgeCodeWrite { addr, rip } => write!(
+                f,
+                "it wrote to the wedge's read-only code at {addr:#x}, from {rip:#x}"
+            ),
+            Ending::WedgeAliasWrite { addr, gpa, rip } => write!(
+                f,
+                "it wrote to the wedge's memory (guest-physical {gpa:#x}) through its own page tables at {addr:#x}, from {rip:#x}"
+            ),
+            Ending::ReflectEntry(entry) => write!(
+                f,
+                "the wedge's reflect entry {entry:#x} is outside its code: its boot block was overwritten"
+            ),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -63,11 +155,16 @@ enum Step {
 }
 
 /// Where the wedge takes reflected exceptions: its boot block (with the
-/// entry the wedge wrote into it) in guest RAM.
+/// entry the wedge wrote into it) in guest RAM; and the wedge's memory,
+/// which the guest may not write.
 #[derive(Clone, Copy)]
 pub struct Reflector {
     /// Guest-physical address of the wedge's boot block.
     pub boot_block_gpa: u64,
+    /// Guest-physical start of the wedge's memory (`WEDGE_AREA` bytes).
+    pub area_gpa: u64,
+    /// The wedge's code in the guest's address space, `[start, end)`.
+    pub code: (u64, u64),
 }
 
 impl Guest<'_> {
@@ -85,19 +182,31 @@ impl Guest<'_> {
                 message = ipc::recv(VMM_ENDPOINT_SLOT);
                 continue;
             }
+            // The kernel sends each fault with its fixed length (a capability
+            // fault: at least up to the lookup failure's type). A message
+            // with a fault's label and another length can only be the
+            // guest's own call: it is refused like any invalid request.
+            let length = message.info.length();
             let step = match message.label() {
-                seL4_Fault_VMFault => self.page_fault(
-                    message.mr(seL4_VMFault_IP as usize),
-                    message.mr(seL4_VMFault_Addr as usize),
-                    message.mr(seL4_VMFault_FSR as usize) & 2 != 0,
-                ),
-                seL4_Fault_UserException => {
+                seL4_Fault_VMFault if length == seL4_VMFault_Length => {
+                    let rip = message.mr(seL4_VMFault_IP as usize);
+                    let addr = message.mr(seL4_VMFault_Addr as usize);
+                    let write = message.mr(seL4_VMFault_FSR as usize) & 2 != 0;
+                    // Every page of the wedge is mapped: a fault there is
+                    // a write to its read-only code.
+                    if write && self.reflector.is_some() && in_wedge(addr) {
+                        Step::End(Ending::WedgeCodeWrite { addr, rip })
+                    } else {
+                        self.page_fault(rip, addr, write)
+                    }
+                }
+                seL4_Fault_UserException if length == seL4_UserException_Length => {
                     let rip = message.mr(seL4_UserException_FaultIP as usize);
                     let vector = message.mr(seL4_UserException_Number as usize);
                     match self.reflector {
                         // The guest's own exception (#UD, #DE, ...): into
                         // the guest, through the wedge.
-                        Some(_) if rip < previrt_protocol::WEDGE_BASE && vector < 32 => {
+                        Some(_) if !in_wedge(rip) && vector < 32 => {
                             let code = message.mr(seL4_UserException_Code as usize);
                             self.reflect(rip, vector, code, 0)
                         }
@@ -108,25 +217,44 @@ impl Guest<'_> {
                         }),
                     }
                 }
+                // No #UD can be reflected for an unknown system call: seL4
+                // keeps no stack pointer across `syscall`, so the guest's
+                // stack is unknown. (The guest kernel never needs the
+                // instruction: seL4 is the wedge's business.)
+                seL4_Fault_UnknownSyscall if length == seL4_UnknownSyscall_Length => {
+                    Step::End(Ending::UnknownSyscall {
+                        number: message.mr(seL4_UnknownSyscall_Syscall as usize),
+                        rip: message.mr(seL4_UnknownSyscall_FaultIP as usize),
+                    })
+                }
+                // The guest's only capability is its endpoint; a call on
+                // any other slot cannot be answered, and restarting the
+                // thread would repeat it.
+                seL4_Fault_CapFault if length > seL4_CapFault_LookupFailureType => {
+                    Step::End(Ending::CapFault {
+                        slot: message.mr(seL4_CapFault_Addr as usize),
+                        rip: message.mr(seL4_CapFault_IP as usize),
+                        receiving: message.mr(seL4_CapFault_InRecvPhase as usize) != 0,
+                    })
+                }
                 label if label >= FIRST_LABEL => {
-                    let length = message.info.length() as usize;
                     let mr = [message.mr(0), message.mr(1), message.mr(2), message.mr(3)];
-                    match Request::decode(label, length, mr) {
-                        Ok(request) => self.request(request),
-                        Err(e) => {
-                            self.stats.invalid_requests += 1;
-                            println!("vmm-server: guest{}: invalid request: {e}", self.number);
-                            Step::Reply(Status::Invalid, 0)
+                    match Request::decode(label, length as usize, mr) {
+                        // The protocol cannot know the size of guest RAM;
+                        // a root outside it would fail every walk.
+                        Ok(Request::LoadCr3 { value }) if !self.ram.contains(value & ADDR, 4096) => {
+                            self.refuse(format_args!(
+                                "LoadCr3 {value:#x} is outside guest RAM ({:#x} bytes)",
+                                self.ram.size()
+                            ))
                         }
+                        Ok(request) => self.request(request),
+                        Err(e) => self.refuse(format_args!("{e}")),
                     }
                 }
-                other => {
-                    println!(
-                        "vmm-server: guest{}: fault with label {other}, not served yet",
-                        self.number
-                    );
-                    Step::End(Ending::Failed("an unexpected fault"))
-                }
+                other => self.refuse(format_args!(
+                    "label {other:#x} with {length} message registers is neither a request nor a fault"
+                )),
             };
             match step {
                 Step::Reply(status, value) => {
@@ -143,6 +271,7 @@ impl Guest<'_> {
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
         self.stats.page_faults += 1;
         match walk(self.ram, self.cr3, addr) {
+            Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
             Ok(t) if t.writable || !write => match self.vtlb.map(addr, t) {
                 // Resume the guest (or the wedge) where it faulted.
                 Ok(()) => Step::Resume,
@@ -153,7 +282,7 @@ impl Guest<'_> {
             },
             // The guest's own page fault: a #PF with the error code its page
             // tables imply (present, write; supervisor: the guest kernel).
-            walked if self.reflector.is_some() && rip < previrt_protocol::WEDGE_BASE => {
+            walked if self.reflector.is_some() && !in_wedge(rip) => {
                 let present = u64::from(walked.is_ok());
                 self.reflect(rip, 14, present | (u64::from(write) << 1), addr)
             }
@@ -182,10 +311,51 @@ impl Guest<'_> {
                 "the wedge's reflection block is out of guest RAM",
             ));
         };
+        // The boot block is writable wedge memory, so the guest can change
+        // the entry: anywhere but the wedge's code, the thread would fault
+        // again at once, and be reflected again, forever.
+        if !(reflector.code.0..reflector.code.1).contains(&entry) {
+            return Step::End(Ending::ReflectEntry(entry));
+        }
         self.stats.reflected += 1;
         match tcb.write_rip(entry) {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("redirecting the guest thread failed")),
+        }
+    }
+
+    /// Refuses a message that is not a valid request, saying why; the VMM
+    /// keeps serving.
+    fn refuse(&mut self, why: core::fmt::Arguments) -> Step {
+        self.stats.invalid_requests += 1;
+        println!("vmm-server: guest{}: invalid request: {why}", self.number);
+        Step::Reply(Status::Invalid, 0)
+    }
+
+    /// Whether guest-physical `gpa` is the wedge's memory.
+    fn wedge_memory(&self, gpa: u64) -> bool {
+        self.reflector
+            .is_some_and(|w| (w.area_gpa..w.area_gpa + WEDGE_AREA).contains(&gpa))
+    }
+
+    /// The guest's page tables reach the wedge's memory (its identity map
+    /// covers all of guest RAM): it may read it, as it may at `WEDGE_BASE`,
+    /// but never write it.
+    fn wedge_alias(&mut self, rip: u64, addr: u64, t: Translation, write: bool) -> Step {
+        if write {
+            return Step::End(Ending::WedgeAliasWrite {
+                addr,
+                gpa: t.gpa,
+                rip,
+            });
+        }
+        let read_only = Translation {
+            writable: false,
+            ..t
+        };
+        match self.vtlb.map(addr, read_only) {
+            Ok(()) => Step::Resume,
+            Err(_) => Step::End(Ending::Failed("a mapping failed")),
         }
     }
 

@@ -25,7 +25,7 @@ use previrt_sel4::{CNode, CapRights, Error, Page, Untyped, VSpace, VmAttributes}
 
 use crate::ram::{OutOfRam, Ram};
 
-const ADDR: u64 = 0x000f_ffff_ffff_f000;
+pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 2;
 const LARGE: u64 = 0x80;

@@ -231,24 +231,3 @@ pub fn generated_system(
         same,
     );
 }
-
-/// The VMM refuses a guest image that was not pre-virtualized, saying so.
-pub fn unpadded_guest_refused(
-    kernel: &KernelBuild,
-    record: &mut dyn FnMut(&str, Result<String, String>),
-) {
-    let result = generated::description_with_ram(16)
-        .and_then(|d| generated::bundle_with("generated-plain", &d, crate::images::Image::Plain, None))
-        .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet))
-        .and_then(|run| {
-            expect(
-                &run,
-                qemu::Outcome::Failed,
-                &["vmm-server: guest0: refused: no .afterburn section (not a pre-virtualized image)"],
-            )
-        });
-    record(
-        "vmm: an unpadded guest image is refused with a message that says so",
-        result,
-    );
-}

@@ -1,6 +1,7 @@
 //! Builds the guest kernel from `images/guest/`: the *padded* image through
 //! `afterburn cc` (pre-virtualized) and the *plain* image with gcc alone, from
-//! the same sources and flags.
+//! the same sources and flags; and the hostile test guest (`images/hostile/`,
+//! padded), which shares the guest's boot code, console, traps and paging.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use crate::{paths, process};
 pub enum Image {
     Padded,
     Plain,
+    /// The hostile test guest (padded: the VMM runs only pre-virtualized
+    /// images).
+    Hostile,
 }
 
 impl Image {
@@ -21,9 +25,21 @@ impl Image {
         match self {
             Image::Padded => "padded",
             Image::Plain => "plain",
+            Image::Hostile => "hostile",
         }
     }
 }
+
+/// The files of `images/guest/src` the hostile guest is built with: the
+/// boot entries, the console, the GDT, traps and page tables.
+const HOSTILE_SHARED: &[&str] = &[
+    "boot.S",
+    "console.c",
+    "desc.c",
+    "paging.c",
+    "trap.c",
+    "traps.S",
+];
 
 /// Freestanding x86-64 kernel code: no red zone (interrupts use the stack),
 /// no SSE (its state is not saved), no PIC (linked at a fixed address).
@@ -75,7 +91,7 @@ fn sources(dir: &Path) -> Result<Vec<PathBuf>, String> {
 fn compiler(image: Image) -> Result<(PathBuf, Vec<&'static str>), String> {
     match image {
         Image::Plain => Ok((PathBuf::from("gcc"), Vec::new())),
-        Image::Padded => Ok((crate::tasks::build_afterburn()?, vec!["cc"])),
+        Image::Padded | Image::Hostile => Ok((crate::tasks::build_afterburn()?, vec!["cc"])),
     }
 }
 
@@ -83,7 +99,7 @@ fn compiler(image: Image) -> Result<(PathBuf, Vec<&'static str>), String> {
 pub fn build(image: Image) -> Result<PathBuf, String> {
     // One xtask run builds each image once, however many steps ask for it
     // (the sources cannot change under a run).
-    static BUILT: Mutex<[Option<PathBuf>; 2]> = Mutex::new([None, None]);
+    static BUILT: Mutex<[Option<PathBuf>; 3]> = Mutex::new([None, None, None]);
     let index = image as usize;
     if let Some(elf) = BUILT.lock().ok().and_then(|built| built[index].clone()) {
         return Ok(elf);
@@ -96,14 +112,23 @@ pub fn build(image: Image) -> Result<PathBuf, String> {
 }
 
 fn build_now(image: Image) -> Result<PathBuf, String> {
-    let guest = paths::root().join("images/guest");
+    let images = paths::root().join("images");
+    let guest = images.join("guest");
     let out = paths::target().join("images").join(image.name());
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let (program, prefix) = compiler(image)?;
+    let files = match image {
+        Image::Padded | Image::Plain => sources(&guest.join("src"))?,
+        Image::Hostile => {
+            let mut files = sources(&images.join("hostile/src"))?;
+            files.extend(HOSTILE_SHARED.iter().map(|f| guest.join("src").join(f)));
+            files
+        }
+    };
     let mut objects = Vec::new();
-    for src in sources(&guest.join("src"))? {
-        let rel = src.strip_prefix(&guest).unwrap_or(&src);
+    for src in files {
+        let rel = src.strip_prefix(&images).unwrap_or(&src);
         let object = out.join(rel.to_string_lossy().replace('/', "_") + ".o");
         let mut cmd = Command::new(&program);
         cmd.args(&prefix)

@@ -6,6 +6,7 @@ mod bindings_check;
 mod capdl_tests;
 mod fingerprint;
 mod generated;
+mod hostile_tests;
 mod images;
 mod kernel;
 mod paths;
@@ -86,6 +87,10 @@ struct RunArgs {
     /// Boot the plain (unpadded) guest image instead of the padded one.
     #[arg(long)]
     plain: bool,
+    /// Boot the hostile test guest (images/hostile) on seL4; choose its
+    /// attacks with --guest-cmdline "attack=ipc,jumps" (docs/testing.md).
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain"])]
+    hostile: bool,
     /// The guest's command line, e.g. "tests=paging bench=cpu" [default:
     /// every self-test but timer, on seL4 and bare alike].
     #[arg(long)]
@@ -95,7 +100,7 @@ struct RunArgs {
     #[arg(long, conflicts_with = "selftest")]
     console_out: Option<PathBuf>,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
-    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "guest_cmdline", "console_out"])]
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "guest_cmdline", "console_out"])]
     spec: Option<PathBuf>,
     /// An image the spec's frames are filled from, as NAME=PATH (repeatable).
     #[arg(long = "image", requires = "spec")]
@@ -138,6 +143,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
     }
     let image = if args.plain {
         images::Image::Plain
+    } else if args.hostile {
+        images::Image::Hostile
     } else {
         images::Image::Padded
     };

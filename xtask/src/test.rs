@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
-    bindings_check, capdl_tests, images, kernel, paths, qemu, selftest_checks, setup, tasks,
+    bindings_check, capdl_tests, hostile_tests, images, kernel, paths, qemu, selftest_checks,
+    setup, tasks,
 };
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,7 +89,7 @@ pub fn capdl_only() -> Result<(), String> {
     let kernel = kernel::build(&setup::ensure()?)?;
     capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
     capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
-    capdl_tests::unpadded_guest_refused(&kernel, &mut |name, result| report.record(name, result));
+    hostile_tests::all(&kernel, &mut |name, result| report.record(name, result));
     finish(report)
 }
 
@@ -147,9 +148,7 @@ pub fn all(with_lint: bool) -> Result<(), String> {
             qemu_tests(&kernel, &mut report);
             capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
             capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
-            capdl_tests::unpadded_guest_refused(&kernel, &mut |name, result| {
-                report.record(name, result)
-            });
+            hostile_tests::all(&kernel, &mut |name, result| report.record(name, result));
         }
     }
     println!(

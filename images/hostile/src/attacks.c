@@ -1,0 +1,302 @@
+/* The attacks. Each prints what it did and what it saw, as
+ * `hostile: ATTACK: ...` lines, and counts the answers it expected. */
+#include "hostile.h"
+
+#define SEL4_INVALID_CAPABILITY 2 /* seL4_Error: the kernel's reply label */
+#define NON_CANONICAL 0x800000000000ul
+
+/* ---- calls that may trap ---- */
+
+extern int attempt(u64 target, u64 arg);
+extern const u8 attempt_resume[];
+extern u64 attempt_rsp;
+static struct caught *catching;
+
+/* Records the trap and resumes `attempt` as if the call had returned. */
+static void catch_trap(struct trap_frame *f)
+{
+    catching->vector = f->vector;
+    catching->error = f->error;
+    catching->rip = f->rip;
+    catching->cr2 = f->vector == 14 ? read_cr2() : 0;
+    f->rip = (u64)attempt_resume;
+    f->rsp = attempt_rsp;
+}
+
+int attempt_call(u64 target, u64 arg, struct caught *c)
+{
+    static const u8 vectors[] = { 6, 13, 14 };
+    *c = (struct caught){ 0, 0, 0, 0 };
+    catching = c;
+    for (u64 i = 0; i < ARRAY_SIZE(vectors); i++) {
+        trap_set_handler(vectors[i], catch_trap);
+    }
+    int trapped = attempt(target, arg);
+    /* trap.c's own #PF handling (the probes) again. */
+    for (u64 i = 0; i < ARRAY_SIZE(vectors); i++) {
+        trap_set_handler(vectors[i], NULL);
+    }
+    return trapped;
+}
+
+/* ---- ipc: raw system calls on the VMM's endpoint, bypassing the wedge ---- */
+
+struct garbage {
+    const char *what;
+    struct sel4_msg m;
+};
+
+void attack_ipc(struct report *r)
+{
+    /* All of guest RAM: the usable part, the wedge's memory, the VMM's
+     * boot tables. */
+    u64 ram_size = ram_end() + WEDGE_AREA + VMM_TABLES;
+    const struct garbage garbage[] = {
+        { "unknown label 0x1ff", { 0x1ff, 0, { 0 } } },
+        { "label 0x42 (neither a request nor a fault)", { 0x42, 2, { 1, 2 } } },
+        { "label 0 with no registers", { 0, 0, { 0 } } },
+        { "label 0xfffff (the largest of 20 bits)", { 0xfffff, 1, { 0 } } },
+        { "port-in with 3 registers", { LABEL_PORT_IN, 3, { 0x3f8, 1, 0 } } },
+        { "port-in of size 3", { LABEL_PORT_IN, 2, { 0x3f8, 3 } } },
+        { "port-in of port 0x10000", { LABEL_PORT_IN, 2, { 0x10000, 1 } } },
+        { "port-out of a 33-bit value", { LABEL_PORT_OUT, 3, { 0x3f8, 1, 1ul << 32 } } },
+        { "port-out-string of 25 bytes", { LABEL_PORT_OUT_STRING, 4, { 0x3f8 | 1 << 16 | 25ul << 24 } } },
+        { "port-out-string of 3 bytes in words", { LABEL_PORT_OUT_STRING, 4, { 0x3f8 | 2 << 16 | 3ul << 24 } } },
+        { "cr3 at 1 TiB", { LABEL_LOAD_CR3, 1, { 1ul << 40 } } },
+        { "cr3 at the first page past guest RAM", { LABEL_LOAD_CR3, 1, { ram_size } } },
+        { "invlpg of a non-canonical address", { LABEL_INVLPG, 1, { NON_CANONICAL } } },
+        { "fs base non-canonical", { LABEL_SET_FS_BASE, 1, { 0x8000000000000000ul } } },
+        { "a VM fault message of 3 registers", { 5, 3, { 0x1000, 0x1000, 0 } } },
+        { "a user exception message of 4 registers", { 3, 4, { 0x1000, 0, 0, 6 } } },
+        { "an unknown-syscall message of 4 registers", { 2, 4, { 0 } } },
+        { "a capability fault message of 3 registers", { 1, 3, { 0x1000, 5, 0 } } },
+    };
+    u32 refused = 0;
+    for (u64 i = 0; i < ARRAY_SIZE(garbage); i++) {
+        struct sel4_msg m = garbage[i].m;
+        sel4_syscall(SYS_CALL, SLOT_VMM, &m);
+        kprintf("hostile: ipc: %s: reply label %lu\n", garbage[i].what, m.label);
+        expect(r, m.label == STATUS_INVALID, garbage[i].what);
+        refused += m.label == STATUS_INVALID;
+    }
+    /* A well-formed request works from anywhere: the VMM serves messages,
+     * not the wedge. The 16550's line status says the transmitter is empty. */
+    struct sel4_msg lsr = { LABEL_PORT_IN, 2, { 0x3fd, 1 } };
+    sel4_syscall(SYS_CALL, SLOT_VMM, &lsr);
+    kprintf("hostile: ipc: a well-formed port-in: reply label %lu, value 0x%lx\n", lsr.label, lsr.mr[0]);
+    expect(r, lsr.label == STATUS_OK && (lsr.mr[0] & 0x20), "a well-formed port-in is served");
+    /* A send has no reply to wait for: the VMM refuses it to no one. */
+    struct sel4_msg sent = { 0x1ff, 1, { 7 } };
+    sel4_syscall(SYS_SEND, SLOT_VMM, &sent);
+    kprintf("hostile: ipc: a send of unknown label 0x1ff returned\n");
+    kprintf("hostile: ipc: %u garbage messages refused as invalid, 1 sent without a reply\n", refused);
+}
+
+/* ---- jumps: to addresses nothing maps, or the guest must not run ---- */
+
+void attack_jumps(struct report *r)
+{
+    const struct {
+        const char *what;
+        u64 target;
+        u64 vector;
+    } jumps[] = {
+        { "an address its page tables do not map", 0x4000000000ul, 14 },
+        { "a non-canonical address", NON_CANONICAL, 13 },
+        { "the kernel half", 0xffff800000000000ul, 14 },
+        { "seL4's own code", 0xffffffff80000000ul, 14 },
+        { "the wedge's slot past its memory", WEDGE_BASE + (2ul << 20), 14 },
+    };
+    for (u64 i = 0; i < ARRAY_SIZE(jumps); i++) {
+        struct caught c;
+        int trapped = attempt_call(jumps[i].target, 0, &c);
+        kprintf("hostile: jumps: to %s (0x%lx): %s vector %lu, cr2 0x%lx\n", jumps[i].what, jumps[i].target,
+                trapped ? "trapped with" : "returned,", c.vector, c.cr2);
+        expect(r,
+               trapped && c.vector == jumps[i].vector &&
+                   (c.vector != 14 || c.cr2 == jumps[i].target),
+               jumps[i].what);
+    }
+}
+
+/* ---- ptloop: page tables that point at themselves, and outside RAM ---- */
+
+/* The address whose four table indices are a, b, c, d. */
+static u64 va(u64 a, u64 b, u64 c, u64 d)
+{
+    return a << 39 | b << 30 | c << 21 | d << 12;
+}
+
+void attack_ptloop(struct report *r)
+{
+    u64 pml4 = address_space_new();
+    u64 *t = (u64 *)pml4;
+    u64 pdpt = t[0] & PTE_ADDR;
+    /* Slot 1 points at the PML4 itself: walking 1,1,1,k reads the PML4 as
+     * every level, and ends at the page PML4[k] names. */
+    t[1] = pml4 | PTE_P | PTE_W;
+    /* Slots 2 and 3: two tables naming each other, round and round. */
+    u64 a = page_alloc(), b = page_alloc();
+    t[2] = a | PTE_P | PTE_W;
+    ((u64 *)a)[0] = b | PTE_P | PTE_W;
+    ((u64 *)b)[0] = a | PTE_P | PTE_W;
+    /* Slot 4: a table outside guest RAM. */
+    t[4] = (1ul << 40) | PTE_P | PTE_W;
+    write_cr3(pml4);
+
+    u64 v = 0;
+    int faulted = probe_read(va(1, 1, 1, 1), &v);
+    kprintf("hostile: ptloop: PML4[1] = itself; reading through 1,1,1,1: %s 0x%lx\n",
+            faulted ? "#PF," : "read", v);
+    expect(r, !faulted && v == t[0], "1,1,1,1 is the PML4 page");
+    faulted = probe_read(va(1, 1, 1, 0), &v);
+    kprintf("hostile: ptloop: reading through 1,1,1,0: %s 0x%lx\n", faulted ? "#PF," : "read", v);
+    expect(r, !faulted && v == ((u64 *)pdpt)[0], "1,1,1,0 is the PDPT page");
+    faulted = probe_write(va(1, 1, 1, 1) + 8 * 5, 0x5a5a000);
+    kprintf("hostile: ptloop: writing PML4[5] through the loop: %s, PML4[5] = 0x%lx\n",
+            faulted ? "#PF" : "done", t[5]);
+    expect(r, !faulted && t[5] == 0x5a5a000, "a write through the loop lands in the PML4");
+    t[5] = 0;
+    invlpg(va(1, 1, 1, 1));
+
+    faulted = probe_read(va(2, 0, 0, 0), &v);
+    kprintf("hostile: ptloop: two tables naming each other; reading through 2,0,0,0: %s 0x%lx\n",
+            faulted ? "#PF," : "read", v);
+    expect(r, !faulted && v == (a | PTE_P | PTE_W), "2,0,0,0 is the second table's page");
+
+    faulted = probe_read(va(4, 0, 0, 0), &v);
+    kprintf("hostile: ptloop: a table outside RAM; reading through it: %s cr2 0x%lx, error 0x%lx\n",
+            faulted ? "#PF," : "read,", probe_cr2, probe_error);
+    expect(r, faulted && probe_cr2 == va(4, 0, 0, 0) && !(probe_error & PTE_P),
+           "a table outside RAM is a not-present #PF");
+    write_cr3(boot_cr3);
+}
+
+/* ---- caps: capability slots the guest's CSpace does not hold ---- */
+
+void attack_caps(struct report *r)
+{
+    struct sel4_msg m = { 0, 0, { 0 } };
+    sel4_syscall(SYS_CALL, 0, &m);
+    kprintf("hostile: caps: call on slot 0 (empty): kernel error %lu\n", m.label);
+    expect(r, m.label == SEL4_INVALID_CAPABILITY, "an empty slot is seL4_InvalidCapability");
+    /* A non-blocking send to nothing is dropped: no fault, no reply. */
+    m = (struct sel4_msg){ 0x100, 2, { 0x3f8, 1 } };
+    sel4_syscall(SYS_NBSEND, 2, &m);
+    sel4_syscall(SYS_NBSEND, 12345, &m);
+    kprintf("hostile: caps: non-blocking sends to slots 2 and 12345 returned\n");
+    kprintf("hostile: caps: calling slot 12345 (beyond its CSpace); the VMM should end this guest\n");
+    m = (struct sel4_msg){ 0x100, 2, { 0x3f8, 1 } };
+    sel4_syscall(SYS_CALL, 12345, &m);
+    kprintf("hostile: caps: the call on slot 12345 returned, label %lu\n", m.label);
+    expect(r, 0, "a call on slot 12345 ends the guest");
+}
+
+void attack_recv(struct report *r)
+{
+    /* Its endpoint capability has no receive right: were it to receive, it
+     * would take messages meant for the VMM. */
+    kprintf("hostile: recv: receiving on its endpoint (slot 1); the VMM should end this guest\n");
+    struct sel4_msg m = { 0, 0, { 0 } };
+    sel4_syscall(SYS_RECV, SLOT_VMM, &m);
+    kprintf("hostile: recv: received label %lu\n", m.label);
+    expect(r, 0, "receiving on its endpoint ends the guest");
+}
+
+/* ---- the wedge: its code, its memory through the guest's own tables, its
+ * state, the middle of its code ---- */
+
+void attack_wedge_code(struct report *r)
+{
+    u64 v = 0;
+    int faulted = probe_read(WEDGE_BASE, &v);
+    kprintf("hostile: wedge-code: reading the wedge's first code bytes at 0x%lx: %s 0x%lx\n", WEDGE_BASE,
+            faulted ? "#PF," : "read", v);
+    expect(r, !faulted, "the wedge's code is readable");
+    kprintf("hostile: wedge-code: overwriting them; the VMM should end this guest\n");
+    faulted = probe_write(WEDGE_BASE, 0xcccccccccccccccc);
+    kprintf("hostile: wedge-code: the write %s\n", faulted ? "faulted into the guest" : "went through");
+    expect(r, 0, "a write to the wedge's code ends the guest");
+}
+
+void attack_wedge_alias(struct report *r)
+{
+    /* The wedge's memory is guest RAM right above what the memory map
+     * gives the guest, and the VMM's identity map covers it. */
+    u64 alias = ram_end();
+    int same = 1;
+    for (u64 i = 0; i < 4; i++) {
+        u64 x = 0, y = 0;
+        int faulted = probe_read(alias + 8 * i, &x) | probe_read(WEDGE_BASE + 8 * i, &y);
+        same &= !faulted && x == y;
+    }
+    kprintf("hostile: wedge-alias: guest-physical 0x%lx %s the wedge's first bytes\n", alias,
+            same ? "reads as" : "does not read as");
+    expect(r, same, "the identity map reaches the wedge's memory");
+    kprintf("hostile: wedge-alias: writing there; the VMM should end this guest\n");
+    int faulted = probe_write(alias, 0xcccccccccccccccc);
+    kprintf("hostile: wedge-alias: the write %s\n", faulted ? "faulted into the guest" : "went through");
+    expect(r, 0, "a write to the wedge's memory ends the guest");
+}
+
+void attack_wedge_state(struct report *r)
+{
+    u64 at = WEDGE_BOOT_BLOCK + WEDGE_BOOT_REFLECT_ENTRY, entry = 0;
+    int faulted = probe_read(at, &entry) || probe_write(at, 0x1000);
+    kprintf("hostile: wedge-state: the wedge's reflect entry 0x%lx overwritten with 0x1000: %s\n", entry,
+            faulted ? "#PF" : "done");
+    expect(r, !faulted, "the wedge's boot block is writable");
+    kprintf("hostile: wedge-state: raising #UD; the VMM should end this guest\n");
+    __asm__ volatile("ud2");
+    kprintf("hostile: wedge-state: #UD was delivered\n");
+    expect(r, 0, "a reflection into an overwritten entry ends the guest");
+}
+
+/* Where the rewritten sites call: read from the slot of the marked `cli`
+ * site, which the wedge turned into `call *slot(%rip)` (ff 15 disp32). */
+static u64 site_entry(struct report *r)
+{
+    const u8 *site = marked_site;
+    int rewritten = site[0] == 0xff && site[1] == 0x15;
+    expect(r, rewritten, "the marked site is rewritten into a call");
+    if (!rewritten) {
+        return 0;
+    }
+    i64 disp = (int)(site[2] | site[3] << 8 | site[4] << 16 | (u32)site[5] << 24);
+    return *(const u64 *)(site + 6 + disp);
+}
+
+void attack_wedge_middle(struct report *r)
+{
+    /* One byte into the site entry: the middle of its first instruction.
+     * What runs depends on the wedge's bytes there; the VMM must end the
+     * guest whatever the wedge then does. */
+    u64 entry = site_entry(r);
+    if (!entry) {
+        return;
+    }
+    kprintf("hostile: wedge-middle: jumping to 0x%lx, inside the wedge's first instruction there; "
+            "the VMM should end this guest\n",
+            entry + 1);
+    struct caught c;
+    int trapped = attempt_call(entry + 1, 0, &c);
+    kprintf("hostile: wedge-middle: %s (vector %lu)\n", trapped ? "trapped" : "returned", c.vector);
+    expect(r, 0, "a jump into the middle of the wedge ends the guest");
+}
+
+void attack_syscall(struct report *r)
+{
+    kprintf("hostile: syscall: system call number 42, which seL4 does not know; the VMM should end this guest\n");
+    struct caught c;
+    int trapped = attempt_call((u64)unknown_syscall, 0, &c);
+    kprintf("hostile: syscall: %s (vector %lu)\n", trapped ? "trapped" : "returned", c.vector);
+    expect(r, 0, "an unknown system call ends the guest");
+}
+
+void attack_cr3(struct report *r)
+{
+    kprintf("hostile: cr3: loading cr3 = 1 TiB through the wedge; the VMM should end this guest\n");
+    write_cr3(1ul << 40);
+    kprintf("hostile: cr3: the load went through\n");
+    expect(r, 0, "a cr3 outside RAM ends the guest");
+}
