@@ -51,7 +51,7 @@ pub enum WalkFault {
 
 /// Walks the 4-level tables rooted at `cr3` for `va`.
 pub fn walk(ram: &Ram, cr3: u64, va: u64) -> Result<Translation, WalkFault> {
-    finish_walk(ram, upper_levels(ram, cr3, va)?, va)
+    finish_walk(ram, upper_levels(ram, cr3, va), va)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +180,17 @@ impl Vtlb {
         if self.count == MAX_MAPPINGS {
             return Err(MapError::NoSlots);
         }
-        let slot = self.map_page(va, t)?;
+        let slot = match self.map_page(va, t) {
+            // Mapped here already, with rights or a frame the guest's tables
+            // have changed since without an invlpg (a write to a page once
+            // read-only): hardware re-walks on such a fault and replaces
+            // the TLB entry; so does the VMM.
+            Err(MapError::Kernel(Error::DeleteFirst)) => {
+                self.invalidate(va)?;
+                self.map_page(va, t)?
+            }
+            other => other?,
+        };
         self.mappings[self.count] = Mapping {
             va: va & !0xfff,
             gpa: t.gpa,
@@ -200,14 +210,16 @@ impl Vtlb {
     /// A CR3 load: keeps the mappings the tables at `cr3` translate the same
     /// way (frame and rights), removes the others. Returns how many it kept.
     pub fn reload(&mut self, ram: &Ram, cr3: u64) -> Result<usize, MapError> {
-        let mut walker = CachedWalk::new(ram, cr3);
+        // The upper levels of each 2 MiB region, read once per reload (the
+        // tables cannot change meanwhile: the guest waits for the VMM).
+        let mut regions = RegionCache::default();
         let mut i = 0;
         while i < self.count {
-            let m = self.mappings[i];
-            let same = walker
-                .walk(m.va)
-                .is_ok_and(|t| t.gpa == m.gpa && t.writable == m.writable);
-            if same {
+            let Mapping {
+                va, gpa, writable, ..
+            } = self.mappings[i];
+            let upper = regions.upper(ram, cr3, va);
+            if finish_walk(ram, upper, va).is_ok_and(|t| t.gpa == gpa && t.writable == writable) {
                 i += 1;
             } else {
                 self.remove(i)?;
@@ -219,15 +231,15 @@ impl Vtlb {
     /// Removes the mappings of `va`'s page (invlpg).
     pub fn invalidate(&mut self, va: u64) -> Result<(), MapError> {
         let page = va & !0xfff;
-        let mut i = 0;
-        while i < self.count {
-            if self.mappings[i].va == page {
-                self.remove(i)?;
-            } else {
-                i += 1;
-            }
+        // A VSpace maps a page at most once, so one mapping at most; the
+        // newest first, as a page just mapped is the likeliest to go.
+        match self.mappings[..self.count]
+            .iter()
+            .rposition(|m| m.va == page)
+        {
+            Some(i) => self.remove(i),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn remove(&mut self, i: usize) -> Result<(), MapError> {
@@ -236,22 +248,28 @@ impl Vtlb {
         // capability only if that is the last capability to the frame, and
         // the VMM keeps the original of every RAM frame capability.
         Page(slot).unmap()?;
+        self.release(gpa, slot)?;
+        self.mappings[i] = self.mappings[self.count - 1];
+        self.count -= 1;
+        self.removed += 1;
+        Ok(())
+    }
+
+    /// Gives back an unmapped copy of `gpa`'s frame capability: the frame's
+    /// primary is kept for its next mapping, any other copy deleted.
+    fn release(&mut self, gpa: u64, slot: u64) -> Result<(), MapError> {
         let frame = (gpa >> 12) as usize;
         if self
             .primary
             .get(frame)
             .is_some_and(|&p| u64::from(p) == slot)
         {
-            // The frame's primary copy: kept for its next mapping.
             self.primary_mapped[frame / 64] &= !(1 << (frame % 64));
         } else {
             own(slot).delete()?;
             self.free[self.free_count] = slot;
             self.free_count += 1;
         }
-        self.mappings[i] = self.mappings[self.count - 1];
-        self.count -= 1;
-        self.removed += 1;
         Ok(())
     }
 
@@ -297,7 +315,7 @@ impl Vtlb {
         let mut created = 0;
         let mut next = self.next_slot;
         let end = self.end_slot;
-        map_creating_tables(
+        let mapped = map_creating_tables(
             Page(copy),
             vspace,
             va & !0xfff,
@@ -318,10 +336,17 @@ impl Vtlb {
                 created += 1;
                 Ok(next - 1)
             },
-        )?;
+        );
+        // Tables made before a failure stay (they are in use by now).
         self.next_slot = next;
         self.tables_created += created;
-        Ok(copy)
+        match mapped {
+            Ok(()) => Ok(copy),
+            Err(e) => {
+                self.release(t.gpa, copy)?;
+                Err(e)
+            }
+        }
     }
 
     /// The mapping-consistency invariant: every mapping the VMM made in the
@@ -364,15 +389,21 @@ impl Vtlb {
     }
 }
 
-/// Walks for many addresses under one CR3 at one moment, reading each
-/// upper-level entry once per 2 MiB region (the tables cannot change
-/// while the VMM walks: the guest is waiting for it).
-struct CachedWalk<'a> {
-    ram: &'a Ram,
-    cr3: u64,
-    /// (2 MiB region + 1, what its upper levels give), round robin.
-    regions: [(u64, Result<Upper, WalkFault>); 8],
-    next: usize,
+/// The upper levels of the walks of one moment, per 2 MiB region:
+/// direct-mapped, each entry the region (plus one, so zero is empty) and its
+/// [`Upper`] packed in a word.
+#[derive(Default)]
+struct RegionCache([(u64, u64); 16]);
+
+impl RegionCache {
+    fn upper(&mut self, ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
+        let region = (va >> 21) + 1;
+        let entry = &mut self.0[(region % 16) as usize];
+        if entry.0 != region {
+            *entry = (region, Upper::pack(upper_levels(ram, cr3, va)));
+        }
+        Upper::unpack(entry.1)
+    }
 }
 
 /// Where the upper levels of a walk lead for a 2 MiB region.
@@ -381,32 +412,34 @@ enum Upper {
     /// A page table at this guest-physical address.
     Table { at: u64, writable: bool },
     /// A large page: the translation of the region's first byte (checked
-    /// against RAM per 4 KiB page by [`finish_walk`]).
+    /// against RAM per 4 KiB page by `finish_walk`).
     Large(Translation),
 }
 
-impl<'a> CachedWalk<'a> {
-    fn new(ram: &'a Ram, cr3: u64) -> Self {
-        CachedWalk {
-            ram,
-            cr3,
-            regions: [(0, Err(WalkFault::NonCanonical)); 8],
-            next: 0,
+impl Upper {
+    const VALID: u64 = 1;
+    const WRITABLE: u64 = 2;
+    const LARGE: u64 = 4;
+
+    /// One word: the (page-aligned) address and three flags. A fault packs
+    /// as 0 and unpacks as a not-present entry: all `reload` needs of it.
+    fn pack(u: Result<Upper, WalkFault>) -> u64 {
+        match u {
+            Ok(Upper::Table { at, writable }) => at | Self::VALID | (u64::from(writable) << 1),
+            Ok(Upper::Large(t)) => t.gpa | Self::VALID | Self::LARGE | (u64::from(t.writable) << 1),
+            Err(_) => 0,
         }
     }
 
-    fn walk(&mut self, va: u64) -> Result<Translation, WalkFault> {
-        let region = (va >> 21) + 1;
-        let upper = match self.regions.iter().find(|(r, _)| *r == region) {
-            Some(&(_, upper)) => upper,
-            None => {
-                let upper = upper_levels(self.ram, self.cr3, va);
-                self.regions[self.next] = (region, upper);
-                self.next = (self.next + 1) % self.regions.len();
-                upper
-            }
-        };
-        finish_walk(self.ram, upper?, va)
+    fn unpack(w: u64) -> Result<Upper, WalkFault> {
+        let (at, writable) = (w & ADDR, w & Self::WRITABLE != 0);
+        if w & Self::VALID == 0 {
+            Err(WalkFault::NotPresent { level: 2 })
+        } else if w & Self::LARGE != 0 {
+            Ok(Upper::Large(Translation { gpa: at, writable }))
+        } else {
+            Ok(Upper::Table { at, writable })
+        }
     }
 }
 
@@ -442,8 +475,12 @@ fn upper_levels(ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
 
 /// The rest of a walk for `va` after its upper levels: the page-table
 /// level, or the 4 KiB page inside a large page.
-fn finish_walk(ram: &Ram, upper: Upper, va: u64) -> Result<Translation, WalkFault> {
-    let (gpa, writable) = match upper {
+fn finish_walk(
+    ram: &Ram,
+    upper: Result<Upper, WalkFault>,
+    va: u64,
+) -> Result<Translation, WalkFault> {
+    let (gpa, writable) = match upper? {
         Upper::Large(t) => (t.gpa + (va & 0x1f_f000), t.writable),
         Upper::Table { at, writable } => {
             let entry = ram

@@ -45,6 +45,14 @@ void test_paging(struct checker *c)
     check_eq(c, "#PF address of the read-only write", TEST_VA + 0x2000, probe_cr2);
     check_eq(c, "#PF error: present, write", 0x3, probe_error & 0x7);
 
+    /* Widening an entry needs no invlpg on x86: the next write may fault
+     * spuriously (a cached read-only entry) or succeed; after an invlpg it
+     * succeeds. */
+    *pte_lookup(as1, TEST_VA + 0x2000, 0) |= PTE_W;
+    (void)probe_write(TEST_VA + 0x2000, 2);
+    invlpg(TEST_VA + 0x2000);
+    check_eq(c, "a widened entry is writable", 0, probe_write(TEST_VA + 0x2000, 3));
+
     *pte_lookup(as1, TEST_VA + 0x1000, 0) = 0;
     invlpg(TEST_VA + 0x1000);
     check_eq(c, "touching an unmapped page faults", 1, probe_read(TEST_VA + 0x1000, &value));
