@@ -59,7 +59,20 @@ pub const DEBUG_EXIT_PORT_SLOT: u64 = 9;
 /// the guest's console to, so it reaches the outside world apart from the
 /// kernel's and the VMM's own lines on COM1. Empty without `guest_console`.
 pub const GUEST_CONSOLE_PORTS_SLOT: u64 = 10;
-/// The first slot of the per-guest blocks; slots 11..16 are reserved.
+/// The VMM's interrupt thread (with `pit`): one priority level above the
+/// VMM's main thread, it waits for the timer's IRQ, acknowledges it, raises
+/// the main thread to its own level and wakes it, so the main thread gets the
+/// CPU at once even while a guest of its own priority spins (docs/vmm-server.md,
+/// "Interrupts"). Empty without `pit`.
+pub const VMM_IRQ_TCB_SLOT: u64 = 11;
+/// The notification the interrupt thread wakes the main thread with,
+/// unbadged, read and write: the main thread binds it to itself, so its
+/// `seL4_Recv` on the endpoint also returns wake-ups. Empty without `pit`.
+pub const VMM_WAKE_NOTIFICATION_SLOT: u64 = 12;
+/// The same notification, badged [`TIMER_BADGE`], write only: what the
+/// interrupt thread signals. Empty without `pit`.
+pub const VMM_WAKE_SIGNAL_SLOT: u64 = 13;
+/// The first slot of the per-guest blocks; slots 14..16 are reserved.
 pub const GUEST_SLOTS_BASE: u64 = 16;
 /// Slots per guest block: TCB, PML4, page-table untyped, one reserved.
 pub const GUEST_SLOT_STRIDE: u64 = 4;
@@ -126,6 +139,17 @@ pub const VMM_STACK_BOTTOM: u64 = VMM_IPC_BUFFER_ADDR + 0x2000;
 /// The VMM's stack is at most this many pages (4 MiB), so it stays far
 /// below the windows.
 pub const MAX_VMM_STACK_PAGES: u64 = 1024;
+/// The interrupt thread's IPC buffer (one page); its stack follows after an
+/// unmapped guard page ([`VMM_IRQ_STACK_BOTTOM`]), above the main thread's
+/// largest stack.
+pub const VMM_IRQ_IPC_BUFFER_ADDR: u64 = VMM_STACK_BOTTOM + (MAX_VMM_STACK_PAGES + 1) * 0x1000;
+/// The interrupt thread's lowest stack page.
+pub const VMM_IRQ_STACK_BOTTOM: u64 = VMM_IRQ_IPC_BUFFER_ADDR + 0x2000;
+/// The interrupt thread's stack pages.
+pub const VMM_IRQ_STACK_PAGES: u64 = 4;
+/// What the interrupt thread finds in rdi at `_start` (the main thread
+/// finds the [`StartInfo`] there): "VMMIRQTH"; rsi holds its priority.
+pub const IRQ_THREAD_MARK: u64 = u64::from_le_bytes(*b"VMMIRQTH");
 /// Each guest's window is this big (one PML4 entry, 512 GiB).
 pub const WINDOW_STRIDE: u64 = 0x80_0000_0000;
 /// Guest 0's RAM, read-write, guest-physical address 0 at this address;

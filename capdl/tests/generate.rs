@@ -9,10 +9,10 @@ use std::process::Command;
 use capdl::generate::{
     generate, generate_spec, guest_badge, guest_image_window, guest_pml4_slot, guest_ram_window,
     guest_tcb_slot, guest_untyped_slot, At, GenerateError, ImageProblem, Problem, StartInfo,
-    DEBUG_EXIT_PORT_SLOT, GUEST_CONSOLE_PORTS_SLOT, GUEST_ENDPOINT_SLOT, PIT_IRQ_SLOT,
-    PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, TIMER_BADGE, TIMER_NOTIFICATION_SLOT, VMM_CNODE_SLOT,
-    VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR, VMM_PML4_SLOT, VMM_STACK_BOTTOM, VMM_TCB_SLOT,
-    WEDGE_WINDOW,
+    DEBUG_EXIT_PORT_SLOT, GUEST_CONSOLE_PORTS_SLOT, GUEST_ENDPOINT_SLOT, IRQ_THREAD_MARK,
+    PIT_IRQ_SLOT, PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, TIMER_BADGE, TIMER_NOTIFICATION_SLOT,
+    VMM_CNODE_SLOT, VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR, VMM_IRQ_TCB_SLOT, VMM_PML4_SLOT,
+    VMM_STACK_BOTTOM, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VMM_WAKE_SIGNAL_SLOT, WEDGE_WINDOW,
 };
 use capdl::model::{Cap, ObjectKind, Rights, Slot};
 use capdl::Spec;
@@ -231,11 +231,13 @@ fn the_spec_validates_and_has_the_expected_objects() {
             .filter(|o| o.kind.object_type().keyword() == t)
             .count()
     };
-    assert_eq!(by_type("tcb"), 2);
+    // The VMM's two threads (main, interrupt) and the guest's.
+    assert_eq!(by_type("tcb"), 3);
     assert_eq!(by_type("cnode"), 2);
     assert_eq!(by_type("pml4"), 2);
     assert_eq!(by_type("ep"), 1);
-    assert_eq!(by_type("notification"), 1);
+    // The timer's and the interrupt thread's wake-up.
+    assert_eq!(by_type("notification"), 2);
     assert_eq!(by_type("ioapic_irq"), 1);
     assert_eq!(by_type("io_ports"), 4);
     assert_eq!(by_type("ut"), 1);
@@ -312,6 +314,27 @@ fn vmm_cspace_slots_match_the_published_constants() {
     );
     assert_eq!(target(PIT_IRQ_SLOT).as_deref(), Some("pit_irq"));
     assert_eq!(target(PIT_PORTS_SLOT).as_deref(), Some("pit_ports"));
+    assert_eq!(target(VMM_IRQ_TCB_SLOT).as_deref(), Some("vmm_irq_tcb"));
+    assert_eq!(
+        target(VMM_WAKE_NOTIFICATION_SLOT).as_deref(),
+        Some("vmm_wake")
+    );
+    assert_eq!(target(VMM_WAKE_SIGNAL_SLOT).as_deref(), Some("vmm_wake"));
+    let signal = slot(&spec, cnode, VMM_WAKE_SIGNAL_SLOT).unwrap();
+    assert_eq!(signal.badge, TIMER_BADGE, "a wake-up says it is the timer");
+    let ObjectKind::Tcb(irq) = &spec.objects[find(&spec, "vmm_irq_tcb") as usize].kind else {
+        panic!("vmm_irq_tcb is not a TCB");
+    };
+    let ObjectKind::Tcb(main) = &spec.objects[find(&spec, "vmm_tcb") as usize].kind else {
+        panic!("vmm_tcb is not a TCB");
+    };
+    assert_eq!(
+        irq.prio,
+        main.prio + 1,
+        "the interrupt thread preempts the main one"
+    );
+    assert_eq!(irq.init.as_slice(), &[IRQ_THREAD_MARK, u64::from(irq.prio)]);
+    assert_eq!(irq.ip, main.ip, "both start at the VMM's entry");
     assert_eq!(target(SERIAL_PORTS_SLOT).as_deref(), Some("serial_ports"));
     assert_eq!(
         target(DEBUG_EXIT_PORT_SLOT).as_deref(),

@@ -18,7 +18,9 @@ mod wedge_boot;
 pub use boot_info::{
     MemoryRange, PvBootInfo, BOOT_INFO_MAGIC, BOOT_INFO_VERSION, MAX_MEMORY_RANGES, PV_HEADER_MAGIC,
 };
-pub use message::{DecodeError, Label, Reply, Request, Status, FIRST_LABEL, STRING_BYTES};
+pub use message::{
+    DecodeError, Label, Reply, Request, Status, FIRST_LABEL, NO_VECTOR, STRING_BYTES,
+};
 pub use shutdown::shutdown_reason;
 pub use vcpu_page::{
     WedgeStats, BOOT_BLOCK_OFFSET, FAST_IRET, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI,
@@ -28,4 +30,4 @@ pub use vcpu_page::{
 pub use wedge_boot::{Reflection, WedgeBoot, REFLECTION_OFFSET, WEDGE_BASE, WEDGE_BOOT_MAGIC};
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.
-pub const PROTOCOL_VERSION: u64 = 2;
+pub const PROTOCOL_VERSION: u64 = 3;

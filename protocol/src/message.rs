@@ -21,10 +21,11 @@ pub enum Label {
     Halt = FIRST_LABEL + 7,
     SetFsBase = FIRST_LABEL + 8,
     Shutdown = FIRST_LABEL + 9,
+    InterruptAck = FIRST_LABEL + 10,
 }
 
 impl Label {
-    pub const ALL: [Label; 10] = [
+    pub const ALL: [Label; 11] = [
         Label::PortIn,
         Label::PortOut,
         Label::PortOutString,
@@ -35,6 +36,7 @@ impl Label {
         Label::Halt,
         Label::SetFsBase,
         Label::Shutdown,
+        Label::InterruptAck,
     ];
 
     pub fn from_number(n: u64) -> Option<Label> {
@@ -47,7 +49,7 @@ impl Label {
             Label::PortIn => 2,
             Label::PortOut => 3,
             Label::PortOutString => 4,
-            Label::Halt => 0,
+            Label::Halt | Label::InterruptAck => 0,
             _ => 1,
         }
     }
@@ -93,7 +95,15 @@ pub enum Request {
     Shutdown {
         reason: u64,
     },
+    /// The guest accepts an external interrupt (its virtual IF is set and
+    /// the VMM said one may be waiting): the interrupt acknowledge cycle.
+    /// The reply's value is the vector, or [`NO_VECTOR`] if none is waiting
+    /// any more.
+    InterruptAck,
 }
+
+/// [`Request::InterruptAck`]'s reply when no interrupt is waiting.
+pub const NO_VECTOR: u64 = 0x100;
 
 /// A message the VMM refuses, with the offending value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +170,7 @@ impl Request {
             Request::Halt => Label::Halt,
             Request::SetFsBase { .. } => Label::SetFsBase,
             Request::Shutdown { .. } => Label::Shutdown,
+            Request::InterruptAck => Label::InterruptAck,
         }
     }
 
@@ -191,7 +202,7 @@ impl Request {
             Request::Invlpg { address } => mr[0] = address,
             Request::SetFsBase { base } => mr[0] = base,
             Request::Shutdown { reason } => mr[0] = reason,
-            Request::Halt => {}
+            Request::Halt | Request::InterruptAck => {}
         }
         (self.label(), mr)
     }
@@ -249,6 +260,7 @@ impl Request {
                 base: canonical("base", mr[0])?,
             },
             Label::Shutdown => Request::Shutdown { reason: mr[0] },
+            Label::InterruptAck => Request::InterruptAck,
         })
     }
 }
@@ -324,6 +336,7 @@ mod tests {
             Request::Halt,
             Request::SetFsBase { base: 0x1234_5000 },
             Request::Shutdown { reason: 1 },
+            Request::InterruptAck,
         ] {
             assert_eq!(round_trip(r), r);
         }

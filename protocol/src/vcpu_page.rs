@@ -73,6 +73,12 @@ pub struct WedgeStats {
     pub emulated: [u64; KIND_SLOTS],
     /// Exceptions the VMM reflected that the wedge delivered.
     pub reflected: u64,
+    /// External interrupts the wedge took after a site (asking the VMM's
+    /// acknowledge cycle).
+    pub interrupts_at_sites: u64,
+    /// External interrupts the VMM sent the running guest into the wedge
+    /// with.
+    pub interrupts_redirected: u64,
 }
 
 impl Default for WedgeStats {
@@ -84,6 +90,8 @@ impl Default for WedgeStats {
             native: 0,
             emulated: [0; KIND_SLOTS],
             reflected: 0,
+            interrupts_at_sites: 0,
+            interrupts_redirected: 0,
         }
     }
 }
@@ -115,7 +123,10 @@ impl WedgeStats {
         for (i, n) in s.emulated.iter_mut().enumerate() {
             *n = u64_at(after + 8 + 8 * i);
         }
-        s.reflected = u64_at(after + 8 + 8 * KIND_SLOTS);
+        let tail = after + 8 + 8 * KIND_SLOTS;
+        s.reflected = u64_at(tail);
+        s.interrupts_at_sites = u64_at(tail + 8);
+        s.interrupts_redirected = u64_at(tail + 16);
         s
     }
 }
@@ -141,6 +152,7 @@ mod tests {
         };
         want.rewritten[5] = 42;
         want.emulated[63] = 1 << 40;
+        want.interrupts_redirected = 77;
         // SAFETY: WedgeStats is repr(C) of integers with no padding (checked
         // below), so its bytes are initialised.
         let bytes: [u8; WedgeStats::SIZE] = unsafe { core::mem::transmute(want) };
@@ -149,7 +161,7 @@ mod tests {
         assert_eq!(offset_of!(WedgeStats, emulated), 16 + 4 * KIND_SLOTS);
         assert_eq!(
             WedgeStats::SIZE,
-            16 + 4 * KIND_SLOTS + 8 * KIND_SLOTS + 8,
+            16 + 4 * KIND_SLOTS + 8 * KIND_SLOTS + 24,
             "no padding"
         );
     }

@@ -28,6 +28,13 @@ pub struct WedgeBoot {
     /// to have an exception delivered into the guest (with a `Reflection`
     /// at `REFLECTION_OFFSET` from this block).
     pub reflect_entry: u64,
+    /// Written by the wedge at start: its fast paths' code, `[fast_begin,
+    /// fast_end)`. They run on the guest's stack and keep no wedge state, so
+    /// the VMM may move a guest stopped there into `reflect_entry` to take
+    /// an interrupt, as it may a guest stopped in its own code; never one
+    /// stopped elsewhere in the wedge.
+    pub fast_begin: u64,
+    pub fast_end: u64,
 }
 
 /// Where, from the boot block, the VMM writes a `Reflection`.
@@ -75,6 +82,8 @@ impl WedgeBoot {
             self.code_start,
             self.code_end,
             self.reflect_entry,
+            self.fast_begin,
+            self.fast_end,
         ];
         let mut out = [0u8; size_of::<WedgeBoot>()];
         for (i, w) in words.iter().enumerate() {
@@ -102,6 +111,7 @@ mod tests {
         assert_eq!(u64::from_le_bytes(b[56..64].try_into().unwrap()), 7);
         assert_eq!(core::mem::offset_of!(WedgeBoot, code_end), 56);
         assert_eq!(core::mem::offset_of!(WedgeBoot, reflect_entry), 64);
+        assert_eq!(core::mem::offset_of!(WedgeBoot, fast_end), 80);
         let r = Reflection {
             vector: 14,
             rip: 9,

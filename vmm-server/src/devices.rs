@@ -1,7 +1,8 @@
 //! The guest's devices behind one port bus: COM1 (its output goes to the
 //! guest console, see [`Console`]), the 8259A pair, the 8254 PIT and the
-//! exit port. Guest time for the PIT is not kept yet (interrupts are the next
-//! step): accesses see time 0.
+//! exit port. Accesses happen at guest time (`timer::Clock`), which the PIT
+//! counts in; the VMM's serving loop turns the PIT's edges into IRQ 0 at the
+//! PIC and the PIC's INTR into interrupts for the guest (`run.rs`).
 
 use capdl::generate::{
     StartInfo, DEVICE_GUEST_CONSOLE, GUEST_CONSOLE_PORTS, GUEST_CONSOLE_PORTS_SLOT,
@@ -132,12 +133,40 @@ impl Devices {
         }
     }
 
-    pub fn read(&mut self, port: u16, bytes: u8) -> u32 {
-        self.bus.read(&mut self.set, port, size(bytes), 0)
+    /// A guest's port read at guest time `now` (PIT input ticks).
+    pub fn read(&mut self, port: u16, bytes: u8, now: u64) -> u32 {
+        self.bus.read(&mut self.set, port, size(bytes), now)
     }
 
-    pub fn write(&mut self, port: u16, bytes: u8, value: u32) {
-        self.bus.write(&mut self.set, port, size(bytes), value, 0);
+    /// A guest's port write at guest time `now`.
+    pub fn write(&mut self, port: u16, bytes: u8, value: u32, now: u64) {
+        self.bus.write(&mut self.set, port, size(bytes), value, now);
+    }
+
+    /// The PIT's channel 0 period while it counts periodically: the rate
+    /// the real timer must run at.
+    pub fn pit_period(&self) -> Option<u32> {
+        self.set.pit.period(0)
+    }
+
+    /// Rising edges of the PIT's IRQ 0 output before `now`, since power-on.
+    pub fn pit_edges(&self, now: u64) -> u64 {
+        self.set.pit.irq_edges_total(now)
+    }
+
+    /// One rising edge on the PIC's IRQ 0 line.
+    pub fn pulse_irq0(&mut self) {
+        self.set.pic.pulse(0);
+    }
+
+    /// The PIC asserts INTR: an interrupt waits for the CPU.
+    pub fn interrupt_waiting(&self) -> bool {
+        self.set.pic.int_output()
+    }
+
+    /// The interrupt-acknowledge cycle: the vector the CPU takes.
+    pub fn acknowledge(&mut self) -> Option<u8> {
+        self.set.pic.acknowledge()
     }
 
     /// The status the guest asked QEMU to exit with, once it has.

@@ -153,6 +153,8 @@ pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoad
         code_end: guest.code.1,
         // The wedge fills this in when it starts.
         reflect_entry: 0,
+        fast_begin: 0,
+        fast_end: 0,
     };
     ram.write(guest.wedge_area + BOOT_BLOCK_OFFSET, &boot.to_bytes())?;
     let (mut code, mut read_only, mut writable) =

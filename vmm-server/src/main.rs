@@ -10,20 +10,22 @@ mod bringup;
 mod devices;
 mod elf;
 mod guest;
+mod interrupts;
 mod ram;
 mod run;
 mod sites;
+mod timer;
 mod vtlb;
 
 use capdl::generate::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
-    StartInfo, WEDGE_WINDOW,
+    StartInfo, DEVICE_PIT, IRQ_THREAD_MARK, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, WEDGE_WINDOW,
 };
 use previrt_protocol::{
     WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET, WEDGE_BASE,
     WEDGE_STATS_MAGIC,
 };
-use previrt_sel4::{print, println, Page, Tcb, Untyped, UserContext, VSpace, Word};
+use previrt_sel4::{print, println, Notification, Page, Tcb, Untyped, UserContext, VSpace, Word};
 
 use crate::ram::Ram;
 use crate::run::Ending;
@@ -32,10 +34,10 @@ use crate::vtlb::Vtlb;
 
 /// The command line the guest gets: `PREVIRT_GUEST_CMDLINE` when the VMM is
 /// built (`cargo xtask run --guest-cmdline`, `cargo xtask bench`), otherwise
-/// every self-test but `timer`, which needs virtual interrupts (not built yet).
+/// every self-test.
 pub const GUEST_CMDLINE: &str = match option_env!("PREVIRT_GUEST_CMDLINE") {
     Some(line) => line,
-    None => "tests=console,cpu,flags,desc,paging,exceptions",
+    None => "tests=all",
 };
 
 static mut VTLB: Vtlb = Vtlb::new(VSpace(0), Untyped(0), 0, (0, 0));
@@ -54,6 +56,10 @@ core::arch::global_asm!(
 );
 
 extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9: Word) -> ! {
+    // The interrupt thread starts here too, told apart by its mark.
+    if rdi == IRQ_THREAD_MARK {
+        timer::irq_thread(rsi as u8);
+    }
     let start = previrt_sel4::cpu::rdtsc();
     let info = StartInfo::from_registers([rdi, rsi, rdx, rcx, r8, r9]);
     println!(
@@ -65,6 +71,13 @@ extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9:
         "vmm-server: bring-up {}",
         if ok { "passed" } else { "FAILED" }
     );
+    if ok && info.devices & DEVICE_PIT != 0 {
+        // The interrupt thread's wake-ups arrive with the guests' messages.
+        let bound = Tcb(VMM_TCB_SLOT).bind_notification(Notification(VMM_WAKE_NOTIFICATION_SLOT));
+        if let Err(e) = bound {
+            println!("vmm-server: cannot take the interrupt thread's wake-ups: {e}");
+        }
+    }
     if !ok || info.guest_count == 0 {
         bringup::exit_with(&info, u8::from(!ok));
     }
@@ -119,7 +132,8 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         VSpace(guest_pml4_slot(g as u64)),
         Untyped(guest_untyped_slot(g as u64)),
         ram_first,
-        (info.free_first_slot(), 1 << info.cnode_bits),
+        // The first free slot holds a halted guest's saved reply.
+        (info.free_first_slot() + 1, 1 << info.cnode_bits),
     );
     // With a wedge, the guest thread starts in it; without, at the guest's
     // PV entry, and stops at its first sensitive instruction.
@@ -189,6 +203,10 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             area_gpa: prepared.wedge_area,
             code,
         }),
+        irq: interrupts::Interrupts::new(
+            info.free_first_slot(),
+            interrupts::Interrupts::vcpu_page(prepared.wedge_area),
+        ),
     };
     let ending = run.serve();
     // Whatever it was doing, the guest thread runs no more: a guest that
@@ -221,6 +239,20 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }
     };
     let (cr3, stats) = (run.cr3, run.stats);
+    let (irq, real_ticks) = (run.irq.stats, run.irq.clock.real_ticks);
+    if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
+        println!(
+            "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged at the PIC), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle",
+            irq.pit_edges,
+            irq.merged,
+            real_ticks,
+            irq.injected,
+            irq.redirected,
+            irq.at_sites,
+            irq.halts,
+            irq.idle_tsc
+        );
+    }
     println!(
         "vmm-server: guest{g}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
         stats.page_faults,
@@ -239,6 +271,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         "hlt",
         "fs-base",
         "shutdown",
+        "interrupt-ack",
     ];
     print!("vmm-server: guest{g}: requests:");
     for (name, n) in labels.iter().zip(stats.requests) {
@@ -298,7 +331,10 @@ fn print_wedge_stats(g: usize, ram: &Ram, at: u64) {
     println!();
     print!("vmm-server: guest{g}: site calls emulated in the wedge's general path:");
     print_by_kind(stats.emulated.iter().copied());
-    println!("; {} exceptions delivered", stats.reflected);
+    println!(
+        "; {} exceptions delivered; interrupts taken after a site {}, on redirection {}",
+        stats.reflected, stats.interrupts_at_sites, stats.interrupts_redirected
+    );
 }
 
 /// Prints ` name count` for each nonzero count, indexed by kind number.

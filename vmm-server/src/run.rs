@@ -2,7 +2,7 @@
 //! wedge's requests arrive on the VMM's endpoint with the guest's badge,
 //! told apart by label (docs/protocol.md).
 
-use capdl::generate::{guest_badge, GUEST_ENDPOINT_SLOT, VMM_ENDPOINT_SLOT};
+use capdl::generate::{guest_badge, GUEST_ENDPOINT_SLOT, TIMER_BADGE, VMM_ENDPOINT_SLOT};
 use previrt_protocol::{shutdown_reason, Request, Status, FIRST_LABEL, WEDGE_BASE};
 use previrt_sel4::sys::bitfield::{
     seL4_Fault_CapFault, seL4_Fault_UnknownSyscall, seL4_Fault_UserException, seL4_Fault_VMFault,
@@ -18,6 +18,7 @@ use previrt_sel4::{ipc, println, Word};
 
 use crate::devices::Devices;
 use crate::guest::WEDGE_AREA;
+use crate::interrupts::{lower_priority, receive, Interrupts};
 use crate::ram::Ram;
 use crate::sites::Sites;
 use crate::vtlb::{walk, Translation, Vtlb, ADDR};
@@ -130,7 +131,7 @@ impl core::fmt::Display for Ending {
 #[derive(Default)]
 pub struct Stats {
     pub page_faults: u64,
-    pub requests: [u64; 10],
+    pub requests: [u64; 11],
     pub invalid_requests: u64,
     pub reflected: u64,
 }
@@ -145,12 +146,16 @@ pub struct Guest<'a> {
     pub stats: Stats,
     /// With a wedge: how to reflect exceptions into the guest.
     pub reflector: Option<Reflector>,
+    /// Its timer and interrupt state.
+    pub irq: Interrupts,
 }
 
-/// A reply to send, or the end of the run.
-enum Step {
+/// A reply to send, or none yet, or the end of the run.
+pub enum Step {
     Reply(Status, Word),
     Resume,
+    /// No reply now (a halted guest's is saved): receive the next message.
+    Wait,
     End(Ending),
 }
 
@@ -173,6 +178,16 @@ impl Guest<'_> {
         let badge = guest_badge(self.number);
         let mut message = ipc::recv(VMM_ENDPOINT_SLOT);
         loop {
+            // A wake-up from the interrupt thread (the bound notification).
+            if message.badge == TIMER_BADGE {
+                let ending = self.on_tick();
+                lower_priority();
+                if let Some(ending) = ending {
+                    return ending;
+                }
+                message = receive();
+                continue;
+            }
             if message.badge != badge {
                 println!(
                     "vmm-server: ignoring a message with badge {:#x} (label {})",
@@ -263,6 +278,7 @@ impl Guest<'_> {
                 // An empty reply restarts a faulting thread with its
                 // registers (as the VMM may have changed them).
                 Step::Resume => message = ipc::reply_recv(VMM_ENDPOINT_SLOT, 0, &[]),
+                Step::Wait => message = receive(),
                 Step::End(ending) => return ending,
             }
         }
@@ -294,31 +310,13 @@ impl Guest<'_> {
     /// which delivers `vector` through the guest's virtual IDT. Only rip
     /// changes: the wedge saves the guest's other registers itself.
     fn reflect(&mut self, rip: u64, vector: u64, error: u64, cr2: u64) -> Step {
-        let Some(reflector) = self.reflector else {
-            return Step::End(Ending::Failed("no wedge to reflect into"));
+        let entry = match self.reflection(rip, vector, error, cr2) {
+            Ok(entry) => entry,
+            Err(ending) => return Step::End(ending),
         };
-        let tcb = previrt_sel4::Tcb(capdl::generate::guest_tcb_slot(self.number));
-        let reflection = previrt_protocol::Reflection {
-            vector,
-            error,
-            cr2,
-            rip,
-        };
-        let at = reflector.boot_block_gpa + previrt_protocol::REFLECTION_OFFSET;
-        let entry = self.ram.read_u64(reflector.boot_block_gpa + 64);
-        let (Ok(()), Ok(entry)) = (self.ram.write(at, &reflection.to_bytes()), entry) else {
-            return Step::End(Ending::Failed(
-                "the wedge's reflection block is out of guest RAM",
-            ));
-        };
-        // The boot block is writable wedge memory, so the guest can change
-        // the entry: anywhere but the wedge's code, the thread would fault
-        // again at once, and be reflected again, forever.
-        if !(reflector.code.0..reflector.code.1).contains(&entry) {
-            return Step::End(Ending::ReflectEntry(entry));
-        }
         self.stats.reflected += 1;
-        match tcb.write_rip(entry) {
+        let tcb = previrt_sel4::Tcb(capdl::generate::guest_tcb_slot(self.number));
+        match tcb.write_rip(entry, false) {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("redirecting the guest thread failed")),
         }
@@ -364,12 +362,15 @@ impl Guest<'_> {
         if let Some(count) = self.stats.requests.get_mut(index) {
             *count += 1;
         }
-        match request {
+        let pit = |port: u16| (0x40..=0x43).contains(&port);
+        let step = match request {
             Request::PortIn { port, size } => {
-                Step::Reply(Status::Ok, u64::from(self.devices.read(port, size)))
+                let now = self.irq.clock.now();
+                Step::Reply(Status::Ok, u64::from(self.devices.read(port, size, now)))
             }
             Request::PortOut { port, size, value } => {
-                self.devices.write(port, size, value);
+                let now = self.irq.clock.now();
+                self.devices.write(port, size, value, now);
                 match self.devices.exit_status() {
                     Some(status) => Step::End(Ending::Exited(status)),
                     None => Step::Reply(Status::Ok, 0),
@@ -381,10 +382,11 @@ impl Guest<'_> {
                 len,
                 data,
             } => {
+                let now = self.irq.clock.now();
                 for element in data[..usize::from(len)].chunks(usize::from(size)) {
                     let mut b = [0u8; 4];
                     b[..element.len()].copy_from_slice(element);
-                    self.devices.write(port, size, u32::from_le_bytes(b));
+                    self.devices.write(port, size, u32::from_le_bytes(b), now);
                 }
                 Step::Reply(Status::Ok, 0)
             }
@@ -411,11 +413,18 @@ impl Guest<'_> {
             // one (the TCB's TLS base) is not needed by the kernel code the
             // guest runs today.
             Request::SetFsBase { .. } => Step::Reply(Status::Ok, 0),
-            Request::Halt => Step::End(Ending::Failed(
-                "the guest halted, and interrupts are not built yet",
-            )),
+            Request::Halt => self.halt(),
+            Request::InterruptAck => self.interrupt_ack(),
             Request::Shutdown { reason } => Step::End(Ending::Shutdown(reason)),
+        };
+        let pit_written = match request {
+            Request::PortOut { port, .. } | Request::PortOutString { port, .. } => pit(port),
+            _ => false,
+        };
+        if matches!(step, Step::Reply(..)) {
+            self.after_request(pit_written);
         }
+        step
     }
 }
 

@@ -210,12 +210,13 @@ impl Description {
                 Some(wedge) => Some((image_name(source, wedge)?, at(source, wedge))),
                 None => None,
             },
+            // The VMM's interrupt thread runs one level above it.
             priority: ranged(
                 source,
                 &raw_vmm.priority,
                 "priority",
                 0,
-                MAX_PRIORITY as i64,
+                MAX_PRIORITY as i64 - 1,
             )? as u8,
             stack_pages: match &raw_vmm.stack_pages {
                 Some(pages) => ranged(source, pages, "stack_pages", 1, MAX_VMM_STACK_PAGES as i64)?,

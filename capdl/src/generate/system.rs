@@ -503,6 +503,53 @@ fn build(
         );
         b.cap(vmm_cnode, Slot::Index(PIT_IRQ_SLOT), cap(irq, Rights::NONE));
         ports(&mut b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT);
+
+        // The interrupt thread: same CSpace and VSpace as the main thread,
+        // its own IPC buffer and stack, one priority level higher.
+        let irq_prio = desc.vmm.priority + 1; // at most 255 (description)
+        let irq_tcb = b.object(
+            "vmm_irq_tcb",
+            ObjectKind::Tcb(Tcb {
+                ipc_buffer_addr: VMM_IRQ_IPC_BUFFER_ADDR,
+                ip: vmm_elf.entry,
+                sp: VMM_IRQ_STACK_BOTTOM + VMM_IRQ_STACK_PAGES * PAGE,
+                prio: irq_prio,
+                max_prio: irq_prio,
+                affinity: 0,
+                fault_ep: None,
+                init: [IRQ_THREAD_MARK, u64::from(irq_prio)].into_iter().collect(),
+            }),
+        );
+        b.set_elf(irq_tcb, &desc.vmm.image);
+        let irq_ipc = b.object("vmm_irq_ipc", small_frame());
+        map(&mut pages, VMM_IRQ_IPC_BUFFER_ADDR, irq_ipc, RW);
+        let irq_stack = b.array("vmm_irq_stack", VMM_IRQ_STACK_PAGES as u32, small_frame());
+        for k in 0..VMM_IRQ_STACK_PAGES as u32 {
+            let vaddr = VMM_IRQ_STACK_BOTTOM + u64::from(k) * PAGE;
+            map(&mut pages, vaddr, irq_stack + k, RW);
+        }
+        b.cap(irq_tcb, Slot::CSpace, cnode_cap);
+        b.cap(irq_tcb, Slot::VSpace, cap(vmm_pml4, Rights::NONE));
+        b.cap(irq_tcb, Slot::IpcBuffer, cap(irq_ipc, RW));
+        b.cap(
+            vmm_cnode,
+            Slot::Index(VMM_IRQ_TCB_SLOT),
+            cap(irq_tcb, Rights::NONE),
+        );
+        let wake = b.object("vmm_wake", ObjectKind::Notification);
+        b.cap(
+            vmm_cnode,
+            Slot::Index(VMM_WAKE_NOTIFICATION_SLOT),
+            cap(wake, RW),
+        );
+        b.cap(
+            vmm_cnode,
+            Slot::Index(VMM_WAKE_SIGNAL_SLOT),
+            Cap {
+                badge: TIMER_BADGE,
+                ..cap(wake, Rights::WRITE)
+            },
+        );
     }
     if desc.devices.serial {
         ports(&mut b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT);

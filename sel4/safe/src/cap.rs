@@ -103,6 +103,19 @@ impl Slot {
         .map(drop)
     }
 
+    /// Moves the reply capability of the last call this thread received
+    /// here (this slot must be empty), so the thread can receive again and
+    /// reply later by sending on it.
+    pub fn save_caller(self) -> Result<(), Error> {
+        ipc::invoke(
+            self.root.0,
+            label::CNodeSaveCaller,
+            &[],
+            &[self.index, Word::from(self.depth)],
+        )
+        .map(drop)
+    }
+
     /// Copies `src` here with `rights` and `badge` (28 bits in seL4 5.0.0:
     /// the badge travels as a `seL4_CapData` word).
     pub fn mint(self, src: Slot, rights: CapRights, badge: Word) -> Result<(), Error> {

@@ -130,8 +130,16 @@ impl Tcb {
         .map(drop)
     }
 
-    pub fn set_priority(self, priority: u8) -> Result<(), Error> {
-        ipc::invoke(self.0, label::TCBSetPriority, &[], &[Word::from(priority)]).map(drop)
+    /// Sets the priority; `authority`'s maximum controlled priority must be
+    /// at least `priority`.
+    pub fn set_priority(self, authority: Tcb, priority: u8) -> Result<(), Error> {
+        ipc::invoke(
+            self.0,
+            label::TCBSetPriority,
+            &[authority.0],
+            &[Word::from(priority)],
+        )
+        .map(drop)
     }
 
     pub fn set_ipc_buffer(self, addr: Word, frame: Page) -> Result<(), Error> {
@@ -167,8 +175,17 @@ impl Tcb {
 
     /// Writes only rip (the first register of the kernel's order): all a
     /// redirection needs, in one message that fits the syscall registers.
-    pub fn write_rip(self, rip: Word) -> Result<(), Error> {
-        ipc::invoke(self.0, label::TCBWriteRegisters, &[], &[0, 1, rip]).map(drop)
+    /// `resume` starts the thread afterwards (one stopped by
+    /// [`Tcb::read_registers`]; a thread blocked on a fault is restarted by
+    /// the fault's reply instead).
+    pub fn write_rip(self, rip: Word, resume: bool) -> Result<(), Error> {
+        ipc::invoke(
+            self.0,
+            label::TCBWriteRegisters,
+            &[],
+            &[Word::from(resume), 1, rip],
+        )
+        .map(drop)
     }
 
     /// Writes all registers; `resume` starts the thread afterwards.

@@ -606,6 +606,21 @@ impl Pit8254 {
         self.channels.get(channel).map(|c| c.mode)
     }
 
+    /// Channel `channel`'s period in ticks while it counts periodically
+    /// (modes 2 and 3): the count its coming periods use (a count written
+    /// during a period takes over at the next one). `None` when it is not
+    /// counting periodically — what a VMM needs to drive a real timer at
+    /// the guest's rate.
+    pub fn period(&self, channel: usize) -> Option<u32> {
+        let c = self.channels.get(channel)?;
+        match c.counter {
+            Counter::Counting { run, next } if c.mode.periodic() => {
+                Some(next.map_or(run.count, |n| n.count))
+            }
+            _ => None,
+        }
+    }
+
     fn control_word(&mut self, value: u8, now: Ticks) {
         let select = usize::from(value >> 6);
         if select == 3 {
@@ -1087,5 +1102,27 @@ mod tests {
             let len = periods * u64::from(divisor);
             prop_assert_eq!(pit.irq_edges_between(start, start + len), periods);
         }
+    }
+    #[test]
+    fn period_follows_the_programming() {
+        let mut pit = Pit8254::new();
+        assert_eq!(pit.period(0), None, "power-on: not counting");
+        let w = |pit: &mut Pit8254, port, v, t| pit.write(port, AccessSize::Byte, v, t);
+        w(&mut pit, CONTROL_PORT, 0x34, 0); // channel 0, lo/hi, mode 2
+        assert_eq!(pit.period(0), None, "no count yet");
+        w(&mut pit, CHANNEL0_PORT, 0xa9, 1);
+        w(&mut pit, CHANNEL0_PORT, 0x04, 2); // 1193
+        assert_eq!(pit.period(0), Some(1193));
+        // A new count in mode 2 takes over at the next period.
+        w(&mut pit, CHANNEL0_PORT, 0x00, 10);
+        w(&mut pit, CHANNEL0_PORT, 0x01, 11); // 256
+        assert_eq!(pit.period(0), Some(256));
+        w(&mut pit, CONTROL_PORT, 0x30, 20); // mode 0, no count: stops
+        assert_eq!(pit.period(0), None);
+        w(&mut pit, CONTROL_PORT, 0x36, 30); // mode 3
+        w(&mut pit, CHANNEL0_PORT, 0x00, 31);
+        w(&mut pit, CHANNEL0_PORT, 0x00, 32); // 0 means 65536
+        assert_eq!(pit.period(0), Some(65536));
+        assert_eq!(pit.period(3), None);
     }
 }

@@ -121,6 +121,8 @@ core::arch::global_asm!(
     //
     // sti: set vif; if an interrupt may be pending, the general path
     // delivers it (after the shadow).
+    ".global wedge_fast_begin",
+    "wedge_fast_begin:",
     ".global wedge_sti_fast",
     "wedge_sti_fast:",
     "mov byte ptr gs:[{vif}], 1",
@@ -193,6 +195,8 @@ core::arch::global_asm!(
     "iretq",
     "2:",
     "jmp wedge_site_entry",
+    ".global wedge_fast_end",
+    "wedge_fast_end:",
     vcs = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, segs) as u64 + 2,
     vss = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, segs) as u64 + 4,
     selectors = sym SELECTORS,
@@ -212,6 +216,8 @@ extern "C" {
     fn wedge_pushf_fast();
     fn wedge_popf_fast();
     fn wedge_iret_fast();
+    fn wedge_fast_begin();
+    fn wedge_fast_end();
 }
 
 /// The vCPU page's parts (their layout: `previrt_protocol::vcpu_page`).
@@ -333,6 +339,8 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
     // wedge writes back where it takes reflected exceptions.
     let boot = unsafe {
         (*boot.cast_mut()).reflect_entry = wedge_reflect_entry as *const () as u64;
+        (*boot.cast_mut()).fast_begin = wedge_fast_begin as *const () as u64;
+        (*boot.cast_mut()).fast_end = wedge_fast_end as *const () as u64;
         *boot
     };
     if boot.magic != WEDGE_BOOT_MAGIC {
@@ -439,9 +447,45 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
             if matches!(entry.site.kind, Kind::Popf | Kind::Iret) {
                 set_fast_slots();
             }
+            // An interrupt may be waiting (the VMM says so in pending_any):
+            // taken at this instruction boundary if virtual IF allows.
+            if vcpu.interrupts_enabled() && vcpu.pending_any.load(Ordering::Acquire) != 0 {
+                take_interrupt(vcpu, regs, &mut mem, &mut backend);
+            }
             resume_at(regs)
         }
         Err(_) => stop(7),
+    }
+}
+
+/// Takes the interrupt the VMM says may be waiting: a vector already in the
+/// vCPU's pending map, or else the one the VMM's acknowledge cycle gives
+/// (`InterruptAck`); delivers it through the guest's IDT (`regs.rip` must
+/// be where the guest continues).
+fn take_interrupt(
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut DirectMemory,
+    backend: &mut Sel4Backend,
+) {
+    if vcpu.has_pending() {
+        if wedge_l4::interrupts::deliver_pending(vcpu, regs, mem).is_err() {
+            stop(11);
+        }
+        return;
+    }
+    // Cleared before asking: the VMM sets it again if more waits.
+    vcpu.pending_any.store(0, Ordering::Release);
+    let reply = backend.request(Request::InterruptAck);
+    let Ok(vector) = u8::try_from(reply.value) else {
+        return; // NO_VECTOR: the request went away meanwhile.
+    };
+    if reply.status != previrt_protocol::Status::Ok {
+        return;
+    }
+    stats().interrupts_at_sites += 1;
+    if wedge_l4::interrupts::deliver(vector, None, vcpu, regs, mem).is_err() {
+        stop(11);
     }
 }
 
@@ -456,7 +500,12 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
         stop(4)
     }
     let vcpu = vcpu();
-    stats().reflected += 1;
+    if r.vector < 32 {
+        stats().reflected += 1;
+    } else {
+        // An external interrupt the VMM acknowledged for the running guest.
+        stats().interrupts_redirected += 1;
+    }
     regs.rip = r.rip;
     if r.vector == 14 {
         vcpu.cr2 = r.cr2;

@@ -1,0 +1,294 @@
+//! Virtual interrupts for a guest: the PIT's edges become IRQ 0 at the
+//! virtual PIC, and the PIC's INTR becomes an interrupt the guest takes.
+//!
+//! An interrupt reaches the guest one of three ways (docs/vmm-server.md,
+//! "Interrupts"):
+//!
+//! - **At a site.** Whenever the PIC asserts INTR the VMM sets the vCPU's
+//!   `pending_any` byte. The wedge looks at it after every site it emulates
+//!   and in the `sti`/`popf`/`iretq` fast paths; with virtual IF set it asks
+//!   for the vector (`InterruptAck`, the acknowledge cycle) and delivers it
+//!   through the guest's IDT.
+//! - **By redirection.** A tick that finds the guest running its own code
+//!   with IF set: the VMM stops the thread, acknowledges at the PIC, and
+//!   moves the thread's rip into the wedge with the vector and the old rip
+//!   in the reflection block, exactly as for an exception.
+//! - **From `hlt`.** The wedge's `Halt` waits in the VMM (its reply saved)
+//!   until the PIC asserts INTR.
+//!
+//! The VMM only looks at the vCPU while the guest thread is not running
+//! (one CPU: the VMM runs, so the guest does not).
+
+use capdl::generate::{guest_tcb_slot, VMM_ENDPOINT_SLOT};
+use previrt_protocol::{Status, NO_VECTOR, REFLECTION_OFFSET, VCPU_OFFSET, VCPU_PAGE_OFFSET};
+use previrt_sel4::cpu::rdtsc;
+use previrt_sel4::{ipc, CNode, Tcb};
+
+use crate::run::{in_wedge, Ending, Guest, Step};
+use crate::timer::Clock;
+
+/// The vCPU's `vif` and `pending_any` bytes (wedge-l4's `Vcpu`, layout
+/// version 2).
+const VIF: u64 = 101;
+const PENDING_ANY: u64 = 102;
+
+/// What the VMM counts about interrupts.
+#[derive(Default, Clone, Copy)]
+pub struct InterruptStats {
+    /// Rising edges of the PIT's IRQ 0 output.
+    pub pit_edges: u64,
+    /// Edges that found an earlier one still unseen (one request at the
+    /// PIC, as on hardware).
+    pub merged: u64,
+    /// Acknowledge cycles that gave the guest a vector.
+    pub injected: u64,
+    /// Of those, delivered by moving a running guest into the wedge.
+    pub redirected: u64,
+    /// Of those, asked for by the wedge at a site.
+    pub at_sites: u64,
+    /// `hlt`s that waited.
+    pub halts: u64,
+    /// TSC ticks the guest spent waiting in `hlt`.
+    pub idle_tsc: u64,
+}
+
+/// One guest's interrupt state.
+pub struct Interrupts {
+    pub clock: Clock,
+    /// The PIT's edges already turned into IRQ 0 pulses.
+    edges_seen: u64,
+    /// The guest waits in `hlt`: its reply is saved in `halt_slot`, since
+    /// this TSC.
+    halted_since: Option<u64>,
+    /// An empty slot of the VMM's CNode for the saved reply.
+    halt_slot: u64,
+    /// Guest-physical address of the wedge's `Vcpu`.
+    vcpu_gpa: u64,
+    pub stats: InterruptStats,
+}
+
+impl Interrupts {
+    pub const fn new(halt_slot: u64, vcpu_page_gpa: u64) -> Interrupts {
+        Interrupts {
+            clock: Clock::new(),
+            edges_seen: 0,
+            halted_since: None,
+            halt_slot,
+            vcpu_gpa: vcpu_page_gpa + VCPU_OFFSET,
+            stats: InterruptStats {
+                pit_edges: 0,
+                merged: 0,
+                injected: 0,
+                redirected: 0,
+                at_sites: 0,
+                halts: 0,
+                idle_tsc: 0,
+            },
+        }
+    }
+
+    /// The wedge area's vCPU page for a guest whose wedge area starts at
+    /// `area_gpa`.
+    pub const fn vcpu_page(area_gpa: u64) -> u64 {
+        area_gpa + VCPU_PAGE_OFFSET
+    }
+}
+
+impl Guest<'_> {
+    /// Brings the PIC up to guest time: one IRQ 0 pulse per new PIT edge.
+    pub fn catch_up(&mut self) {
+        let now = self.irq.clock.now();
+        let total = self.devices.pit_edges(now);
+        let new = total.saturating_sub(self.irq.edges_seen);
+        self.irq.edges_seen = total;
+        if new > 0 {
+            self.irq.stats.pit_edges += new;
+            self.irq.stats.merged += new - 1;
+            self.devices.pulse_irq0();
+        }
+    }
+
+    /// After a guest request: the PIT follows the guest's programming, and
+    /// the wedge learns whether an interrupt waits.
+    pub fn after_request(&mut self, pit_written: bool) {
+        if pit_written {
+            let period = self.devices.pit_period();
+            self.irq.clock.set_period(period);
+        }
+        if self.irq.clock.running() || self.devices.interrupt_waiting() {
+            self.catch_up();
+            self.signal_waiting();
+        }
+    }
+
+    /// Sets (or clears) the vCPU's `pending_any` as the PIC's INTR says.
+    fn signal_waiting(&mut self) {
+        let waiting = u8::from(self.devices.interrupt_waiting());
+        // The wedge's memory is guest RAM the VMM checked at load.
+        let _ = self.ram.write(self.irq.vcpu_gpa + PENDING_ANY, &[waiting]);
+    }
+
+    fn virtual_if(&self) -> bool {
+        let mut b = [0u8];
+        self.ram.read(self.irq.vcpu_gpa + VIF, &mut b).is_ok() && b[0] != 0
+    }
+
+    /// `InterruptAck`: the acknowledge cycle, the vector as the reply.
+    pub fn interrupt_ack(&mut self) -> Step {
+        self.catch_up();
+        let vector = if self.devices.interrupt_waiting() {
+            self.devices.acknowledge()
+        } else {
+            None
+        };
+        match vector {
+            Some(v) => {
+                self.irq.stats.injected += 1;
+                self.irq.stats.at_sites += 1;
+                Step::Reply(Status::Ok, u64::from(v))
+            }
+            None => Step::Reply(Status::Ok, NO_VECTOR),
+        }
+    }
+
+    /// `Halt`: returns at once if an interrupt waits; otherwise the guest
+    /// waits (its reply saved) until one does.
+    pub fn halt(&mut self) -> Step {
+        self.catch_up();
+        if self.devices.interrupt_waiting() {
+            return Step::Reply(Status::Ok, 0);
+        }
+        if !self.virtual_if() {
+            return Step::End(Ending::Failed(
+                "it halted with interrupts disabled: nothing can wake it",
+            ));
+        }
+        if !self.irq.clock.running() {
+            return Step::End(Ending::Failed(
+                "it halted with no interrupt source running: nothing can wake it",
+            ));
+        }
+        let saved = CNode(capdl::generate::VMM_CNODE_SLOT)
+            .slot(self.irq.halt_slot)
+            .save_caller();
+        if saved.is_err() {
+            return Step::End(Ending::Failed("saving the halted guest's reply failed"));
+        }
+        self.irq.stats.halts += 1;
+        self.irq.halted_since = Some(rdtsc());
+        Step::Wait
+    }
+
+    /// A real timer tick (the interrupt thread woke the VMM): the guest
+    /// gets what is due.
+    pub fn on_tick(&mut self) -> Option<Ending> {
+        self.catch_up();
+        if !self.devices.interrupt_waiting() {
+            return None;
+        }
+        self.signal_waiting();
+        if let Some(since) = self.irq.halted_since.take() {
+            self.irq.stats.idle_tsc += rdtsc().wrapping_sub(since);
+            // The saved reply restarts the wedge, which takes the interrupt.
+            ipc::send(self.irq.halt_slot, Status::Ok as u64, &[0]);
+            return None;
+        }
+        if !self.virtual_if() || self.reflector.is_none() {
+            // Taken when the guest sets IF again (the wedge sees pending_any).
+            return None;
+        }
+        self.redirect()
+    }
+
+    /// Moves the running guest into the wedge to take the interrupt the PIC
+    /// asserts, unless it is inside the wedge (which takes it at its next
+    /// look at `pending_any`).
+    fn redirect(&mut self) -> Option<Ending> {
+        let tcb = Tcb(guest_tcb_slot(self.number));
+        // Not stopped: stopping and restarting a thread whose last kernel
+        // entry was a system call makes it repeat the call. The guest
+        // cannot run meanwhile (the VMM has the only CPU).
+        let Ok(ctx) = tcb.read_registers(false) else {
+            return Some(Ending::Failed("reading the guest's registers failed"));
+        };
+        let reflector = self.reflector?;
+        // The fast paths' range, as the wedge wrote it into its boot block
+        // (guest memory: a guest that changes it only hurts itself).
+        let begin = self
+            .ram
+            .read_u64(reflector.boot_block_gpa + 72)
+            .unwrap_or(0);
+        let end = self
+            .ram
+            .read_u64(reflector.boot_block_gpa + 80)
+            .unwrap_or(0);
+        let in_fast_path = (begin..end).contains(&ctx.rip);
+        if in_wedge(ctx.rip) && !in_fast_path {
+            // In the wedge's general path, which looks at pending_any before
+            // it returns to the guest.
+            return None;
+        }
+        let vector = self.devices.acknowledge()?;
+        self.signal_waiting();
+        self.irq.stats.injected += 1;
+        self.irq.stats.redirected += 1;
+        let entry = match self.reflection(ctx.rip, u64::from(vector), 0, 0) {
+            Ok(entry) => entry,
+            Err(ending) => return Some(ending),
+        };
+        // Writing rip moves a running (or restarting) thread's next
+        // instruction: no stop needed.
+        match tcb.write_rip(entry, true) {
+            Ok(()) => None,
+            Err(_) => Some(Ending::Failed("redirecting the guest thread failed")),
+        }
+    }
+
+    /// Writes the reflection block (docs/protocol.md) and returns the
+    /// wedge's entry for it, checked to lie in the wedge's code.
+    pub fn reflection(
+        &mut self,
+        rip: u64,
+        vector: u64,
+        error: u64,
+        cr2: u64,
+    ) -> Result<u64, Ending> {
+        let Some(reflector) = self.reflector else {
+            return Err(Ending::Failed("no wedge to reflect into"));
+        };
+        let block = previrt_protocol::Reflection {
+            vector,
+            error,
+            cr2,
+            rip,
+        };
+        let at = reflector.boot_block_gpa + REFLECTION_OFFSET;
+        let entry = self.ram.read_u64(reflector.boot_block_gpa + 64);
+        let (Ok(()), Ok(entry)) = (self.ram.write(at, &block.to_bytes()), entry) else {
+            return Err(Ending::Failed(
+                "the wedge's reflection block is out of guest RAM",
+            ));
+        };
+        // The boot block is writable wedge memory, so the guest can change
+        // the entry: anywhere but the wedge's code, the thread would fault
+        // again at once, and be reflected again, forever.
+        if !(reflector.code.0..reflector.code.1).contains(&entry) {
+            return Err(Ending::ReflectEntry(entry));
+        }
+        Ok(entry)
+    }
+}
+
+/// Lowers the VMM's main thread to its own priority after a wake-up raised
+/// it (at the guests' priority, seL4 replies to them on its fastpath).
+pub fn lower_priority() {
+    if let Some(p) = crate::timer::main_priority() {
+        let me = Tcb(capdl::generate::VMM_TCB_SLOT);
+        let _ = me.set_priority(me, p);
+    }
+}
+
+/// Receives the next message after a step that sends no reply.
+pub fn receive() -> previrt_sel4::Message {
+    ipc::recv(VMM_ENDPOINT_SLOT)
+}

@@ -1,0 +1,166 @@
+//! Guest time from the real PIT, and the VMM's interrupt thread.
+//!
+//! The VMM drives the machine's 8254 at the rate the guest programmed into
+//! its virtual one (channel 0, modes 2 and 3), so each real IRQ 0 is one
+//! period of guest time: guest time counts real PIT periods and cannot
+//! drift from them. Between two IRQs the TSC interpolates (never reaching
+//! the next period), so a guest that polls its PIT's count sees it run
+//! down and reload.
+//!
+//! The interrupt thread runs one priority level above the main thread and
+//! the guests. It waits for the IRQ, counts it, acknowledges it, raises the
+//! main thread to its own level and wakes it: the main thread then runs at
+//! once, even while a guest of its priority spins, and lowers itself again
+//! when it has dealt with the tick. (At the main thread's normal level,
+//! equal to the guests', seL4 replies to a guest's calls on its fastpath.)
+
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use capdl::generate::{
+    PIT_IRQ_SLOT, PIT_PORTS_SLOT, TIMER_NOTIFICATION_SLOT, VMM_IRQ_TCB_SLOT, VMM_TCB_SLOT,
+    VMM_WAKE_SIGNAL_SLOT,
+};
+use previrt_sel4::cpu::rdtsc;
+use previrt_sel4::{println, IoPort, IrqHandler, Notification, Tcb};
+
+/// Real IRQs counted since the VMM started.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+/// The TSC at the last real IRQ.
+static TICK_TSC: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks between the last two real IRQs (0: not known yet).
+static PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
+/// The interrupt thread's priority (the main thread's + 1); 0 until it runs.
+static IRQ_PRIORITY: AtomicU8 = AtomicU8::new(0);
+
+/// The interrupt thread's body (`priority` is its own, from its start
+/// registers).
+pub fn irq_thread(priority: u8) -> ! {
+    IRQ_PRIORITY.store(priority, Ordering::Release);
+    let irq = IrqHandler(PIT_IRQ_SLOT);
+    let timer = Notification(TIMER_NOTIFICATION_SLOT);
+    let main = Tcb(VMM_TCB_SLOT);
+    let wake = Notification(VMM_WAKE_SIGNAL_SLOT);
+    // seL4 masks an IRQ each time it arrives, delivered or not, until it
+    // is acknowledged: one that came before the loader bound the handler
+    // (the firmware leaves the PIT running) would keep it masked.
+    if let Err(e) = irq.ack() {
+        println!("vmm-server: the interrupt thread cannot acknowledge the timer IRQ: {e}");
+    }
+    let mut reported = false;
+    loop {
+        timer.wait();
+        let now = rdtsc();
+        let last = TICK_TSC.swap(now, Ordering::AcqRel);
+        if last != 0 {
+            PERIOD_TSC.store(now.wrapping_sub(last), Ordering::Release);
+        }
+        TICKS.fetch_add(1, Ordering::AcqRel);
+        let done = irq
+            .ack()
+            .and_then(|()| main.set_priority(Tcb(VMM_IRQ_TCB_SLOT), priority));
+        match done {
+            Err(e) if !reported => {
+                println!("vmm-server: the interrupt thread: {e}");
+                reported = true;
+            }
+            _ => {}
+        }
+        wake.signal();
+    }
+}
+
+/// The main thread's priority, to return to after a wake-up.
+pub fn main_priority() -> Option<u8> {
+    match IRQ_PRIORITY.load(Ordering::Acquire) {
+        0 => None,
+        p => Some(p - 1),
+    }
+}
+
+/// Guest time, in PIT input ticks (1,193,182 Hz), and the real PIT that
+/// keeps it.
+pub struct Clock {
+    ports: IoPort,
+    /// The real PIT's period in input ticks; 0 when it is stopped.
+    period: u64,
+    /// Guest time when the real PIT was last (re)programmed or stopped.
+    base: u64,
+    /// `TICKS` then.
+    ticks_at_base: u64,
+    /// The TSC then.
+    tsc_at_base: u64,
+    /// The latest time handed out (time never runs backwards).
+    last: u64,
+    /// Real ticks counted, for the statistics.
+    pub real_ticks: u64,
+}
+
+impl Clock {
+    pub const fn new() -> Clock {
+        Clock {
+            ports: IoPort(PIT_PORTS_SLOT),
+            period: 0,
+            base: 0,
+            ticks_at_base: 0,
+            tsc_at_base: 0,
+            last: 0,
+            real_ticks: 0,
+        }
+    }
+
+    /// True while the real PIT runs.
+    pub fn running(&self) -> bool {
+        self.period != 0
+    }
+
+    /// Guest time now.
+    pub fn now(&mut self) -> u64 {
+        if self.period == 0 {
+            return self.last;
+        }
+        let ticks = TICKS.load(Ordering::Acquire);
+        let whole = ticks.wrapping_sub(self.ticks_at_base);
+        self.real_ticks = whole;
+        let at = self.base + whole * self.period;
+        // Within the period: the TSC since the later of the last IRQ and
+        // the programming, scaled by the last period's length.
+        let since = rdtsc().wrapping_sub(TICK_TSC.load(Ordering::Acquire).max(self.tsc_at_base));
+        let part = match PERIOD_TSC.load(Ordering::Acquire) {
+            0 => 0,
+            p => (u128::from(since) * u128::from(self.period) / u128::from(p)) as u64,
+        };
+        let now = at + part.min(self.period - 1);
+        self.last = self.last.max(now);
+        self.last
+    }
+
+    /// Runs the real PIT with `period` input ticks (the guest's channel 0
+    /// in a periodic mode), or stops it (`None`). Guest time carries on
+    /// from where it is.
+    pub fn set_period(&mut self, period: Option<u32>) {
+        let period = u64::from(period.unwrap_or(0));
+        if period == self.period {
+            return;
+        }
+        self.base = self.now();
+        self.ticks_at_base = TICKS.load(Ordering::Acquire);
+        self.tsc_at_base = rdtsc();
+        self.period = period;
+        let ports = self.ports;
+        let programmed = if period == 0 {
+            // Mode 0 without a count: the output stays low, no IRQ.
+            ports.out8(0x43, 0x30)
+        } else {
+            // Channel 0, low then high byte, mode 2 (rate generator); a
+            // count of 65536 is written as 0.
+            let [low, high, ..] = (period as u32 & 0xffff).to_le_bytes();
+            ports
+                .out8(0x43, 0x34)
+                .and_then(|()| ports.out8(0x40, low))
+                .and_then(|()| ports.out8(0x40, high))
+        };
+        if let Err(e) = programmed {
+            println!("vmm-server: programming the real PIT failed: {e}");
+        }
+    }
+}
