@@ -2,13 +2,13 @@
 //! where the TSC counts executed instructions, so the figures are the same
 //! on any machine and any load. Results go to a table on the terminal and to
 //! `target/bench/results.csv` (`workload,image,platform,iterations,ticks`);
-//! the bare/seL4 comparison also to `target/bench/sel4.{txt,csv}`.
+//! the bare/seL4 comparison also to `target/bench/sel4.{txt,csv,svg}`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::images::{self, Image};
-use crate::{paths, qemu, setup};
+use crate::{chart, paths, qemu, setup};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
@@ -246,15 +246,22 @@ pub fn sel4() -> Result<(), String> {
     write_csv(&samples)?;
     let dir = paths::target().join("bench");
     crate::write_atomically(&dir.join("sel4.txt"), out.as_bytes())?;
-    let path = dir.join("sel4.csv");
-    crate::write_atomically(&path, comparison_csv(&rows).as_bytes())?;
-    eprintln!("xtask: wrote {}", path.display());
+    for (name, text) in [
+        ("sel4.csv", comparison_csv(&rows)),
+        ("sel4.svg", chart::render(CHART_TITLE, &rows)),
+    ] {
+        let path = dir.join(name);
+        crate::write_atomically(&path, text.as_bytes())?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
     Ok(())
 }
 
+const CHART_TITLE: &str = "Guest workloads, bare vs on seL4";
+
 /// One workload of `bench`: ticks per iteration bare and on seL4, `None`
-/// where that platform has no sample. The terminal table and sel4.csv
-/// are both made from these, so they never disagree.
+/// where that platform has no sample. The terminal table, sel4.csv and
+/// sel4.svg are all made from these, so they never disagree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
     pub workload: String,
@@ -277,12 +284,12 @@ impl Comparison {
     }
 }
 
-/// Ticks per iteration as the table and the CSV print them.
+/// Ticks per iteration as the table, the CSV and the chart print them.
 pub fn per_iteration_text(value: f64) -> String {
     format!("{value:.1}")
 }
 
-/// The seL4/bare ratio as the table and the CSV print it.
+/// The seL4/bare ratio as the table, the CSV and the chart print it.
 pub fn ratio_text(ratio: f64) -> String {
     format!("{ratio:.3}")
 }
@@ -445,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn table_prints_every_row() {
+    fn table_csv_and_chart_print_the_same_numbers() {
         let (bare, sel4) = runs();
         let rows = compare(&bare, &sel4);
         let table = comparison_table(&rows);
@@ -456,5 +463,12 @@ mod tests {
             .collect();
         assert_eq!(fields[2], ["irqsave", "11.0", "28.0", "2.545", "17.0"]);
         assert_eq!(fields[4], ["timer", "5.0", "-", "-", "-"]);
+        let svg = chart::render(CHART_TITLE, &rows);
+        for number in ["409840.0", "2.545×", "10000.0", "2.5"] {
+            assert!(
+                svg.contains(&format!(">{number}<")),
+                "{number} not in the chart"
+            );
+        }
     }
 }
