@@ -1,13 +1,14 @@
 //! `cargo xtask bench`: the guest's workloads under QEMU `-icount shift=0`,
 //! where the TSC counts executed instructions, so the figures are the same
 //! on any machine and any load. Results go to a table on the terminal and to
-//! `target/bench/results.csv` (`workload,image,platform,iterations,ticks`).
+//! `target/bench/results.csv` (`workload,image,platform,iterations,ticks`);
+//! the bare/seL4 comparison also to `target/bench/sel4.{txt,csv,svg}`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::images::{self, Image};
-use crate::{paths, qemu, setup};
+use crate::{chart, paths, qemu, setup};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
@@ -229,26 +230,8 @@ pub fn sel4() -> Result<(), String> {
             crate::process::tail(&console, 30)
         ));
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<10} {:>14} {:>14} {:>12} {:>16}",
-        "workload", "bare t/iter", "seL4 t/iter", "seL4/bare", "seL4-bare t/iter"
-    );
-    for b in &bare {
-        let Some(s) = sel4.iter().find(|s| s.workload == b.workload) else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "{:<10} {:>14.1} {:>14.1} {:>12.3} {:>16.1}",
-            b.workload,
-            b.per_iteration(),
-            s.per_iteration(),
-            s.per_iteration() / b.per_iteration(),
-            s.per_iteration() - b.per_iteration()
-        );
-    }
+    let rows = compare(&bare, &sel4);
+    let mut out = comparison_table(&rows);
     for line in run
         .serial
         .lines()
@@ -262,7 +245,132 @@ pub fn sel4() -> Result<(), String> {
     samples.retain(|s| s.platform == "sel4");
     write_csv(&samples)?;
     let dir = paths::target().join("bench");
-    crate::write_atomically(&dir.join("sel4.txt"), out.as_bytes())
+    crate::write_atomically(&dir.join("sel4.txt"), out.as_bytes())?;
+    for (name, text) in [
+        ("sel4.csv", comparison_csv(&rows)),
+        ("sel4.svg", chart::render(CHART_TITLE, &rows)),
+    ] {
+        let path = dir.join(name);
+        crate::write_atomically(&path, text.as_bytes())?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+const CHART_TITLE: &str = "Guest workloads, bare vs on seL4";
+
+/// One workload of `bench`: ticks per iteration bare and on seL4, `None`
+/// where that platform has no sample. The terminal table, sel4.csv and
+/// sel4.svg are all made from these, so they never disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub workload: String,
+    pub bare: Option<f64>,
+    pub sel4: Option<f64>,
+}
+
+impl Comparison {
+    /// seL4/bare; `None` without both values or with a bare value of 0.
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.bare, self.sel4) {
+            (Some(b), Some(s)) if b > 0.0 => Some(s / b),
+            _ => None,
+        }
+    }
+
+    /// seL4 - bare, ticks per iteration.
+    pub fn overhead(&self) -> Option<f64> {
+        Some(self.sel4? - self.bare?)
+    }
+}
+
+/// Ticks per iteration as the table, the CSV and the chart print them.
+pub fn per_iteration_text(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// The seL4/bare ratio as the table, the CSV and the chart print it.
+pub fn ratio_text(ratio: f64) -> String {
+    format!("{ratio:.3}")
+}
+
+/// Pairs the two runs' samples by workload: bare's order first, then any
+/// workload only seL4 ran. A workload sampled twice keeps its first sample.
+pub fn compare(bare: &[Sample], sel4: &[Sample]) -> Vec<Comparison> {
+    let mut rows: Vec<Comparison> = Vec::new();
+    for (i, samples) in [bare, sel4].into_iter().enumerate() {
+        for sample in samples {
+            let at = match rows.iter().position(|r| r.workload == sample.workload) {
+                Some(at) => at,
+                None => {
+                    rows.push(Comparison {
+                        workload: sample.workload.clone(),
+                        bare: None,
+                        sel4: None,
+                    });
+                    rows.len() - 1
+                }
+            };
+            let slot = if i == 0 {
+                &mut rows[at].bare
+            } else {
+                &mut rows[at].sel4
+            };
+            slot.get_or_insert(sample.per_iteration());
+        }
+    }
+    rows
+}
+
+fn comparison_table(rows: &[Comparison]) -> String {
+    let text = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "-".to_string(), f);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:>14} {:>14} {:>12} {:>16}",
+        "workload", "bare t/iter", "seL4 t/iter", "seL4/bare", "seL4-bare t/iter"
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{:<10} {:>14} {:>14} {:>12} {:>16}",
+            row.workload,
+            text(row.bare, per_iteration_text),
+            text(row.sel4, per_iteration_text),
+            text(row.ratio(), ratio_text),
+            text(row.overhead(), per_iteration_text),
+        );
+    }
+    out
+}
+
+/// The table as CSV, a missing value as an empty field.
+fn comparison_csv(rows: &[Comparison]) -> String {
+    let text = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(String::new, f);
+    let mut out = String::from(
+        "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
+            csv_field(&row.workload),
+            text(row.bare, per_iteration_text),
+            text(row.sel4, per_iteration_text),
+            text(row.ratio(), ratio_text),
+            text(row.overhead(), per_iteration_text),
+        );
+    }
+    out
+}
+
+/// RFC 4180 quoting, for a workload name with a comma or a quote in it.
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -281,5 +389,86 @@ mod tests {
         assert_eq!(s[1].per_iteration(), 5.0);
         assert!(parse("bench cpu 20\n", Image::Plain, "bare").is_err());
         assert!(parse("bench cpu x 1\n", Image::Plain, "bare").is_err());
+    }
+
+    fn sample(workload: &str, platform: &'static str, iterations: u64, ticks: u64) -> Sample {
+        Sample {
+            workload: workload.to_string(),
+            image: Image::Padded,
+            platform,
+            iterations,
+            ticks,
+        }
+    }
+
+    /// The two runs of `bench`: `timer` bare only, `extra` on seL4 only.
+    fn runs() -> (Vec<Sample>, Vec<Sample>) {
+        let bare = vec![
+            sample("cpu", "bare", 10, 4_096_060),
+            sample("irqsave", "bare", 1000, 11_000),
+            sample("pagefault", "bare", 3, 600),
+            sample("timer", "bare", 1, 5),
+        ];
+        let sel4 = vec![
+            sample("irqsave", "sel4", 1000, 28_000),
+            sample("cpu", "sel4", 10, 4_098_400),
+            sample("pagefault", "sel4", 3, 30_000),
+            sample("extra", "sel4", 4, 10),
+        ];
+        (bare, sel4)
+    }
+
+    #[test]
+    fn compare_pairs_workloads_and_keeps_those_of_one_platform() {
+        let (bare, sel4) = runs();
+        let rows = compare(&bare, &sel4);
+        let names: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+        assert_eq!(names, ["cpu", "irqsave", "pagefault", "timer", "extra"]);
+        assert_eq!((rows[1].bare, rows[1].sel4), (Some(11.0), Some(28.0)));
+        assert_eq!(rows[3].sel4, None);
+        assert_eq!(rows[4].bare, None);
+        assert_eq!(rows[2].ratio(), Some(50.0));
+        assert_eq!(rows[2].overhead(), Some(9800.0));
+        assert_eq!(rows[3].ratio(), None);
+        // A bare value of 0 has no ratio, but an overhead.
+        let zero = compare(&[sample("z", "bare", 0, 0)], &[sample("z", "sel4", 1, 5)]);
+        assert_eq!((zero[0].ratio(), zero[0].overhead()), (None, Some(5.0)));
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_line_per_workload() {
+        let (bare, sel4) = runs();
+        let csv = comparison_csv(&compare(&bare, &sel4));
+        assert_eq!(
+            csv,
+            "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter\n\
+             cpu,409606.0,409840.0,1.001,234.0\n\
+             irqsave,11.0,28.0,2.545,17.0\n\
+             pagefault,200.0,10000.0,50.000,9800.0\n\
+             timer,5.0,,,\n\
+             extra,,2.5,,\n"
+        );
+        assert_eq!(csv_field("a,\"b"), "\"a,\"\"b\"");
+    }
+
+    #[test]
+    fn table_csv_and_chart_print_the_same_numbers() {
+        let (bare, sel4) = runs();
+        let rows = compare(&bare, &sel4);
+        let table = comparison_table(&rows);
+        assert_eq!(table.lines().count(), 1 + rows.len());
+        let fields: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(fields[2], ["irqsave", "11.0", "28.0", "2.545", "17.0"]);
+        assert_eq!(fields[4], ["timer", "5.0", "-", "-", "-"]);
+        let svg = chart::render(CHART_TITLE, &rows);
+        for number in ["409840.0", "2.545×", "10000.0", "2.5"] {
+            assert!(
+                svg.contains(&format!(">{number}<")),
+                "{number} not in the chart"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod bindings_check;
 mod capdl_tests;
+mod chart;
 mod fingerprint;
 mod generated;
 mod hostile_tests;

@@ -1,0 +1,474 @@
+//! The bare-vs-seL4 comparison of `cargo xtask bench` as an SVG bar chart:
+//! per workload a bare and a seL4 bar of ticks per iteration, on a log axis
+//! because the workloads span six orders of magnitude (irqsave ~10, cpu
+//! ~400,000). Pure and deterministic: the same rows give the same bytes.
+
+use std::fmt::Write as _;
+
+use crate::bench::{per_iteration_text, ratio_text, Comparison};
+
+// Layout, in SVG user units (px).
+const LEFT: f64 = 72.0; // room for the axis labels
+const RIGHT: f64 = 24.0;
+const PLOT_TOP: f64 = 72.0; // title, subtitle, legend and the top bar's label
+const PLOT_HEIGHT: f64 = 300.0;
+const BAR_WIDTH: f64 = 44.0; // "409840.0" at 10 px fits over a bar
+const BAR_GAP: f64 = 10.0; // keeps neighbouring value labels apart
+const GROUP_PAD: f64 = 28.0;
+const GROUP_WIDTH: f64 = 2.0 * BAR_WIDTH + BAR_GAP + GROUP_PAD;
+const MIN_WIDTH: f64 = 640.0;
+const NOTE_LINE: f64 = 15.0;
+/// Longer names are cut (the whole name is in the group's tooltip).
+const NAME_CHARS: usize = 16;
+
+const BARE_COLOUR: &str = "#4e79a7";
+const SEL4_COLOUR: &str = "#e15759";
+
+/// The platforms of a group, in drawing order.
+const PLATFORMS: [(&str, &str); 2] = [("bare", BARE_COLOUR), ("seL4", SEL4_COLOUR)];
+
+/// The y axis: powers of ten from 10^`low` (the baseline) to 10^`high`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scale {
+    low: i32,
+    high: i32,
+}
+
+impl Scale {
+    /// Spans every drawable value, with the baseline strictly below the
+    /// smallest so that every bar has a height.
+    fn for_values(values: impl Iterator<Item = f64>) -> Scale {
+        let (mut min, mut max) = (f64::INFINITY, 0.0f64);
+        for v in values.filter(|&v| drawable(v)) {
+            min = min.min(v);
+            max = max.max(v);
+        }
+        if max == 0.0 {
+            return Scale { low: 0, high: 1 };
+        }
+        // The exponents of finite f64s are within ±330: the casts are exact.
+        let low = min.log10().ceil() as i32 - 1;
+        let high = (max.log10().ceil() as i32).max(low + 1);
+        Scale { low, high }
+    }
+
+    /// The height of a bar of `value` (drawable) above the baseline.
+    fn height(self, value: f64) -> f64 {
+        let span = f64::from(self.high - self.low);
+        (PLOT_HEIGHT * (value.log10() - f64::from(self.low)) / span).clamp(0.0, PLOT_HEIGHT)
+    }
+
+    /// The y coordinate of 10^`exponent`.
+    fn y_of_power(self, exponent: f64) -> f64 {
+        let span = f64::from(self.high - self.low);
+        PLOT_TOP + PLOT_HEIGHT - PLOT_HEIGHT * (exponent - f64::from(self.low)) / span
+    }
+}
+
+/// Whether a value can be a bar on a log axis.
+fn drawable(value: f64) -> bool {
+    value.is_finite() && value > 0.0
+}
+
+/// Renders `rows` as a self-contained SVG 1.1 document titled `title`.
+pub fn render(title: &str, rows: &[Comparison]) -> String {
+    let width = (LEFT + GROUP_WIDTH * rows.len() as f64 + RIGHT).max(MIN_WIDTH);
+    let notes = notes(rows);
+    let height = if rows.is_empty() {
+        200.0
+    } else {
+        PLOT_TOP + PLOT_HEIGHT + 64.0 + NOTE_LINE * notes.len() as f64
+    };
+    let mut svg = String::new();
+    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(svg, "<title>{}</title>", escape(title));
+    let _ = writeln!(
+        svg,
+        r##"<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
+    if rows.is_empty() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{}" y="110" font-size="14" text-anchor="middle" fill="#555555">no data</text>"##,
+            width / 2.0
+        );
+        svg.push_str("</svg>\n");
+        return svg;
+    }
+    let _ = writeln!(
+        svg,
+        r##"<text x="{LEFT}" y="42" font-size="11" fill="#555555">ticks per iteration under QEMU -icount shift=0 (log scale); under each workload: seL4/bare</text>"##
+    );
+    legend(&mut svg, width);
+    let scale = Scale::for_values(rows.iter().flat_map(|r| [r.bare, r.sel4]).flatten());
+    axis(&mut svg, scale, width);
+    for (i, row) in rows.iter().enumerate() {
+        group(&mut svg, scale, i, row);
+    }
+    let baseline = PLOT_TOP + PLOT_HEIGHT;
+    for (i, note) in notes.iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{LEFT}" y="{}" font-size="11" fill="#555555">{}</text>"##,
+            baseline + 64.0 + NOTE_LINE * i as f64 - 4.0,
+            escape(note)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn legend(svg: &mut String, width: f64) {
+    let mut x = width - RIGHT - 130.0;
+    for (name, colour) in PLATFORMS {
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x}" y="14" width="12" height="12" fill="{colour}"/><text x="{}" y="24" font-size="12">{name}</text>"#,
+            x + 16.0
+        );
+        x += 65.0;
+    }
+}
+
+/// Gridlines and labels at each power of ten, lighter lines at 2..9 times
+/// it, and the axis lines.
+fn axis(svg: &mut String, scale: Scale, width: f64) {
+    let right = width - RIGHT;
+    for exponent in scale.low..=scale.high {
+        let y = scale.y_of_power(f64::from(exponent));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{y:.2}" x2="{right}" y2="{y:.2}" stroke="#cccccc" stroke-width="1"/><text x="{}" y="{:.2}" font-size="11" text-anchor="end">{}</text>"##,
+            LEFT - 6.0,
+            y + 4.0,
+            power_label(exponent)
+        );
+        if exponent < scale.high {
+            for m in 2..10 {
+                let y = scale.y_of_power(f64::from(exponent) + f64::from(m).log10());
+                let _ = writeln!(
+                    svg,
+                    r##"<line x1="{LEFT}" y1="{y:.2}" x2="{right}" y2="{y:.2}" stroke="#eeeeee" stroke-width="1"/>"##
+                );
+            }
+        }
+    }
+    let baseline = PLOT_TOP + PLOT_HEIGHT;
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{LEFT}" y1="{PLOT_TOP}" x2="{LEFT}" y2="{baseline}" stroke="#333333" stroke-width="1"/><line x1="{LEFT}" y1="{baseline}" x2="{right}" y2="{baseline}" stroke="#333333" stroke-width="1"/>"##
+    );
+    let middle = PLOT_TOP + PLOT_HEIGHT / 2.0;
+    let _ = writeln!(
+        svg,
+        r#"<text x="18" y="{middle}" font-size="11" text-anchor="middle" transform="rotate(-90 18 {middle})">ticks / iteration</text>"#
+    );
+}
+
+/// 10^`exponent` as an axis label: 1, 10, 100, 1k ... 100M, then 1e9.
+fn power_label(exponent: i32) -> String {
+    match exponent {
+        0..=2 => 10u32.pow(exponent.unsigned_abs()).to_string(),
+        3..=5 => format!("{}k", 10u32.pow((exponent - 3).unsigned_abs())),
+        6..=8 => format!("{}M", 10u32.pow((exponent - 6).unsigned_abs())),
+        -3..=-1 => format!(
+            "{:.*}",
+            exponent.unsigned_abs() as usize,
+            10f64.powi(exponent)
+        ),
+        _ => format!("1e{exponent}"),
+    }
+}
+
+/// One workload: its two bars (or, for a missing or zero value, a mark on
+/// the baseline), each with its value above it, and the name and ratio
+/// under it.
+fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison) {
+    let baseline = PLOT_TOP + PLOT_HEIGHT;
+    let left = LEFT + GROUP_PAD / 2.0 + GROUP_WIDTH * index as f64;
+    let _ = writeln!(svg, "<g>");
+    for (i, ((platform, colour), value)) in PLATFORMS.iter().zip([row.bare, row.sel4]).enumerate() {
+        let x = left + (BAR_WIDTH + BAR_GAP) * i as f64;
+        let centre = x + BAR_WIDTH / 2.0;
+        let (label, top) = match value {
+            Some(v) if drawable(v) => {
+                let h = scale.height(v);
+                let _ = writeln!(
+                    svg,
+                    r#"<rect class="bar {platform}" x="{x:.2}" y="{:.2}" width="{BAR_WIDTH}" height="{h:.2}" fill="{colour}"><title>{}, {platform}: {} ticks/iteration</title></rect>"#,
+                    baseline - h,
+                    escape(&row.workload),
+                    per_iteration_text(v)
+                );
+                (per_iteration_text(v), baseline - h)
+            }
+            // No bar; the notes under the chart say why.
+            Some(v) => (per_iteration_text(v), baseline),
+            None => ("none".to_string(), baseline),
+        };
+        let _ = writeln!(
+            svg,
+            r#"<text x="{centre:.2}" y="{:.2}" font-size="10" text-anchor="middle">{}</text>"#,
+            top - 4.0,
+            escape(&label)
+        );
+    }
+    let centre = left + BAR_WIDTH + BAR_GAP / 2.0;
+    let _ = writeln!(
+        svg,
+        r#"<text x="{centre:.2}" y="{:.2}" font-size="12" text-anchor="middle">{}<title>{}</title></text>"#,
+        baseline + 18.0,
+        escape(&short_name(&row.workload)),
+        escape(&row.workload)
+    );
+    let ratio = row
+        .ratio()
+        .map_or_else(|| "no ratio".to_string(), |r| format!("{}×", ratio_text(r)));
+    let _ = writeln!(
+        svg,
+        r##"<text x="{centre:.2}" y="{:.2}" font-size="11" text-anchor="middle" fill="#555555">{}</text>"##,
+        baseline + 33.0,
+        escape(&ratio)
+    );
+    let _ = writeln!(svg, "</g>");
+}
+
+fn short_name(name: &str) -> String {
+    if name.chars().count() <= NAME_CHARS {
+        name.to_string()
+    } else {
+        let mut short: String = name.chars().take(NAME_CHARS - 1).collect();
+        short.push('…');
+        short
+    }
+}
+
+/// Why a value has no bar, one line each.
+fn notes(rows: &[Comparison]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for row in rows {
+        for ((platform, _), value) in PLATFORMS.iter().zip([row.bare, row.sel4]) {
+            let why = match value {
+                Some(v) if drawable(v) => continue,
+                Some(v) => format!(
+                    "{} ticks/iteration, not drawable on a log scale",
+                    per_iteration_text(v)
+                ),
+                None => "no sample".to_string(),
+            };
+            notes.push(format!("{}, {platform}: no bar ({why})", row.workload));
+        }
+    }
+    notes
+}
+
+/// Text for XML character data and attribute values. Characters XML 1.0
+/// cannot carry at all, even as references, become U+FFFD.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => out.push('\u{fffd}'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(workload: &str, bare: Option<f64>, sel4: Option<f64>) -> Comparison {
+        Comparison {
+            workload: workload.to_string(),
+            bare,
+            sel4,
+        }
+    }
+
+    /// Parses `svg` as XML (failing the test if it does not parse) and
+    /// returns (class, height) of each bar, in document order.
+    fn bars(svg: &str) -> Vec<(String, f64)> {
+        let doc = roxmltree::Document::parse(svg).expect("the SVG parses as XML");
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("rect"))
+            .filter_map(|n| {
+                let class = n.attribute("class")?;
+                let height = n.attribute("height")?.parse().unwrap();
+                Some((class.to_string(), height))
+            })
+            .collect()
+    }
+
+    fn texts(svg: &str) -> Vec<String> {
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .map(|n| {
+                n.children()
+                    .filter(|c| c.is_text())
+                    .filter_map(|c| c.text())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn today() -> Vec<Comparison> {
+        vec![
+            row("cpu", Some(409606.0), Some(409840.0)),
+            row("irqsave", Some(11.0), Some(28.0)),
+            row("pagefault", Some(200.0), Some(10000.0)),
+        ]
+    }
+
+    #[test]
+    fn real_figures_make_a_well_formed_chart_with_every_bar_and_label() {
+        let svg = render("t", &today());
+        let bars = bars(&svg);
+        assert_eq!(bars.len(), 6);
+        let classes: Vec<&str> = bars.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(
+            classes,
+            ["bar bare", "bar seL4", "bar bare", "bar seL4", "bar bare", "bar seL4"]
+        );
+        let texts = texts(&svg);
+        for expected in [
+            "409606.0",
+            "409840.0",
+            "11.0",
+            "28.0",
+            "200.0",
+            "10000.0",
+            "1.001×",
+            "2.545×",
+            "50.000×",
+            "bare",
+            "seL4",
+            "cpu",
+            "irqsave",
+            "pagefault",
+            "10",
+            "1M",
+        ] {
+            assert!(
+                texts.iter().any(|t| t == expected),
+                "no text {expected:?} in {texts:?}"
+            );
+        }
+        // 11 needs the 10..100 decade, 409840 the one up to 1M.
+        assert_eq!(
+            Scale::for_values([11.0, 409840.0].into_iter()),
+            Scale { low: 1, high: 6 }
+        );
+        assert!(!svg.contains("<script"));
+        assert!(svg.contains(r#"font-family="sans-serif""#));
+    }
+
+    #[test]
+    fn bar_heights_grow_with_the_value_on_a_log_scale() {
+        let values = [
+            0.5, 1.0, 3.0, 10.0, 11.0, 99.0, 1000.0, 409606.0, 409840.0, 2e6,
+        ];
+        let rows: Vec<Comparison> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| row(&format!("w{i}"), Some(v), None))
+            .collect();
+        let heights: Vec<f64> = bars(&render("t", &rows))
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect();
+        assert_eq!(heights.len(), values.len());
+        assert!(heights.windows(2).all(|w| w[0] < w[1]), "{heights:?}");
+        assert!(heights[0] > 0.0 && heights[heights.len() - 1] <= PLOT_HEIGHT);
+        // Log, not linear: each tenfold step adds the same height.
+        let scale = Scale::for_values(values.into_iter());
+        let step = |v: f64| scale.height(10.0 * v) - scale.height(v);
+        assert!((step(1.0) - step(1000.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let svg = render("a <b> & \"c\"", &[row("<&>'\u{1}", Some(1.0), Some(2.0))]);
+        assert!(svg.contains("&lt;&amp;&gt;&apos;\u{fffd}"), "{svg}");
+        assert!(!svg.contains("<&>"));
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let title = doc.descendants().find(|n| n.has_tag_name("title")).unwrap();
+        assert_eq!(title.text(), Some("a <b> & \"c\""));
+        assert!(texts(&svg).iter().any(|t| t == "<&>'\u{fffd}"));
+    }
+
+    #[test]
+    fn no_rows_say_no_data() {
+        let svg = render("t", &[]);
+        assert!(bars(&svg).is_empty());
+        assert_eq!(texts(&svg), ["t", "no data"]);
+    }
+
+    #[test]
+    fn a_missing_or_zero_value_has_no_bar_and_a_note() {
+        let rows = [
+            row("bareonly", Some(5.0), None),
+            row("sel4only", None, Some(7.0)),
+            row("zero", Some(0.0), Some(3.0)),
+            row("odd", Some(f64::NAN), Some(f64::INFINITY)),
+        ];
+        let svg = render("t", &rows);
+        let drawn = bars(&svg);
+        assert_eq!(drawn.len(), 3, "{drawn:?}");
+        let texts = texts(&svg);
+        for note in [
+            "bareonly, seL4: no bar (no sample)",
+            "sel4only, bare: no bar (no sample)",
+            "zero, bare: no bar (0.0 ticks/iteration, not drawable on a log scale)",
+            "odd, bare: no bar (NaN ticks/iteration, not drawable on a log scale)",
+            "odd, seL4: no bar (inf ticks/iteration, not drawable on a log scale)",
+        ] {
+            assert!(
+                texts.iter().any(|t| t == note),
+                "no note {note:?} in {texts:?}"
+            );
+        }
+        assert_eq!(texts.iter().filter(|t| *t == "no ratio").count(), 4);
+        // Nothing drawable at all still makes a chart.
+        assert!(bars(&render("t", &[row("z", Some(0.0), None)])).is_empty());
+    }
+
+    #[test]
+    fn output_is_deterministic_and_long_names_are_cut() {
+        let name = "a-very-long-workload-name";
+        let rows = [row(name, Some(1.0), Some(2.0))];
+        assert_eq!(render("t", &rows), render("t", &rows));
+        let texts = texts(&render("t", &rows));
+        assert!(texts.iter().any(|t| t == "a-very-long-wor…"));
+    }
+
+    #[test]
+    fn axis_labels() {
+        let labels: Vec<String> = (-4..=10).map(power_label).collect();
+        assert_eq!(
+            labels,
+            [
+                "1e-4", "0.001", "0.01", "0.1", "1", "10", "100", "1k", "10k", "100k", "1M", "10M",
+                "100M", "1e9", "1e10"
+            ]
+        );
+    }
+}
