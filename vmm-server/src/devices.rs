@@ -154,6 +154,11 @@ impl Devices {
         self.set.pit.irq_edges_total(now)
     }
 
+    /// IRQ 0's request is latched at the PIC, not yet acknowledged.
+    pub fn irq0_requested(&self) -> bool {
+        self.set.pic.irr() & 1 != 0
+    }
+
     /// One rising edge on the PIC's IRQ 0 line.
     pub fn pulse_irq0(&mut self) {
         self.set.pic.pulse(0);

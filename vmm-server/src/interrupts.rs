@@ -37,9 +37,8 @@ const PENDING_ANY: u64 = 102;
 pub struct InterruptStats {
     /// Rising edges of the PIT's IRQ 0 output.
     pub pit_edges: u64,
-    /// Edges that found an earlier one still unseen (one request at the
-    /// PIC, as on hardware).
-    pub merged: u64,
+    /// The most edges ever owed at once (delivered late, not lost).
+    pub most_owed: u64,
     /// Acknowledge cycles that gave the guest a vector.
     pub injected: u64,
     /// Of those, delivered by moving a running guest into the wedge.
@@ -55,8 +54,10 @@ pub struct InterruptStats {
 /// One guest's interrupt state.
 pub struct Interrupts {
     pub clock: Clock,
-    /// The PIT's edges already turned into IRQ 0 pulses.
+    /// The PIT's edges counted so far.
     edges_seen: u64,
+    /// Edges counted but not yet pulsed at the PIC.
+    owed: u64,
     /// The guest waits in `hlt`: its reply is saved in `halt_slot`, since
     /// this TSC.
     halted_since: Option<u64>,
@@ -72,12 +73,13 @@ impl Interrupts {
         Interrupts {
             clock: Clock::new(),
             edges_seen: 0,
+            owed: 0,
             halted_since: None,
             halt_slot,
             vcpu_gpa: vcpu_page_gpa + VCPU_OFFSET,
             stats: InterruptStats {
                 pit_edges: 0,
-                merged: 0,
+                most_owed: 0,
                 injected: 0,
                 redirected: 0,
                 at_sites: 0,
@@ -95,27 +97,36 @@ impl Interrupts {
 }
 
 impl Guest<'_> {
-    /// Brings the PIC up to guest time: one IRQ 0 pulse per new PIT edge.
+    /// Brings the PIC up to guest time: one IRQ 0 pulse per PIT edge.
+    ///
+    /// Edges that come faster than the guest takes them (the VMM saw two at
+    /// once, or the last one's request is still at the PIC) are owed, not
+    /// merged: each gets its pulse once the PIC has passed the previous one
+    /// to the CPU, so a guest that counts ticks counts every one.
     pub fn catch_up(&mut self) {
         let now = self.irq.clock.now();
         let total = self.devices.pit_edges(now);
         let new = total.saturating_sub(self.irq.edges_seen);
         self.irq.edges_seen = total;
-        if new > 0 {
-            self.irq.stats.pit_edges += new;
-            self.irq.stats.merged += new - 1;
+        self.irq.stats.pit_edges += new;
+        self.irq.owed += new;
+        if self.irq.owed > 0 && !self.devices.irq0_requested() {
+            self.irq.owed -= 1;
             self.devices.pulse_irq0();
         }
+        self.irq.stats.most_owed = self.irq.stats.most_owed.max(self.irq.owed);
     }
 
     /// After a guest request: the PIT follows the guest's programming, and
-    /// the wedge learns whether an interrupt waits.
-    pub fn after_request(&mut self, pit_written: bool) {
+    /// the wedge learns whether an interrupt waits. Nothing to do unless
+    /// time runs or the request `touched` the PIC or the PIT (most do not:
+    /// the check would cost every port access).
+    pub fn after_request(&mut self, pit_written: bool, touched: bool) {
         if pit_written {
             let period = self.devices.pit_period();
             self.irq.clock.set_period(period);
         }
-        if self.irq.clock.running() || self.devices.interrupt_waiting() {
+        if self.irq.clock.running() || touched {
             self.catch_up();
             self.signal_waiting();
         }
@@ -208,7 +219,7 @@ impl Guest<'_> {
         // Not stopped: stopping and restarting a thread whose last kernel
         // entry was a system call makes it repeat the call. The guest
         // cannot run meanwhile (the VMM has the only CPU).
-        let Ok(ctx) = tcb.read_registers(false) else {
+        let Ok(rip) = tcb.read_rip() else {
             return Some(Ending::Failed("reading the guest's registers failed"));
         };
         let reflector = self.reflector?;
@@ -222,8 +233,8 @@ impl Guest<'_> {
             .ram
             .read_u64(reflector.boot_block_gpa + 80)
             .unwrap_or(0);
-        let in_fast_path = (begin..end).contains(&ctx.rip);
-        if in_wedge(ctx.rip) && !in_fast_path {
+        let in_fast_path = (begin..end).contains(&rip);
+        if in_wedge(rip) && !in_fast_path {
             // In the wedge's general path, which looks at pending_any before
             // it returns to the guest.
             return None;
@@ -232,7 +243,7 @@ impl Guest<'_> {
         self.signal_waiting();
         self.irq.stats.injected += 1;
         self.irq.stats.redirected += 1;
-        let entry = match self.reflection(ctx.rip, u64::from(vector), 0, 0) {
+        let entry = match self.reflection(rip, u64::from(vector), 0, 0) {
             Ok(entry) => entry,
             Err(ending) => return Some(ending),
         };

@@ -208,6 +208,9 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             interrupts::Interrupts::vcpu_page(prepared.wedge_area),
         ),
     };
+    if info.devices & DEVICE_PIT != 0 {
+        run.irq.clock.stop_real_timer();
+    }
     let ending = run.serve();
     // Whatever it was doing, the guest thread runs no more: a guest that
     // ended itself with a send (no reply to wait for) must not run on
@@ -242,9 +245,9 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let (irq, real_ticks) = (run.irq.stats, run.irq.clock.real_ticks);
     if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
         println!(
-            "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged at the PIC), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle",
+            "vmm-server: guest{g}: interrupts: {} PIT edges (at most {} owed at once), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle",
             irq.pit_edges,
-            irq.merged,
+            irq.most_owed,
             real_ticks,
             irq.injected,
             irq.redirected,

@@ -417,12 +417,19 @@ impl Guest<'_> {
             Request::InterruptAck => self.interrupt_ack(),
             Request::Shutdown { reason } => Step::End(Ending::Shutdown(reason)),
         };
-        let pit_written = match request {
-            Request::PortOut { port, .. } | Request::PortOutString { port, .. } => pit(port),
-            _ => false,
+        // Only these change what the PIC asserts (a read too: the PIC's
+        // poll mode acknowledges), or the PIT's programming.
+        let interrupt_ports = |port: u16| pit(port) || matches!(port, 0x20 | 0x21 | 0xa0 | 0xa1);
+        let (pit_written, touched) = match request {
+            Request::PortOut { port, .. } | Request::PortOutString { port, .. } => {
+                (pit(port), interrupt_ports(port))
+            }
+            Request::PortIn { port, .. } => (false, interrupt_ports(port)),
+            Request::InterruptAck => (false, true),
+            _ => (false, false),
         };
         if matches!(step, Step::Reply(..)) {
-            self.after_request(pit_written);
+            self.after_request(pit_written, touched);
         }
         step
     }

@@ -108,6 +108,14 @@ impl Clock {
         }
     }
 
+    /// Stops the real PIT the firmware left running (at 18.2 Hz): guest
+    /// time starts when the guest programs its PIT.
+    pub fn stop_real_timer(&mut self) {
+        if let Err(e) = self.ports.out8(0x43, 0x30) {
+            println!("vmm-server: stopping the real PIT failed: {e}");
+        }
+    }
+
     /// True while the real PIT runs.
     pub fn running(&self) -> bool {
         self.period != 0

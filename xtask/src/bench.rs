@@ -199,7 +199,7 @@ pub fn loader() -> Result<(), String> {
 }
 
 /// The workloads that run on seL4 today (not `timer`: no virtual interrupts).
-const SEL4_WORKLOADS: &str = "cpu,irqsave,pio,pagefault,cr3,invlpg,mixed";
+const SEL4_WORKLOADS: &str = "cpu,irqsave,pio,pagefault,cr3,invlpg,timer,mixed";
 
 /// The padded guest's workloads bare and on seL4 (through the loader, the
 /// VMM and the wedge), both under icount, with the seL4/bare ratio.

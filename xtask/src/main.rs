@@ -9,6 +9,7 @@ mod fingerprint;
 mod generated;
 mod hostile_tests;
 mod images;
+mod interrupt_tests;
 mod kernel;
 mod paths;
 mod process;

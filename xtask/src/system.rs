@@ -206,6 +206,35 @@ pub fn boot(
     icount: bool,
     echo: qemu::Echo,
 ) -> Result<qemu::Run, String> {
+    boot_with(
+        kernel,
+        bundle,
+        memory_mib,
+        icount,
+        echo,
+        Duration::from_secs(120),
+    )
+}
+
+/// [`boot`] without icount, for runs that take long in real time.
+pub fn boot_for(
+    kernel: &KernelBuild,
+    bundle: &Path,
+    memory_mib: u32,
+    echo: qemu::Echo,
+    timeout: Duration,
+) -> Result<qemu::Run, String> {
+    boot_with(kernel, bundle, memory_mib, false, echo, timeout)
+}
+
+fn boot_with(
+    kernel: &KernelBuild,
+    bundle: &Path,
+    memory_mib: u32,
+    icount: bool,
+    echo: qemu::Echo,
+    timeout: Duration,
+) -> Result<qemu::Run, String> {
     let loader = build_loader(bundle)?;
     qemu::Machine {
         kernel: &kernel.multiboot_elf,
@@ -217,7 +246,7 @@ pub fn boot(
         // A system's guest console (`guest_console`): the VMM writes it there.
         com2: true,
     }
-    .boot(Duration::from_secs(120), echo)
+    .boot(timeout, echo)
 }
 
 #[cfg(test)]

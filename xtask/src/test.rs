@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
-    bindings_check, capdl_tests, hostile_tests, images, kernel, paths, qemu, selftest_checks,
-    setup, tasks,
+    bindings_check, capdl_tests, hostile_tests, images, interrupt_tests, kernel, paths, qemu,
+    selftest_checks, setup, tasks,
 };
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
@@ -149,6 +149,7 @@ pub fn all(with_lint: bool) -> Result<(), String> {
             capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
             capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
             hostile_tests::all(&kernel, &mut |name, result| report.record(name, result));
+            interrupt_tests::stress(&kernel, &mut |name, result| report.record(name, result));
         }
     }
     println!(

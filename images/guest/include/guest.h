@@ -187,6 +187,10 @@ struct workload {
     void (*run)(u64 iterations);
 };
 extern const struct workload workloads[];
+/* stress=S on the command line: S seconds at 1 kHz under the mixed load. */
+void stress(u64 seconds);
+/* A workload that measures its own ticks sets this (0: the whole run). */
+extern u64 bench_ticks;
 extern const u64 workload_count;
 
 #endif

@@ -188,6 +188,12 @@ impl Tcb {
         .map(drop)
     }
 
+    /// Reads only rip (the first register of the kernel's order), in one
+    /// message that fits the syscall registers; the thread is not stopped.
+    pub fn read_rip(self) -> Result<Word, Error> {
+        ipc::invoke(self.0, label::TCBReadRegisters, &[], &[0, 1]).map(|reply| reply.mr[0])
+    }
+
     /// Writes all registers; `resume` starts the thread afterwards.
     pub fn write_registers(self, resume: bool, regs: &UserContext) -> Result<(), Error> {
         let mut words = [0; 2 + UserContext::WORDS];
