@@ -37,6 +37,9 @@ const PENDING_ANY: u64 = 102;
 pub struct InterruptStats {
     /// Rising edges of the PIT's IRQ 0 output.
     pub pit_edges: u64,
+    /// Edges that merged with a request still latched at the PIC while the
+    /// guest could not take it (as on hardware).
+    pub merged: u64,
     /// The most edges ever owed at once (delivered late, not lost).
     pub most_owed: u64,
     /// Acknowledge cycles that gave the guest a vector.
@@ -79,6 +82,7 @@ impl Interrupts {
             vcpu_gpa: vcpu_page_gpa + VCPU_OFFSET,
             stats: InterruptStats {
                 pit_edges: 0,
+                merged: 0,
                 most_owed: 0,
                 injected: 0,
                 redirected: 0,
@@ -99,17 +103,31 @@ impl Interrupts {
 impl Guest<'_> {
     /// Brings the PIC up to guest time: one IRQ 0 pulse per PIT edge.
     ///
-    /// Edges that come faster than the guest takes them (the VMM saw two at
-    /// once, or the last one's request is still at the PIC) are owed, not
-    /// merged: each gets its pulse once the PIC has passed the previous one
-    /// to the CPU, so a guest that counts ticks counts every one.
+    /// An edge that finds the last one's request still latched at the PIC
+    /// merges with it, as on hardware, when the guest could not have taken
+    /// that request anyway (its IF clear, IRQ 0 masked or in service). When
+    /// it could have, or when the real ticks came bunched (the host held the
+    /// machine back and its timer caught up), the delay is not the guest's:
+    /// the edge is owed, and pulsed
+    /// once the PIC has passed the previous one to the CPU, so no tick the
+    /// hardware would have delivered is lost.
     pub fn catch_up(&mut self) {
         let now = self.irq.clock.now();
         let total = self.devices.pit_edges(now);
         let new = total.saturating_sub(self.irq.edges_seen);
         self.irq.edges_seen = total;
         self.irq.stats.pit_edges += new;
-        self.irq.owed += new;
+        for _ in 0..new {
+            if !self.devices.irq0_requested() {
+                self.devices.pulse_irq0();
+            } else if (self.devices.interrupt_waiting() && self.virtual_if())
+                || crate::timer::bunched()
+            {
+                self.irq.owed += 1;
+            } else {
+                self.irq.stats.merged += 1;
+            }
+        }
         if self.irq.owed > 0 && !self.devices.irq0_requested() {
             self.irq.owed -= 1;
             self.devices.pulse_irq0();
@@ -248,8 +266,11 @@ impl Guest<'_> {
             Err(ending) => return Some(ending),
         };
         // Writing rip moves a running (or restarting) thread's next
-        // instruction: no stop needed.
-        match tcb.write_rip(entry, true) {
+        // instruction, no stop needed; a thread still waiting for the
+        // VMM's reply to a fault (the interrupt thread may serve a tick
+        // just before the main thread replies) restarts there when the
+        // reply comes. Never `resume`: that would cancel the waiting.
+        match tcb.write_rip(entry, false) {
             Ok(()) => None,
             Err(_) => Some(Ending::Failed("redirecting the guest thread failed")),
         }

@@ -207,11 +207,12 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             info.free_first_slot(),
             interrupts::Interrupts::vcpu_page(prepared.wedge_area),
         ),
+        ending: None,
     };
     if info.devices & DEVICE_PIT != 0 {
         run.irq.clock.stop_real_timer();
     }
-    let ending = run.serve();
+    let ending = run::Guest::serve(&raw mut run);
     // Whatever it was doing, the guest thread runs no more: a guest that
     // ended itself with a send (no reply to wait for) must not run on
     // while the VMM reports.
@@ -245,15 +246,18 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let (irq, real_ticks) = (run.irq.stats, run.irq.clock.real_ticks);
     if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
         println!(
-            "vmm-server: guest{g}: interrupts: {} PIT edges (at most {} owed at once), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle",
+            "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged while the guest could not take them, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; ticks served by the interrupt thread {}, by the main thread {}",
             irq.pit_edges,
+            irq.merged,
             irq.most_owed,
             real_ticks,
             irq.injected,
             irq.redirected,
             irq.at_sites,
             irq.halts,
-            irq.idle_tsc
+            irq.idle_tsc,
+            timer::TICKS_SERVED_HERE.load(core::sync::atomic::Ordering::Relaxed),
+            timer::TICKS_PASSED_ON.load(core::sync::atomic::Ordering::Relaxed),
         );
     }
     println!(

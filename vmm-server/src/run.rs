@@ -21,6 +21,7 @@ use crate::guest::WEDGE_AREA;
 use crate::interrupts::{lower_priority, receive, Interrupts};
 use crate::ram::Ram;
 use crate::sites::Sites;
+use crate::timer::wait_for;
 use crate::vtlb::{walk, Translation, Vtlb, ADDR};
 
 /// How a guest's run ended.
@@ -148,6 +149,8 @@ pub struct Guest<'a> {
     pub reflector: Option<Reflector>,
     /// Its timer and interrupt state.
     pub irq: Interrupts,
+    /// An end the interrupt thread found while serving a tick.
+    pub ending: Option<Ending>,
 }
 
 /// A reply to send, or none yet, or the end of the run.
@@ -173,20 +176,52 @@ pub struct Reflector {
 }
 
 impl Guest<'_> {
-    #[allow(non_upper_case_globals)] // the fault labels keep the kernel's names
-    pub fn serve(&mut self) -> Ending {
-        let badge = guest_badge(self.number);
-        let mut message = ipc::recv(VMM_ENDPOINT_SLOT);
+    /// Serves the guest until it ends.
+    ///
+    /// While this thread waits for the next message it holds no reference
+    /// to the guest's state: the interrupt thread, which preempts it, serves
+    /// a timer tick itself then (`timer::irq_thread`), through the same
+    /// pointer. One CPU, and this thread blocked: the two never overlap.
+    pub fn serve(guest: *mut Guest) -> Ending {
+        crate::timer::publish_guest(guest);
+        let mut message = wait_for(|| ipc::recv(VMM_ENDPOINT_SLOT));
         loop {
-            // A wake-up from the interrupt thread (the bound notification).
-            if message.badge == TIMER_BADGE {
-                let ending = self.on_tick();
-                lower_priority();
-                if let Some(ending) = ending {
+            // SAFETY: `guest` points at the caller's `Guest`, alive for this
+            // whole call; the interrupt thread uses it only while this
+            // thread is blocked in `wait_for`, when no reference from here
+            // is live (see above).
+            let this = unsafe { &mut *guest };
+            let step = this.handle(message);
+            message = match step {
+                Step::Reply(status, value) => {
+                    wait_for(|| ipc::reply_recv(VMM_ENDPOINT_SLOT, status as u64, &[value]))
+                }
+                // An empty reply restarts a faulting thread with its
+                // registers (as the VMM may have changed them).
+                Step::Resume => wait_for(|| ipc::reply_recv(VMM_ENDPOINT_SLOT, 0, &[])),
+                Step::Wait => wait_for(receive),
+                Step::End(ending) => {
+                    crate::timer::publish_guest(core::ptr::null_mut());
                     return ending;
                 }
-                message = receive();
-                continue;
+            };
+        }
+    }
+
+    /// One message: what to answer.
+    #[allow(non_upper_case_globals)] // the fault labels keep the kernel's names
+    fn handle(&mut self, message: previrt_sel4::Message) -> Step {
+        let badge = guest_badge(self.number);
+        {
+            // A wake-up from the interrupt thread (the bound notification):
+            // a tick it left to this thread, or the end it found.
+            if message.badge == TIMER_BADGE {
+                let ending = self.ending.take().or_else(|| self.on_tick());
+                lower_priority();
+                return match ending {
+                    Some(ending) => Step::End(ending),
+                    None => Step::Wait,
+                };
             }
             if message.badge != badge {
                 println!(
@@ -194,8 +229,7 @@ impl Guest<'_> {
                     message.badge,
                     message.label()
                 );
-                message = ipc::recv(VMM_ENDPOINT_SLOT);
-                continue;
+                return Step::Wait;
             }
             // The kernel sends each fault with its fixed length (a capability
             // fault: at least up to the lookup failure's type). A message
@@ -271,16 +305,7 @@ impl Guest<'_> {
                     "label {other:#x} with {length} message registers is neither a request nor a fault"
                 )),
             };
-            match step {
-                Step::Reply(status, value) => {
-                    message = ipc::reply_recv(VMM_ENDPOINT_SLOT, status as u64, &[value]);
-                }
-                // An empty reply restarts a faulting thread with its
-                // registers (as the VMM may have changed them).
-                Step::Resume => message = ipc::reply_recv(VMM_ENDPOINT_SLOT, 0, &[]),
-                Step::Wait => message = receive(),
-                Step::End(ending) => return ending,
-            }
+            step
         }
     }
 
