@@ -154,6 +154,11 @@ impl Devices {
         self.set.pit.irq_edges_total(now)
     }
 
+    /// The guest masked IRQ 0 at the PIC.
+    pub fn irq0_masked(&self) -> bool {
+        self.set.pic.imr() & 1 != 0
+    }
+
     /// IRQ 0's request is latched at the PIC, not yet acknowledged.
     pub fn irq0_requested(&self) -> bool {
         self.set.pic.irr() & 1 != 0

@@ -37,8 +37,8 @@ const PENDING_ANY: u64 = 102;
 pub struct InterruptStats {
     /// Rising edges of the PIT's IRQ 0 output.
     pub pit_edges: u64,
-    /// Edges that merged with a request still latched at the PIC while the
-    /// guest could not take it (as on hardware).
+    /// Edges that came with IRQ 0 masked at the PIC (latched as one
+    /// request, as on hardware).
     pub merged: u64,
     /// The most edges ever owed at once (delivered late, not lost).
     pub most_owed: u64,
@@ -104,13 +104,14 @@ impl Guest<'_> {
     /// Brings the PIC up to guest time: one IRQ 0 pulse per PIT edge.
     ///
     /// An edge that finds the last one's request still latched at the PIC
-    /// merges with it, as on hardware, when the guest could not have taken
-    /// that request anyway (its IF clear, IRQ 0 masked or in service). When
-    /// it could have, or when the real ticks came bunched (the host held the
-    /// machine back and its timer caught up), the delay is not the guest's:
-    /// the edge is owed, and pulsed
-    /// once the PIC has passed the previous one to the CPU, so no tick the
-    /// hardware would have delivered is lost.
+    /// would merge with it on hardware. Under a VMM that happens far more
+    /// often than on hardware — every emulated instruction stretches the
+    /// guest's interrupts-off stretches, and the host can hold the whole
+    /// machine back until its timer catches up — so such an edge is owed
+    /// instead and pulsed once the PIC has passed the previous request to
+    /// the CPU (the "delay" policy for lost ticks): a guest that counts
+    /// ticks counts every one. Only with IRQ 0 masked at the PIC does an
+    /// edge merge, as the guest asked.
     pub fn catch_up(&mut self) {
         let now = self.irq.clock.now();
         let total = self.devices.pit_edges(now);
@@ -118,14 +119,12 @@ impl Guest<'_> {
         self.irq.edges_seen = total;
         self.irq.stats.pit_edges += new;
         for _ in 0..new {
-            if !self.devices.irq0_requested() {
-                self.devices.pulse_irq0();
-            } else if (self.devices.interrupt_waiting() && self.virtual_if())
-                || crate::timer::bunched()
-            {
-                self.irq.owed += 1;
-            } else {
+            if self.devices.irq0_masked() {
                 self.irq.stats.merged += 1;
+            } else if !self.devices.irq0_requested() {
+                self.devices.pulse_irq0();
+            } else {
+                self.irq.owed += 1;
             }
         }
         if self.irq.owed > 0 && !self.devices.irq0_requested() {

@@ -31,17 +31,6 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 static TICK_TSC: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks between the last two real IRQs (0: not known yet).
 static PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
-/// A running mean of `PERIOD_TSC`.
-static MEAN_PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
-
-/// True if the last real tick came less than half a period after the one
-/// before: the host delayed the machine and its timer caught up, so the
-/// guest had no chance to take the earlier tick.
-pub fn bunched() -> bool {
-    let mean = MEAN_PERIOD_TSC.load(Ordering::Acquire);
-    mean != 0 && PERIOD_TSC.load(Ordering::Acquire) < mean / 2
-}
-
 /// The interrupt thread's priority (the main thread's + 1); 0 until it runs.
 static IRQ_PRIORITY: AtomicU8 = AtomicU8::new(0);
 /// The guest the main thread serves (null: none).
@@ -87,16 +76,7 @@ pub fn irq_thread(priority: u8) -> ! {
         let now = rdtsc();
         let last = TICK_TSC.swap(now, Ordering::AcqRel);
         if last != 0 {
-            let period = now.wrapping_sub(last);
-            PERIOD_TSC.store(period, Ordering::Release);
-            // A running mean over 16 periods (0 until the first).
-            let mean = MEAN_PERIOD_TSC.load(Ordering::Acquire);
-            let mean = if mean == 0 {
-                period
-            } else {
-                mean - mean / 16 + period / 16
-            };
-            MEAN_PERIOD_TSC.store(mean, Ordering::Release);
+            PERIOD_TSC.store(now.wrapping_sub(last), Ordering::Release);
         }
         TICKS.fetch_add(1, Ordering::AcqRel);
         if let Err(e) = irq.ack() {
