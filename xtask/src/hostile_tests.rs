@@ -105,6 +105,18 @@ const CASES: &[Case] = &[
         ),
         lines: &["vmm-server: guest0: invalid request: LoadCr3 0x10000000000 is outside guest RAM"],
     },
+    Case {
+        attacks: "halt",
+        what: "hlt with interrupts disabled ends the guest: nothing could wake it",
+        terminated: Some("it halted with interrupts disabled: nothing can wake it"),
+        lines: &[],
+    },
+    Case {
+        attacks: "sleep",
+        what: "sti; hlt with no timer running ends the guest: nothing could wake it",
+        terminated: Some("it halted with no interrupt source running: nothing can wake it"),
+        lines: &[],
+    },
 ];
 
 const TERMINATED: &str = "vmm-server: guest0: terminated: ";

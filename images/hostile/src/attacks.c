@@ -300,3 +300,21 @@ void attack_cr3(struct report *r)
     kprintf("hostile: cr3: the load went through\n");
     expect(r, 0, "a cr3 outside RAM ends the guest");
 }
+
+void attack_halt(struct report *r)
+{
+    kprintf("hostile: halt: hlt with interrupts disabled, which nothing can end; the VMM should end this guest\n");
+    cli();
+    __asm__ volatile("hlt" ::: "memory");
+    kprintf("hostile: halt: hlt returned\n");
+    expect(r, 0, "hlt with interrupts off ends the guest");
+}
+
+void attack_sleep(struct report *r)
+{
+    kprintf("hostile: sleep: sti; hlt with no timer running; the VMM should end this guest\n");
+    sti_hlt();
+    cli();
+    kprintf("hostile: sleep: hlt returned\n");
+    expect(r, 0, "hlt with no interrupt source ends the guest");
+}

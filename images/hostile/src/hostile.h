@@ -73,5 +73,7 @@ void attack_wedge_state(struct report *r);
 void attack_wedge_middle(struct report *r);
 void attack_syscall(struct report *r);
 void attack_cr3(struct report *r);
+void attack_halt(struct report *r);
+void attack_sleep(struct report *r);
 
 #endif

@@ -55,6 +55,8 @@ static const struct {
     { "wedge-middle", attack_wedge_middle },
     { "syscall", attack_syscall },
     { "cr3", attack_cr3 },
+    { "halt", attack_halt },
+    { "sleep", attack_sleep },
 };
 
 static int find(const char *name, u64 len)
