@@ -15,8 +15,9 @@
 //! | offset | what |
 //! |---|---|
 //! | 0 | the seL4 IPC buffer (1 KiB; the protocol uses registers only) |
+//! | [`DEFERRED_EOI_OFFSET`] | EOIs to the master 8259 not passed on yet (`u32`) |
 //! | [`VCPU_OFFSET`] | the wedge's `Vcpu` (wedge-l4's `vcpu` module) |
-//! | [`FAST_SLOTS_OFFSET`] | entries of the `sti`/`pushf`/`popf`/`iretq` fast paths, one `u64` each |
+//! | [`FAST_SLOTS_OFFSET`] | entries of the `sti`/`pushf`/`popf`/`iretq`/`outb $0x20` fast paths, one `u64` each |
 //! | [`STATS_OFFSET`] | [`WedgeStats`] |
 
 use crate::WEDGE_BASE;
@@ -33,11 +34,17 @@ pub const VCPU_PAGE_OFFSET: u64 = WEDGE_AREA - 2 * PAGE;
 /// The vCPU page in the guest's address space (the guest thread's IPC
 /// buffer and GS base).
 pub const VCPU_PAGE: u64 = WEDGE_BASE + VCPU_PAGE_OFFSET;
+/// Where in the vCPU page the wedge counts the guest's non-specific EOIs to
+/// the master 8259 (`outb $0x20, $0x20`) it has not passed on yet: a `u32`
+/// the VMM applies to its PIC, and clears, before it next looks at the
+/// PIC. An EOI changes nothing the guest can see until the PIC's next
+/// decision, which only the VMM makes, so the IPC can wait until then.
+pub const DEFERRED_EOI_OFFSET: u64 = 1024;
 /// Where in the vCPU page the `Vcpu` starts.
 pub const VCPU_OFFSET: u64 = 2048;
 /// Where in the vCPU page the fast-path entries start: [`FAST_STI`],
-/// [`FAST_PUSHF`], [`FAST_POPF`], [`FAST_IRET`] (each an `u64` address in
-/// the wedge).
+/// [`FAST_PUSHF`], [`FAST_POPF`], [`FAST_IRET`], [`FAST_PIC_COMMAND`] (each
+/// an `u64` address in the wedge).
 pub const FAST_SLOTS_OFFSET: u64 = 3072;
 /// Index of the `sti` fast path's entry.
 pub const FAST_STI: u64 = 0;
@@ -47,6 +54,8 @@ pub const FAST_PUSHF: u64 = 1;
 pub const FAST_POPF: u64 = 2;
 /// Index of the `iretq` fast path's entry.
 pub const FAST_IRET: u64 = 3;
+/// Index of the entry of the fast path for `outb %al, $0x20`.
+pub const FAST_PIC_COMMAND: u64 = 4;
 /// Where in the vCPU page the wedge keeps its [`WedgeStats`].
 pub const STATS_OFFSET: u64 = 3200;
 
@@ -132,7 +141,7 @@ impl WedgeStats {
 }
 
 // The page's parts must not overlap, and the statistics must fit.
-const _: () = assert!(FAST_SLOTS_OFFSET + 4 * 8 <= STATS_OFFSET);
+const _: () = assert!(FAST_SLOTS_OFFSET + 5 * 8 <= STATS_OFFSET);
 const _: () = assert!(STATS_OFFSET + WedgeStats::SIZE as u64 <= PAGE);
 const _: () = assert!(VCPU_PAGE % PAGE == 0);
 

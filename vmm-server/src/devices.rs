@@ -154,6 +154,12 @@ impl Devices {
         self.set.pit.irq_edges_total(now)
     }
 
+    /// A request is latched at the PIC that its mask lets through (it may
+    /// wait behind one in service).
+    pub fn request_latched(&self) -> bool {
+        self.set.pic.irr() & !self.set.pic.imr() != 0
+    }
+
     /// The guest masked IRQ 0 at the PIC.
     pub fn irq0_masked(&self) -> bool {
         self.set.pic.imr() & 1 != 0

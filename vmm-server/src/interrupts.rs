@@ -20,7 +20,9 @@
 //! (one CPU: the VMM runs, so the guest does not).
 
 use capdl::generate::{guest_tcb_slot, VMM_ENDPOINT_SLOT};
-use previrt_protocol::{Status, NO_VECTOR, REFLECTION_OFFSET, VCPU_OFFSET, VCPU_PAGE_OFFSET};
+use previrt_protocol::{
+    Status, DEFERRED_EOI_OFFSET, NO_VECTOR, REFLECTION_OFFSET, VCPU_OFFSET, VCPU_PAGE_OFFSET,
+};
 use previrt_sel4::cpu::rdtsc;
 use previrt_sel4::{ipc, CNode, Tcb};
 
@@ -50,6 +52,8 @@ pub struct InterruptStats {
     pub at_sites: u64,
     /// `hlt`s that waited.
     pub halts: u64,
+    /// EOIs the wedge deferred.
+    pub deferred_eois: u64,
     /// TSC ticks the guest spent waiting in `hlt`.
     pub idle_tsc: u64,
 }
@@ -68,6 +72,8 @@ pub struct Interrupts {
     halt_slot: u64,
     /// Guest-physical address of the wedge's `Vcpu`.
     vcpu_gpa: u64,
+    /// Guest-physical address of the wedge's count of deferred EOIs.
+    eoi_gpa: u64,
     pub stats: InterruptStats,
 }
 
@@ -80,6 +86,7 @@ impl Interrupts {
             halted_since: None,
             halt_slot,
             vcpu_gpa: vcpu_page_gpa + VCPU_OFFSET,
+            eoi_gpa: vcpu_page_gpa + DEFERRED_EOI_OFFSET,
             stats: InterruptStats {
                 pit_edges: 0,
                 merged: 0,
@@ -88,6 +95,7 @@ impl Interrupts {
                 redirected: 0,
                 at_sites: 0,
                 halts: 0,
+                deferred_eois: 0,
                 idle_tsc: 0,
             },
         }
@@ -113,6 +121,7 @@ impl Guest<'_> {
     /// ticks counts every one. Only with IRQ 0 masked at the PIC does an
     /// edge merge, as the guest asked.
     pub fn catch_up(&mut self) {
+        self.apply_deferred_eois();
         let now = self.irq.clock.now();
         let total = self.devices.pit_edges(now);
         let new = total.saturating_sub(self.irq.edges_seen);
@@ -134,6 +143,27 @@ impl Guest<'_> {
         self.irq.stats.most_owed = self.irq.stats.most_owed.max(self.irq.owed);
     }
 
+    /// Applies the EOIs the wedge counted instead of sending (docs/protocol.md,
+    /// "Interrupts"), before anything looks at the PIC.
+    pub fn apply_deferred_eois(&mut self) {
+        let at = self.irq.eoi_gpa;
+        let Ok(word) = self.ram.read_u64(at) else {
+            return;
+        };
+        let count = word as u32;
+        if count == 0 {
+            return;
+        }
+        let _ = self.ram.write(at, &0u32.to_le_bytes());
+        self.irq.stats.deferred_eois += u64::from(count);
+        // More than the in-service bits could clear does nothing (and a
+        // guest may have written any number there).
+        let now = self.irq.clock.now();
+        for _ in 0..count.min(16) {
+            self.devices.write(0x20, 1, 0x20, now);
+        }
+    }
+
     /// After a guest request: the PIT follows the guest's programming, and
     /// the wedge learns whether an interrupt waits. Nothing to do unless
     /// time runs or the request `touched` the PIC or the PIT (most do not:
@@ -149,9 +179,11 @@ impl Guest<'_> {
         }
     }
 
-    /// Sets (or clears) the vCPU's `pending_any` as the PIC's INTR says.
+    /// Sets (or clears) the vCPU's `pending_any` as the PIC says: set while
+    /// it asserts INTR, and while an unmasked request is latched behind one
+    /// in service, which an EOI the wedge defers may release.
     fn signal_waiting(&mut self) {
-        let waiting = u8::from(self.devices.interrupt_waiting());
+        let waiting = u8::from(self.devices.interrupt_waiting() || self.devices.request_latched());
         // The wedge's memory is guest RAM the VMM checked at load.
         let _ = self.ram.write(self.irq.vcpu_gpa + PENDING_ANY, &[waiting]);
     }

@@ -246,7 +246,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let (irq, real_ticks) = (run.irq.stats, run.irq.clock.real_ticks);
     if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
         println!(
-            "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; ticks served by the interrupt thread {}, by the main thread {}",
+            "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; {} EOIs deferred by the wedge; ticks served by the interrupt thread {}, by the main thread {}",
             irq.pit_edges,
             irq.merged,
             irq.most_owed,
@@ -256,6 +256,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             irq.at_sites,
             irq.halts,
             irq.idle_tsc,
+            irq.deferred_eois,
             timer::TICKS_SERVED_HERE.load(core::sync::atomic::Ordering::Relaxed),
             timer::TICKS_PASSED_ON.load(core::sync::atomic::Ordering::Relaxed),
         );

@@ -388,6 +388,16 @@ impl Guest<'_> {
             *count += 1;
         }
         let pit = |port: u16| (0x40..=0x43).contains(&port);
+        let pic = |port: u16| matches!(port, 0x20 | 0x21 | 0xa0 | 0xa1);
+        // EOIs the wedge deferred come first: they were written before.
+        if let Request::PortIn { port, .. }
+        | Request::PortOut { port, .. }
+        | Request::PortOutString { port, .. } = request
+        {
+            if pic(port) {
+                self.apply_deferred_eois();
+            }
+        }
         let step = match request {
             Request::PortIn { port, size } => {
                 let now = self.irq.clock.now();
@@ -444,7 +454,7 @@ impl Guest<'_> {
         };
         // Only these change what the PIC asserts (a read too: the PIC's
         // poll mode acknowledges), or the PIT's programming.
-        let interrupt_ports = |port: u16| pit(port) || matches!(port, 0x20 | 0x21 | 0xa0 | 0xa1);
+        let interrupt_ports = |port: u16| pit(port) || pic(port);
         let (pit_written, touched) = match request {
             Request::PortOut { port, .. } | Request::PortOutString { port, .. } => {
                 (pit(port), interrupt_ports(port))

@@ -180,9 +180,13 @@ impl Clock {
         // Within the period: the TSC since the later of the last IRQ and
         // the programming, scaled by the last period's length.
         let since = rdtsc().wrapping_sub(TICK_TSC.load(Ordering::Acquire).max(self.tsc_at_base));
+        // Within u64 for any interval under 2^47 TSC ticks (the period is at
+        // most 2^16); a longer one is past the period anyway.
         let part = match PERIOD_TSC.load(Ordering::Acquire) {
             0 => 0,
-            p => (u128::from(since) * u128::from(self.period) / u128::from(p)) as u64,
+            p => since
+                .checked_mul(self.period)
+                .map_or(self.period, |x| x / p),
         };
         let now = at + part.min(self.period - 1);
         self.last = self.last.max(now);

@@ -33,7 +33,7 @@
 //! ```text
 //! cli:            65 c6 04 25 <vif>  00      movb $0, %gs:vif ; then NOPs
 //! mov %crN, %reg: 65 REX 8b /r 25 <crN>      mov %gs:crN, %reg ; then NOPs
-//! sti/pushf/popf/iretq:
+//! sti/pushf/popf/iretq, outb %al,$0x20:
 //!                 65 ff 14 25 <slot>         call *%gs:slot   ; a fast path
 //!                 eb <len-10>                jmp site_end     ; it returns here
 //!                 <u16 index> cc ...
@@ -51,7 +51,7 @@
 //! Sites in opted-out regions are left alone.
 
 use crate::afterburn_format::Kind;
-use crate::decode::{decode, DecodeError, Insn};
+use crate::decode::{decode, DecodeError, Insn, Port, PortIo};
 use crate::memory::{GuestMemory, MemError};
 use crate::records::{Records, Site};
 use crate::vcpu::Vcpu;
@@ -87,6 +87,9 @@ pub struct FastPaths {
     pub popf: u32,
     /// The `u64` holding the `iretq` fast path's address.
     pub iret: u32,
+    /// The `u64` holding the fast path of `outb %al, $0x20` (the master
+    /// 8259's command port: the EOI of every interrupt handler).
+    pub pic_command: u32,
 }
 
 /// How a site is rewritten.
@@ -116,6 +119,15 @@ fn form(site: &Site, insn: &[u8], fast: Option<&FastPaths>) -> Form {
         Kind::Sti if call_fits => Form::FastCall(f.sti),
         Kind::Pushf if call_fits => Form::FastCall(f.pushf),
         Kind::Popf if call_fits => Form::FastCall(f.popf),
+        Kind::PortOut if call_fits => match decode(site.kind, insn) {
+            Ok(Insn::Out(PortIo {
+                size: 1,
+                port: Port::Imm(0x20),
+                string: false,
+                rep: false,
+            })) => Form::FastCall(f.pic_command),
+            _ => Form::General,
+        },
         Kind::Iret if call_fits => match decode(site.kind, insn) {
             Ok(Insn::Iret(8)) => Form::FastCall(f.iret),
             _ => Form::General,

@@ -264,6 +264,7 @@ const FAST: FastPaths = FastPaths {
     pushf: 0xc08,
     popf: 0xc10,
     iret: 0xc18,
+    pic_command: 0xc20,
 };
 
 #[test]
@@ -280,6 +281,8 @@ fn fast_paths_rewrite_the_virtual_if_kinds_through_gs() {
     c[0x80..0x84].copy_from_slice(&[0x44, 0x0f, 0x20, 0xc0]); // mov %cr8,%rax (16)
     c[0x90..0x92].copy_from_slice(&[0x48, 0xcf]); // iretq (16)
     c[0xa0] = 0xcf; // iret, 32-bit operands (16): the general path
+    c[0xb0..0xb2].copy_from_slice(&[0xe6, 0x20]); // outb %al,$0x20 (16)
+    c[0xc0..0xc2].copy_from_slice(&[0xe6, 0x21]); // outb %al,$0x21 (16): general
     let sti_hlt = Record {
         pair_len: 1,
         flags: crate::afterburn_format::FLAG_SHADOW_PAIR,
@@ -297,11 +300,13 @@ fn fast_paths_rewrite_the_virtual_if_kinds_through_gs() {
         rec(0x80, Kind::MovFromCr, 16, 4),
         rec(0x90, Kind::Iret, 16, 2),
         rec(0xa0, Kind::Iret, 16, 1),
+        rec(0xb0, Kind::PortOut, 16, 2),
+        rec(0xc0, Kind::PortOut, 16, 2),
     ]]);
     let records = Records::parse(&sec).unwrap();
     let mut table = SiteTable::<16>::default();
     let s = rewrite(&mut c, BASE, &records, ENTRY, Some(&FAST), &mut table).unwrap();
-    assert_eq!((s.rewritten, s.fast), (11, 7));
+    assert_eq!((s.rewritten, s.fast), (13, 8));
     // mov from CR2 into r9 (REX.B in the original, REX.R in the load), from
     // CR0 into rax: a load from the vCPU.
     assert_eq!(
@@ -317,6 +322,9 @@ fn fast_paths_rewrite_the_virtual_if_kinds_through_gs() {
     // iretq calls its fast path, a 32-bit iret the general entry.
     assert_eq!(&c[0x90..0x98], &[0x65, 0xff, 0x14, 0x25, 0x18, 0x0c, 0, 0]);
     assert_eq!(&c[0xa0..0xa2], &[0xff, 0x15]);
+    // The master PIC's command port has a fast path; its data port not.
+    assert_eq!(&c[0xb0..0xb8], &[0x65, 0xff, 0x14, 0x25, 0x20, 0x0c, 0, 0]);
+    assert_eq!(&c[0xc0..0xc2], &[0xff, 0x15]);
     assert_eq!(
         s.slot,
         BASE + 0x58,

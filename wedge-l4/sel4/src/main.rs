@@ -22,8 +22,9 @@ mod memory;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use previrt_protocol::{
-    Request, WedgeBoot, WedgeStats, FAST_IRET, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI,
-    STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE, WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
+    Request, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, FAST_IRET, FAST_PIC_COMMAND, FAST_POPF,
+    FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
+    WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
 use wedge_l4::emulate::emulate_decoded;
@@ -195,8 +196,24 @@ core::arch::global_asm!(
     "iretq",
     "2:",
     "jmp wedge_site_entry",
+    "",
+    // outb %al, $0x20: a non-specific EOI (al = 0x20) is counted in the
+    // vCPU page for the VMM (docs/protocol.md); any other command to the
+    // master 8259 takes the general path.
+    ".global wedge_pic_command_fast",
+    "wedge_pic_command_fast:",
+    "pushfq",
+    "cmp al, 0x20",
+    "jne 1f",
+    "lock add dword ptr gs:[{eoi}], 1",
+    "popfq",
+    "ret",
+    "1:",
+    "popfq",
+    "jmp wedge_site_entry",
     ".global wedge_fast_end",
     "wedge_fast_end:",
+    eoi = const DEFERRED_EOI_OFFSET,
     vcs = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, segs) as u64 + 2,
     vss = const VCPU_OFFSET + core::mem::offset_of!(Vcpu, segs) as u64 + 4,
     selectors = sym SELECTORS,
@@ -216,6 +233,7 @@ extern "C" {
     fn wedge_pushf_fast();
     fn wedge_popf_fast();
     fn wedge_iret_fast();
+    fn wedge_pic_command_fast();
     fn wedge_fast_begin();
     fn wedge_fast_end();
 }
@@ -275,6 +293,7 @@ fn set_fast_slots() {
         (FAST_PUSHF, unless_iopl(wedge_pushf_fast)),
         (FAST_POPF, unless_iopl(wedge_popf_fast)),
         (FAST_IRET, unless_iopl(wedge_iret_fast)),
+        (FAST_PIC_COMMAND, wedge_pic_command_fast as *const () as u64),
     ];
     for (index, entry) in slots {
         // SAFETY: the slots are u64s inside the mapped vCPU page, written
@@ -379,6 +398,7 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         pushf: (FAST_SLOTS_OFFSET + 8 * FAST_PUSHF) as u32,
         popf: (FAST_SLOTS_OFFSET + 8 * FAST_POPF) as u32,
         iret: (FAST_SLOTS_OFFSET + 8 * FAST_IRET) as u32,
+        pic_command: (FAST_SLOTS_OFFSET + 8 * FAST_PIC_COMMAND) as u32,
     };
     let summary = match rewrite(
         code,
