@@ -12,6 +12,7 @@ mod elf;
 mod guest;
 mod interrupts;
 mod ram;
+mod regions;
 mod run;
 mod sites;
 mod timer;

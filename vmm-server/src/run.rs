@@ -22,7 +22,7 @@ use crate::interrupts::{lower_priority, receive, Interrupts};
 use crate::ram::Ram;
 use crate::sites::Sites;
 use crate::timer::wait_for;
-use crate::vtlb::{walk, Translation, Vtlb, ADDR};
+use crate::vtlb::{walk_keeping_upper, Translation, Vtlb, ADDR};
 
 /// How a guest's run ended.
 pub enum Ending {
@@ -311,9 +311,10 @@ impl Guest<'_> {
 
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
         self.stats.page_faults += 1;
-        match walk(self.ram, self.cr3, addr) {
+        let walked = walk_keeping_upper(self.ram, self.cr3, addr);
+        match walked.result {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
-            Ok(t) if t.writable || !write => match self.vtlb.map(addr, t) {
+            Ok(t) if t.writable || !write => match self.vtlb.map(addr, t, walked.upper) {
                 // Resume the guest (or the wedge) where it faulted.
                 Ok(()) => Step::Resume,
                 Err(e) => {
@@ -376,7 +377,8 @@ impl Guest<'_> {
             writable: false,
             ..t
         };
-        match self.vtlb.map(addr, read_only) {
+        // Not the guest's rights: the region is checked page by page.
+        match self.vtlb.map(addr, read_only, 0) {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("a mapping failed")),
         }

@@ -24,6 +24,7 @@ use previrt_sel4::vspace::map_creating_tables;
 use previrt_sel4::{CNode, CapRights, Error, Page, Untyped, VSpace, VmAttributes};
 
 use crate::ram::{OutOfRam, Ram};
+use crate::regions::{Regions, NO_REGION};
 
 pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
 const PRESENT: u64 = 1;
@@ -54,6 +55,21 @@ pub fn walk(ram: &Ram, cr3: u64, va: u64) -> Result<Translation, WalkFault> {
     finish_walk(ram, upper_levels(ram, cr3, va), va)
 }
 
+/// A walk and its upper levels, packed (for [`Vtlb::map`]).
+pub struct Walk {
+    pub result: Result<Translation, WalkFault>,
+    pub upper: u64,
+}
+
+/// [`walk`], keeping the upper levels.
+pub fn walk_keeping_upper(ram: &Ram, cr3: u64, va: u64) -> Walk {
+    let upper = upper_levels(ram, cr3, va);
+    Walk {
+        result: finish_walk(ram, upper, va),
+        upper: Upper::pack(upper),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
     /// The VMM's CNode or mapping table is full.
@@ -82,6 +98,8 @@ struct Mapping {
     /// The slot of the frame capability mapped there.
     slot: u64,
     writable: bool,
+    /// Its 2 MiB region's index in `Vtlb::regions`.
+    region: u16,
 }
 
 const NO_MAPPING: Mapping = Mapping {
@@ -89,6 +107,7 @@ const NO_MAPPING: Mapping = Mapping {
     gpa: 0,
     slot: 0,
     writable: false,
+    region: NO_REGION,
 };
 
 /// One guest's seL4 VSpace and the mappings the VMM made in it.
@@ -99,6 +118,8 @@ pub struct Vtlb {
     next_slot: u64,
     end_slot: u64,
     mappings: [Mapping; MAX_MAPPINGS],
+    /// The mappings' 2 MiB regions, for CR3 loads.
+    regions: Regions,
     /// Per guest frame: the slot of its primary copy (0: none yet).
     primary: [u16; MAX_FRAMES],
     /// Per guest frame: its primary copy is mapped.
@@ -129,6 +150,7 @@ impl Vtlb {
             next_slot: free.0,
             end_slot: free.1,
             mappings: [NO_MAPPING; MAX_MAPPINGS],
+            regions: Regions::new(),
             primary: [0; MAX_FRAMES],
             primary_mapped: [0; MAX_FRAMES / 64],
             count: 0,
@@ -159,6 +181,7 @@ impl Vtlb {
         self.removed = 0;
         self.primary.fill(0);
         self.primary_mapped.fill(0);
+        self.regions.reset();
     }
 
     fn slot(&mut self) -> Result<u64, MapError> {
@@ -175,27 +198,39 @@ impl Vtlb {
 
     /// Maps the guest-virtual page of `va` to `t`'s frame, as the guest's
     /// page tables say (recorded: invalidations and the consistency check
-    /// see it).
-    pub fn map(&mut self, va: u64, t: Translation) -> Result<(), MapError> {
+    /// see it); `upper` is the walk's upper levels ([`Walk::upper`], 0 if
+    /// unknown).
+    pub fn map(&mut self, va: u64, t: Translation, upper: u64) -> Result<(), MapError> {
         if self.count == MAX_MAPPINGS {
             return Err(MapError::NoSlots);
         }
-        let slot = match self.map_page(va, t) {
+        let region = self
+            .regions
+            .add(va, upper, upper & Upper::LARGE != 0)
+            .ok_or(MapError::NoSlots)?;
+        let mapped = match self.map_page(va, t) {
             // Mapped here already, with rights or a frame the guest's tables
             // have changed since without an invlpg (a write to a page once
             // read-only): hardware re-walks on such a fault and replaces
             // the TLB entry; so does the VMM.
             Err(MapError::Kernel(Error::DeleteFirst)) => {
-                self.invalidate(va)?;
-                self.map_page(va, t)?
+                self.invalidate(va).and_then(|()| self.map_page(va, t))
             }
-            other => other?,
+            other => other,
+        };
+        let slot = match mapped {
+            Ok(slot) => slot,
+            Err(e) => {
+                self.regions.remove(region);
+                return Err(e);
+            }
         };
         self.mappings[self.count] = Mapping {
             va: va & !0xfff,
             gpa: t.gpa,
             slot,
             writable: t.writable,
+            region,
         };
         self.count += 1;
         Ok(())
@@ -210,21 +245,38 @@ impl Vtlb {
     /// A CR3 load: keeps the mappings the tables at `cr3` translate the same
     /// way (frame and rights), removes the others. Returns how many it kept.
     pub fn reload(&mut self, ram: &Ram, cr3: u64) -> Result<usize, MapError> {
-        // The upper levels of each 2 MiB region, read once per reload (the
-        // tables cannot change meanwhile: the guest waits for the VMM).
-        let mut regions = RegionCache::default();
+        // The upper levels of each 2 MiB region are read once per reload
+        // (the tables cannot change meanwhile: the guest waits for the VMM).
+        // A region whose mappings all came from one large page that the new
+        // tables still map the same way keeps them all after one walk.
+        if self
+            .regions
+            .judge(|va| Upper::pack(upper_levels(ram, cr3, va)))
+        {
+            self.regions.settle(|packed| packed & Upper::LARGE != 0);
+            return Ok(self.count);
+        }
         let mut i = 0;
         while i < self.count {
             let Mapping {
-                va, gpa, writable, ..
+                va,
+                gpa,
+                writable,
+                region,
+                ..
             } = self.mappings[i];
-            let upper = regions.upper(ram, cr3, va);
+            if self.regions.keeps(region) {
+                i += 1;
+                continue;
+            }
+            let upper = Upper::unpack(self.regions.new_upper(region));
             if finish_walk(ram, upper, va).is_ok_and(|t| t.gpa == gpa && t.writable == writable) {
                 i += 1;
             } else {
                 self.remove(i)?;
             }
         }
+        self.regions.settle(|packed| packed & Upper::LARGE != 0);
         Ok(self.count)
     }
 
@@ -243,7 +295,10 @@ impl Vtlb {
     }
 
     fn remove(&mut self, i: usize) -> Result<(), MapError> {
-        let Mapping { gpa, slot, .. } = self.mappings[i];
+        let Mapping {
+            gpa, slot, region, ..
+        } = self.mappings[i];
+        self.regions.remove(region);
         // Unmap explicitly: seL4 5.0.0 unmaps a frame on deleting its
         // capability only if that is the last capability to the frame, and
         // the VMM keeps the original of every RAM frame capability.
@@ -386,23 +441,6 @@ impl Vtlb {
             }
         }
         Ok(self.count)
-    }
-}
-
-/// The upper levels of the walks of one moment, per 2 MiB region:
-/// direct-mapped, each entry the region (plus one, so zero is empty) and its
-/// [`Upper`] packed in a word.
-#[derive(Default)]
-struct RegionCache([(u64, u64); 16]);
-
-impl RegionCache {
-    fn upper(&mut self, ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
-        let region = (va >> 21) + 1;
-        let entry = &mut self.0[(region % 16) as usize];
-        if entry.0 != region {
-            *entry = (region, Upper::pack(upper_levels(ram, cr3, va)));
-        }
-        Upper::unpack(entry.1)
     }
 }
 
