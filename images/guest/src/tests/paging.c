@@ -6,6 +6,32 @@
  * its own tables here. */
 #define TEST_VA 0x8000000000ul
 
+/* The page directory entry for `va` in `pml4`, making the tables above it. */
+static u64 *pde_lookup(u64 pml4, u64 va)
+{
+    u64 *t = (u64 *)pml4;
+    for (int shift = 39; shift > 21; shift -= 9) {
+        u64 *e = &t[(va >> shift) & 511];
+        if (!(*e & PTE_P)) {
+            *e = page_alloc() | PTE_P | PTE_W;
+        }
+        t = (u64 *)(*e & PTE_ADDR);
+    }
+    return &t[(va >> 21) & 511];
+}
+
+/* An offset in the first page where the 2 MiB frames at `a` and `b` (read
+ * through the identity map) differ. */
+static u64 differing_offset(u64 a, u64 b)
+{
+    for (u64 o = 0; o < PAGE_SIZE; o += 8) {
+        if (*(const u64 *)(a + o) != *(const u64 *)(b + o)) {
+            return o;
+        }
+    }
+    return 0;
+}
+
 void test_paging(struct checker *c)
 {
     u64 as1 = address_space_new(), as2 = address_space_new();
@@ -34,6 +60,22 @@ void test_paging(struct checker *c)
     *pte_lookup(as1, TEST_VA, 0) = f1 | PTE_W | PTE_P;
     write_cr3(as1);
     check_eq(c, "a CR3 load drops an entry changed without invlpg", 0x2222, after);
+
+    /* The same through a large page: a changed PDE is seen after a CR3 load. */
+    u64 big_va = TEST_VA + 0x400000, from = 0x200000, to = 0x400000;
+    u64 o = differing_offset(from, to);
+    u64 *pde = pde_lookup(as1, big_va);
+    *pde = from | PTE_PS | PTE_P;
+    write_cr3(as1);
+    u64 before = *(volatile u64 *)(big_va + o);
+    *pde = to | PTE_PS | PTE_P;
+    write_cr3(as1);
+    u64 moved = *(volatile u64 *)(big_va + o);
+    *pde = 0;
+    write_cr3(as1);
+    check_true(c, "a large page reads its frame", before == *(const u64 *)(from + o));
+    check_true(c, "a CR3 load drops a large page changed without invlpg",
+               moved == *(const u64 *)(to + o) && moved != before);
 
     *(volatile u64 *)(TEST_VA + 8) = 0xa11a5;
     check_eq(c, "write through one mapping, read through the alias", 0xa11a5,
