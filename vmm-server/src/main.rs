@@ -292,6 +292,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         ", invalid {}; {} exceptions reflected into the guest",
         stats.invalid_requests, stats.reflected
     );
+    print_faults(g, &stats);
     if wedge_code.is_some() {
         print_wedge_stats(
             g,
@@ -316,6 +317,28 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         Some(v) if consistent => v,
         _ => 1,
     }
+}
+
+/// Prints the guest thread's faults by kind and the exceptions reflected
+/// by vector.
+fn print_faults(g: usize, stats: &run::Stats) {
+    let user: u64 = stats.user_exceptions.iter().sum();
+    print!(
+        "vmm-server: guest{g}: faults: {} VM faults ({} mapped, {} reflected as #PF), {user} user exceptions",
+        stats.page_faults,
+        stats.page_faults.saturating_sub(stats.reflected_by_vector[14]),
+        stats.reflected_by_vector[14]
+    );
+    const NAMES: [&str; 20] = [
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#09", "#TS", "#NP", "#SS",
+        "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM",
+    ];
+    for (vector, &n) in stats.user_exceptions.iter().enumerate() {
+        if n > 0 {
+            print!(" {} {n}", NAMES.get(vector).copied().unwrap_or("#?"));
+        }
+    }
+    println!();
 }
 
 /// Prints what the wedge counted (it keeps its statistics in the vCPU page,

@@ -129,12 +129,18 @@ impl core::fmt::Display for Ending {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub struct Stats {
+    /// VM faults of the guest thread (each either mapped or reflected).
     pub page_faults: u64,
+    /// User exceptions of the guest thread, by vector (reflected).
+    pub user_exceptions: [u64; 32],
     pub requests: [u64; 11],
     pub invalid_requests: u64,
     pub reflected: u64,
+    /// Exceptions reflected, by vector (VM faults the guest's tables do
+    /// not allow are #PF, 14).
+    pub reflected_by_vector: [u64; 32],
 }
 
 pub struct Guest<'a> {
@@ -256,6 +262,7 @@ impl Guest<'_> {
                         // The guest's own exception (#UD, #DE, ...): into
                         // the guest, through the wedge.
                         Some(_) if !in_wedge(rip) && vector < 32 => {
+                            self.stats.user_exceptions[vector as usize] += 1;
                             let code = message.mr(seL4_UserException_Code as usize);
                             self.reflect(rip, vector, code, 0)
                         }
@@ -341,6 +348,9 @@ impl Guest<'_> {
             Err(ending) => return Step::End(ending),
         };
         self.stats.reflected += 1;
+        if let Some(n) = self.stats.reflected_by_vector.get_mut(vector as usize) {
+            *n += 1;
+        }
         let tcb = previrt_sel4::Tcb(capdl::generate::guest_tcb_slot(self.number));
         match tcb.write_rip(entry, false) {
             Ok(()) => Step::Resume,
