@@ -5,8 +5,6 @@
 //! what makes switching between address spaces that share a kernel's large
 //! identity map cheap.
 
-/// No region: a mapping that has none yet.
-pub const NO_REGION: u16 = u16::MAX;
 /// Regions with mappings at once (4 GiB of guest-virtual space).
 const MAX_REGIONS: usize = 2048;
 

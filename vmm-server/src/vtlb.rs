@@ -24,7 +24,7 @@ use previrt_sel4::vspace::map_creating_tables;
 use previrt_sel4::{CNode, CapRights, Error, Page, Untyped, VSpace, VmAttributes};
 
 use crate::ram::{OutOfRam, Ram};
-use crate::regions::{Regions, NO_REGION};
+use crate::regions::Regions;
 
 pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
 const PRESENT: u64 = 1;
@@ -107,7 +107,9 @@ const NO_MAPPING: Mapping = Mapping {
     gpa: 0,
     slot: 0,
     writable: false,
-    region: NO_REGION,
+    // Meaningful only for live mappings; zero keeps the whole table in
+    // .bss (all zero), not in the image's data.
+    region: 0,
 };
 
 /// One guest's seL4 VSpace and the mappings the VMM made in it.
