@@ -121,8 +121,8 @@ impl Guest<'_> {
     /// ticks counts every one. Only with IRQ 0 masked at the PIC does an
     /// edge merge, as the guest asked.
     pub fn catch_up(&mut self) {
-        self.apply_deferred_eois();
         let now = self.irq.clock.now();
+        self.apply_deferred_eois(now);
         let total = self.devices.pit_edges(now);
         let new = total.saturating_sub(self.irq.edges_seen);
         self.irq.edges_seen = total;
@@ -144,13 +144,14 @@ impl Guest<'_> {
     }
 
     /// Applies the EOIs the wedge counted instead of sending (docs/protocol.md,
-    /// "Interrupts"), before anything looks at the PIC.
-    pub fn apply_deferred_eois(&mut self) {
+    /// "Interrupts"), at guest time `now`, before anything looks at the PIC.
+    pub fn apply_deferred_eois(&mut self, now: u64) {
         let at = self.irq.eoi_gpa;
-        let Ok(word) = self.ram.read_u64(at) else {
+        let mut word = [0u8; 4];
+        if self.ram.read(at, &mut word).is_err() {
             return;
-        };
-        let count = word as u32;
+        }
+        let count = u32::from_le_bytes(word);
         if count == 0 {
             return;
         }
@@ -158,7 +159,6 @@ impl Guest<'_> {
         self.irq.stats.deferred_eois += u64::from(count);
         // More than the in-service bits could clear does nothing (and a
         // guest may have written any number there).
-        let now = self.irq.clock.now();
         for _ in 0..count.min(16) {
             self.devices.write(0x20, 1, 0x20, now);
         }

@@ -407,7 +407,8 @@ impl Guest<'_> {
         | Request::PortOutString { port, .. } = request
         {
             if pic(port) {
-                self.apply_deferred_eois();
+                let now = self.irq.clock.now();
+                self.apply_deferred_eois(now);
             }
         }
         let step = match request {
