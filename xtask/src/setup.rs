@@ -93,8 +93,93 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// The Rust target every seL4 task is built for, and the components the
+/// lints use (the same lists as `rust-toolchain.toml`).
+const RUST_TARGETS: &[&str] = &["x86_64-unknown-none"];
+const RUST_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+
+/// rustup does not add a toolchain file's `targets` and `components` to a
+/// toolchain that is already installed without them, so a machine whose
+/// image ships the pinned toolchain bare fails with "can't find crate for
+/// core". Ask rustup what the toolchain in use has and add what is missing.
+pub fn ensure_rust() -> Result<(), String> {
+    // Set by rustup's proxy for the cargo that runs us; otherwise ask rustup
+    // which toolchain this folder uses. Without rustup (a distribution's
+    // cargo) there is nothing we can add.
+    let toolchain = match std::env::var("RUSTUP_TOOLCHAIN") {
+        Ok(t) if !t.is_empty() => t,
+        _ => match Command::new("rustup")
+            .args(["show", "active-toolchain"])
+            .current_dir(paths::root())
+            .output()
+        {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            _ => return Ok(()),
+        },
+    };
+    let installed = |kind: &str| -> Result<String, String> {
+        let out = Command::new("rustup")
+            .args([kind, "list", "--installed", "--toolchain", &toolchain])
+            .output()
+            .map_err(|e| format!("rustup {kind} list: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "rustup {kind} list --installed --toolchain {toolchain}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let targets = installed("target")?;
+    let missing_targets: Vec<&str> = RUST_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !targets.lines().any(|l| l.trim() == *t))
+        .collect();
+    // Components are listed with the host's triple: `clippy-x86_64-unknown-linux-gnu`.
+    let components = installed("component")?;
+    let missing_components: Vec<&str> = RUST_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| {
+            !components
+                .lines()
+                .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
+        })
+        .collect();
+    for (kind, missing) in [
+        ("target", &missing_targets),
+        ("component", &missing_components),
+    ] {
+        if missing.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "xtask: adding Rust {kind} {} to toolchain {toolchain} (rustup {kind} add)",
+            missing.join(", ")
+        );
+        let status = Command::new("rustup")
+            .args([kind, "add", "--toolchain", &toolchain])
+            .args(missing.iter())
+            .status()
+            .map_err(|e| format!("rustup {kind} add: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "rustup {kind} add --toolchain {toolchain} {} failed",
+                missing.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure every tool is there, installing what is missing when we can.
 pub fn ensure() -> Result<Tools, String> {
+    ensure_rust()?;
     let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
     if !missing.is_empty() {
         let mut packages: Vec<&str> = missing

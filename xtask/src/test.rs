@@ -53,6 +53,7 @@ fn step(args: &[&str], what: &str) -> Result<String, String> {
 
 /// rustfmt, then clippy for the host crates and for the seL4 target.
 pub fn lint() -> Result<(), String> {
+    setup::ensure_rust()?;
     let mut report = Report {
         passed: 0,
         failed: Vec::new(),
