@@ -19,7 +19,7 @@ use vmm_devices::{AccessSize, Bus, DeviceId, DeviceSet, Lanes, PortDevice, PortR
 /// (the system's `guest_console`), so the guest's console leaves the machine
 /// on a line of its own, byte for byte, apart from the kernel's and the VMM's
 /// lines on COM1. Without COM2 (not in the system, or not usable: said once)
-/// they go to the kernel's debug console, mixed with everything else.
+/// they go to the VMM's own console (COM1), mixed with its lines.
 pub struct Console {
     com2: Option<SerialPort>,
 }
@@ -28,7 +28,7 @@ impl Console {
     /// Sets up COM2 if the system gives it to the VMM.
     pub fn open(info: &StartInfo) -> Console {
         if info.devices & DEVICE_GUEST_CONSOLE == 0 {
-            println!("vmm-server: no guest console port in this system: the guest's console goes to the kernel's debug console");
+            println!("vmm-server: no guest console port in this system: the guest's console goes to the VMM's console (COM1)");
             return Console { com2: None };
         }
         match SerialPort::init(IoPort(GUEST_CONSOLE_PORTS_SLOT), GUEST_CONSOLE_PORTS.0) {
@@ -48,7 +48,7 @@ impl Console {
 
     fn unusable(e: SerialError) {
         println!(
-            "vmm-server: error: the guest console port (COM2, CSpace slot {GUEST_CONSOLE_PORTS_SLOT}): {e}; the guest's console goes to the kernel's debug console from here on"
+            "vmm-server: error: the guest console port (COM2, CSpace slot {GUEST_CONSOLE_PORTS_SLOT}): {e}; the guest's console goes to the VMM's console (COM1) from here on"
         );
     }
 }
@@ -64,7 +64,7 @@ impl TxSink for Console {
                 }
             }
         }
-        previrt_sel4::sys::syscalls::debug_put_char(byte);
+        previrt_sel4::debug::write_bytes(&[byte]);
     }
 }
 

@@ -20,7 +20,8 @@ mod vtlb;
 
 use capdl::generate::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
-    StartInfo, DEVICE_PIT, IRQ_THREAD_MARK, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, WEDGE_WINDOW,
+    StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT, VMM_TCB_SLOT,
+    VMM_WAKE_NOTIFICATION_SLOT, WEDGE_WINDOW,
 };
 use previrt_protocol::{
     WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET, WEDGE_BASE,
@@ -63,6 +64,15 @@ extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9:
     }
     let start = previrt_sel4::cpu::rdtsc();
     let info = StartInfo::from_registers([rdi, rsi, rdx, rcx, r8, r9]);
+    // The VMM's lines go to COM1 through the ports its spec gives it; the
+    // kernel has no debug console to fall back on. Without them it runs
+    // silent, and its exit status still tells the outcome.
+    if info.devices & DEVICE_SERIAL != 0 {
+        let _ = previrt_sel4::debug::init(
+            previrt_sel4::IoPort(SERIAL_PORTS_SLOT),
+            previrt_sel4::debug::COM1_BASE,
+        );
+    }
     println!(
         "vmm-server: started at TSC {start}: {} guest(s), CNode of 2^{} slots, devices {:#x}",
         info.guest_count, info.cnode_bits, info.devices

@@ -159,9 +159,9 @@ fn number_after(serial: &str, before: &str) -> Option<u64> {
 
 /// The loader on generated systems of growing guest RAM, under icount: how
 /// creation scales with the number of objects.
-pub fn loader() -> Result<(), String> {
+pub fn loader(flavour: crate::kernel::Flavour) -> Result<(), String> {
     let tools = setup::ensure()?;
-    let kernel = crate::kernel::build(&tools)?;
+    let kernel = crate::kernel::build(&tools, flavour)?;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -203,9 +203,9 @@ const SEL4_WORKLOADS: &str = "cpu,irqsave,pio,pagefault,cr3,invlpg,timer,mixed";
 
 /// The padded guest's workloads bare and on seL4 (through the loader, the
 /// VMM and the wedge), both under icount, with the seL4/bare ratio.
-pub fn sel4() -> Result<(), String> {
+pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
     let tools = setup::ensure()?;
-    let kernel = crate::kernel::build(&tools)?;
+    let kernel = crate::kernel::build(&tools, flavour)?;
     let cmdline = format!("bench={SEL4_WORKLOADS}");
     // Bare, the same image and command line.
     let bare = run_bare(Image::Padded, &cmdline)?;

@@ -14,9 +14,17 @@ fn build_task() -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// A whole spec: extra objects, the tasks, and extra caps.
+/// The test task's console (capdl/test-task): COM1's ports in slot 3.
+pub const CONSOLE_CAP: (u64, &str) = (3, "console");
+const CONSOLE_OBJECT: &str = "  console = io_ports (ports: [0x3f8..0x3ff])\n";
+
+/// A whole spec: extra objects, the tasks (each given the console), and
+/// extra caps.
 fn spec(extra_objects: &str, tasks: &[Task]) -> Result<String, String> {
-    let (mut objects, mut caps) = (String::from(extra_objects), String::new());
+    let (mut objects, mut caps) = (
+        format!("{CONSOLE_OBJECT}{extra_objects}"),
+        String::new(),
+    );
     for task in tasks {
         let (o, c) = system::task_spec(task)?;
         objects.push_str(&o);
@@ -29,10 +37,12 @@ fn spec(extra_objects: &str, tasks: &[Task]) -> Result<String, String> {
 
 /// Two tasks over one endpoint; `extra` objects are added (for the memory test).
 fn ping_pong(elf: &[u8], extra: &str) -> Result<String, String> {
-    let pong_caps = [(1, "channel (RW)".to_string())];
+    let console = (CONSOLE_CAP.0, CONSOLE_CAP.1.to_string());
+    let pong_caps = [(1, "channel (RW)".to_string()), console.clone()];
     let ping_caps = [
         (1, "channel (W, G, badge: 7)".to_string()),
         (2, "exit_port".to_string()),
+        console,
     ];
     let tasks = [
         Task {
@@ -61,8 +71,13 @@ fn ping_pong(elf: &[u8], extra: &str) -> Result<String, String> {
 }
 
 fn lacking(elf: &[u8]) -> Result<String, String> {
-    let judge_caps = [(1, "report (RW)".to_string()), (2, "exit_port".to_string())];
-    let lacking_caps = [(1, "report (W, badge: 3)".to_string())];
+    let console = (CONSOLE_CAP.0, CONSOLE_CAP.1.to_string());
+    let judge_caps = [
+        (1, "report (RW)".to_string()),
+        (2, "exit_port".to_string()),
+        console.clone(),
+    ];
+    let lacking_caps = [(1, "report (W, badge: 3)".to_string()), console];
     let tasks = [
         Task {
             name: "judge",

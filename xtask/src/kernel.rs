@@ -4,6 +4,13 @@
 //! config (`sel4/kernel/config/autoconf.h`), run the kernel's own Makefile
 //! with the system gcc, and wrap the result as a 32-bit ELF for multiboot.
 //!
+//! Two flavours, each in a folder of its own: the release kernel every
+//! command uses by default (no debug system calls: no thread can print on
+//! the kernel console or halt the kernel), and the debug kernel
+//! (`--debug-kernel`: `sel4/kernel/config/debug.h` in front of the config,
+//! `DEBUG=1`), which prints its boot log and faults and gives every thread
+//! seL4's debug calls.
+//!
 //! The build is skipped when a fingerprint of the source package, the
 //! patches, the config and this recipe matches the last build.
 
@@ -17,7 +24,34 @@ use crate::process;
 use crate::setup::{self, Tools};
 
 /// Bump when the recipe below changes in a way that changes the output.
-const RECIPE: &str = "1: make DEBUG=1 x86_64 pc99, .SECONDARY, objcopy elf32-i386";
+const RECIPE: &str = "2: make [DEBUG=1] x86_64 pc99, .SECONDARY, objcopy elf32-i386";
+
+/// Which kernel to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// What the project ships: no debug system calls, no kernel printing.
+    Release,
+    /// For development: seL4's debug calls for every thread, a boot log and
+    /// fault reports on COM1.
+    Debug,
+}
+
+impl Flavour {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Release => "release",
+            Flavour::Debug => "debug",
+        }
+    }
+
+    /// The build folder's name under `target/sel4/`.
+    fn folder(self) -> &'static str {
+        match self {
+            Flavour::Release => "kernel",
+            Flavour::Debug => "kernel-debug",
+        }
+    }
+}
 
 /// gcc 12 warns where seL4 5.0.0 (written for older compilers) is fine, and
 /// the kernel builds with -Werror: a packed member's address taken in
@@ -26,6 +60,7 @@ const EXTRA_CFLAGS: &str = "-Wno-address-of-packed-member -Wno-array-bounds";
 
 #[derive(Debug)]
 pub struct KernelBuild {
+    pub flavour: Flavour,
     /// The kernel's build folder (generated headers, kernel_all.c_pp).
     pub dir: PathBuf,
     /// The kernel as a 32-bit ELF, the form QEMU's multiboot loader takes.
@@ -82,22 +117,35 @@ fn source_checksum() -> Result<String, String> {
     ))
 }
 
-pub fn build(tools: &Tools) -> Result<KernelBuild, String> {
+/// The config the kernel is built with: the release config, with the debug
+/// lines in front for the debug kernel.
+fn config_text(flavour: Flavour) -> Result<Vec<u8>, String> {
+    let dir = paths::root().join("sel4/kernel/config");
+    let release = read(&dir.join("autoconf.h"))?;
+    Ok(match flavour {
+        Flavour::Release => release,
+        Flavour::Debug => [read(&dir.join("debug.h"))?, b"\n".to_vec(), release].concat(),
+    })
+}
+
+pub fn build(tools: &Tools, flavour: Flavour) -> Result<KernelBuild, String> {
     let source = PathBuf::from(previrt_sel4_sys::KERNEL_SOURCE_DIR);
-    let config = paths::root().join("sel4/kernel/config/autoconf.h");
+    let config = config_text(flavour)?;
     let patch_files = patches()?;
 
     let mut fp = Fingerprint::new();
     fp.add("recipe", RECIPE.as_bytes());
+    fp.add("flavour", flavour.name().as_bytes());
     fp.add("cflags", EXTRA_CFLAGS.as_bytes());
     fp.add("source", source_checksum()?.as_bytes());
-    fp.add("config", &read(&config)?);
+    fp.add("config", &config);
     for p in &patch_files {
         fp.add(&p.display().to_string(), &read(p)?);
     }
 
-    let out = paths::kernel_build().join("kernel");
+    let out = paths::kernel_build().join(flavour.folder());
     let result = KernelBuild {
+        flavour,
         dir: out.join("build"),
         multiboot_elf: out.join("kernel32.elf"),
     };
@@ -106,7 +154,11 @@ pub fn build(tools: &Tools) -> Result<KernelBuild, String> {
         return Ok(result);
     }
 
-    eprintln!("xtask: building seL4 5.0.0 from {}", source.display());
+    eprintln!(
+        "xtask: building seL4 5.0.0 ({} kernel) from {}",
+        flavour.name(),
+        source.display()
+    );
     let started = std::time::Instant::now();
     let _ = fs::remove_dir_all(&out);
     let src = out.join("src");
@@ -124,7 +176,7 @@ pub fn build(tools: &Tools) -> Result<KernelBuild, String> {
     }
     // The standalone Makefile takes its config from the platform's autoconf.h.
     let platform_config = src.join("include/plat/pc99/autoconf.h");
-    fs::copy(&config, &platform_config)
+    fs::write(&platform_config, &config)
         .map_err(|e| format!("{}: {e}", platform_config.display()))?;
     // Keep the generated intermediate headers (make would delete them).
     let keep = out.join("keep-intermediates.mk");
@@ -139,7 +191,8 @@ pub fn build(tools: &Tools) -> Result<KernelBuild, String> {
             .arg("-f")
             .arg(&keep)
             .arg(format!("SOURCE_ROOT={}", src.display()))
-            .args(["ARCH=x86", "SEL4_ARCH=x86_64", "PLAT=pc99", "DEBUG=1"])
+            .args(["ARCH=x86", "SEL4_ARCH=x86_64", "PLAT=pc99"])
+            .args((flavour == Flavour::Debug).then_some("DEBUG=1"))
             .arg(format!("-j{jobs}"))
             .env("CFLAGS", EXTRA_CFLAGS)
             .env("PATH", setup::path_with_shim(tools))

@@ -38,7 +38,11 @@ enum Command {
     /// Check (and on Debian, as root, install) the tools the build needs.
     Setup,
     /// Build the seL4 kernel (only when its source, patches or config changed).
-    Kernel,
+    Kernel {
+        /// The debug kernel (debug system calls for every thread).
+        #[arg(long)]
+        debug_kernel: bool,
+    },
     /// Build everything and boot the system in QEMU; serial goes to the terminal.
     Run(RunArgs),
     /// Run every test: lints, host tests, no_std builds, the kernel bindings
@@ -66,6 +70,9 @@ enum Command {
         /// The CapDL loader on generated systems of 8 to 64 MiB guest RAM.
         #[arg(long, conflicts_with = "bare")]
         loader: bool,
+        /// On the debug kernel instead of the release kernel.
+        #[arg(long, conflicts_with = "bare")]
+        debug_kernel: bool,
     },
 }
 
@@ -83,6 +90,11 @@ struct RunArgs {
     /// Boot the guest kernel directly on QEMU, without seL4.
     #[arg(long)]
     bare: bool,
+    /// Boot the debug kernel instead of the release kernel: every thread,
+    /// the guest's included, gets seL4's debug system calls (it can print
+    /// on the kernel console and halt the machine). For development only.
+    #[arg(long, conflicts_with = "bare")]
+    debug_kernel: bool,
     /// Boot the kernel-feature selftest as the root task instead of the system.
     #[arg(long, conflicts_with = "bare")]
     selftest: bool,
@@ -113,19 +125,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup => setup::ensure().map(|_| ()),
-        Command::Kernel => setup::ensure().and_then(|tools| kernel::build(&tools).map(drop)),
+        Command::Kernel { debug_kernel } => {
+            setup::ensure().and_then(|tools| kernel::build(&tools, flavour(debug_kernel)).map(drop))
+        }
         Command::Run(args) => run(&args),
         Command::Test { no_lint } => test::all(!no_lint),
         Command::Lint => test::lint(),
         Command::Bench { bare: true, .. } => bench::bare(),
-        Command::Bench { loader: true, .. } => bench::loader(),
-        Command::Bench { .. } => bench::sel4(),
+        Command::Bench {
+            loader: true,
+            debug_kernel,
+            ..
+        } => bench::loader(flavour(debug_kernel)),
+        Command::Bench { debug_kernel, .. } => bench::sel4(flavour(debug_kernel)),
         Command::TestCapdl => test::capdl_only(),
         Command::Capdl { description } => print_generated(description),
         Command::CheckBindings => setup::ensure().and_then(|tools| {
-            let kernel = kernel::build(&tools)?;
-            let n = bindings_check::check(&kernel, &tools)?;
-            println!("xtask: {n} generated values agree with the compiled kernel");
+            for f in [kernel::Flavour::Release, kernel::Flavour::Debug] {
+                let kernel = kernel::build(&tools, f)?;
+                let n = bindings_check::check(&kernel, &tools)?;
+                println!(
+                    "xtask: {n} generated values agree with the compiled {} kernel",
+                    f.name()
+                );
+            }
             Ok(())
         }),
     };
@@ -135,6 +158,14 @@ fn main() -> ExitCode {
             eprintln!("xtask: error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn flavour(debug_kernel: bool) -> kernel::Flavour {
+    if debug_kernel {
+        kernel::Flavour::Debug
+    } else {
+        kernel::Flavour::Release
     }
 }
 
@@ -152,7 +183,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     };
     if !args.bare {
         let tools = setup::ensure()?;
-        let kernel = kernel::build(&tools)?;
+        let kernel = kernel::build(&tools, flavour(args.debug_kernel))?;
         let root_task = if args.selftest {
             tasks::build_root_task()?
         } else {
@@ -166,7 +197,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
             system::build_loader(&bundle)?
         };
         eprintln!(
-            "xtask: booting seL4 with {} in QEMU ({})",
+            "xtask: booting the {} seL4 kernel with {} in QEMU ({})",
+            kernel.flavour.name(),
             root_task.display(),
             args.accel
         );
@@ -246,7 +278,7 @@ fn run_spec(
     let name = spec.file_stem().and_then(|s| s.to_str()).unwrap_or("spec");
     let bundle = system::bundle_file(name, spec, &text, &entries)?;
     let tools = setup::ensure()?;
-    let kernel = kernel::build(&tools)?;
+    let kernel = kernel::build(&tools, flavour(args.debug_kernel))?;
     let loader = system::build_loader(&bundle)?;
     eprintln!(
         "xtask: booting seL4 with the loader carrying {}",

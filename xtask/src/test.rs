@@ -87,7 +87,7 @@ pub fn capdl_only() -> Result<(), String> {
         passed: 0,
         failed: Vec::new(),
     };
-    let kernel = kernel::build(&setup::ensure()?)?;
+    let kernel = kernel::build(&setup::ensure()?, kernel::Flavour::Release)?;
     capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
     capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
     hostile_tests::all(&kernel, &mut |name, result| report.record(name, result));
@@ -131,11 +131,19 @@ pub fn all(with_lint: bool) -> Result<(), String> {
     );
 
     guest_tests(&mut report);
-    match kernel::build(&tools) {
-        Err(e) => report.record("seL4 kernel build", Err(e)),
+    let debug = kernel::build(&tools, kernel::Flavour::Debug);
+    match &debug {
+        Ok(kernel) => report.record(
+            "bindings agree with the compiled debug kernel (its debug calls aside)",
+            bindings_check::check(kernel, &tools).map(|n| format!("{n} values")),
+        ),
+        Err(e) => report.record("seL4 debug kernel build", Err(e.clone())),
+    }
+    match kernel::build(&tools, kernel::Flavour::Release) {
+        Err(e) => report.record("seL4 release kernel build", Err(e)),
         Ok(kernel) => {
             report.record(
-                "seL4 kernel build",
+                "seL4 release kernel build",
                 Ok(kernel.multiboot_elf.display().to_string()),
             );
             report.record(
@@ -143,7 +151,7 @@ pub fn all(with_lint: bool) -> Result<(), String> {
                 afterburner_corpus(&kernel),
             );
             report.record(
-                "bindings agree with the compiled kernel",
+                "bindings agree with the compiled release kernel",
                 bindings_check::check(&kernel, &tools).map(|n| format!("{n} values")),
             );
             qemu_tests(&kernel, &mut report);

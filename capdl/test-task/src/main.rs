@@ -1,5 +1,6 @@
 //! A task for the loader's tests. Its CSpace is what the spec gives it:
-//! slot 1 an endpoint, slot 2 (when given) the exit port. The first init
+//! slot 1 an endpoint, slot 2 (when given) the exit port, slot 3 (when
+//! given) COM1's ports, its console. The first init
 //! argument (rdi) picks its role:
 //!
 //! 1. `pong`: answers every call with the value plus one, for ever;
@@ -15,6 +16,7 @@ use previrt_sel4::{ipc, println, Error, IoPort, Word};
 
 const ENDPOINT: Word = 1;
 const EXIT_PORT: IoPort = IoPort(2);
+const CONSOLE_PORTS: IoPort = IoPort(3);
 const ROUNDS: u64 = 1000;
 
 #[repr(C, align(16))]
@@ -45,6 +47,8 @@ fn exit(passed: bool) -> ! {
 }
 
 extern "C" fn task_main(role: Word) -> ! {
+    // Without the console capability the task runs silent.
+    let _ = previrt_sel4::debug::init(CONSOLE_PORTS, previrt_sel4::debug::COM1_BASE);
     match role {
         1 => pong(),
         2 => ping(),

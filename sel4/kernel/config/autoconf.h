@@ -1,6 +1,9 @@
 /*
- * previrt's seL4 5.0.0 kernel configuration: x86_64, pc99, a debug build with
- * printing, for QEMU under TCG. It replaces include/plat/pc99/autoconf.h of the
+ * previrt's seL4 5.0.0 kernel configuration: x86_64, pc99, a release build
+ * (no CONFIG_DEBUG_BUILD, no CONFIG_PRINTING: no debug system calls exist,
+ * so no thread can print on the kernel console or halt the kernel without
+ * a capability), optimised (-O2), for QEMU under TCG. The debug kernel,
+ * `--debug-kernel`, adds debug.h beside this file. It replaces include/plat/pc99/autoconf.h of the
  * kernel source (an old verification config with x2APIC, PCID, an IOMMU and
  * 1 GiB pages, none of which QEMU 7.2 TCG offers).
  *
@@ -35,14 +38,7 @@
 #define CONFIG_MAX_NUM_BOOTINFO_UNTYPED_CAPS 166
 #define CONFIG_FASTPATH 1
 
-/* Debugging: seL4_DebugPutChar and friends, kernel printing, fault reports */
-#define CONFIG_DEBUG_BUILD 1
-#define CONFIG_PRINTING 1
-#define CONFIG_IRQ_REPORTING 1
-/* The standalone Makefile also defines this on the command line. */
-#ifndef CONFIG_USER_STACK_TRACE_LENGTH
-#define CONFIG_USER_STACK_TRACE_LENGTH 16
-#endif
+/* Debugging is off here: see debug.h. */
 #define CONFIG_OPTIMISATION_O2 1
 #define CONFIG_NO_BENCHMARKS 1
 

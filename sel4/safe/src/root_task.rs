@@ -2,7 +2,8 @@
 //! info address in rdi and no stack.
 
 /// Declares `_start` for a root task: it switches to a static stack of
-/// `$stack_size` bytes and calls `$main(bootinfo: &'static BootInfo) -> !`.
+/// `$stack_size` bytes, opens the console on COM1 and calls
+/// `$main(bootinfo: &'static BootInfo) -> !`.
 #[macro_export]
 macro_rules! root_task {
     ($main:path, $stack_size:expr) => {
@@ -28,6 +29,9 @@ macro_rules! root_task {
             // SAFETY: the kernel maps the boot info frame into the root task
             // and passes its address in rdi; it stays mapped for ever.
             let bootinfo: &'static $crate::BootInfo = unsafe { &*bootinfo };
+            // The root task holds every I/O port: its console is COM1. If
+            // no UART answers there, the task runs silent.
+            let _ = $crate::debug::init($crate::init::IO_PORTS, $crate::debug::COM1_BASE);
             $main(bootinfo)
         }
     };

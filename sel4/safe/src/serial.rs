@@ -93,6 +93,16 @@ impl SerialPort {
         self.out(THR, byte)
     }
 
+    /// A UART another part of the task already set up with [`Self::init`].
+    pub const fn attached(ports: IoPort, base: u16) -> SerialPort {
+        SerialPort { ports, base }
+    }
+
+    /// The capability the UART is reached through.
+    pub const fn ports(&self) -> IoPort {
+        self.ports
+    }
+
     /// The UART's base port.
     pub const fn base(&self) -> u16 {
         self.base

@@ -5,7 +5,7 @@
 //! rcx and r11 and does not preserve rsp: libsel4 parks rsp in rbx, which
 //! Rust's `asm!` may not name, so r12 is used.
 
-use crate::syscall::{SysDebugPutChar, SysYield};
+use crate::syscall::SysYield;
 use crate::{MessageInfo, Word};
 
 /// Registers in and out of one system call.
@@ -51,19 +51,6 @@ pub unsafe fn raw(number: i64, regs: Registers) -> Registers {
     }
     out.info = MessageInfo(info);
     out
-}
-
-/// Prints one character on the kernel's debug console.
-pub fn debug_put_char(c: u8) {
-    let regs = Registers {
-        cap_or_badge: Word::from(c),
-        ..Registers::default()
-    };
-    // SAFETY: DebugPutChar takes only the character and touches no memory of
-    // the caller.
-    unsafe {
-        raw(SysDebugPutChar, regs);
-    }
 }
 
 /// Gives up the rest of the current time slice.
