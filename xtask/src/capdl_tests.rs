@@ -21,10 +21,7 @@ const CONSOLE_OBJECT: &str = "  console = io_ports (ports: [0x3f8..0x3ff])\n";
 /// A whole spec: extra objects, the tasks (each given the console), and
 /// extra caps.
 fn spec(extra_objects: &str, tasks: &[Task]) -> Result<String, String> {
-    let (mut objects, mut caps) = (
-        format!("{CONSOLE_OBJECT}{extra_objects}"),
-        String::new(),
-    );
+    let (mut objects, mut caps) = (format!("{CONSOLE_OBJECT}{extra_objects}"), String::new());
     for task in tasks {
         let (o, c) = system::task_spec(task)?;
         objects.push_str(&o);

@@ -90,6 +90,11 @@ fn judge(c: &Counts, seconds: u64) -> Result<String, String> {
     }
 }
 
+/// The ticks a passed stress run delivered, read from its detail line.
+pub fn ticks_in(detail: &str) -> Option<u64> {
+    detail.split_whitespace().next()?.parse().ok()
+}
+
 pub fn stress(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
     let cmdline = format!("stress={STRESS_SECONDS}");
     let run = generated::description_with_ram(16)

@@ -16,6 +16,7 @@ mod process;
 mod qemu;
 mod selftest_checks;
 mod setup;
+mod soak;
 mod system;
 mod tasks;
 mod test;
@@ -54,6 +55,12 @@ enum Command {
     },
     /// rustfmt and clippy over every crate, for its own target.
     Lint,
+    /// The release system under the stress run, the self-test and every
+    /// hostile attack, over and over for N minutes; one line of counts.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+    },
     /// Check the generated seL4 bindings against the compiled kernel.
     CheckBindings,
     /// Only the CapDL loader's QEMU tests.
@@ -139,6 +146,7 @@ fn main() -> ExitCode {
         } => bench::loader(flavour(debug_kernel)),
         Command::Bench { debug_kernel, .. } => bench::sel4(flavour(debug_kernel)),
         Command::TestCapdl => test::capdl_only(),
+        Command::Soak { minutes } => soak::soak(minutes),
         Command::Capdl { description } => print_generated(description),
         Command::CheckBindings => setup::ensure().and_then(|tools| {
             for f in [kernel::Flavour::Release, kernel::Flavour::Debug] {
