@@ -21,7 +21,7 @@ pub use boot_info::{
 pub use message::{
     DecodeError, Label, Reply, Request, Status, FIRST_LABEL, NO_VECTOR, STRING_BYTES,
 };
-pub use shutdown::shutdown_reason;
+pub use shutdown::{shutdown_reason, ShutdownReason};
 pub use vcpu_page::{
     WedgeStats, BOOT_BLOCK_OFFSET, DEFERRED_EOI_OFFSET, FAST_IRET, FAST_PIC_COMMAND, FAST_POPF,
     FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, KIND_SLOTS, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,

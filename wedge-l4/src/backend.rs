@@ -20,13 +20,9 @@ pub enum BackendError {
     Stopped,
 }
 
-/// Why the wedge asks the backend to stop the guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShutdownReason {
-    /// Delivering an exception failed even as a double fault: on hardware a
-    /// triple fault, which resets the machine.
-    TripleFault,
-}
+/// Why the wedge asks the backend to stop the guest: the contract's enum,
+/// one for the wedge and the VMM (`previrt_protocol::ShutdownReason`).
+pub use previrt_protocol::ShutdownReason;
 
 /// The operations the wedge's core needs from its environment.
 pub trait Backend {

@@ -118,9 +118,8 @@ impl Backend for Sel4Backend {
     }
 
     fn shutdown(&mut self, reason: ShutdownReason) {
-        let code = match reason {
-            ShutdownReason::TripleFault => 9,
-        };
-        self.request(Request::Shutdown { reason: code });
+        self.request(Request::Shutdown {
+            reason: reason.code(),
+        });
     }
 }
