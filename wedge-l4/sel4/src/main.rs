@@ -22,9 +22,9 @@ mod memory;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use previrt_protocol::{
-    Request, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, FAST_IRET, FAST_PIC_COMMAND, FAST_POPF,
-    FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
-    WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
+    Request, ShutdownReason, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, FAST_IRET,
+    FAST_PIC_COMMAND, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, STATS_OFFSET,
+    VCPU_OFFSET, VCPU_PAGE, WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
 use wedge_l4::emulate::emulate_decoded;
@@ -242,11 +242,19 @@ fn vcpu_page_at<T>(offset: u64) -> *mut T {
 }
 
 /// The virtual CPU, in the vCPU page.
-fn vcpu() -> &'static mut Vcpu {
+///
+/// # Safety
+///
+/// The caller must hold no other reference to the vCPU while the one
+/// returned lives. Each wedge entry (`wedge_init`, `wedge_site`,
+/// `wedge_reflect`) calls this once and passes the reference down; nothing
+/// else calls it. (Only the guest thread runs wedge code, one entry at a
+/// time: the wedge itself has no sites.)
+unsafe fn vcpu<'a>() -> &'a mut Vcpu {
     // SAFETY: the VMM maps the whole wedge area, the vCPU page included,
     // before it starts this thread; `wedge_init` writes a `Vcpu` there
-    // before any site runs (`vcpu_ready`); only the guest thread runs wedge
-    // code, one site at a time, so this is the only live reference.
+    // before any site runs (`vcpu_ready`); the caller holds no other
+    // reference (this function's contract).
     unsafe { &mut *vcpu_page_at::<Vcpu>(VCPU_OFFSET) }
 }
 
@@ -276,9 +284,9 @@ fn gs_reaches_vcpu() -> bool {
 
 /// Points the `pushf`/`popf`/`iretq` fast paths at the general entry while
 /// the guest runs with a nonzero virtual IOPL (which they do not model).
-fn set_fast_slots() {
+fn set_fast_slots(vcpu: &Vcpu) {
     let general = wedge_site_entry as *const () as u64;
-    let iopl = vcpu().rflags & FLAG_IOPL != 0;
+    let iopl = vcpu.rflags & FLAG_IOPL != 0;
     let unless_iopl = |fast: unsafe extern "C" fn()| {
         if iopl {
             general
@@ -338,9 +346,9 @@ fn resume_at(regs: &GuestRegs) {
     }
 }
 
-fn stop(why: u64) -> ! {
+fn stop(why: ShutdownReason) -> ! {
     let mut backend = Sel4Backend;
-    backend.request(Request::Shutdown { reason: why });
+    backend.request(Request::Shutdown { reason: why.code() });
     loop {
         previrt_sel4::sys::syscalls::yield_now();
     }
@@ -361,7 +369,7 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         *boot
     };
     if boot.magic != WEDGE_BOOT_MAGIC {
-        stop(1);
+        stop(ShutdownReason::BadBootMagic);
     }
     // SAFETY: the VMM maps the guest's records and code (identity-mapped
     // guest RAM, faulted in on demand) before it starts the wedge; nothing
@@ -381,7 +389,7 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
     let st = state();
     let records = match Records::parse(section) {
         Ok(r) => r,
-        Err(_) => stop(2),
+        Err(_) => stop(ShutdownReason::RecordsUnparsable),
     };
     // SAFETY: the vCPU page is mapped (see `vcpu`); nothing refers to it yet.
     unsafe {
@@ -389,7 +397,8 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         vcpu_page_at::<WedgeStats>(STATS_OFFSET).write(WedgeStats::default());
     }
     st.vcpu_ready = true;
-    set_fast_slots();
+    // SAFETY: the first and only reference to the vCPU in this entry.
+    set_fast_slots(unsafe { vcpu() });
     let fast = FastPaths {
         vcpu: VCPU_OFFSET as u32,
         sti: (FAST_SLOTS_OFFSET + 8 * FAST_STI) as u32,
@@ -407,7 +416,7 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         &mut st.sites,
     ) {
         Ok(s) => s,
-        Err(_) => stop(3),
+        Err(_) => stop(ShutdownReason::SitesNotRewritable),
     };
     let stats = stats();
     for (out, n) in stats.rewritten.iter_mut().zip(summary.by_kind) {
@@ -426,20 +435,22 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
 extern "C" fn wedge_site(regs: &mut GuestRegs) {
     let st = state();
     if !st.vcpu_ready {
-        stop(4)
+        stop(ShutdownReason::EnteredBeforeStart)
     }
-    let vcpu = vcpu();
+    // SAFETY: the one reference to the vCPU in this entry; everything below
+    // borrows it.
+    let vcpu = unsafe { vcpu() };
     let table = &st.sites;
     let mut mem = DirectMemory;
     let rsp = regs.gpr[usize::from(reg::RSP)];
     let mut ret = [0u8; 8];
     if wedge_l4::memory::GuestMemory::read(&mut mem, rsp, &mut ret).is_err() {
-        stop(5);
+        stop(ShutdownReason::ReturnAddressUnreadable);
     }
     let return_address = u64::from_le_bytes(ret);
     let entry = match table.by_return_address(return_address, &mut mem) {
         Ok(e) => *e,
-        Err(_) => stop(6),
+        Err(_) => stop(ShutdownReason::CallFromOutsideSite),
     };
     // The call's return address is not the guest's: drop it.
     regs.gpr[usize::from(reg::RSP)] = rsp + 8;
@@ -463,7 +474,7 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
         Ok(_) => {
             // Only these can change the virtual IOPL the fast paths depend on.
             if matches!(entry.site.kind, Kind::Popf | Kind::Iret) {
-                set_fast_slots();
+                set_fast_slots(vcpu);
             }
             // An interrupt may be waiting (the VMM says so in pending_any):
             // taken at this instruction boundary if virtual IF allows.
@@ -472,7 +483,7 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
             }
             resume_at(regs)
         }
-        Err(_) => stop(7),
+        Err(_) => stop(ShutdownReason::SiteNotEmulated),
     }
 }
 
@@ -488,7 +499,7 @@ fn take_interrupt(
 ) {
     if vcpu.has_pending() {
         if wedge_l4::interrupts::deliver_pending(vcpu, regs, mem).is_err() {
-            stop(11);
+            stop(ShutdownReason::InterruptUndeliverable);
         }
         return;
     }
@@ -503,7 +514,7 @@ fn take_interrupt(
     }
     stats().interrupts_at_sites += 1;
     if wedge_l4::interrupts::deliver(vector, None, vcpu, regs, mem).is_err() {
-        stop(11);
+        stop(ShutdownReason::InterruptUndeliverable);
     }
 }
 
@@ -515,9 +526,10 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     // it sends the thread here, and nothing else writes it meanwhile.
     let r = unsafe { *(REFLECTION.load(Ordering::Relaxed) as *const previrt_protocol::Reflection) };
     if !state().vcpu_ready {
-        stop(4)
+        stop(ShutdownReason::EnteredBeforeStart)
     }
-    let vcpu = vcpu();
+    // SAFETY: the one reference to the vCPU in this entry.
+    let vcpu = unsafe { vcpu() };
     if r.vector < 32 {
         stats().reflected += 1;
     } else {
@@ -533,11 +545,11 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     let mut mem = DirectMemory;
     match wedge_l4::interrupts::deliver(vector, error, vcpu, regs, &mut mem) {
         Ok(()) => resume_at(regs),
-        Err(_) => stop(10),
+        Err(_) => stop(ShutdownReason::ReflectionUndeliverable),
     }
 }
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    stop(8)
+    stop(ShutdownReason::WedgePanicked)
 }
