@@ -17,7 +17,8 @@ pub mod cc;
 pub mod corpus;
 pub mod decode;
 pub mod elf;
-pub mod format;
+/// The `.afterburn` ABI, a crate of its own (the wedge and the VMM read it).
+pub use afterburn_format as format;
 pub mod io;
 pub mod lexer;
 pub mod pass;

@@ -1,10 +1,7 @@
 //! The guest's pre-virtualized sites, read from the `.afterburn` records in
 //! guest memory (docs/afterburn-format.md), to name what the guest stopped
-//! at. The format module is the afterburner's own, shared as source.
-
-#[allow(dead_code, clippy::all)]
-#[path = "../../afterburner/src/format.rs"]
-mod afterburn_format;
+//! at. The format is the `afterburn-format` crate the afterburner writes
+//! it with.
 
 use afterburn_format::{walk_records, Kind, MARKER_BASE};
 

@@ -6,8 +6,8 @@
 //! handles 64-bit code only (the wedge runs nothing else). Any other form is
 //! a [`DecodeError`] carrying the bytes, never a guess.
 
-use crate::afterburn_format::Kind;
 use crate::vcpu::SegReg;
+use afterburn_format::Kind;
 
 /// A memory operand: `seg:[base + index*scale + disp]` or `[rip + disp]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

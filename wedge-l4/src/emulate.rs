@@ -8,13 +8,13 @@
 //! and `lret`, or at an IDT handler when it delivered an exception or a
 //! pending virtual interrupt.
 
-use crate::afterburn_format::Kind;
 use crate::backend::{Backend, BackendError, ShutdownReason};
 use crate::decode::{decode, DecodeError, Insn, Mem, Operand, Port, PortIo};
 use crate::interrupts::{deliver, deliver_pending, DeliverError};
 use crate::memory::{read_sized, reg, write_sized, GuestMemory, GuestRegs, MemError};
 use crate::records::Site;
 use crate::vcpu::{SegReg, Vcpu, CR0_PE, CR0_TS, EFER_LMA, FLAG_OF};
+use afterburn_format::Kind;
 
 /// `MSR_EFER`.
 pub const MSR_EFER: u32 = 0xc000_0080;

@@ -2,9 +2,9 @@
 //! a byte-array memory.
 
 use super::*;
-use crate::afterburn_format::{FLAG_REP, FLAG_SHADOW_PAIR};
 use crate::testutil::{guest, handler, ByteMem, Call, Mock};
 use crate::vcpu::{FLAG_CF, FLAG_IF};
+use afterburn_format::{FLAG_REP, FLAG_SHADOW_PAIR};
 use proptest::prelude::*;
 
 const AT: u64 = 0x40_0000;
@@ -479,7 +479,7 @@ fn rdtsc_and_bad_input() {
         Err(EmulateError::Decode(_))
     ));
     let s32 = Site {
-        flags: crate::afterburn_format::FLAG_CODE32,
+        flags: afterburn_format::FLAG_CODE32,
         ..s
     };
     assert_eq!(t.run_site(&s32, &[0xfa]), Err(EmulateError::Not64Bit));

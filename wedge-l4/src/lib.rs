@@ -10,11 +10,9 @@
 //! implementation, a Linux process another. Design: `docs/wedge.md`.
 #![cfg_attr(not(test), no_std)]
 
-// The `.afterburn` ABI (kind numbers, flags, record layout): the
-// afterburner's own `format.rs`, included rather than copied so the two can
-// never disagree.
-#[path = "../../afterburner/src/format.rs"]
-pub mod afterburn_format;
+/// The `.afterburn` ABI (kind numbers, flags, record layout): the crate the
+/// afterburner writes it with.
+pub use afterburn_format;
 
 pub mod backend;
 pub mod decode;

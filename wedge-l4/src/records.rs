@@ -6,7 +6,7 @@
 //! whole section before anything is yielded, so a caller never rewrites half
 //! of a guest and then finds an error.
 
-use crate::afterburn_format::{self as fmt, Kind, Record, WalkError};
+use afterburn_format::{self as fmt, Kind, Record, WalkError};
 
 /// Opted-out regions the wedge can track. A guest has one (its multiboot
 /// trampoline); a fixed bound keeps the wedge free of an allocator.

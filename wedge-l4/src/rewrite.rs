@@ -50,11 +50,11 @@
 //! reaches the VMM server as a fault, which reflects #UD with the right RIP).
 //! Sites in opted-out regions are left alone.
 
-use crate::afterburn_format::Kind;
 use crate::decode::{decode, DecodeError, Insn, Port, PortIo};
 use crate::memory::{GuestMemory, MemError};
 use crate::records::{Records, Site};
 use crate::vcpu::Vcpu;
+use afterburn_format::Kind;
 use core::mem::offset_of;
 
 /// Length of `call *disp32(%rip)`.

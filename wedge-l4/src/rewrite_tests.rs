@@ -1,9 +1,9 @@
 //! Rewriting on byte buffers.
 
 use super::*;
-use crate::afterburn_format::{Record, MARKER_OPT_OUT_BEGIN, MARKER_OPT_OUT_END};
 use crate::emulate::Outcome;
 use crate::testutil::{guest, section, Call, Mock};
+use afterburn_format::{Record, MARKER_OPT_OUT_BEGIN, MARKER_OPT_OUT_END};
 
 const BASE: u64 = 0x4000; // clear of the test guest's IDT and stack
 const ENTRY: u64 = 0x7f80_0000_1000;
@@ -166,7 +166,7 @@ fn bad_sites_are_refused_before_anything_is_written() {
         ),
         (
             Record {
-                flags: crate::afterburn_format::FLAG_CODE32,
+                flags: afterburn_format::FLAG_CODE32,
                 ..rec(0x00, Kind::Cli, 12, 1)
             },
             RewriteError::Not64Bit { address: BASE },
@@ -285,7 +285,7 @@ fn fast_paths_rewrite_the_virtual_if_kinds_through_gs() {
     c[0xc0..0xc2].copy_from_slice(&[0xe6, 0x21]); // outb %al,$0x21 (16): general
     let sti_hlt = Record {
         pair_len: 1,
-        flags: crate::afterburn_format::FLAG_SHADOW_PAIR,
+        flags: afterburn_format::FLAG_SHADOW_PAIR,
         ..rec(0x40, Kind::Sti, 12, 1)
     };
     let sec = section(&[&[

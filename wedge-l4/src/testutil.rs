@@ -1,10 +1,10 @@
 //! Test fixtures: a byte-array guest memory, a recording mock backend, a
 //! guest with an IDT, and a section builder.
 
-use crate::afterburn_format::{self as fmt, Record};
 use crate::backend::{Backend, BackendError, ShutdownReason};
 use crate::memory::{GuestMemory, GuestRegs, MemError};
 use crate::vcpu::Vcpu;
+use afterburn_format::{self as fmt, Record};
 
 /// Guest memory: 64 KiB from address 0.
 pub struct ByteMem(pub Vec<u8>);

@@ -18,6 +18,7 @@ pub const SEL4_CRATES: &[&str] = &[
 ];
 /// no_std libraries that must also build for seL4.
 pub const NO_STD_LIBS: &[&str] = &[
+    "afterburn-format",
     "previrt-sel4-sys",
     "previrt-sel4",
     "wedge-l4",

@@ -1,10 +1,9 @@
 //! The `.afterburn` section ABI: chunk header, site record and kind numbers.
 //!
-//! This module uses nothing from `std` (only `core`), so the wedge, a
-//! `no_std` crate, can include it verbatim (`#[path = ".../format.rs"] mod
-//! format;`) or copy it. `docs/afterburn-format.md` is the prose version of
-//! the same contract; change both together and bump [`VERSION`] on any
-//! incompatible change.
+//! One `no_std` crate for every side of the contract: the afterburner
+//! writes it, the wedge and the VMM server read it.
+//! `docs/afterburn-format.md` is the prose version of the same contract;
+//! change both together and bump [`VERSION`] on any incompatible change.
 //!
 //! Layout of the section after linking: a sequence of *chunks*, one per
 //! object file that had sites. Each chunk is a [`ChunkHeader`] followed by
@@ -12,6 +11,7 @@
 //! and a multiple of 8 bytes long, so the linker's concatenation inserts no
 //! padding; a reader nevertheless skips zero-filled 8-byte words between
 //! chunks (the magic is never zero).
+#![cfg_attr(not(test), no_std)]
 
 /// Name of the ELF section that holds the records.
 pub const SECTION_NAME: &str = ".afterburn";
