@@ -1,6 +1,10 @@
-//! The contract between the wedge (inside the guest's address space) and the
-//! VMM server, declared once: both sides use these types, so a message can
-//! only be built and read one way. Documented in docs/protocol.md.
+//! The contracts that cross an address space, declared once: between the
+//! wedge (inside the guest's address space) and the VMM server — messages,
+//! the vCPU page, the wedge's boot block and statistics, shutdown reasons —
+//! and between the generated system and the VMM server ([`vmm_layout`]:
+//! CSpace slots, windows, start registers). Both sides use these types, so a
+//! message can only be built and read one way. Documented in
+//! docs/protocol.md.
 //!
 //! Every request fits in the four message registers seL4 passes in CPU
 //! registers (the guest thread has no IPC buffer), so a call costs one
@@ -13,6 +17,7 @@ mod boot_info;
 mod message;
 mod shutdown;
 mod vcpu_page;
+pub mod vmm_layout;
 mod wedge_boot;
 
 pub use boot_info::{

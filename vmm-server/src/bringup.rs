@@ -1,6 +1,6 @@
 //! The bring-up check: everything the VMM will rely on, tried once.
 
-use capdl::generate::{
+use previrt_protocol::vmm_layout::{
     guest_image_window, guest_ram_window, guest_tcb_slot, StartInfo, DEBUG_EXIT_PORT_SLOT,
     DEVICE_DEBUG_EXIT,
 };

@@ -4,7 +4,7 @@
 //! counts in; the VMM's serving loop turns the PIT's edges into IRQ 0 at the
 //! PIC and the PIC's INTR into interrupts for the guest (`run.rs`).
 
-use capdl::generate::{
+use previrt_protocol::vmm_layout::{
     StartInfo, DEVICE_GUEST_CONSOLE, GUEST_CONSOLE_PORTS, GUEST_CONSOLE_PORTS_SLOT,
 };
 use previrt_sel4::serial::{SerialError, SerialPort};

@@ -19,7 +19,7 @@
 //! The VMM only looks at the vCPU while the guest thread is not running
 //! (one CPU: the VMM runs, so the guest does not).
 
-use capdl::generate::{guest_tcb_slot, VMM_ENDPOINT_SLOT};
+use previrt_protocol::vmm_layout::{guest_tcb_slot, VMM_ENDPOINT_SLOT};
 use previrt_protocol::{
     Status, DEFERRED_EOI_OFFSET, NO_VECTOR, REFLECTION_OFFSET, VCPU_OFFSET, VCPU_PAGE_OFFSET,
 };
@@ -228,7 +228,7 @@ impl Guest<'_> {
                 "it halted with no interrupt source running: nothing can wake it",
             ));
         }
-        let saved = CNode(capdl::generate::VMM_CNODE_SLOT)
+        let saved = CNode(previrt_protocol::vmm_layout::VMM_CNODE_SLOT)
             .slot(self.irq.halt_slot)
             .save_caller();
         if saved.is_err() {
@@ -346,7 +346,7 @@ impl Guest<'_> {
 /// it (at the guests' priority, seL4 replies to them on its fastpath).
 pub fn lower_priority() {
     if let Some(p) = crate::timer::main_priority() {
-        let me = Tcb(capdl::generate::VMM_TCB_SLOT);
+        let me = Tcb(previrt_protocol::vmm_layout::VMM_TCB_SLOT);
         let _ = me.set_priority(me, p);
     }
 }

@@ -1,6 +1,6 @@
 //! The VMM server. Today it does its bring-up check: it reads what the
 //! generated system gave it (its start registers and the CSpace slots of
-//! `capdl::generate`), proves each guest's RAM frames, RAM window and image
+//! `previrt_protocol::vmm_layout`), proves each guest's RAM frames, RAM window and image
 //! window are usable, and reports. Loading and running the guest (with the
 //! wedge) is the next step of the project; until then it ends the run.
 #![no_std]
@@ -18,7 +18,7 @@ mod sites;
 mod timer;
 mod vtlb;
 
-use capdl::generate::{
+use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
     StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT, VMM_TCB_SLOT,
     VMM_WAKE_NOTIFICATION_SLOT, WEDGE_WINDOW,

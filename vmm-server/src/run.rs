@@ -2,7 +2,9 @@
 //! wedge's requests arrive on the VMM's endpoint with the guest's badge,
 //! told apart by label (docs/protocol.md).
 
-use capdl::generate::{guest_badge, GUEST_ENDPOINT_SLOT, TIMER_BADGE, VMM_ENDPOINT_SLOT};
+use previrt_protocol::vmm_layout::{
+    guest_badge, GUEST_ENDPOINT_SLOT, TIMER_BADGE, VMM_ENDPOINT_SLOT,
+};
 use previrt_protocol::{shutdown_reason, Request, Status, FIRST_LABEL, WEDGE_BASE};
 use previrt_sel4::sys::bitfield::{
     seL4_Fault_CapFault, seL4_Fault_UnknownSyscall, seL4_Fault_UserException, seL4_Fault_VMFault,
@@ -351,7 +353,7 @@ impl Guest<'_> {
         if let Some(n) = self.stats.reflected_by_vector.get_mut(vector as usize) {
             *n += 1;
         }
-        let tcb = previrt_sel4::Tcb(capdl::generate::guest_tcb_slot(self.number));
+        let tcb = previrt_sel4::Tcb(previrt_protocol::vmm_layout::guest_tcb_slot(self.number));
         match tcb.write_rip(entry, false) {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("redirecting the guest thread failed")),

@@ -16,7 +16,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
-use capdl::generate::{
+use previrt_protocol::vmm_layout::{
     PIT_IRQ_SLOT, PIT_PORTS_SLOT, TIMER_NOTIFICATION_SLOT, VMM_IRQ_TCB_SLOT, VMM_TCB_SLOT,
     VMM_WAKE_SIGNAL_SLOT,
 };

@@ -19,7 +19,7 @@
 //! a frame mapped at two addresses at once costs a copy that is deleted
 //! with the mapping.
 
-use capdl::generate::VMM_CNODE_SLOT;
+use previrt_protocol::vmm_layout::VMM_CNODE_SLOT;
 use previrt_sel4::vspace::map_creating_tables;
 use previrt_sel4::{CNode, CapRights, Error, Page, Untyped, VSpace, VmAttributes};
 
