@@ -16,6 +16,7 @@
 mod boot_info;
 mod message;
 mod shutdown;
+pub mod vcpu;
 mod vcpu_page;
 pub mod vmm_layout;
 mod wedge_boot;

@@ -16,7 +16,7 @@
 //! |---|---|
 //! | 0 | the seL4 IPC buffer (1 KiB; the protocol uses registers only) |
 //! | [`DEFERRED_EOI_OFFSET`] | EOIs to the master 8259 not passed on yet (`u32`) |
-//! | [`VCPU_OFFSET`] | the wedge's `Vcpu` (wedge-l4's `vcpu` module) |
+//! | [`VCPU_OFFSET`] | the [`Vcpu`](crate::vcpu::Vcpu) (this crate's `vcpu` module) |
 //! | [`FAST_SLOTS_OFFSET`] | entries of the `sti`/`pushf`/`popf`/`iretq`/`outb $0x20` fast paths, one `u64` each |
 //! | [`STATS_OFFSET`] | [`WedgeStats`] |
 

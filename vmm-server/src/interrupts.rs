@@ -29,10 +29,8 @@ use previrt_sel4::{ipc, CNode, Tcb};
 use crate::run::{in_wedge, Ending, Guest, Step};
 use crate::timer::Clock;
 
-/// The vCPU's `vif` and `pending_any` bytes (wedge-l4's `Vcpu`, layout
-/// version 2).
-const VIF: u64 = 101;
-const PENDING_ANY: u64 = 102;
+use previrt_protocol::vcpu::{PENDING_ANY_OFFSET as PENDING_ANY, VIF_OFFSET as VIF};
+use previrt_protocol::WedgeBoot;
 
 /// What the VMM counts about interrupts.
 #[derive(Default, Clone, Copy)]
@@ -276,11 +274,13 @@ impl Guest<'_> {
         // (guest memory: a guest that changes it only hurts itself).
         let begin = self
             .ram
-            .read_u64(reflector.boot_block_gpa + 72)
+            .read_u64(
+                reflector.boot_block_gpa + core::mem::offset_of!(WedgeBoot, fast_begin) as u64,
+            )
             .unwrap_or(0);
         let end = self
             .ram
-            .read_u64(reflector.boot_block_gpa + 80)
+            .read_u64(reflector.boot_block_gpa + core::mem::offset_of!(WedgeBoot, fast_end) as u64)
             .unwrap_or(0);
         let in_fast_path = (begin..end).contains(&rip);
         if in_wedge(rip) && !in_fast_path {
