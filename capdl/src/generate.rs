@@ -11,7 +11,7 @@ mod builder;
 #[cfg(feature = "std")]
 mod description;
 #[cfg(feature = "std")]
-mod elf;
+pub mod elf;
 #[cfg(feature = "std")]
 mod error;
 #[cfg(feature = "std")]

@@ -9,50 +9,6 @@ use std::time::Duration;
 use crate::kernel::KernelBuild;
 use crate::{paths, qemu, tasks};
 
-/// A loadable segment of an ELF64 file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
-    pub vaddr: u64,
-    pub file_offset: u64,
-    pub file_size: u64,
-    pub mem_size: u64,
-    pub writable: bool,
-}
-
-fn field(bytes: &[u8], at: usize, n: usize) -> Result<u64, String> {
-    let raw = bytes.get(at..at + n).ok_or("ELF file truncated")?;
-    Ok(raw
-        .iter()
-        .rev()
-        .fold(0, |acc, &b| (acc << 8) | u64::from(b)))
-}
-
-/// The entry point and PT_LOAD segments of a little-endian ELF64 file.
-pub fn elf_segments(bytes: &[u8]) -> Result<(u64, Vec<Segment>), String> {
-    if bytes.get(..6) != Some(b"\x7fELF\x02\x01") {
-        return Err("not a little-endian ELF64 file".into());
-    }
-    let entry = field(bytes, 0x18, 8)?;
-    let phoff = field(bytes, 0x20, 8)? as usize;
-    let phentsize = field(bytes, 0x36, 2)? as usize;
-    let phnum = field(bytes, 0x38, 2)? as usize;
-    let mut segments = Vec::new();
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        if field(bytes, ph, 4)? != 1 {
-            continue; // not PT_LOAD
-        }
-        segments.push(Segment {
-            writable: field(bytes, ph + 4, 4)? & 2 != 0,
-            file_offset: field(bytes, ph + 8, 8)?,
-            vaddr: field(bytes, ph + 16, 8)?,
-            file_size: field(bytes, ph + 32, 8)?,
-            mem_size: field(bytes, ph + 40, 8)?,
-        });
-    }
-    Ok((entry, segments))
-}
-
 /// One task of a test system: its image, role and capabilities.
 pub struct Task<'a> {
     pub name: &'a str,
@@ -74,7 +30,8 @@ const TABLE_BASE: u64 = 0x400000;
 /// one page table for the image (at 0x400000..0x600000) and its IPC buffer.
 pub fn task_spec(task: &Task) -> Result<(String, String), String> {
     let n = task.name;
-    let (entry, segments) = elf_segments(task.elf).map_err(|e| format!("{}: {e}", task.image))?;
+    let elf = capdl::generate::elf::read(task.elf).map_err(|e| format!("{}: {e}", task.image))?;
+    let (entry, segments) = (elf.entry, elf.segments);
     let mut objects = String::new();
     let mut caps = String::new();
     let init: Vec<String> = task.init.iter().map(u64::to_string).collect();
@@ -102,7 +59,7 @@ pub fn task_spec(task: &Task) -> Result<(String, String), String> {
     let mut pt = format!("  {n}_pt {{\n    511: {n}_ipc (RW)\n");
     for s in &segments {
         let first = s.vaddr & !0xfff;
-        let end = (s.vaddr + s.mem_size).next_multiple_of(0x1000);
+        let end = (s.vaddr + s.memsz).next_multiple_of(0x1000);
         if first < TABLE_BASE || end > IPC_BUFFER {
             return Err(format!(
                 "{}: segment at {:#x} is outside 0x400000..{IPC_BUFFER:#x}",
@@ -113,14 +70,14 @@ pub fn task_spec(task: &Task) -> Result<(String, String), String> {
             let frame = format!("{n}_image_{:x}", page >> 12);
             // The part of this page the file provides.
             let from = page.max(s.vaddr);
-            let to = (page + 0x1000).min(s.vaddr + s.file_size);
+            let to = (page + 0x1000).min(s.vaddr + s.filesz);
             let fill = if to > from {
                 format!(
                     ", fill: [{{{} {} CDL_FrameFill_FileData \"{}\" {:#x}}}]",
                     from - page,
                     to - from,
                     task.image,
-                    s.file_offset + (from - s.vaddr)
+                    s.offset + (from - s.vaddr)
                 )
             } else {
                 String::new()
@@ -255,7 +212,8 @@ mod tests {
 
     fn tiny_elf() -> Vec<u8> {
         let mut elf = vec![0u8; 0x100];
-        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        elf[0x12..0x14].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
         elf[0x18..0x20].copy_from_slice(&0x400010u64.to_le_bytes());
         elf[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
         elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
@@ -273,9 +231,9 @@ mod tests {
     #[test]
     fn segments_become_filled_frames_that_validate() {
         let elf = tiny_elf();
-        let (entry, segments) = elf_segments(&elf).unwrap();
-        assert_eq!(entry, 0x400010);
-        assert_eq!(segments.len(), 1);
+        let read = capdl::generate::elf::read(&elf).unwrap();
+        assert_eq!(read.entry, 0x400010);
+        assert_eq!(read.segments.len(), 1);
         let caps = [(1, "ep (RW)".to_string())];
         let task = Task {
             name: "t",
@@ -300,8 +258,18 @@ mod tests {
     }
 
     #[test]
-    fn rejects_what_is_not_elf64() {
-        assert!(elf_segments(b"\x7fELF\x01\x01rest").is_err());
-        assert!(elf_segments(&tiny_elf()[..0x50]).is_err());
+    fn a_task_that_is_not_elf64_is_refused_with_its_name() {
+        for bytes in [&b"\x7fELF\x01\x01rest"[..], &tiny_elf()[..0x50]] {
+            let task = Task {
+                name: "t",
+                image: "t.elf",
+                elf: bytes,
+                prio: 10,
+                init: &[],
+                fault_ep: None,
+                caps: &[],
+            };
+            assert!(task_spec(&task).unwrap_err().starts_with("t.elf: "));
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The little the generator needs from an ELF file: its entry point and its
-//! `PT_LOAD` segments, each checked against the file's bytes.
+//! `PT_LOAD` segments, each checked against the file's bytes. The host's one
+//! ELF reader for images (xtask builds its test systems with it too), over
+//! the `object` crate.
 
 use object::elf::{FileHeader64, EM_X86_64, PF_W, PF_X, PT_LOAD};
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -9,7 +11,7 @@ use super::error::ImageProblem;
 
 /// A `PT_LOAD` segment with memory (`p_memsz > 0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Segment {
+pub struct Segment {
     /// Its program header's index, for messages.
     pub index: usize,
     /// `p_vaddr`.
@@ -30,7 +32,7 @@ pub(crate) struct Segment {
 
 /// What the generator reads of an image.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Elf {
+pub struct Elf {
     /// `e_entry`.
     pub entry: u64,
     /// The loadable segments, in program header order.
@@ -40,7 +42,7 @@ pub(crate) struct Elf {
 /// Reads `bytes` as an x86_64 ELF64 little-endian file. Every segment's file
 /// bytes are inside the file, `p_filesz <= p_memsz`, and no address range
 /// wraps; there is at least one segment.
-pub(crate) fn read(bytes: &[u8]) -> Result<Elf, ImageProblem> {
+pub fn read(bytes: &[u8]) -> Result<Elf, ImageProblem> {
     let not_elf = |e: object::read::Error| ImageProblem::NotElf(e.to_string());
     let header = FileHeader64::<LittleEndian>::parse(bytes).map_err(not_elf)?;
     // `parse` accepts either byte order for the header type; previrt's
