@@ -348,6 +348,12 @@ fn print_faults(g: usize, stats: &run::Stats) {
             print!(" {} {n}", NAMES.get(vector).copied().unwrap_or("#?"));
         }
     }
+    if stats.software_interrupts > 0 {
+        print!(
+            " ({} of the #GP: `int $n` seL4 reported as unknown system calls)",
+            stats.software_interrupts
+        );
+    }
     println!();
 }
 

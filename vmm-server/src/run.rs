@@ -139,6 +139,9 @@ pub struct Stats {
     pub user_exceptions: [u64; 32],
     pub requests: [u64; 11],
     pub invalid_requests: u64,
+    /// `int $n` through seL4's user-level gates, which seL4 reports as
+    /// unknown system calls (reflected as #GP, also counted there).
+    pub software_interrupts: u64,
     pub reflected: u64,
     /// Exceptions reflected, by vector (VM faults the guest's tables do
     /// not allow are #PF, 14).
@@ -278,12 +281,21 @@ impl Guest<'_> {
                 // No #UD can be reflected for an unknown system call: seL4
                 // keeps no stack pointer across `syscall`, so the guest's
                 // stack is unknown. (The guest kernel never needs the
-                // instruction: seL4 is the wedge's business.)
+                // instruction: seL4 is the wedge's business.) But an
+                // `int $n` through a gate seL4 leaves open to user level
+                // comes as one too, with the whole frame saved: it gets
+                // the #GP every other `int $n` gets.
                 seL4_Fault_UnknownSyscall if length == seL4_UnknownSyscall_Length => {
-                    Step::End(Ending::UnknownSyscall {
-                        number: message.mr(seL4_UnknownSyscall_Syscall as usize),
-                        rip: message.mr(seL4_UnknownSyscall_FaultIP as usize),
-                    })
+                    let number = message.mr(seL4_UnknownSyscall_Syscall as usize);
+                    let rip = message.mr(seL4_UnknownSyscall_FaultIP as usize);
+                    match self.software_interrupt(number, rip) {
+                        Some(n) if self.reflector.is_some() && !in_wedge(rip) => {
+                            self.stats.user_exceptions[13] += 1;
+                            self.stats.software_interrupts += 1;
+                            self.reflect(rip, 13, n << 3 | 2, 0)
+                        }
+                        _ => Step::End(Ending::UnknownSyscall { number, rip }),
+                    }
                 }
                 // The guest's only capability is its endpoint; a call on
                 // any other slot cannot be answered, and restarting the
@@ -316,6 +328,25 @@ impl Guest<'_> {
             };
             step
         }
+    }
+
+    /// Whether an unknown system call `number` at `rip` is in fact an
+    /// `int $n` (`cd n`) through one of seL4's user-level gates (vectors
+    /// 158..=254 on pc99): seL4 then reports the number `n << 24` with
+    /// eax's low 24 bits, as a sign-extended 32-bit value, at the `int`.
+    /// Returns n. A `syscall` is told apart by its bytes (`0f 05`).
+    fn software_interrupt(&self, number: u64, rip: u64) -> Option<u64> {
+        let n = (number >> 24) & 0xff;
+        if number as u32 as i32 as i64 as u64 != number || n < 0x80 {
+            return None;
+        }
+        let byte = |va: u64| -> Option<u8> {
+            let t = crate::vtlb::walk(self.ram, self.cr3, va).ok()?;
+            let mut b = [0u8];
+            self.ram.read(t.gpa + (va & 0xfff), &mut b).ok()?;
+            Some(b[0])
+        };
+        (byte(rip)? == 0xcd && u64::from(byte(rip.wrapping_add(1))?) == n).then_some(n)
     }
 
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {

@@ -6,6 +6,8 @@
 //! mapping-consistency line, and a defined exit status. And the VMM refuses
 //! an image that was not pre-virtualized.
 
+use std::time::Duration;
+
 use crate::kernel::KernelBuild;
 use crate::process::tail;
 use crate::{generated, images, qemu, system};
@@ -13,111 +15,325 @@ use crate::{generated, images, qemu, system};
 /// Guest RAM for these boots: small, so the loader is quick.
 const RAM_MIB: u32 = 16;
 
+/// How long a boot whose kernel stops the machine may run: long enough
+/// for the loader, the VMM and the guest to reach the call, no longer.
+const STOPPED_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Which seL4 the hostile guest runs on: the expectations differ only in
+/// the debug system calls (-9..=-13), which a release kernel does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// No `CONFIG_DEBUG_BUILD`, no `CONFIG_PRINTING`: a debug number is an
+    /// unknown system call like any other, and the VMM ends the guest.
+    Release,
+    /// The debug calls exist and need no capability: the cases show the
+    /// exposure (a forged console line, a halted or hung machine).
+    Debug,
+}
+
+impl Kernel {
+    /// The flavour `build` was configured as (its `autoconf.h`).
+    pub fn of(build: &KernelBuild) -> Kernel {
+        let config = build.source().join("include/plat/pc99/autoconf.h");
+        let text = std::fs::read_to_string(config).unwrap_or_default();
+        if text.lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>() == ["#define", "CONFIG_DEBUG_BUILD", "1"]
+        }) {
+            Kernel::Debug
+        } else {
+            Kernel::Release
+        }
+    }
+}
+
+/// How a boot must end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum End {
+    /// The guest survives every attack, reports and exits with a pass
+    /// status.
+    Exits,
+    /// The VMM ends it, stating this reason (a prefix).
+    Terminated(String),
+    /// The kernel stops the whole machine (a debug kernel's halt, or its
+    /// capDL dump waiting for commands on the serial port): nothing runs
+    /// after the kernel's lines, and the run ends at [`STOPPED_TIMEOUT`].
+    MachineStops,
+}
+
 /// One boot of the hostile guest.
 struct Case {
     /// The guest's command line is `attack=ATTACKS`.
-    attacks: &'static str,
-    what: &'static str,
-    /// `None`: the guest survives every attack, reports and exits with a
-    /// pass status. `Some(reason)`: the VMM ends it, stating `reason`.
-    terminated: Option<&'static str>,
-    /// Lines (substrings) the serial log must contain: the guest's reports
-    /// and the VMM's log.
-    lines: &'static [&'static str],
+    attacks: String,
+    what: String,
+    end: End,
+    /// Lines (substrings) the serial log (COM2 then COM1) must contain: the
+    /// guest's reports and the VMM's log.
+    lines: Vec<String>,
+    /// Lines that must be on COM1, the kernel's and the VMM's console,
+    /// exactly.
+    com1_lines: Vec<String>,
+    /// Text that must appear on neither serial port.
+    absent: Vec<String>,
 }
 
-const CASES: &[Case] = &[
-    Case {
-        attacks: "ipc,jumps,ptloop",
-        what: "garbage IPC is refused, wild jumps and page-table loops are reflected; the guest reports and exits",
-        terminated: None,
-        lines: &[
-            "vmm-server: guest0: invalid request: unknown label 511",
-            "vmm-server: guest0: invalid request: label 0x42 with 2 message registers is neither a request nor a fault",
-            "vmm-server: guest0: invalid request: label 0x5 with 3 message registers is neither a request nor a fault",
-            "vmm-server: guest0: invalid request: size = 0x3 is out of range",
-            "vmm-server: guest0: invalid request: len = 0x19 is out of range",
-            "vmm-server: guest0: invalid request: LoadCr3 0x10000000000 is outside guest RAM",
-            "vmm-server: guest0: invalid request: address = 0x800000000000 is out of range",
-            "hostile: ipc: a well-formed port-in: reply label 0",
-            "hostile: ipc: a send of unknown label 0x1ff returned",
-            "hostile: jumps: to a non-canonical address (0x800000000000): trapped with vector 13",
-            "hostile: jumps: to the kernel half (0xffff800000000000): trapped with vector 14, cr2 0xffff800000000000",
-            "hostile: jumps: 5 answers as expected, 0 unexpected",
-            "hostile: ptloop: PML4[1] = itself; reading through 1,1,1,1: read",
-            "hostile: ptloop: a table outside RAM; reading through it: #PF",
-            "hostile: ptloop: 5 answers as expected, 0 unexpected",
-            "hostile: survived 3 attacks, 0 unexpected answers",
-        ],
-    },
-    Case {
-        attacks: "caps",
-        what: "an empty slot is an error from the kernel; a call on a slot beyond its CSpace ends the guest",
-        terminated: Some("capability fault: it invoked slot 12345"),
-        lines: &[
-            "hostile: caps: call on slot 0 (empty): kernel error 2",
-            "hostile: caps: non-blocking sends to slots 2 and 12345 returned",
-        ],
-    },
-    Case {
-        attacks: "recv",
-        what: "its endpoint capability cannot receive: receiving on it ends the guest",
-        terminated: Some("capability fault: it tried to receive on slot 1"),
-        lines: &[],
-    },
-    Case {
-        attacks: "wedge-code",
-        what: "the wedge's code is read-only: a write to it ends the guest",
-        terminated: Some("it wrote to the wedge's read-only code at 0x7f8000000000"),
-        lines: &["hostile: wedge-code: reading the wedge's first code bytes at 0x7f8000000000: read"],
-    },
-    Case {
-        attacks: "wedge-alias",
-        what: "the wedge's memory through the guest's identity map: readable, a write ends the guest",
-        terminated: Some("it wrote to the wedge's memory (guest-physical"),
-        lines: &["reads as the wedge's first bytes"],
-    },
-    Case {
-        attacks: "wedge-state",
-        what: "an overwritten reflect entry ends the guest at the next reflection",
-        terminated: Some("the wedge's reflect entry 0x1000 is outside its code"),
-        lines: &["hostile: wedge-state: the wedge's reflect entry 0x7f80"],
-    },
-    Case {
-        attacks: "wedge-middle",
-        what: "a jump into the middle of the wedge ends the guest",
+impl Case {
+    fn new(attacks: &str, what: &str, end: End, lines: &[&str]) -> Case {
+        Case {
+            attacks: attacks.to_string(),
+            what: what.to_string(),
+            end,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+            com1_lines: Vec::new(),
+            absent: Vec::new(),
+        }
+    }
+}
+
+fn terminated(reason: &str) -> End {
+    End::Terminated(reason.to_string())
+}
+
+/// The line the guest forges through `seL4_DebugPutChar` (images/hostile).
+const FORGED: &str = "vmm-server: guest0: forged by the guest through seL4_DebugPutChar";
+
+/// What `int $n` answers, for every n, as the guest reports it
+/// (`hostile: ints: by vector: ...`). seL4 5.0.0's IDT on pc99 has DPL-0
+/// gates for the exceptions and IRQs 0..=157: the CPU raises #GP with the
+/// gate in the error code, which QEMU's TCG gives as 16n+2 in long mode
+/// (the SDM says 8n+2; for n = 0 the two agree); a DPL-3 gate for #BP
+/// (3), reflected after the `int`; DPL-3 gates 158..=254 that seL4
+/// reports as unknown system calls, which the VMM reflects as the SDM's
+/// #GP(8n+2); and 255, the spurious vector, on which seL4 returns at
+/// once. The same on both kernel flavours.
+const INT_ANSWERS: &[(u8, u8, &str)] = &[
+    (0, 0, "#GP(8n+2)"),
+    (1, 2, "#GP(16n+2)"),
+    (3, 3, "#BP"),
+    (4, 157, "#GP(16n+2)"),
+    (158, 254, "#GP(8n+2)"),
+    (255, 255, "returned"),
+];
+
+/// Unknown system call numbers, one boot each (42 is the `syscall`
+/// attack): the numbers seL4 5.0.0 names but our configuration leaves out
+/// (DebugRun -14, the first Benchmark call -15, VMEnter -22), the first
+/// past them, 0, and the ends of the 64-bit range (seL4 compares the whole
+/// register). Every one takes the same path in the kernel (outside
+/// -8..=-1, or -13..=-1 on a debug kernel: `handleUnknownSyscall`), so a
+/// few stand for the rest (-21, -100 and 1 gave the same answer by hand).
+const UNKNOWN_NUMBERS: &[i64] = &[-14, -15, -22, -23, 0, i64::MIN, i64::MAX];
+
+/// The debug system calls: (number, name).
+const DEBUG_CALLS: &[(i64, &str)] = &[
+    (-9, "DebugPutChar"),
+    (-10, "DebugHalt"),
+    (-11, "DebugCapIdentify"),
+    (-12, "DebugSnapshot"),
+    (-13, "DebugNameThread"),
+];
+
+/// Every boot for a kernel of this flavour.
+fn cases(kernel: Kernel) -> Vec<Case> {
+    let mut cases = vec![
+        Case::new(
+            "ipc,jumps,ptloop,syscalls,ints",
+            "garbage IPC is refused, wild jumps and page-table loops are reflected, every survivable system call returns, every int $n and sysenter is reflected; the guest reports and exits",
+            End::Exits,
+            &[
+                "vmm-server: guest0: invalid request: unknown label 511",
+                "vmm-server: guest0: invalid request: label 0x42 with 2 message registers is neither a request nor a fault",
+                "vmm-server: guest0: invalid request: label 0x5 with 3 message registers is neither a request nor a fault",
+                "vmm-server: guest0: invalid request: size = 0x3 is out of range",
+                "vmm-server: guest0: invalid request: len = 0x19 is out of range",
+                "vmm-server: guest0: invalid request: LoadCr3 0x10000000000 is outside guest RAM",
+                "vmm-server: guest0: invalid request: address = 0x800000000000 is out of range",
+                "hostile: ipc: a well-formed port-in: reply label 0",
+                "hostile: ipc: a send of unknown label 0x1ff returned",
+                "hostile: jumps: to a non-canonical address (0x800000000000): trapped with vector 13",
+                "hostile: jumps: to the kernel half (0xffff800000000000): trapped with vector 14, cr2 0xffff800000000000",
+                "hostile: jumps: 5 answers as expected, 0 unexpected",
+                "hostile: ptloop: PML4[1] = itself; reading through 1,1,1,1: read",
+                "hostile: ptloop: a table outside RAM; reading through it: #PF",
+                "hostile: ptloop: 5 answers as expected, 0 unexpected",
+                "hostile: syscalls: Yield (-7): returned",
+                "hostile: syscalls: Reply (-6) with no reply capability: returned",
+                "hostile: syscalls: Call (-1) on slot 0 (empty): kernel error 2",
+                "hostile: syscalls: Send (-3) on slot 0 (empty): returned",
+                "hostile: syscalls: NBSend (-4) on slots 0, 2, 12345, 0xffffffffffffffff: returned",
+                "hostile: syscalls: 3 answers as expected, 0 unexpected",
+                "hostile: ints: 256 int instructions: 98 #GP(8n+2), 156 #GP(16n+2), 1 #BP, 1 returned, 0 other",
+                "hostile: ints: sysenter: trapped with vector 6, error 0x0, at the sysenter + 0",
+                "hostile: ints: 2 answers as expected, 0 unexpected",
+                "(97 of the #GP: `int $n` seL4 reported as unknown system calls)",
+                "hostile: survived 5 attacks, 0 unexpected answers",
+            ],
+        ),
+        Case::new(
+            "caps",
+            "an empty slot is an error from the kernel; a call on a slot beyond its CSpace ends the guest",
+            terminated("capability fault: it invoked slot 12345"),
+            &[
+                "hostile: caps: call on slot 0 (empty): kernel error 2",
+                "hostile: caps: non-blocking sends to slots 2 and 12345 returned",
+            ],
+        ),
+        Case::new(
+            "recv",
+            "its endpoint capability cannot receive: receiving on it ends the guest",
+            terminated("capability fault: it tried to receive on slot 1"),
+            &[],
+        ),
+        Case::new(
+            "wedge-code",
+            "the wedge's code is read-only: a write to it ends the guest",
+            terminated("it wrote to the wedge's read-only code at 0x7f8000000000"),
+            &["hostile: wedge-code: reading the wedge's first code bytes at 0x7f8000000000: read"],
+        ),
+        Case::new(
+            "wedge-alias",
+            "the wedge's memory through the guest's identity map: readable, a write ends the guest",
+            terminated("it wrote to the wedge's memory (guest-physical"),
+            &["reads as the wedge's first bytes"],
+        ),
+        Case::new(
+            "wedge-state",
+            "an overwritten reflect entry ends the guest at the next reflection",
+            terminated("the wedge's reflect entry 0x1000 is outside its code"),
+            &["hostile: wedge-state: the wedge's reflect entry 0x7f80"],
+        ),
         // What runs depends on the wedge's bytes there (today: the wedge
         // finds no site and stops the guest); any stated end will do.
-        terminated: Some(""),
-        lines: &["hostile: wedge-middle: jumping to 0x7f80"],
-    },
-    Case {
-        attacks: "syscall",
-        what: "a system call seL4 does not know ends the guest",
-        terminated: Some("unknown seL4 system call 42 at"),
-        lines: &[],
-    },
-    Case {
-        attacks: "cr3",
-        what: "a CR3 outside guest RAM through the wedge is refused, and the wedge stops",
-        terminated: Some(
-            "the wedge stopped the guest: a site could not be emulated (a request was refused, or guest memory faulted) (reason 7)",
+        Case::new(
+            "wedge-middle",
+            "a jump into the middle of the wedge ends the guest",
+            terminated(""),
+            &["hostile: wedge-middle: jumping to 0x7f80"],
         ),
-        lines: &["vmm-server: guest0: invalid request: LoadCr3 0x10000000000 is outside guest RAM"],
-    },
-    Case {
-        attacks: "halt",
-        what: "hlt with interrupts disabled ends the guest: nothing could wake it",
-        terminated: Some("it halted with interrupts disabled: nothing can wake it"),
-        lines: &[],
-    },
-    Case {
-        attacks: "sleep",
-        what: "sti; hlt with no timer running ends the guest: nothing could wake it",
-        terminated: Some("it halted with no interrupt source running: nothing can wake it"),
-        lines: &[],
-    },
-];
+        Case::new(
+            "syscall",
+            "a system call seL4 does not know ends the guest",
+            terminated("unknown seL4 system call 42 at"),
+            &[],
+        ),
+        Case::new(
+            "cr3",
+            "a CR3 outside guest RAM through the wedge is refused, and the wedge stops",
+            terminated(
+                "the wedge stopped the guest: a site could not be emulated (a request was refused, or guest memory faulted) (reason 7)",
+            ),
+            &["vmm-server: guest0: invalid request: LoadCr3 0x10000000000 is outside guest RAM"],
+        ),
+        Case::new(
+            "halt",
+            "hlt with interrupts disabled ends the guest: nothing could wake it",
+            terminated("it halted with interrupts disabled: nothing can wake it"),
+            &[],
+        ),
+        Case::new(
+            "sleep",
+            "sti; hlt with no timer running ends the guest: nothing could wake it",
+            terminated("it halted with no interrupt source running: nothing can wake it"),
+            &[],
+        ),
+        // The API calls that end the guest: each receives, or invokes a
+        // slot its CSpace cannot resolve, so seL4 sends a capability fault.
+        Case::new(
+            "sys:-2",
+            "ReplyRecv on its endpoint: no reply to send, and it may not receive",
+            terminated("capability fault: it tried to receive on slot 1"),
+            &[],
+        ),
+        Case::new(
+            "sys:-5@0",
+            "Recv on an empty slot ends the guest",
+            terminated("capability fault: it tried to receive on slot 0"),
+            &[],
+        ),
+        Case::new(
+            "sys:-8",
+            "NBRecv on its endpoint ends the guest, as Recv does",
+            terminated("capability fault: it tried to receive on slot 1"),
+            &[],
+        ),
+        Case::new(
+            "sys:-3@12345",
+            "Send (blocking) to a slot beyond its CSpace ends the guest",
+            terminated("capability fault: it invoked slot 12345"),
+            &[],
+        ),
+    ];
+    for &number in UNKNOWN_NUMBERS {
+        cases.push(Case::new(
+            &format!("sys:{number}"),
+            &format!("system call {number}, which seL4 does not know, ends the guest"),
+            terminated(&format!("unknown seL4 system call {number} at")),
+            &[],
+        ));
+    }
+    for &(number, name) in DEBUG_CALLS {
+        cases.push(debug_call(kernel, number, name));
+    }
+    cases
+}
+
+/// The boot for one debug system call on a kernel of this flavour.
+fn debug_call(kernel: Kernel, number: i64, name: &str) -> Case {
+    let attacks = format!("sys:{number}");
+    let mut case = match kernel {
+        // Unknown to the kernel: the VMM ends the guest, and says so.
+        Kernel::Release => Case::new(
+            &attacks,
+            &format!("{name} does not exist in a release kernel: the VMM ends the guest"),
+            terminated(&format!("unknown seL4 system call {number} at")),
+            &[],
+        ),
+        // The exposure, shown: what the call does on a debug kernel.
+        Kernel::Debug => match number {
+            -9 => {
+                let mut case = Case::new(
+                    &attacks,
+                    "DebugPutChar on a debug kernel: the guest prints a forged VMM line on COM1 (the exposure)",
+                    End::Exits,
+                    &["hostile: sys: -9: returned after 66 characters"],
+                );
+                case.com1_lines.push(FORGED.to_string());
+                case
+            }
+            -10 => Case::new(
+                &attacks,
+                "DebugHalt on a debug kernel halts the whole machine (the exposure)",
+                End::MachineStops,
+                &["Debug halt syscall from user thread", "halting..."],
+            ),
+            -11 => Case::new(
+                &attacks,
+                "DebugCapIdentify on a debug kernel tells the guest its capability's type (the exposure)",
+                End::Exits,
+                // seL4's cap_endpoint_cap is 4.
+                &["hostile: sys: -11: returned: label 0, length 0, rdi 0x4"],
+            ),
+            -12 => Case::new(
+                &attacks,
+                "DebugSnapshot on a debug kernel stops the machine: the kernel waits for capDL commands on its serial port (the exposure)",
+                End::MachineStops,
+                &["Debug snapshot syscall from user thread"],
+            ),
+            _ => Case::new(
+                &attacks,
+                "DebugNameThread on a debug kernel, without a TCB capability, halts the whole machine (the exposure)",
+                End::MachineStops,
+                &["SysDebugNameThread: cap is not a TCB, halting", "halting..."],
+            ),
+        },
+    };
+    // Not a character of the forged line reaches a release kernel's
+    // machine: the first DebugPutChar ends the guest.
+    if kernel == Kernel::Release && number == -9 {
+        case.absent.push(FORGED.to_string());
+        case.absent.push("forged by the guest".to_string());
+    }
+    case
+}
 
 const TERMINATED: &str = "vmm-server: guest0: terminated: ";
 const EXITED: &str = "vmm-server: guest0: exited with status ";
@@ -128,18 +344,32 @@ const REPORT: [&str; 3] = [
     "vmm-server: guest0: mapping consistency: all",
 ];
 
-/// Judges one boot's serial log and outcome.
-fn judge(case: &Case, serial: &str, outcome: &qemu::Outcome) -> Result<String, String> {
+/// Judges one boot: the guest's console (`com2`), the kernel's and the
+/// VMM's (`com1`), and how it ended.
+fn judge(case: &Case, com2: &str, com1: &str, outcome: &qemu::Outcome) -> Result<String, String> {
+    // The guest's console first: its words all come before the VMM's
+    // report of its end.
+    let serial = format!("{com2}\n{com1}");
     let lines: Vec<&str> = serial.lines().collect();
     let find = |what: &str| lines.iter().position(|l| l.contains(what));
     let missing: Vec<&str> = case
         .lines
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|l| find(l).is_none())
         .collect();
     if !missing.is_empty() {
         return Err(format!("missing {missing:?}"));
+    }
+    if let Some(l) = case
+        .com1_lines
+        .iter()
+        .find(|l| !com1.lines().any(|c| c == l.as_str()))
+    {
+        return Err(format!("no line {l:?} on COM1"));
+    }
+    if let Some(a) = case.absent.iter().find(|a| serial.contains(a.as_str())) {
+        return Err(format!("{a:?} must appear nowhere, and does"));
     }
     if let Some(l) = lines
         .iter()
@@ -147,15 +377,21 @@ fn judge(case: &Case, serial: &str, outcome: &qemu::Outcome) -> Result<String, S
     {
         return Err(format!("{l:?}"));
     }
+    if let Some(ints) = case.attacks.split(',').find(|a| *a == "ints") {
+        ints_agree(&lines).map_err(|e| format!("{ints}: {e}"))?;
+    }
     let endings: Vec<usize> = (0..lines.len())
         .filter(|&i| lines[i].starts_with(TERMINATED) || lines[i].starts_with(EXITED))
         .collect();
+    if case.end == End::MachineStops {
+        return machine_stopped(case, &lines, &endings, outcome);
+    }
     let [ending] = endings[..] else {
         return Err(format!("{} ending lines, not one", endings.len()));
     };
-    let (expected_outcome, stated) = match case.terminated {
-        None => (qemu::Outcome::Passed, format!("{EXITED}1")),
-        Some(reason) => (qemu::Outcome::Failed, format!("{TERMINATED}{reason}")),
+    let (expected_outcome, stated) = match &case.end {
+        End::Terminated(reason) => (qemu::Outcome::Failed, format!("{TERMINATED}{reason}")),
+        _ => (qemu::Outcome::Passed, format!("{EXITED}1")),
     };
     if !lines[ending].starts_with(&stated) {
         return Err(format!("ended {:?}, expected {stated:?}", lines[ending]));
@@ -169,26 +405,123 @@ fn judge(case: &Case, serial: &str, outcome: &qemu::Outcome) -> Result<String, S
     if *outcome != expected_outcome {
         return Err(format!("ended with {outcome}, expected {expected_outcome}"));
     }
-    match case.terminated {
+    match case.end {
         // A terminated guest ran no further: nothing after its last words.
-        Some(_) => {
-            let last_words = find("the VMM should end this guest")
-                .ok_or("the guest never reached its last step")?;
-            if let Some(l) = lines[last_words + 1..]
-                .iter()
-                .find(|l| l.starts_with("hostile:"))
-            {
-                return Err(format!("the guest ran on: {l:?}"));
-            }
-        }
+        End::Terminated(_) => ran_no_further(&lines)?,
         // Every refused message is counted, and the guest saw each refusal.
-        None if case.attacks.split(',').any(|a| a == "ipc") => refusals_agree(&lines)?,
-        None => {}
+        _ if case.attacks.split(',').any(|a| a == "ipc") => refusals_agree(&lines)?,
+        _ => {}
     }
     Ok(lines[ending]
         .strip_prefix("vmm-server: guest0: ")
         .unwrap_or(lines[ending])
         .to_string())
+}
+
+/// Nothing from the guest after its last words.
+fn ran_no_further(lines: &[&str]) -> Result<(), String> {
+    let last_words = lines
+        .iter()
+        .position(|l| l.contains("the VMM should end this guest"))
+        .ok_or("the guest never reached its last step")?;
+    match lines[last_words + 1..]
+        .iter()
+        .find(|l| l.starts_with("hostile:"))
+    {
+        Some(l) => Err(format!("the guest ran on: {l:?}")),
+        None => Ok(()),
+    }
+}
+
+/// The kernel stopped the machine at the guest's call: the kernel's lines
+/// (the case's last expected line) and nothing after them from the guest
+/// or the VMM, no end of the guest, and the run ended at the timeout.
+fn machine_stopped(
+    case: &Case,
+    lines: &[&str],
+    endings: &[usize],
+    outcome: &qemu::Outcome,
+) -> Result<String, String> {
+    if !endings.is_empty() {
+        return Err(format!("the guest ended: {:?}", lines[endings[0]]));
+    }
+    ran_no_further(lines)?;
+    let last = case.lines.last().ok_or("no kernel line to expect")?;
+    let at = lines
+        .iter()
+        .rposition(|l| l.contains(last.as_str()))
+        .ok_or_else(|| format!("no {last:?}"))?;
+    if let Some(l) = lines[at + 1..]
+        .iter()
+        .find(|l| l.starts_with("vmm-server:") || l.starts_with("hostile:"))
+    {
+        return Err(format!("the machine ran on after {last:?}: {l:?}"));
+    }
+    match outcome {
+        qemu::Outcome::TimedOut(_) => Ok(format!("the machine stopped: {last:?}")),
+        other => Err(format!("ended with {other}, expected the timeout")),
+    }
+}
+
+/// What the guest reports for `int $n`, n = 0..=255: runs of vectors with
+/// the same answer, `0-2 #GP, 3 #BP, ...`. Returns the answer for each n,
+/// or why the line is malformed (a gap, an overlap, a bad number).
+fn parse_int_answers(line: &str) -> Result<Vec<String>, String> {
+    let mut answers: Vec<String> = Vec::new();
+    for run in line.split(", ") {
+        let (range, answer) = run
+            .split_once(' ')
+            .ok_or_else(|| format!("{run:?}: no answer"))?;
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let number = |s: &str| -> Result<usize, String> {
+            s.parse::<u8>()
+                .map(usize::from)
+                .map_err(|_| format!("{run:?}: {s:?} is not a vector"))
+        };
+        let (first, last) = (number(first)?, number(last)?);
+        if first != answers.len() || last < first {
+            return Err(format!("{run:?}: expected a run from {}", answers.len()));
+        }
+        answers.extend((first..=last).map(|_| answer.to_string()));
+    }
+    if answers.len() != 256 {
+        return Err(format!("{} vectors, not 256", answers.len()));
+    }
+    Ok(answers)
+}
+
+/// The guest's answers to `int $n` are [`INT_ANSWERS`], vector by vector,
+/// and its counts agree with them.
+fn ints_agree(lines: &[&str]) -> Result<(), String> {
+    const BY_VECTOR: &str = "hostile: ints: by vector: ";
+    let line = lines
+        .iter()
+        .find_map(|l| l.strip_prefix(BY_VECTOR))
+        .ok_or("no answers by vector")?;
+    let got = parse_int_answers(line)?;
+    for &(first, last, answer) in INT_ANSWERS {
+        for n in first..=last {
+            if got[usize::from(n)] != answer {
+                return Err(format!(
+                    "int ${n}: {:?}, expected {answer:?}",
+                    got[usize::from(n)]
+                ));
+            }
+        }
+    }
+    let count = |answer: &str| got.iter().filter(|a| *a == answer).count();
+    let counts = format!(
+        "hostile: ints: 256 int instructions: {} #GP(8n+2), {} #GP(16n+2), {} #BP, {} returned, {} other",
+        count("#GP(8n+2)"),
+        count("#GP(16n+2)"),
+        count("#BP"),
+        count("returned"),
+        count("other")
+    );
+    if !lines.contains(&counts.as_str()) {
+        return Err(format!("no {counts:?}"));
+    }
+    Ok(())
 }
 
 /// The guest's count of refused messages (plus the one it sent without
@@ -225,31 +558,36 @@ fn refusals_agree(lines: &[&str]) -> Result<(), String> {
 
 fn boot(kernel: &KernelBuild, case: &Case) -> Result<String, String> {
     let cmdline = format!("attack={}", case.attacks);
+    let timeout = match case.end {
+        End::MachineStops => STOPPED_TIMEOUT,
+        _ => Duration::from_secs(120),
+    };
+    let name = format!("hostile-{}", case.attacks.replace([',', ':', '@'], "-"));
     let run = generated::description_with_ram(RAM_MIB)
-        .and_then(|d| {
-            generated::bundle_with(
-                &format!("hostile-{}", case.attacks.replace(',', "-")),
-                &d,
-                images::Image::Hostile,
-                Some(&cmdline),
-            )
-        })
-        .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet))?;
-    // The guest's console (COM2) first, then the kernel's and the VMM's
-    // (COM1): the guest's words all come before the VMM's report of its end.
+        .and_then(|d| generated::bundle_with(&name, &d, images::Image::Hostile, Some(&cmdline)))
+        .and_then(|bundle| system::boot_for(kernel, &bundle, 512, qemu::Echo::Quiet, timeout))?;
     let guest = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default());
-    let log = format!("{guest}\n{}", run.serial);
-    judge(case, &log, &run.outcome)
+    judge(case, &guest, &run.serial, &run.outcome)
         .map(|ending| format!("{ending}; {:.2} s", run.elapsed.as_secs_f64()))
-        .map_err(|e| format!("{e}:\n{}", tail(&log, 25)))
+        .map_err(|e| format!("{e}:\n{}", tail(&format!("{guest}\n{}", run.serial), 25)))
 }
 
+/// Every hostile boot for `kernel`'s flavour ([`Kernel::of`]).
 pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
+    all_for(kernel, Kernel::of(kernel), record);
+}
+
+/// Every hostile boot, judged by the expectations of `flavour`.
+pub fn all_for(
+    kernel: &KernelBuild,
+    flavour: Kernel,
+    record: &mut dyn FnMut(&str, Result<String, String>),
+) {
     unpadded_guest_refused(kernel, record);
-    for case in CASES {
+    for case in cases(flavour) {
         record(
             &format!("hostile: attack={}: {}", case.attacks, case.what),
-            boot(kernel, case),
+            boot(kernel, &case),
         );
     }
 }
@@ -297,55 +635,153 @@ vmm-server: guest0: mapping consistency: all 1 seL4 mappings justified by the gu
 ";
 
     fn survivor() -> Case {
-        Case {
-            attacks: "ipc",
-            what: "",
-            terminated: None,
-            lines: &["hostile: survived 1 attacks"],
-        }
+        Case::new("ipc", "", End::Exits, &["hostile: survived 1 attacks"])
     }
 
     #[test]
     fn a_survivor_passes_when_both_sides_agree() {
         assert_eq!(
-            judge(&survivor(), SURVIVED, &qemu::Outcome::Passed),
+            judge(&survivor(), "", SURVIVED, &qemu::Outcome::Passed),
             Ok("exited with status 1".to_string())
         );
         // The wrong status, a missing report, a count that disagrees.
-        assert!(judge(&survivor(), SURVIVED, &qemu::Outcome::Failed).is_err());
+        assert!(judge(&survivor(), "", SURVIVED, &qemu::Outcome::Failed).is_err());
         let no_report = SURVIVED.replace("mapping consistency", "mapping");
-        assert!(judge(&survivor(), &no_report, &qemu::Outcome::Passed).is_err());
+        assert!(judge(&survivor(), "", &no_report, &qemu::Outcome::Passed).is_err());
         let disagree = SURVIVED.replace("invalid 3", "invalid 4");
-        assert!(judge(&survivor(), &disagree, &qemu::Outcome::Passed).is_err());
+        assert!(judge(&survivor(), "", &disagree, &qemu::Outcome::Passed).is_err());
     }
 
-    #[test]
-    fn a_terminated_guest_must_be_stated_and_silent() {
-        let case = Case {
-            attacks: "caps",
-            what: "",
-            terminated: Some("capability fault"),
-            lines: &[],
-        };
-        let log = "hostile: caps: x; the VMM should end this guest
+    const CAPS: &str = "hostile: caps: x; the VMM should end this guest
 vmm-server: guest0: terminated: capability fault: it invoked slot 12345
 vmm-server: guest0: 1 page faults served
 vmm-server: guest0: requests: port-in 1, invalid 0; 0 exceptions reflected into the guest
 vmm-server: guest0: mapping consistency: all 1 seL4 mappings justified by the guest's page tables
 ";
-        assert!(judge(&case, log, &qemu::Outcome::Failed).is_ok());
-        let ran_on = log.replace(
+
+    #[test]
+    fn a_terminated_guest_must_be_stated_and_silent() {
+        let case = Case::new("caps", "", terminated("capability fault"), &[]);
+        assert!(judge(&case, "", CAPS, &qemu::Outcome::Failed).is_ok());
+        let ran_on = CAPS.replace(
             "vmm-server: guest0: terminated",
             "hostile: caps: still here\nvmm-server: guest0: terminated",
         );
-        assert!(judge(&case, &ran_on, &qemu::Outcome::Failed).is_err());
-        let other_reason = log.replace("capability fault", "something else");
-        assert!(judge(&case, &other_reason, &qemu::Outcome::Failed).is_err());
+        assert!(judge(&case, "", &ran_on, &qemu::Outcome::Failed).is_err());
+        let other_reason = CAPS.replace("capability fault", "something else");
+        assert!(judge(&case, "", &other_reason, &qemu::Outcome::Failed).is_err());
         let report_first = "hostile: caps: x; the VMM should end this guest
 vmm-server: guest0: requests: port-in 1, invalid 0; 0 exceptions reflected into the guest
 vmm-server: guest0: mapping consistency: all 1 seL4 mappings justified by the guest's page tables
 vmm-server: guest0: terminated: capability fault: it invoked slot 12345
 ";
-        assert!(judge(&case, report_first, &qemu::Outcome::Failed).is_err());
+        assert!(judge(&case, "", report_first, &qemu::Outcome::Failed).is_err());
+    }
+
+    #[test]
+    fn absent_text_must_be_on_neither_port_and_com1_lines_on_com1() {
+        let mut case = Case::new("caps", "", terminated("capability fault"), &[]);
+        case.absent.push(FORGED.to_string());
+        assert!(judge(&case, "", CAPS, &qemu::Outcome::Failed).is_ok());
+        let forged = format!("{FORGED}\n{CAPS}");
+        assert!(judge(&case, "", &forged, &qemu::Outcome::Failed).is_err());
+        assert!(judge(&case, FORGED, CAPS, &qemu::Outcome::Failed).is_err());
+        let mut shown = Case::new("caps", "", terminated("capability fault"), &[]);
+        shown.com1_lines.push(FORGED.to_string());
+        assert!(judge(&shown, "", &forged, &qemu::Outcome::Failed).is_ok());
+        // On COM2 it is the guest's own console: not the exposure.
+        assert!(judge(&shown, FORGED, CAPS, &qemu::Outcome::Failed).is_err());
+    }
+
+    #[test]
+    fn a_stopped_machine_times_out_with_nothing_after_the_kernel() {
+        let case = Case::new(
+            "sys:-10",
+            "",
+            End::MachineStops,
+            &["Debug halt syscall from user thread", "halting..."],
+        );
+        let com2 = "hostile: sys: -10 (DebugHalt); unless the kernel serves it, the VMM should end this guest\n";
+        let com1 = "Debug halt syscall from user thread 0xffffff801fe0a400\nhalting...\n";
+        let timeout = qemu::Outcome::TimedOut(STOPPED_TIMEOUT);
+        assert!(judge(&case, com2, com1, &timeout).is_ok());
+        assert!(judge(&case, com2, com1, &qemu::Outcome::Failed).is_err());
+        let ran_on = format!("{com1}vmm-server: guest0: requests: none\n");
+        assert!(judge(&case, com2, &ran_on, &timeout).is_err());
+        let ended = format!("{CAPS}{com1}");
+        assert!(judge(&case, com2, &ended, &timeout).is_err());
+        assert!(judge(&case, com2, "halting...\n", &timeout).is_err());
+    }
+
+    #[test]
+    fn int_answers_are_parsed_by_runs() {
+        let got = parse_int_answers("0-2 #GP, 3 #BP, 4-254 #GP, 255 returned").unwrap();
+        assert_eq!(got.len(), 256);
+        assert_eq!((got[2].as_str(), got[3].as_str()), ("#GP", "#BP"));
+        assert_eq!((got[254].as_str(), got[255].as_str()), ("#GP", "returned"));
+        // Gaps, overlaps, too few or too many, numbers that are no vector.
+        for bad in [
+            "0-2 #GP, 4-255 #GP",
+            "0-2 #GP, 2-255 #GP",
+            "0-254 #GP",
+            "0-255 #GP, 256 returned",
+            "0-x #GP",
+            "3-0 #GP",
+            "0-255",
+            "",
+        ] {
+            assert!(parse_int_answers(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn int_answers_must_be_sel4s_and_counted() {
+        let lines = [
+            "hostile: ints: by vector: 0 #GP(8n+2), 1-2 #GP(16n+2), 3 #BP, 4-157 #GP(16n+2), 158-254 #GP(8n+2), 255 returned",
+            "hostile: ints: 256 int instructions: 98 #GP(8n+2), 156 #GP(16n+2), 1 #BP, 1 returned, 0 other",
+        ];
+        assert_eq!(ints_agree(&lines), Ok(()));
+        let wrong = [
+            "hostile: ints: by vector: 0-157 #GP(16n+2), 158-254 #GP(8n+2), 255 returned",
+            lines[1],
+        ];
+        assert!(ints_agree(&wrong).is_err());
+        let miscounted = [
+            lines[0],
+            "hostile: ints: 256 int instructions: 99 #GP(8n+2), 155 #GP(16n+2), 1 #BP, 1 returned, 0 other",
+        ];
+        assert!(ints_agree(&miscounted).is_err());
+    }
+
+    #[test]
+    fn the_flavours_differ_only_in_the_debug_calls() {
+        let release = cases(Kernel::Release);
+        let debug = cases(Kernel::Debug);
+        assert_eq!(release.len(), debug.len());
+        let debug_numbers: Vec<String> = DEBUG_CALLS
+            .iter()
+            .map(|(n, _)| format!("sys:{n}"))
+            .collect();
+        for (r, d) in release.iter().zip(&debug) {
+            assert_eq!(r.attacks, d.attacks);
+            let same = r.end == d.end && r.lines == d.lines;
+            assert_eq!(!same, debug_numbers.contains(&r.attacks), "{}", r.attacks);
+        }
+        // On a release kernel every debug number ends the guest, and the
+        // forged line is nowhere; on a debug kernel it is on COM1.
+        for number in &debug_numbers {
+            let r = release.iter().find(|c| &c.attacks == number).unwrap();
+            assert!(
+                matches!(&r.end, End::Terminated(why) if why.starts_with("unknown seL4 system call -"))
+            );
+        }
+        let put_char = |cases: &[Case]| cases.iter().position(|c| c.attacks == "sys:-9").unwrap();
+        assert_eq!(release[put_char(&release)].absent.len(), 2);
+        assert_eq!(debug[put_char(&debug)].com1_lines, [FORGED]);
+        // Every case has a boot of its own name.
+        let mut names: Vec<&str> = release.iter().map(|c| c.attacks.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), release.len());
     }
 }

@@ -25,16 +25,16 @@ static void catch_trap(struct trap_frame *f)
 
 int attempt_call(u64 target, u64 arg, struct caught *c)
 {
-    static const u8 vectors[] = { 6, 13, 14 };
     *c = (struct caught){ 0, 0, 0, 0 };
     catching = c;
-    for (u64 i = 0; i < ARRAY_SIZE(vectors); i++) {
-        trap_set_handler(vectors[i], catch_trap);
+    /* Every exception vector: whatever the VMM reflects is caught. */
+    for (u8 v = 0; v < 32; v++) {
+        trap_set_handler(v, catch_trap);
     }
     int trapped = attempt(target, arg);
     /* trap.c's own #PF handling (the probes) again. */
-    for (u64 i = 0; i < ARRAY_SIZE(vectors); i++) {
-        trap_set_handler(vectors[i], NULL);
+    for (u8 v = 0; v < 32; v++) {
+        trap_set_handler(v, NULL);
     }
     return trapped;
 }
@@ -317,4 +317,146 @@ void attack_sleep(struct report *r)
     cli();
     kprintf("hostile: sleep: hlt returned\n");
     expect(r, 0, "hlt with no interrupt source ends the guest");
+}
+
+/* ---- syscalls: every seL4 system call the guest survives, bypassing the
+ * wedge, with nothing to receive or reply to and empty or absent slots.
+ * The same on a debug and a release kernel. ---- */
+
+void attack_syscalls(struct report *r)
+{
+    struct sel4_msg m = { 0, 0, { 0 } };
+    sel4_syscall(SYS_YIELD, 0, &m);
+    kprintf("hostile: syscalls: Yield (-7): returned\n");
+    expect(r, 1, "Yield returns");
+    m = (struct sel4_msg){ 0, 1, { 5 } };
+    sel4_syscall(SYS_REPLY, 0, &m);
+    kprintf("hostile: syscalls: Reply (-6) with no reply capability: returned\n");
+    expect(r, 1, "Reply returns");
+    /* Slot 0 is its CSpace's empty slot (slot 2 on is beyond it: a
+     * blocking invocation there is a capability fault). */
+    m = (struct sel4_msg){ 0x100, 2, { 0x3f8, 1 } };
+    sel4_syscall(SYS_CALL, 0, &m);
+    kprintf("hostile: syscalls: Call (-1) on slot 0 (empty): kernel error %lu\n", m.label);
+    expect(r, m.label == SEL4_INVALID_CAPABILITY, "Call on an empty slot is seL4_InvalidCapability");
+    m = (struct sel4_msg){ 0x100, 2, { 0x3f8, 1 } };
+    sel4_syscall(SYS_SEND, 0, &m);
+    kprintf("hostile: syscalls: Send (-3) on slot 0 (empty): returned\n");
+    const u64 nowhere[] = { 0, 2, 12345, ~0ul };
+    for (u64 i = 0; i < ARRAY_SIZE(nowhere); i++) {
+        m = (struct sel4_msg){ 0x100, 2, { 0x3f8, 1 } };
+        sel4_syscall(SYS_NBSEND, nowhere[i], &m);
+    }
+    kprintf("hostile: syscalls: NBSend (-4) on slots 0, 2, 12345, 0x%lx: returned\n", ~0ul);
+}
+
+/* ---- ints: `int $n` for every n, and `sysenter`, bypassing the wedge ---- */
+
+/* What an `int $n` came back with, at the instruction unless said: #GP
+ * with the error code of an IDT gate it may not use (IDT bit and the
+ * gate's index: 8n+2 in the SDM, 16n+2 from QEMU's TCG in long mode, the
+ * gate's byte offset), #BP after it, nothing, or anything else. */
+enum int_answer { INT_GP, INT_GP16, INT_BP, INT_RETURNED, INT_OTHER };
+static const char *const int_answer_names[] = { "#GP(8n+2)", "#GP(16n+2)", "#BP", "returned", "other" };
+
+static void print_run(u64 first, u64 last, enum int_answer a, int comma)
+{
+    if (first == last) {
+        kprintf("%s%lu %s", comma ? ", " : "", first, int_answer_names[a]);
+    } else {
+        kprintf("%s%lu-%lu %s", comma ? ", " : "", first, last, int_answer_names[a]);
+    }
+}
+
+void attack_ints(struct report *r)
+{
+    static u8 answers[256];
+    u64 counts[5] = { 0, 0, 0, 0, 0 };
+    for (u64 n = 0; n < 256; n++) {
+        u64 stub = (u64)int_table + 4 * n;
+        struct caught c;
+        int trapped = attempt_call(stub, 0, &c);
+        enum int_answer a = INT_OTHER;
+        if (!trapped) {
+            a = INT_RETURNED;
+        } else if (c.vector == 13 && c.error == 8 * n + 2 && c.rip == stub) {
+            a = INT_GP;
+        } else if (c.vector == 13 && c.error == 16 * n + 2 && c.rip == stub) {
+            a = INT_GP16;
+        } else if (c.vector == 3 && c.rip == stub + 2) {
+            a = INT_BP;
+        } else {
+            kprintf("hostile: ints: int $%lu: vector %lu, error 0x%lx, at the int + %ld\n", n, c.vector,
+                    c.error, (i64)(c.rip - stub));
+        }
+        answers[n] = (u8)a;
+        counts[a]++;
+    }
+    /* One line, by runs of the same answer. */
+    kprintf("hostile: ints: by vector: ");
+    u64 first = 0;
+    for (u64 n = 1; n <= 256; n++) {
+        if (n == 256 || answers[n] != answers[first]) {
+            print_run(first, n - 1, (enum int_answer)answers[first], first != 0);
+            first = n;
+        }
+    }
+    kprintf("\n");
+    kprintf("hostile: ints: 256 int instructions: %lu #GP(8n+2), %lu #GP(16n+2), %lu #BP, %lu returned, %lu other\n",
+            counts[INT_GP], counts[INT_GP16], counts[INT_BP], counts[INT_RETURNED], counts[INT_OTHER]);
+    expect(r, counts[INT_OTHER] == 0, "every int is a #GP, a #BP or nothing");
+    struct caught c;
+    int trapped = attempt_call((u64)sysenter_call, 0, &c);
+    kprintf("hostile: ints: sysenter: %s vector %lu, error 0x%lx, at the sysenter + %ld\n",
+            trapped ? "trapped with" : "returned,", c.vector, c.error, (i64)(c.rip - (u64)sysenter_call));
+    expect(r, trapped, "sysenter traps");
+}
+
+/* ---- sys:NUMBER[@SLOT]: one system call number, which may end the guest
+ * (one boot each) ---- */
+
+static const char *sys_name(i64 number)
+{
+    static const char *const names[] = {
+        "Call", "ReplyRecv", "Send", "NBSend", "Recv", "Reply", "Yield", "NBRecv",
+        "DebugPutChar, debug kernels only", "DebugHalt, debug kernels only",
+        "DebugCapIdentify, debug kernels only", "DebugSnapshot, debug kernels only",
+        "DebugNameThread, debug kernels only", "DebugRun, not configured",
+    };
+    if (number <= -1 && number >= -14) {
+        return names[-number - 1];
+    }
+    if (number <= -15 && number >= -21) {
+        return "Benchmark*, not configured";
+    }
+    if (number == -22) {
+        return "VMEnter, not configured";
+    }
+    return "not a seL4 system call";
+}
+
+/* The line DebugPutChar tries to forge on the kernel's console: it must
+ * never appear where a release kernel runs. Kept out of every other
+ * output (the guest's console names it only by its description). */
+static const char forged[] = "vmm-server: guest0: forged by the guest through seL4_DebugPutChar\n";
+
+void attack_sys(struct report *r, i64 number, u64 slot)
+{
+    (void)r;
+    struct sel4_msg m = { 0, 0, { 0 } };
+    if (number == SYS_DEBUG_PUT_CHAR) {
+        kprintf("hostile: sys: %ld (%s): printing a forged VMM line on the kernel's console; "
+                "unless the kernel serves it, the VMM should end this guest\n",
+                number, sys_name(number));
+        u64 n = 0;
+        for (; forged[n]; n++) {
+            sel4_syscall(number, (u64)(u8)forged[n], &m);
+        }
+        kprintf("hostile: sys: %ld: returned after %lu characters\n", number, n);
+        return;
+    }
+    kprintf("hostile: sys: %ld (%s) on slot %lu; unless the kernel serves it, the VMM should end this guest\n",
+            number, sys_name(number), slot);
+    u64 rdi = sel4_syscall(number, slot, &m);
+    kprintf("hostile: sys: %ld: returned: label %lu, length %lu, rdi 0x%lx\n", number, m.label, m.length, rdi);
 }

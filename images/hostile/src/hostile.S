@@ -1,11 +1,12 @@
 /* The hostile guest's hand-written pieces: raw seL4 system calls, a call
  * that survives a trap, and a marked pre-virtualized site. */
 
-/* void sel4_syscall(i64 number, u64 cap, struct sel4_msg *m)
+/* u64 sel4_syscall(i64 number, u64 cap, struct sel4_msg *m)
  * seL4 5.0.0 on x86_64: rdx = number, rdi = cap, rsi = message info
  * (label << 12 | length), r10 r8 r9 r15 = message registers 0-3; the
  * kernel clobbers rcx and r11 and does not keep rsp (libsel4 parks it in
- * rbx). The reply comes back in the same registers. */
+ * rbx). The reply comes back in the same registers; rdi (a badge, or what
+ * seL4_DebugCapIdentify answers) is returned. */
     .text
     .global sel4_syscall
 sel4_syscall:
@@ -37,6 +38,7 @@ sel4_syscall:
     mov %r8, 24(%r12)
     mov %r9, 32(%r12)
     mov %r15, 40(%r12)
+    mov %rdi, %rax
     pop %r15
     pop %r12
     pop %rbx
@@ -83,6 +85,26 @@ unknown_syscall:
     syscall
     mov %rbx, %rsp
     pop %rbx
+    ret
+
+/* int_table: 256 stubs of 4 bytes, stub n being `int $n; ret`. Written as
+ * bytes: the afterburner pads an `int` it sees (the wedge would emulate
+ * it), and these must reach the CPU, hence seL4, as they are. */
+    .global int_table
+    .balign 4
+int_table:
+    .set vector, 0
+    .rept 256
+    .byte 0xcd, vector
+    ret
+    nop
+    .set vector, vector + 1
+    .endr
+
+/* A `sysenter`, as bytes for the same reason. */
+    .global sysenter_call
+sysenter_call:
+    .byte 0x0f, 0x34
     ret
 
 /* A sensitive instruction at a known address: the afterburner pads and

@@ -19,9 +19,20 @@
 
 /* ---- raw seL4 system calls (seL4 5.0.0, x86_64), bypassing the wedge ---- */
 #define SYS_CALL (-1l)
+#define SYS_REPLY_RECV (-2l)
 #define SYS_SEND (-3l)
 #define SYS_NBSEND (-4l)
 #define SYS_RECV (-5l)
+#define SYS_REPLY (-6l)
+#define SYS_YIELD (-7l)
+#define SYS_NBRECV (-8l)
+/* Debug builds only (CONFIG_DEBUG_BUILD); a release kernel does not know
+ * them. */
+#define SYS_DEBUG_PUT_CHAR (-9l)
+#define SYS_DEBUG_HALT (-10l)
+#define SYS_DEBUG_CAP_IDENTIFY (-11l)
+#define SYS_DEBUG_SNAPSHOT (-12l)
+#define SYS_DEBUG_NAME_THREAD (-13l)
 /* The guest CSpace's only capability: the VMM's endpoint, badged. */
 #define SLOT_VMM 1ul
 
@@ -30,8 +41,8 @@ struct sel4_msg {
     u64 mr[4];
 };
 /* One system call: `number` on `cap` with m's label, length and registers;
- * returns the reply (label, length, registers) in m. */
-void sel4_syscall(i64 number, u64 cap, struct sel4_msg *m);
+ * returns the reply (label, length, registers) in m, and rdi. */
+u64 sel4_syscall(i64 number, u64 cap, struct sel4_msg *m);
 /* previrt-protocol's request labels and reply statuses. */
 #define LABEL_PORT_IN 0x100ul
 #define LABEL_PORT_OUT 0x101ul
@@ -43,8 +54,8 @@ void sel4_syscall(i64 number, u64 cap, struct sel4_msg *m);
 #define STATUS_INVALID 3
 
 /* ---- calls that may trap (hostile.S) ---- */
-/* Calls target(arg). Returns 0 if it returned; 1 if it trapped with one of
- * the vectors caught (#UD, #GP, #PF), whose details are in `caught`. */
+/* Calls target(arg). Returns 0 if it returned; 1 if it trapped with an
+ * exception (vectors 0-31), whose details are in `caught`. */
 struct caught {
     u64 vector, error, rip, cr2;
 };
@@ -53,6 +64,10 @@ int attempt_call(u64 target, u64 arg, struct caught *c);
 void unknown_syscall(void);
 /* A pre-virtualized `cli`: a site the wedge rewrites (hostile.S). */
 extern const u8 marked_site[];
+/* 256 stubs of 4 bytes: stub n is `int $n; ret` (hostile.S). */
+extern const u8 int_table[];
+/* `sysenter; ret` (hostile.S). */
+void sysenter_call(void);
 
 /* ---- attacks ---- */
 struct report {
@@ -75,5 +90,9 @@ void attack_syscall(struct report *r);
 void attack_cr3(struct report *r);
 void attack_halt(struct report *r);
 void attack_sleep(struct report *r);
+void attack_syscalls(struct report *r);
+void attack_ints(struct report *r);
+/* `sys:NUMBER[@SLOT]`: one system call (main.c parses the argument). */
+void attack_sys(struct report *r, i64 number, u64 slot);
 
 #endif

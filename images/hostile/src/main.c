@@ -57,7 +57,56 @@ static const struct {
     { "cr3", attack_cr3 },
     { "halt", attack_halt },
     { "sleep", attack_sleep },
+    { "syscalls", attack_syscalls },
+    { "ints", attack_ints },
 };
+
+/* `sys:NUMBER[@SLOT]`: NUMBER a signed 64-bit decimal, SLOT an unsigned
+ * one (default 1, its endpoint). Returns whether `s` (of `len` bytes) is
+ * one. */
+static int decimal(const char *s, u64 len, int sign_allowed, i64 *signed_value, u64 *value)
+{
+    int negative = sign_allowed && len > 0 && s[0] == '-';
+    u64 i = negative ? 1 : 0, v = 0;
+    if (i == len) {
+        return 0;
+    }
+    /* The magnitude's limit: 2^63 for a negative number, 2^63 - 1 for a
+     * positive signed one, 2^64 - 1 otherwise. */
+    u64 limit = sign_allowed ? (negative ? 1ul << 63 : (1ul << 63) - 1) : ~0ul;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+        u64 d = (u64)(s[i] - '0');
+        if (v > (limit - d) / 10) {
+            return 0;
+        }
+        v = v * 10 + d;
+    }
+    if (signed_value) {
+        *signed_value = negative ? (i64)(0 - v) : (i64)v;
+    }
+    if (value) {
+        *value = v;
+    }
+    return 1;
+}
+
+static int parse_sys(const char *s, u64 len, i64 *number, u64 *slot)
+{
+    if (len < 4 || kstrncmp(s, "sys:", 4)) {
+        return 0;
+    }
+    s += 4;
+    len -= 4;
+    u64 at = 0;
+    while (at < len && s[at] != '@') {
+        at++;
+    }
+    *slot = SLOT_VMM;
+    return decimal(s, at, 1, number, NULL) && (at == len || decimal(s + at + 1, len - at - 1, 0, NULL, slot));
+}
 
 static int find(const char *name, u64 len)
 {
@@ -107,7 +156,7 @@ void kernel_main(const struct pv_boot_info *info)
         for (u64 i = 0; i < ARRAY_SIZE(attacks); i++) {
             kprintf(" %s", attacks[i].name);
         }
-        kprintf("\n");
+        kprintf(" sys:NUMBER[@SLOT]\n");
         guest_exit(0);
     }
     kprintf("hostile: previrt hostile guest; attack=");
@@ -116,7 +165,9 @@ void kernel_main(const struct pv_boot_info *info)
     /* Every name is checked before any attack runs. */
     for (u64 start = 0, i = 0; i <= len; i++) {
         if (i == len || list[i] == ',') {
-            if (find(list + start, i - start) < 0) {
+            i64 number;
+            u64 slot;
+            if (find(list + start, i - start) < 0 && !parse_sys(list + start, i - start, &number, &slot)) {
                 kprintf("hostile: unknown attack '");
                 console_write(list + start, i - start);
                 kprintf("'\n");
@@ -129,8 +180,14 @@ void kernel_main(const struct pv_boot_info *info)
     for (u64 start = 0, i = 0; i <= len; i++) {
         if (i == len || list[i] == ',') {
             int a = find(list + start, i - start);
-            struct report r = { attacks[a].name, 0, 0 };
-            attacks[a].run(&r);
+            i64 number;
+            u64 slot;
+            struct report r = { a >= 0 ? attacks[a].name : "sys", 0, 0 };
+            if (a >= 0) {
+                attacks[a].run(&r);
+            } else if (parse_sys(list + start, i - start, &number, &slot)) {
+                attack_sys(&r, number, slot);
+            }
             kprintf("hostile: %s: %u answers as expected, %u unexpected\n", r.attack, r.expected,
                     r.unexpected);
             ran++;
