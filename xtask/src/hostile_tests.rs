@@ -19,32 +19,9 @@ const RAM_MIB: u32 = 16;
 /// for the loader, the VMM and the guest to reach the call, no longer.
 const STOPPED_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Which seL4 the hostile guest runs on: the expectations differ only in
-/// the debug system calls (-9..=-13), which a release kernel does not know.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
-    /// No `CONFIG_DEBUG_BUILD`, no `CONFIG_PRINTING`: a debug number is an
-    /// unknown system call like any other, and the VMM ends the guest.
-    Release,
-    /// The debug calls exist and need no capability: the cases show the
-    /// exposure (a forged console line, a halted or hung machine).
-    Debug,
-}
-
-impl Kernel {
-    /// The flavour `build` was configured as (its `autoconf.h`).
-    pub fn of(build: &KernelBuild) -> Kernel {
-        let config = build.source().join("include/plat/pc99/autoconf.h");
-        let text = std::fs::read_to_string(config).unwrap_or_default();
-        if text.lines().any(|l| {
-            l.split_whitespace().collect::<Vec<_>>() == ["#define", "CONFIG_DEBUG_BUILD", "1"]
-        }) {
-            Kernel::Debug
-        } else {
-            Kernel::Release
-        }
-    }
-}
+/// The kernel flavour a case table is for: the debug calls end the guest on
+/// the release kernel and show their exposure on the debug one.
+pub use crate::kernel::Flavour as Kernel;
 
 /// How a boot must end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -572,9 +549,9 @@ fn boot(kernel: &KernelBuild, case: &Case) -> Result<String, String> {
         .map_err(|e| format!("{e}:\n{}", tail(&format!("{guest}\n{}", run.serial), 25)))
 }
 
-/// Every hostile boot for `kernel`'s flavour ([`Kernel::of`]).
+/// Every hostile boot for `kernel`'s flavour.
 pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
-    all_for(kernel, Kernel::of(kernel), record);
+    all_for(kernel, kernel.flavour, record);
 }
 
 /// Every hostile boot, judged by the expectations of `flavour`.
@@ -587,6 +564,22 @@ pub fn all_for(
     for case in cases(flavour) {
         record(
             &format!("hostile: attack={}: {}", case.attacks, case.what),
+            boot(kernel, &case),
+        );
+    }
+}
+
+/// On the debug kernel, only what differs from the release kernel: each
+/// debug system call, showing the exposure (the rest of the cases are the
+/// release kernel's business).
+pub fn debug_exposure(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
+    for &(number, name) in DEBUG_CALLS {
+        let case = debug_call(Kernel::Debug, number, name);
+        record(
+            &format!(
+                "hostile, debug kernel: attack={}: {}",
+                case.attacks, case.what
+            ),
             boot(kernel, &case),
         );
     }

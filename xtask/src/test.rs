@@ -161,6 +161,10 @@ pub fn all(with_lint: bool) -> Result<(), String> {
             interrupt_tests::stress(&kernel, &mut |name, result| report.record(name, result));
         }
     }
+    // What the debug kernel exposes to a guest, shown rather than hidden.
+    if let Ok(debug) = &debug {
+        hostile_tests::debug_exposure(debug, &mut |name, result| report.record(name, result));
+    }
     println!(
         "xtask: finished in {:.0} s",
         started.elapsed().as_secs_f64()
