@@ -177,6 +177,51 @@ pub fn ensure_rust() -> Result<(), String> {
     Ok(())
 }
 
+/// Miri (nightly) for the wedge core's host tests: the toolchain must be
+/// there (this machine's image ships one); its `miri` and `rust-src`
+/// components are added when missing.
+pub fn ensure_miri() -> Result<(), String> {
+    let out = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "no nightly toolchain for Miri (rustup component list --toolchain nightly: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let installed = String::from_utf8_lossy(&out.stdout);
+    let missing: Vec<&str> = ["miri", "rust-src"]
+        .into_iter()
+        .filter(|c| {
+            !installed
+                .lines()
+                .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: adding {} to the nightly toolchain (for Miri)",
+        missing.join(", ")
+    );
+    let ok = Command::new("rustup")
+        .args(["component", "add", "--toolchain", "nightly"])
+        .args(&missing)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "rustup component add --toolchain nightly {} failed",
+            missing.join(" ")
+        ))
+    }
+}
+
 /// Makes sure every tool is there, installing what is missing when we can.
 pub fn ensure() -> Result<Tools, String> {
     ensure_rust()?;

@@ -105,6 +105,10 @@ pub fn all(with_lint: bool) -> Result<(), String> {
         lint_into(&mut report);
     }
     report.record("host tests", step(&["test", "--quiet"], "cargo test"));
+    report.record(
+        "Miri: the wedge core's and the contract crate's host tests have no undefined behaviour",
+        miri(),
+    );
     let mut args = vec!["build", "--quiet", "--release", "--target", TARGET];
     for p in SEL4_CRATES.iter().chain(NO_STD_LIBS) {
         args.extend(["-p", p]);
@@ -353,6 +357,36 @@ fn guest_tests(report: &mut Report) {
             }),
         );
     }
+}
+
+/// The wedge core's unit tests (and the contract crate's: the vCPU type)
+/// under Miri. Property tests run 4 cases each there (Miri is ~1000x
+/// slower than native); proptest needs the file system (isolation off).
+fn miri() -> Result<String, String> {
+    setup::ensure_miri()?;
+    process::run_visible(
+        Command::new("cargo")
+            .args([
+                "+nightly",
+                "miri",
+                "test",
+                "--quiet",
+                "-p",
+                "wedge-l4",
+                "-p",
+                "previrt-protocol",
+                "--lib",
+            ])
+            // Not the pinned toolchain's cargo: rustup picks nightly by `+nightly`.
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .env("MIRIFLAGS", "-Zmiri-disable-isolation")
+            .env("PROPTEST_CASES", "4")
+            .current_dir(paths::root()),
+        "cargo +nightly miri test",
+    )
+    .map(|()| String::new())
 }
 
 /// The real-world corpus: gcc's assembly of the whole seL4 kernel
