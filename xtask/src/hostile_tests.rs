@@ -234,7 +234,7 @@ fn boot(kernel: &KernelBuild, case: &Case) -> Result<String, String> {
                 Some(&cmdline),
             )
         })
-        .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet))?;
+        .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet))?;
     // The guest's console (COM2) first, then the kernel's and the VMM's
     // (COM1): the guest's words all come before the VMM's report of its end.
     let guest = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default());
@@ -261,7 +261,7 @@ fn unpadded_guest_refused(
 ) {
     let result = generated::description_with_ram(RAM_MIB)
         .and_then(|d| generated::bundle_with("generated-plain", &d, images::Image::Plain, None))
-        .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet))
+        .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet))
         .and_then(|run| {
             let refusal =
                 "vmm-server: guest0: refused: no .afterburn section (not a pre-virtualized image)";
