@@ -241,10 +241,16 @@ impl Guest<'_> {
     /// gets what is due.
     pub fn on_tick(&mut self) -> Option<Ending> {
         self.catch_up();
+        // Always, not only when the PIC asserts INTR: a tick that comes
+        // while the guest's handler of the last one runs is latched behind
+        // it, and the wedge must see it at the handler's `iretq` (its EOI is
+        // deferred, so only the VMM's next look at the PIC releases it).
+        // Without this the tick waited for the guest's next request, or the
+        // next real tick — up to a period late, then two back to back.
+        self.signal_waiting();
         if !self.devices.interrupt_waiting() {
             return None;
         }
-        self.signal_waiting();
         if let Some(since) = self.irq.halted_since.take() {
             self.irq.stats.idle_tsc += rdtsc().wrapping_sub(since);
             // The saved reply restarts the wedge, which takes the interrupt.
@@ -289,6 +295,11 @@ impl Guest<'_> {
             return None;
         }
         let vector = self.devices.acknowledge()?;
+        // The acknowledge cleared the request: an owed edge is pulsed now,
+        // latched behind this one, and `pending_any` tells the wedge, which
+        // takes it right after the guest's handler (as on the InterruptAck
+        // path, where `after_request` does the same).
+        self.catch_up();
         self.signal_waiting();
         self.irq.stats.injected += 1;
         self.irq.stats.redirected += 1;

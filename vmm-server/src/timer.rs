@@ -202,6 +202,21 @@ impl Clock {
             return;
         }
         self.base = self.now();
+        if self.period == 0 && period != 0 {
+            // The PIT model loads a count written at `w` at the next input
+            // tick, so its edges fall at `w + 1 + kN`, and it counts an edge
+            // once guest time is past it (`irq_edges_total`): at
+            // `w + 2 + kN`. The real PIT starts counting now; guest time
+            // starts two ticks on, so real IRQ k brings it exactly to where
+            // edge k counts (and never before). Without this, a tick served
+            // within 2 input ticks (1.7 µs of TSC) of its IRQ found no edge
+            // — always the first one, whose period the TSC cannot
+            // interpolate yet — and waited for the VMM's next look at the
+            // PIC: the guest's next request, or the next real tick, one
+            // period late.
+            self.base += 2;
+            self.last = self.base;
+        }
         self.ticks_at_base = TICKS.load(Ordering::Acquire);
         self.tsc_at_base = rdtsc();
         self.period = period;

@@ -58,7 +58,7 @@ fn run_bare(image: Image, cmdline: &str) -> Result<Vec<Sample>, String> {
         append: Some(cmdline),
         memory_mib: 128,
         accel: "tcg",
-        icount: true,
+        icount: Some(0),
         com2: false,
     };
     let run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
@@ -171,7 +171,7 @@ pub fn loader(flavour: crate::kernel::Flavour) -> Result<(), String> {
     for ram in [8u32, 16, 32, 64] {
         let description = crate::generated::description_with_ram(ram)?;
         let bundle = crate::generated::bundle(&format!("bench-{ram}"), &description)?;
-        let run = crate::system::boot(&kernel, &bundle, 512, true, qemu::Echo::Quiet)?;
+        let run = crate::system::boot(&kernel, &bundle, 512, Some(0), qemu::Echo::Quiet)?;
         if run.outcome != qemu::Outcome::Passed {
             return Err(format!(
                 "the {ram} MiB system ended with {}:\n{}",
@@ -213,7 +213,7 @@ pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
     let description = crate::generated::description_with_ram(64)?;
     let bundle =
         crate::generated::bundle_with("bench-sel4", &description, Image::Padded, Some(&cmdline))?;
-    let run = crate::system::boot(&kernel, &bundle, 512, true, qemu::Echo::Quiet)?;
+    let run = crate::system::boot(&kernel, &bundle, 512, Some(0), qemu::Echo::Quiet)?;
     if run.outcome != qemu::Outcome::Passed {
         return Err(format!(
             "the seL4 run ended with {}:\n{}",

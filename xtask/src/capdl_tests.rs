@@ -103,7 +103,7 @@ fn lacking(elf: &[u8]) -> Result<String, String> {
 
 fn run(kernel: &KernelBuild, name: &str, spec: &str, elf: &[u8]) -> Result<qemu::Run, String> {
     let bundle = system::bundle(name, spec, &[(IMAGE, elf)])?;
-    system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet)
+    system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet)
 }
 
 fn expect(run: &qemu::Run, outcome: qemu::Outcome, lines: &[&str]) -> Result<String, String> {
@@ -185,7 +185,7 @@ pub fn generated_system(
 ) {
     let sel4 = generated::description_with_ram(64)
         .and_then(|d| generated::bundle("generated-64", &d))
-        .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet));
+        .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet));
     let sel4 = match sel4 {
         Ok(run) => run,
         Err(e) => return record("guest on seL4: the padded guest's self-tests pass", Err(e)),

@@ -542,7 +542,9 @@ fn boot(kernel: &KernelBuild, case: &Case) -> Result<String, String> {
     let name = format!("hostile-{}", case.attacks.replace([',', ':', '@'], "-"));
     let run = generated::description_with_ram(RAM_MIB)
         .and_then(|d| generated::bundle_with(&name, &d, images::Image::Hostile, Some(&cmdline)))
-        .and_then(|bundle| system::boot_for(kernel, &bundle, 512, qemu::Echo::Quiet, timeout))?;
+        .and_then(|bundle| {
+            system::boot_for(kernel, &bundle, 512, None, qemu::Echo::Quiet, timeout)
+        })?;
     let guest = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default());
     judge(case, &guest, &run.serial, &run.outcome)
         .map(|ending| format!("{ending}; {:.2} s", run.elapsed.as_secs_f64()))
@@ -592,7 +594,7 @@ fn unpadded_guest_refused(
 ) {
     let result = generated::description_with_ram(RAM_MIB)
         .and_then(|d| generated::bundle_with("generated-plain", &d, images::Image::Plain, None))
-        .and_then(|bundle| system::boot(kernel, &bundle, 512, false, qemu::Echo::Quiet))
+        .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet))
         .and_then(|run| {
             let refusal =
                 "vmm-server: guest0: refused: no .afterburn section (not a pre-virtualized image)";

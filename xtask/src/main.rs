@@ -68,6 +68,19 @@ enum Command {
     /// Print the CapDL spec generated from capdl/examples/system.toml (or
     /// DESCRIPTION) with the VMM server and the padded guest image.
     Capdl { description: Option<PathBuf> },
+    /// Only the interrupt stress test (docs/testing.md, "Interrupts"): the
+    /// padded guest on seL4 under QEMU -icount, judged exactly.
+    Stress {
+        /// Seconds of guest time at 1 kHz.
+        #[arg(long, default_value_t = interrupt_tests::STRESS_SECONDS)]
+        seconds: u64,
+        /// QEMU's -icount shift: 2^SHIFT ns of guest time per instruction.
+        #[arg(long, default_value_t = interrupt_tests::STRESS_SHIFT)]
+        shift: u32,
+        /// Run it this many times; every run must give the same counts.
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
+    },
     /// Run the guest's workloads under QEMU -icount and tabulate them: by
     /// default bare and on seL4 side by side (all but `timer`).
     Bench {
@@ -147,6 +160,11 @@ fn main() -> ExitCode {
         Command::Bench { debug_kernel, .. } => bench::sel4(flavour(debug_kernel)),
         Command::TestCapdl => test::capdl_only(),
         Command::Soak { minutes } => soak::soak(minutes),
+        Command::Stress {
+            seconds,
+            shift,
+            runs,
+        } => stress(seconds, shift, runs),
         Command::Capdl { description } => print_generated(description),
         Command::CheckBindings => setup::ensure().and_then(|tools| {
             for f in [kernel::Flavour::Release, kernel::Flavour::Debug] {
@@ -216,7 +234,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             append: None,
             memory_mib: args.memory,
             accel: &args.accel,
-            icount: false,
+            icount: None,
             // The VMM writes the guest's console to COM2.
             com2: !args.selftest,
         };
@@ -242,7 +260,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         ),
         memory_mib: args.memory,
         accel: &args.accel,
-        icount: false,
+        icount: None,
         com2: false,
     };
     // A bare guest's console is COM1, and nothing else writes there.
@@ -251,6 +269,38 @@ fn run(args: &RunArgs) -> Result<(), String> {
         &run,
         args.console_out.as_deref().map(|p| (p, &run.bytes[..])),
     )
+}
+
+/// `cargo xtask stress`: judged runs, which must all count the same.
+fn stress(seconds: u64, shift: u32, runs: u32) -> Result<(), String> {
+    let tools = setup::ensure()?;
+    let kernel = kernel::build(&tools, kernel::Flavour::Release)?;
+    let mut first: Option<interrupt_tests::Counts> = None;
+    for n in 1..=runs {
+        let run = interrupt_tests::run_stress(&kernel, seconds, shift)?;
+        for line in &run.lines {
+            println!("{line}");
+        }
+        let counts = run.counts;
+        println!("xtask: stress run {n}: {counts:?}");
+        println!(
+            "xtask: stress run {n}: QEMU ran {:.1} s",
+            run.wall.as_secs_f64()
+        );
+        let verdict = interrupt_tests::judge(&counts, seconds);
+        match &verdict {
+            Ok(text) => println!("xtask: stress run {n}: PASS {text}"),
+            Err(why) => println!("xtask: stress run {n}: FAIL {why}"),
+        }
+        if let Some(first) = &first {
+            if *first != counts {
+                return Err(format!("run {n} counted otherwise than run 1"));
+            }
+        }
+        verdict?;
+        first.get_or_insert(counts);
+    }
+    Ok(())
 }
 
 fn print_generated(description: Option<PathBuf>) -> Result<(), String> {
@@ -298,7 +348,7 @@ fn run_spec(
         append: None,
         memory_mib: args.memory,
         accel: &args.accel,
-        icount: false,
+        icount: None,
         // A spec may give a task COM2, as the generated system gives the VMM.
         com2: true,
     };

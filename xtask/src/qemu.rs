@@ -29,9 +29,11 @@ pub struct Machine<'a> {
     pub append: Option<&'a str>,
     pub memory_mib: u32,
     pub accel: &'a str,
-    /// Deterministic time: the TSC counts executed instructions
-    /// (`-icount shift=0`), and idle time jumps to the next timer deadline.
-    pub icount: bool,
+    /// Deterministic time, `-icount shift=N,align=off,sleep=off`: guest
+    /// time (the TSC, in ns, and every timer) is the instruction count,
+    /// 2^N ns per instruction, and idle time jumps to the next timer
+    /// deadline. `None`: guest time is the host's real time.
+    pub icount: Option<u32>,
     /// Give the machine a second serial port (COM2, 0x2f8) and collect what
     /// is written to it in [`Run::com2`].
     pub com2: bool,
@@ -203,8 +205,9 @@ impl Machine<'_> {
             arg.push(path);
             cmd.arg("-serial").arg(arg);
         }
-        if self.icount {
-            cmd.args(["-icount", "shift=0,align=off,sleep=off"]);
+        if let Some(shift) = self.icount {
+            cmd.arg("-icount")
+                .arg(format!("shift={shift},align=off,sleep=off"));
         }
         cmd
     }

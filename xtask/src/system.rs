@@ -160,7 +160,7 @@ pub fn boot(
     kernel: &KernelBuild,
     bundle: &Path,
     memory_mib: u32,
-    icount: bool,
+    icount: Option<u32>,
     echo: qemu::Echo,
 ) -> Result<qemu::Run, String> {
     boot_with(
@@ -173,22 +173,23 @@ pub fn boot(
     )
 }
 
-/// [`boot`] without icount, for runs that take long in real time.
+/// [`boot`] with a timeout of its own, for long runs.
 pub fn boot_for(
     kernel: &KernelBuild,
     bundle: &Path,
     memory_mib: u32,
+    icount: Option<u32>,
     echo: qemu::Echo,
     timeout: Duration,
 ) -> Result<qemu::Run, String> {
-    boot_with(kernel, bundle, memory_mib, false, echo, timeout)
+    boot_with(kernel, bundle, memory_mib, icount, echo, timeout)
 }
 
 fn boot_with(
     kernel: &KernelBuild,
     bundle: &Path,
     memory_mib: u32,
-    icount: bool,
+    icount: Option<u32>,
     echo: qemu::Echo,
     timeout: Duration,
 ) -> Result<qemu::Run, String> {

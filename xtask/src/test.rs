@@ -187,7 +187,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         append: None,
         memory_mib: QEMU_MEMORY_MIB,
         accel: "tcg",
-        icount: false,
+        icount: None,
         com2: false,
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
@@ -240,7 +240,7 @@ pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, Str
         append: Some(cmdline),
         memory_mib: 128,
         accel: "tcg",
-        icount: false,
+        icount: None,
         com2: false,
     }
     .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)

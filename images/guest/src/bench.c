@@ -131,29 +131,142 @@ static void mixed(u64 n)
     trap_set_handler(0x80, NULL);
 }
 
-/* stress=S: S seconds of guest time with the timer at 1 kHz while the mixed
- * workload runs; the ticks counted must match what the VMM delivered. */
+/* stress=S: S seconds of guest time (S * 1000 ticks) with the timer at
+ * 1 kHz while a mix of work runs: sites and port I/O with interrupts off
+ * (like `mixed`), request-free computing with interrupts on (where ticks
+ * arrive by redirection; every 16th round for about a period), now and
+ * then an interrupts-off stretch of 2.5 periods (ticks owed by the VMM)
+ * and a tick handler that runs 1.25 periods (a tick latched behind the one
+ * in service). The handler of the
+ * last tick stops the PIT, so exactly S * 1000 edges happen.
+ *
+ * Under QEMU -icount the TSC counts guest time in ns on the clock the PIT
+ * runs on, so each tick's TSC is compared with its edge: edge k comes at
+ * most at t0 + k * period, t0 the TSC just before the guest programs the
+ * PIT. The line reports how late ticks were, and how late after the
+ * guest last turned interrupts on (the delivery's own cost). */
+#define STRESS_COUNT (1193182u / 1000u) /* PIT input ticks per period */
+#define STRESS_PERIOD_NS ((u64)STRESS_COUNT * 1000000000ul / 1193182u)
+
+static u64 stress_target, stress_t0, stress_if_on, stress_early, stress_late_min,
+    stress_late_max, stress_after_on_max, stress_off_max, stress_slow, stress_long_off;
+
+static void stress_off_until(u64 since)
+{
+    u64 t = rdtsc();
+    if (t - since > stress_off_max) {
+        stress_off_max = t - since;
+    }
+    stress_if_on = t; /* interrupts go on right after */
+}
+
+/* The tick that came latest after the guest could take it: which, where. */
+static u64 stress_worst_k, stress_worst_rip, stress_worst_edge_after_on;
+static void stress_tick(struct trap_frame *f)
+{
+    u64 now = rdtsc();
+    u64 k = ++timer_ticks;
+    u64 edge = stress_t0 + k * STRESS_COUNT * 1000000000ul / 1193182u;
+    if (now < edge) {
+        stress_early++;
+    } else {
+        u64 late = now - edge;
+        if (late < stress_late_min) {
+            stress_late_min = late;
+        }
+        if (late > stress_late_max) {
+            stress_late_max = late;
+        }
+        u64 from = edge > stress_if_on ? edge : stress_if_on;
+        if (now - from > stress_after_on_max) {
+            stress_after_on_max = now - from;
+            stress_worst_k = k;
+            stress_worst_rip = f->rip;
+            stress_worst_edge_after_on = edge > stress_if_on;
+        }
+    }
+    if (k == stress_target) {
+        pit_stop(); /* no edge after the last tick counted */
+    } else if (k % 37 == 0) {
+        stress_slow++; /* a slow handler: the next edge comes meanwhile */
+        while (rdtsc() - now < STRESS_PERIOD_NS * 5 / 4) {
+        }
+    }
+    pic_eoi(0);
+    stress_off_until(now);
+}
+
+static void stress_syscall(struct trap_frame *f)
+{
+    f->rax = f->rdi + 1;
+    stress_if_on = rdtsc();
+}
+
+static u64 stress_round(u64 i)
+{
+    u64 r, acc = i;
+    __asm__ volatile("int $0x80" : "=a"(r) : "D"(i) : "memory");
+    u64 f = irq_save();
+    u64 off = rdtsc();
+    outb(0x80, (u8)r);
+    for (int k = 0; k < 50; k++) {
+        acc = acc * 31 + buffer[(i + k) & 1023];
+    }
+    if (i % 1024 == 1023) {
+        stress_long_off++; /* 2.5 periods with interrupts off: edges owed */
+        while (rdtsc() - off < STRESS_PERIOD_NS * 5 / 2) {
+        }
+    }
+    stress_off_until(off);
+    restore_flags(f);
+    /* No site, no request: ticks arrive by redirection. Every 16th round
+     * computes about a period, as a guest's own code does between its
+     * calls: a tick the VMM leaves waiting for the guest's next request
+     * would wait that long. */
+    u64 work = i % 16 == 15 ? 20000 : 400;
+    for (u64 k = 0; k < work; k++) {
+        acc = acc * 33 + buffer[(i * 7 + k) & 16383];
+    }
+    return acc;
+}
+
 void stress(u64 seconds)
 {
-    u64 target = seconds * 1000, rounds = 0;
+    u64 rounds = 0, acc = 0;
     cli();
-    trap_set_handler(IRQ_BASE, count_tick);
+    trap_set_handler(IRQ_BASE, stress_tick);
+    trap_set_handler(0x80, stress_syscall);
     pic_unmask(0);
     timer_ticks = 0;
+    stress_target = seconds * 1000;
+    stress_late_min = ~0ul;
+    stress_t0 = rdtsc();
+    stress_if_on = stress_t0;
     pit_start(1000);
+    stress_off_until(stress_t0);
     sti();
-    while (timer_ticks < target) {
-        mixed(100);
-        rounds++;
+    while (timer_ticks < stress_target) {
+        acc += stress_round(rounds++);
     }
     cli();
+    sink = acc;
     u64 ticks = timer_ticks;
     pit_stop();
     pic_mask_all();
     trap_set_handler(IRQ_BASE, NULL);
+    trap_set_handler(0x80, NULL);
     kprintf("stress: %lu timer interrupts counted in %lu s of guest time at 1 kHz, "
-            "%lu iterations of mixed\n",
-            ticks, seconds, rounds * 100);
+            "%lu rounds\n",
+            ticks, seconds, rounds);
+    /* Guest time (TSC) from each tick's edge to its handler: least, most,
+     * and most after the guest last turned interrupts on. */
+    kprintf("stress: timing: late_min=%lu late_max=%lu early=%lu after_on_max=%lu "
+            "off_max=%lu slow_handlers=%lu long_off=%lu period=%lu\n",
+            stress_late_min, stress_late_max, stress_early, stress_after_on_max,
+            stress_off_max, stress_slow, stress_long_off, STRESS_PERIOD_NS);
+    kprintf("stress: latest after interrupts went on: tick %lu at rip %lx (edge %s)\n",
+            stress_worst_k, stress_worst_rip,
+            stress_worst_edge_after_on ? "with interrupts on" : "with interrupts off");
 }
 
 const struct workload workloads[] = {
