@@ -118,13 +118,31 @@ fn expect(run: &qemu::Run, outcome: qemu::Outcome, lines: &[&str]) -> Result<Str
     Ok(format!("{:.2} s", run.elapsed.as_secs_f64()))
 }
 
+/// The loader's tests ([`all`]), in the order they record.
+pub const NAMES: [&str; 3] = [
+    "capdl: two tasks from a spec exchange 1,000 messages",
+    "capdl: a capability the spec does not name is not reachable",
+    "capdl: a spec too large for memory stops and says how much is missing",
+];
+
+/// The generated system's tests ([`generated_system`]).
+pub const GENERATED_NAMES: [&str; 2] = [
+    "guest on seL4: the padded guest's self-tests pass, timer included",
+    "guest on seL4: its console (COM2) is identical to the bare run, line for line",
+];
+
 pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
     let elf = match build_task() {
         Ok(elf) => elf,
-        Err(e) => return record("capdl: build the test task", Err(e)),
+        Err(e) => {
+            for name in NAMES {
+                record(name, Err(format!("the test task does not build: {e}")));
+            }
+            return;
+        }
     };
     record(
-        "capdl: two tasks from a spec exchange 1,000 messages",
+        NAMES[0],
         ping_pong(&elf, "")
             .and_then(|s| run(kernel, "ping-pong", &s, &elf))
             .and_then(|r| {
@@ -139,7 +157,7 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
             }),
     );
     record(
-        "capdl: a capability the spec does not name is not reachable",
+        NAMES[1],
         lacking(&elf)
             .and_then(|s| run(kernel, "lacking", &s, &elf))
             .and_then(|r| {
@@ -154,7 +172,7 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
             }),
     );
     record(
-        "capdl: a spec too large for memory stops and says how much is missing",
+        NAMES[2],
         ping_pong(&elf, "  hoard = ut (29 bits)\n")
             .and_then(|s| run(kernel, "too-large", &s, &elf))
             .and_then(|r| {
@@ -188,7 +206,12 @@ pub fn generated_system(
         .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet));
     let sel4 = match sel4 {
         Ok(run) => run,
-        Err(e) => return record("guest on seL4: the padded guest's self-tests pass", Err(e)),
+        Err(e) => {
+            for name in GENERATED_NAMES {
+                record(name, Err(e.clone()));
+            }
+            return;
+        }
     };
     let console = sel4.com2.clone().unwrap_or_default();
     let summary = "selftest: 7 passed, 0 failed\n";
@@ -217,10 +240,7 @@ pub fn generated_system(
             ))
         }
     });
-    record(
-        "guest on seL4: the padded guest's self-tests pass, timer included",
-        passed,
-    );
+    record(GENERATED_NAMES[0], passed);
     let bare = crate::images::build(crate::images::Image::Padded)
         .and_then(|elf| crate::test::boot_guest(&elf, SEL4_GUEST_TESTS));
     let same = bare.and_then(|bare| {
@@ -240,8 +260,5 @@ pub fn generated_system(
             Some(d) => Err(d),
         }
     });
-    record(
-        "guest on seL4: its console (COM2) is identical to the bare run, line for line",
-        same,
-    );
+    record(GENERATED_NAMES[1], same);
 }

@@ -38,7 +38,7 @@ enum End {
 }
 
 /// One boot of the hostile guest.
-struct Case {
+pub struct Case {
     /// The guest's command line is `attack=ATTACKS`.
     attacks: String,
     what: String,
@@ -551,10 +551,48 @@ fn boot(kernel: &KernelBuild, case: &Case) -> Result<String, String> {
         .map_err(|e| format!("{e}:\n{}", tail(&format!("{guest}\n{}", run.serial), 25)))
 }
 
-/// Every hostile boot for `kernel`'s flavour.
-pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
-    all_for(kernel, kernel.flavour, record);
+/// Each hostile boot of `flavour` as a named test for the suite: the
+/// refused unpadded image first, then every case; `debug_only` keeps only
+/// the debug system calls (what the debug kernel adds).
+pub fn named(flavour: Kernel, debug_only: bool) -> Vec<(String, Option<Case>)> {
+    let mut out = Vec::new();
+    if !debug_only {
+        out.push((UNPADDED_REFUSED.to_string(), None));
+    }
+    let (prefix, list) = if debug_only {
+        (
+            "hostile, debug kernel",
+            DEBUG_CALLS
+                .iter()
+                .map(|&(number, name)| debug_call(flavour, number, name))
+                .collect(),
+        )
+    } else {
+        ("hostile", cases(flavour))
+    };
+    for case in list {
+        out.push((
+            format!("{prefix}: attack={}: {}", case.attacks, case.what),
+            Some(case),
+        ));
+    }
+    out
 }
+
+/// Runs one test of [`named`]: a case, or (`None`) the unpadded image.
+pub fn run_named(kernel: &KernelBuild, case: Option<&Case>) -> Result<String, String> {
+    match case {
+        Some(case) => boot(kernel, case),
+        None => {
+            let mut result = Err("not run".to_string());
+            unpadded_guest_refused(kernel, &mut |_, r| result = r);
+            result
+        }
+    }
+}
+
+const UNPADDED_REFUSED: &str =
+    "vmm: an unpadded guest image is refused with a message that says so";
 
 /// Every hostile boot, judged by the expectations of `flavour`.
 pub fn all_for(
@@ -566,22 +604,6 @@ pub fn all_for(
     for case in cases(flavour) {
         record(
             &format!("hostile: attack={}: {}", case.attacks, case.what),
-            boot(kernel, &case),
-        );
-    }
-}
-
-/// On the debug kernel, only what differs from the release kernel: each
-/// debug system call, showing the exposure (the rest of the cases are the
-/// release kernel's business).
-pub fn debug_exposure(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
-    for &(number, name) in DEBUG_CALLS {
-        let case = debug_call(Kernel::Debug, number, name);
-        record(
-            &format!(
-                "hostile, debug kernel: attack={}: {}",
-                case.attacks, case.what
-            ),
             boot(kernel, &case),
         );
     }
@@ -608,10 +630,7 @@ fn unpadded_guest_refused(
                 ))
             }
         });
-    record(
-        "vmm: an unpadded guest image is refused with a message that says so",
-        result,
-    );
+    record(UNPADDED_REFUSED, result);
 }
 
 #[cfg(test)]

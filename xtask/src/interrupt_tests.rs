@@ -188,17 +188,19 @@ pub fn run_stress(kernel: &KernelBuild, seconds: u64, shift: u32) -> Result<Stre
     })
 }
 
-pub fn stress(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
-    let result = run_stress(kernel, STRESS_SECONDS, STRESS_SHIFT).and_then(|run| {
+/// The stress test's name in the suite.
+pub fn stress_name() -> String {
+    format!(
+        "interrupts: {STRESS_SECONDS} s at 1 kHz under load (icount shift={STRESS_SHIFT}), every tick delivered once and on time"
+    )
+}
+
+/// One judged stress run.
+pub fn stress_result(kernel: &KernelBuild) -> Result<String, String> {
+    run_stress(kernel, STRESS_SECONDS, STRESS_SHIFT).and_then(|run| {
         judge(&run.counts, STRESS_SECONDS)
             .map(|text| format!("{text}; QEMU ran {:.1} s", run.wall.as_secs_f64()))
-    });
-    record(
-        &format!(
-            "interrupts: {STRESS_SECONDS} s at 1 kHz under load (icount shift={STRESS_SHIFT}), every tick delivered once and on time"
-        ),
-        result,
-    );
+    })
 }
 
 #[cfg(test)]

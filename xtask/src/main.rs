@@ -52,6 +52,12 @@ enum Command {
         /// Skip rustfmt and clippy.
         #[arg(long)]
         no_lint: bool,
+        /// List every test (group and name) in run order, and run none.
+        #[arg(long)]
+        list: bool,
+        /// Run only the tests whose name contains this (see --list); a boot
+        /// that checks several things runs whole if any of them matches.
+        pattern: Option<String>,
     },
     /// rustfmt and clippy over every crate, for its own target.
     Lint,
@@ -149,7 +155,13 @@ fn main() -> ExitCode {
             setup::ensure().and_then(|tools| kernel::build(&tools, flavour(debug_kernel)).map(drop))
         }
         Command::Run(args) => run(&args),
-        Command::Test { no_lint } => test::all(!no_lint),
+        Command::Test { list: true, .. } => test::list(),
+        Command::Test {
+            no_lint,
+            pattern: Some(p),
+            ..
+        } => test::run(&test::Selection::Pattern(p), !no_lint),
+        Command::Test { no_lint, .. } => test::all(!no_lint),
         Command::Lint => test::lint(),
         Command::Bench { bare: true, .. } => bench::bare(),
         Command::Bench {

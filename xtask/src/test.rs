@@ -83,91 +83,275 @@ fn lint_into(report: &mut Report) {
 }
 
 pub fn capdl_only() -> Result<(), String> {
-    let mut report = Report {
-        passed: 0,
-        failed: Vec::new(),
-    };
-    let kernel = kernel::build(&setup::ensure()?, kernel::Flavour::Release)?;
-    capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
-    capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
-    hostile_tests::all(&kernel, &mut |name, result| report.record(name, result));
-    finish(report)
+    run(&Selection::Pattern("capdl:".into()), true)
+        .and_then(|()| run(&Selection::Pattern("guest on seL4".into()), true))
+        .and_then(|()| run(&Selection::Pattern("hostile".into()), true))
+}
+
+/// What a test is about, for `--list` and the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Lints, host tests, builds: no QEMU.
+    Static,
+    /// The system does what it should.
+    Functional,
+    /// An untrusted guest cannot get past the VMM or the kernel.
+    Security,
+    /// Interrupt delivery under load, judged under icount.
+    Performance,
+}
+
+impl Group {
+    fn name(self) -> &'static str {
+        match self {
+            Group::Static => "static",
+            Group::Functional => "functional",
+            Group::Security => "security",
+            Group::Performance => "performance",
+        }
+    }
+}
+
+/// What the tests share: the host tools and the kernels, built on first use.
+struct Ctx {
+    tools: setup::Tools,
+    kernels: [Option<Result<kernel::KernelBuild, String>>; 2],
+}
+
+impl Ctx {
+    fn kernel(&mut self, flavour: kernel::Flavour) -> Result<&kernel::KernelBuild, String> {
+        let i = usize::from(flavour == kernel::Flavour::Debug);
+        let tools = &self.tools;
+        self.kernels[i]
+            .get_or_insert_with(|| kernel::build(tools, flavour))
+            .as_ref()
+            .map_err(|e| format!("the {} kernel does not build: {e}", flavour.name()))
+    }
+}
+
+type Run = Box<dyn FnOnce(&mut Ctx, &mut Report)>;
+
+/// One entry of the suite: the names of the results it records (a boot
+/// that checks several things records several), its group, and how to run
+/// it. Entries run in order; a pattern selects an entry if any of its
+/// names contains it, and the entry then runs whole.
+struct Entry {
+    names: Vec<String>,
+    group: Group,
+    run: Run,
+}
+
+fn entry(name: &str, group: Group, run: impl FnOnce(&mut Ctx, &mut Report) + 'static) -> Entry {
+    Entry {
+        names: vec![name.to_string()],
+        group,
+        run: Box::new(run),
+    }
+}
+
+/// A test that needs the `flavour` kernel and records one result.
+fn on_kernel(
+    name: &str,
+    group: Group,
+    flavour: kernel::Flavour,
+    test: impl FnOnce(&kernel::KernelBuild) -> Result<String, String> + 'static,
+) -> Entry {
+    let owned = name.to_string();
+    entry(name, group, move |ctx, report| {
+        let result = ctx.kernel(flavour).and_then(test);
+        report.record(&owned, result);
+    })
+}
+
+/// Every test of `cargo xtask test`, in the order they run (cheapest first).
+fn suite(with_lint: bool) -> Vec<Entry> {
+    use kernel::Flavour::{Debug, Release};
+    let mut entries = Vec::new();
+    if with_lint {
+        entries.push(entry("rustfmt", Group::Static, |_, r| {
+            r.record(
+                "rustfmt",
+                step(&["fmt", "--all", "--check"], "cargo fmt --check"),
+            )
+        }));
+        entries.push(entry("clippy (host)", Group::Static, |_, r| {
+            r.record(
+                "clippy (host)",
+                step(
+                    &["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"],
+                    "cargo clippy",
+                ),
+            )
+        }));
+        entries.push(entry("clippy (seL4 target)", Group::Static, |_, r| {
+            let mut args = vec!["clippy", "--quiet", "--target", TARGET];
+            for p in SEL4_CRATES.iter().chain(NO_STD_LIBS) {
+                args.extend(["-p", p]);
+            }
+            args.extend(["--", "-D", "warnings"]);
+            r.record("clippy (seL4 target)", step(&args, "cargo clippy for seL4"));
+        }));
+    }
+    entries.push(entry("host tests", Group::Static, |_, r| {
+        r.record("host tests", step(&["test", "--quiet"], "cargo test"))
+    }));
+    const MIRI: &str =
+        "Miri: the wedge core's and the contract crate's host tests have no undefined behaviour";
+    entries.push(entry(MIRI, Group::Static, |_, r| r.record(MIRI, miri())));
+    entries.push(entry(
+        "no_std crates build for seL4",
+        Group::Static,
+        |_, r| {
+            let mut args = vec!["build", "--quiet", "--release", "--target", TARGET];
+            for p in SEL4_CRATES.iter().chain(NO_STD_LIBS) {
+                args.extend(["-p", p]);
+            }
+            r.record(
+                "no_std crates build for seL4",
+                step(&args, "cargo build for seL4"),
+            );
+        },
+    ));
+    const LOADER_MODEL: &str = "capdl's loader model builds for seL4 without std or alloc";
+    entries.push(entry(LOADER_MODEL, Group::Static, |_, r| {
+        r.record(
+            LOADER_MODEL,
+            step(
+                &[
+                    "build",
+                    "--quiet",
+                    "--release",
+                    "--target",
+                    TARGET,
+                    "-p",
+                    "capdl",
+                    "--no-default-features",
+                ],
+                "cargo build -p capdl --no-default-features",
+            ),
+        );
+    }));
+    entries.push(Entry {
+        names: GUEST_TEST_NAMES.iter().map(|n| n.to_string()).collect(),
+        group: Group::Functional,
+        run: Box::new(|_, r| guest_tests(r)),
+    });
+    for flavour in [Debug, Release] {
+        let name = format!("bindings agree with the compiled {} kernel", flavour.name());
+        entries.push(entry(&name.clone(), Group::Static, move |ctx, r| {
+            let tools = ctx.tools.python_shim.clone();
+            let result = ctx.kernel(flavour).and_then(|k| {
+                bindings_check::check(k, &setup::Tools { python_shim: tools })
+                    .map(|n| format!("{n} values; {}", k.multiboot_elf.display()))
+            });
+            r.record(&name, result);
+        }));
+    }
+    entries.push(on_kernel(
+        "afterburner: the seL4 kernel's gcc output passes, assembles and audits clean",
+        Group::Static,
+        Release,
+        afterburner_corpus,
+    ));
+    entries.push(Entry {
+        names: std::iter::once(SELFTEST_BOOT.to_string())
+            .chain(
+                selftest_checks::CHECKS
+                    .iter()
+                    .map(|c| format!("qemu: {}", c.name)),
+            )
+            .collect(),
+        group: Group::Functional,
+        run: Box::new(|ctx, r| match ctx.kernel(Release) {
+            Ok(k) => qemu_tests(k, r),
+            Err(e) => r.record(SELFTEST_BOOT, Err(e)),
+        }),
+    });
+    entries.push(Entry {
+        names: capdl_tests::NAMES.iter().map(|n| n.to_string()).collect(),
+        group: Group::Functional,
+        run: Box::new(|ctx, r| match ctx.kernel(Release) {
+            Ok(k) => capdl_tests::all(k, &mut |n, res| r.record(n, res)),
+            Err(e) => r.record(capdl_tests::NAMES[0], Err(e)),
+        }),
+    });
+    entries.push(Entry {
+        names: capdl_tests::GENERATED_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .collect(),
+        group: Group::Functional,
+        run: Box::new(|ctx, r| match ctx.kernel(Release) {
+            Ok(k) => capdl_tests::generated_system(k, &mut |n, res| r.record(n, res)),
+            Err(e) => r.record(capdl_tests::GENERATED_NAMES[0], Err(e)),
+        }),
+    });
+    for (name, case) in hostile_tests::named(Release, false) {
+        entries.push(on_kernel(&name, Group::Security, Release, move |k| {
+            hostile_tests::run_named(k, case.as_ref())
+        }));
+    }
+    entries.push(on_kernel(
+        &interrupt_tests::stress_name(),
+        Group::Performance,
+        Release,
+        interrupt_tests::stress_result,
+    ));
+    // What the debug kernel exposes to a guest, shown rather than hidden.
+    for (name, case) in hostile_tests::named(Debug, true) {
+        entries.push(on_kernel(&name, Group::Security, Debug, move |k| {
+            hostile_tests::run_named(k, case.as_ref())
+        }));
+    }
+    entries
+}
+
+/// Which tests to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    /// Entries with a test name containing this.
+    Pattern(String),
+}
+
+/// `cargo xtask test --list`: every test's group and name, in run order.
+pub fn list() -> Result<(), String> {
+    for e in suite(true) {
+        for name in &e.names {
+            println!("{:<12} {name}", e.group.name());
+        }
+    }
+    Ok(())
 }
 
 pub fn all(with_lint: bool) -> Result<(), String> {
+    run(&Selection::All, with_lint)
+}
+
+pub fn run(selection: &Selection, with_lint: bool) -> Result<(), String> {
     let started = Instant::now();
     let mut report = Report {
         passed: 0,
         failed: Vec::new(),
     };
-    let tools = setup::ensure()?;
-    if with_lint {
-        lint_into(&mut report);
+    let chosen: Vec<Entry> = suite(with_lint)
+        .into_iter()
+        .filter(|e| match selection {
+            Selection::All => true,
+            Selection::Pattern(p) => e.names.iter().any(|n| n.contains(p.as_str())),
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(format!(
+            "no test matches {selection:?} (cargo xtask test --list shows them)"
+        ));
     }
-    report.record("host tests", step(&["test", "--quiet"], "cargo test"));
-    report.record(
-        "Miri: the wedge core's and the contract crate's host tests have no undefined behaviour",
-        miri(),
-    );
-    let mut args = vec!["build", "--quiet", "--release", "--target", TARGET];
-    for p in SEL4_CRATES.iter().chain(NO_STD_LIBS) {
-        args.extend(["-p", p]);
-    }
-    report.record(
-        "no_std crates build for seL4",
-        step(&args, "cargo build for seL4"),
-    );
-    report.record(
-        "capdl's loader model builds for seL4 without std or alloc",
-        step(
-            &[
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                TARGET,
-                "-p",
-                "capdl",
-                "--no-default-features",
-            ],
-            "cargo build -p capdl --no-default-features",
-        ),
-    );
-
-    guest_tests(&mut report);
-    let debug = kernel::build(&tools, kernel::Flavour::Debug);
-    match &debug {
-        Ok(kernel) => report.record(
-            "bindings agree with the compiled debug kernel (its debug calls aside)",
-            bindings_check::check(kernel, &tools).map(|n| format!("{n} values")),
-        ),
-        Err(e) => report.record("seL4 debug kernel build", Err(e.clone())),
-    }
-    match kernel::build(&tools, kernel::Flavour::Release) {
-        Err(e) => report.record("seL4 release kernel build", Err(e)),
-        Ok(kernel) => {
-            report.record(
-                "seL4 release kernel build",
-                Ok(kernel.multiboot_elf.display().to_string()),
-            );
-            report.record(
-                "afterburner: the seL4 kernel's gcc output passes, assembles and audits clean",
-                afterburner_corpus(&kernel),
-            );
-            report.record(
-                "bindings agree with the compiled release kernel",
-                bindings_check::check(&kernel, &tools).map(|n| format!("{n} values")),
-            );
-            qemu_tests(&kernel, &mut report);
-            capdl_tests::all(&kernel, &mut |name, result| report.record(name, result));
-            capdl_tests::generated_system(&kernel, &mut |name, result| report.record(name, result));
-            hostile_tests::all(&kernel, &mut |name, result| report.record(name, result));
-            interrupt_tests::stress(&kernel, &mut |name, result| report.record(name, result));
-        }
-    }
-    // What the debug kernel exposes to a guest, shown rather than hidden.
-    if let Ok(debug) = &debug {
-        hostile_tests::debug_exposure(debug, &mut |name, result| report.record(name, result));
+    let mut ctx = Ctx {
+        tools: setup::ensure()?,
+        kernels: [None, None],
+    };
+    for e in chosen {
+        (e.run)(&mut ctx, &mut report);
     }
     println!(
         "xtask: finished in {:.0} s",
@@ -175,6 +359,8 @@ pub fn all(with_lint: bool) -> Result<(), String> {
     );
     finish(report)
 }
+
+const SELFTEST_BOOT: &str = "qemu: seL4 boots the root task and it exits with a pass status";
 
 fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
     let root_task = match tasks::build_root_task() {
@@ -204,10 +390,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         (outcome, _) => Err(format!("the selftest ended with {outcome}")),
     };
     let boot_failed = boot.is_err();
-    report.record(
-        "qemu: seL4 boots the root task and it exits with a pass status",
-        boot,
-    );
+    report.record(SELFTEST_BOOT, boot);
     let mut any_failed = boot_failed;
     for check in selftest_checks::CHECKS {
         let result = (check.verify)(&run.serial, QEMU_MEMORY_MIB).map(|()| String::new());
@@ -293,35 +476,48 @@ pub fn first_difference(a: &[u8], b: &[u8], names: [&str; 2]) -> Option<String> 
     None
 }
 
+/// The bare guest's tests ([`guest_tests`]), in the order they record.
+const GUEST_TEST_NAMES: [&str; 6] = [
+    "guest: the padded image boots bare and passes every self-test",
+    "guest: the plain image boots bare and passes every self-test",
+    "guest: padded and plain consoles are identical line for line",
+    "guest: afterburn audit of the padded image is clean",
+    "wedge: every site of the padded image decodes and rewrites",
+    "guest: an unknown test name is refused with the valid names",
+];
+
 fn guest_tests(report: &mut Report) {
     let mut runs = Vec::new();
-    for image in [images::Image::Padded, images::Image::Plain] {
-        let name = format!(
-            "guest: the {} image boots bare and passes every self-test",
-            image.name()
-        );
+    for (image, name) in [images::Image::Padded, images::Image::Plain]
+        .into_iter()
+        .zip(GUEST_TEST_NAMES)
+    {
         let result = images::build(image).and_then(|elf| {
             let run = boot_guest(&elf, "tests=all")?;
             let verdict = guest_passed(&run);
             runs.push((image, elf, run));
             verdict
         });
-        report.record(&name, result);
+        report.record(name, result);
     }
-    if let [(_, padded, p), (_, _, q)] = &runs[..] {
+    let [(_, padded, p), (_, _, q)] = &runs[..] else {
+        // Nothing to compare: each test that needed both boots fails.
+        for name in &GUEST_TEST_NAMES[2..] {
+            report.record(name, Err("not run: a bare boot above failed".into()));
+        }
+        return;
+    };
+    {
         report.record(
-            "guest: padded and plain consoles are identical line for line",
+            GUEST_TEST_NAMES[2],
             match first_difference(&p.bytes, &q.bytes, ["padded", "plain"]) {
                 None => Ok(format!("{} lines", p.serial.lines().count())),
                 Some(d) => Err(d),
             },
         );
+        report.record(GUEST_TEST_NAMES[3], audit(padded));
         report.record(
-            "guest: afterburn audit of the padded image is clean",
-            audit(padded),
-        );
-        report.record(
-            "wedge: every site of the padded image decodes and rewrites",
+            GUEST_TEST_NAMES[4],
             process::run(
                 cargo(&[
                     "test",
@@ -339,7 +535,7 @@ fn guest_tests(report: &mut Report) {
             .map(|_| String::new()),
         );
         report.record(
-            "guest: an unknown test name is refused with the valid names",
+            GUEST_TEST_NAMES[5],
             boot_guest(padded, "tests=bogus").and_then(|run| {
                 let expected = format!(
                     "unknown test 'bogus'; valid tests: all, {}",
