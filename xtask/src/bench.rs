@@ -60,6 +60,7 @@ fn run_bare(image: Image, cmdline: &str) -> Result<Vec<Sample>, String> {
         accel: "tcg",
         icount: Some(0),
         com2: false,
+        settle: None,
     };
     let run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
     if run.outcome != qemu::Outcome::Passed {

@@ -17,7 +17,9 @@ const RAM_MIB: u32 = 16;
 
 /// How long a boot whose kernel stops the machine may run: long enough
 /// for the loader, the VMM and the guest to reach the call, no longer.
-const STOPPED_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a machine that stopped must stay silent after the kernel's
+/// last line (measured from that line, so the same on any host).
+const STOPPED_GRACE: Duration = Duration::from_secs(5);
 
 /// The kernel flavour a case table is for: the debug calls end the guest on
 /// the release kernel and show their exposure on the debug one.
@@ -33,7 +35,7 @@ enum End {
     Terminated(String),
     /// The kernel stops the whole machine (a debug kernel's halt, or its
     /// capDL dump waiting for commands on the serial port): nothing runs
-    /// after the kernel's lines, and the run ends at [`STOPPED_TIMEOUT`].
+    /// after the kernel's lines for [`STOPPED_GRACE`] after its last one.
     MachineStops,
 }
 
@@ -435,8 +437,10 @@ fn machine_stopped(
         return Err(format!("the machine ran on after {last:?}: {l:?}"));
     }
     match outcome {
-        qemu::Outcome::TimedOut(_) => Ok(format!("the machine stopped: {last:?}")),
-        other => Err(format!("ended with {other}, expected the timeout")),
+        qemu::Outcome::Settled(_) => Ok(format!("the machine stopped: {last:?}")),
+        other => Err(format!(
+            "ended with {other}, expected silence after {last:?}"
+        )),
     }
 }
 
@@ -535,15 +539,16 @@ fn refusals_agree(lines: &[&str]) -> Result<(), String> {
 
 fn boot(kernel: &KernelBuild, case: &Case) -> Result<String, String> {
     let cmdline = format!("attack={}", case.attacks);
-    let timeout = match case.end {
-        End::MachineStops => STOPPED_TIMEOUT,
-        _ => Duration::from_secs(120),
-    };
     let name = format!("hostile-{}", case.attacks.replace([',', ':', '@'], "-"));
     let run = generated::description_with_ram(RAM_MIB)
         .and_then(|d| generated::bundle_with(&name, &d, images::Image::Hostile, Some(&cmdline)))
-        .and_then(|bundle| {
-            system::boot_for(kernel, &bundle, 512, None, qemu::Echo::Quiet, timeout)
+        .and_then(|bundle| match (&case.end, case.lines.last()) {
+            // The kernel's last words mark the stop; silence is measured
+            // from there.
+            (End::MachineStops, Some(last)) => {
+                system::boot_until_settled(kernel, &bundle, last, STOPPED_GRACE)
+            }
+            _ => system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet),
         })?;
     let guest = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default());
     judge(case, &guest, &run.serial, &run.outcome)
@@ -717,7 +722,7 @@ vmm-server: guest0: terminated: capability fault: it invoked slot 12345
         );
         let com2 = "hostile: sys: -10 (DebugHalt); unless the kernel serves it, the VMM should end this guest\n";
         let com1 = "Debug halt syscall from user thread 0xffffff801fe0a400\nhalting...\n";
-        let timeout = qemu::Outcome::TimedOut(STOPPED_TIMEOUT);
+        let timeout = qemu::Outcome::Settled(STOPPED_GRACE);
         assert!(judge(&case, com2, com1, &timeout).is_ok());
         assert!(judge(&case, com2, com1, &qemu::Outcome::Failed).is_err());
         let ran_on = format!("{com1}vmm-server: guest0: requests: none\n");

@@ -249,6 +249,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             icount: None,
             // The VMM writes the guest's console to COM2.
             com2: !args.selftest,
+            settle: None,
         };
         let run = machine.boot(timeout, qemu::Echo::Terminal)?;
         let console = run.com2.as_deref().unwrap_or_default();
@@ -274,6 +275,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         accel: &args.accel,
         icount: None,
         com2: false,
+        settle: None,
     };
     // A bare guest's console is COM1, and nothing else writes there.
     let run = machine.boot(timeout, qemu::Echo::Terminal)?;
@@ -363,6 +365,7 @@ fn run_spec(
         icount: None,
         // A spec may give a task COM2, as the generated system gives the VMM.
         com2: true,
+        settle: None,
     };
     finish_run(&machine.boot(timeout, qemu::Echo::Terminal)?, None)
 }

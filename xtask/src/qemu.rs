@@ -37,6 +37,9 @@ pub struct Machine<'a> {
     /// Give the machine a second serial port (COM2, 0x2f8) and collect what
     /// is written to it in [`Run::com2`].
     pub com2: bool,
+    /// For a machine expected to stop: once a COM1 line contains the
+    /// marker, the run ends this long after it ([`Outcome::Settled`]).
+    pub settle: Option<(&'a str, Duration)>,
 }
 
 /// Where serial output goes while it is collected.
@@ -53,6 +56,8 @@ pub enum Outcome {
     /// QEMU exited with a status the exit device does not produce.
     Exited(Option<i32>),
     TimedOut(Duration),
+    /// The machine was ended the settle time after the marker line.
+    Settled(Duration),
 }
 
 impl fmt::Display for Outcome {
@@ -68,6 +73,11 @@ impl fmt::Display for Outcome {
             Outcome::TimedOut(t) => write!(
                 f,
                 "a timeout: nothing ended the run within {} s",
+                t.as_secs()
+            ),
+            Outcome::Settled(t) => write!(
+                f,
+                "no exit within {} s of the marker line (ended by xtask)",
                 t.as_secs()
             ),
         }
@@ -281,7 +291,23 @@ impl Machine<'_> {
             text
         });
 
+        let mut marker_seen: Option<Instant> = None;
         let outcome = loop {
+            if let (Some((marker, _)), None) = (self.settle, marker_seen) {
+                let seen = collected
+                    .lock()
+                    .is_ok_and(|g| g.1.iter().any(|(_, l)| l.contains(marker)));
+                if seen {
+                    marker_seen = Some(Instant::now());
+                }
+            }
+            if let (Some((_, grace)), Some(at)) = (self.settle, marker_seen) {
+                if at.elapsed() >= grace && matches!(child.try_wait(), Ok(None)) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Outcome::Settled(grace);
+                }
+            }
             match child.try_wait() {
                 Ok(Some(status)) => {
                     break match status.code() {

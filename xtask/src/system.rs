@@ -185,6 +185,30 @@ pub fn boot_for(
     boot_with(kernel, bundle, memory_mib, icount, echo, timeout)
 }
 
+/// [`boot`] of a system expected to stop the machine: the run ends `grace`
+/// after a COM1 line containing `marker` (the kernel's last words), with
+/// [`qemu::Outcome::Settled`], so how long the machine stays silent is
+/// measured from its halt, not from QEMU's start (any host speed).
+pub fn boot_until_settled(
+    kernel: &KernelBuild,
+    bundle: &Path,
+    marker: &str,
+    grace: Duration,
+) -> Result<qemu::Run, String> {
+    let loader = build_loader(bundle)?;
+    qemu::Machine {
+        kernel: &kernel.multiboot_elf,
+        module: Some(&loader),
+        append: None,
+        memory_mib: 512,
+        accel: "tcg",
+        icount: None,
+        com2: true,
+        settle: Some((marker, grace)),
+    }
+    .boot(Duration::from_secs(120), qemu::Echo::Quiet)
+}
+
 fn boot_with(
     kernel: &KernelBuild,
     bundle: &Path,
@@ -203,6 +227,7 @@ fn boot_with(
         icount,
         // A system's guest console (`guest_console`): the VMM writes it there.
         com2: true,
+        settle: None,
     }
     .boot(timeout, echo)
 }

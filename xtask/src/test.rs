@@ -375,6 +375,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         accel: "tcg",
         icount: None,
         com2: false,
+        settle: None,
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
         Ok(run) => run,
@@ -425,6 +426,7 @@ pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, Str
         accel: "tcg",
         icount: None,
         com2: false,
+        settle: None,
     }
     .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)
 }
