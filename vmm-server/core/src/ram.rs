@@ -1,6 +1,8 @@
 //! Guest RAM as the VMM sees it: the RAM window the generated spec maps into
 //! the VMM's address space (guest-physical 0 at the window's base). Every
-//! access is bounds-checked against the guest's RAM size.
+//! access is bounds-checked against the guest's RAM size, and a 64-bit
+//! access at an address that is not 8-byte aligned goes byte by byte (the
+//! guest's tables are aligned, but other callers' addresses need not be).
 
 #[derive(Clone, Copy, Debug)]
 pub struct Ram {
@@ -15,6 +17,9 @@ pub struct OutOfRam {
 }
 
 impl Ram {
+    /// Guest RAM of `size` bytes at `base` in this address space (guest
+    /// physical 0 at `base`).
+    ///
     /// # Safety
     /// `[base, base + size)` must be mapped read-write in this address space
     /// for as long as the `Ram` is used, and used by nothing else.
@@ -40,14 +45,24 @@ impl Ram {
 
     pub fn read_u64(&self, gpa: u64) -> Result<u64, OutOfRam> {
         let at = self.check(gpa, 8)?;
-        // SAFETY: the window is mapped (constructor contract) and the range
-        // was checked to lie inside it.
+        if at % 8 != 0 {
+            // A volatile access must be aligned: an odd address goes bytewise.
+            let mut bytes = [0; 8];
+            self.read(gpa, &mut bytes)?;
+            return Ok(u64::from_le_bytes(bytes));
+        }
+        // SAFETY: the window is mapped (constructor contract), the range was
+        // checked to lie inside it, and `at` is 8-byte aligned.
         Ok(unsafe { core::ptr::read_volatile(at as *const u64) })
     }
 
     pub fn write_u64(&self, gpa: u64, value: u64) -> Result<(), OutOfRam> {
         let at = self.check(gpa, 8)?;
-        // SAFETY: as in `read_u64`; the window is writable.
+        if at % 8 != 0 {
+            return self.write(gpa, &value.to_le_bytes());
+        }
+        // SAFETY: as in `read_u64` (mapped, in range, aligned); the window
+        // is writable.
         unsafe { core::ptr::write_volatile(at as *mut u64, value) };
         Ok(())
     }

@@ -18,7 +18,7 @@ struct Region {
     count: u32,
     /// It is in `active`.
     in_use: bool,
-    /// The packed upper levels (the vTLB's `Upper::pack`) every mapping in
+    /// The packed upper levels ([`crate::walk::Upper::pack`]) every mapping in
     /// it was made or last checked under, if that is one large page; 0 if
     /// not, or if they differ.
     uniform: u64,
@@ -47,6 +47,21 @@ pub struct Regions {
     active_count: usize,
     /// The region last added to.
     last: u16,
+}
+
+impl core::fmt::Debug for Regions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Regions")
+            .field("active", &self.active_count)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Regions {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Regions {
