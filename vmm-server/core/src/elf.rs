@@ -257,3 +257,400 @@ impl<'a> Elf<'a> {
             .ok_or(ElfError::NoPvHeader)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOFF: usize = 0x180;
+    const STRTAB: usize = 0x140;
+
+    fn put(b: &mut [u8], at: usize, value: u64, n: usize) {
+        b[at..at + n].copy_from_slice(&value.to_le_bytes()[..n]);
+    }
+
+    /// A small valid guest image: PT_LOAD (r-x), PT_NOTE, PT_LOAD (rw-), a
+    /// PV header, `.afterburn` and `.shstrtab`.
+    pub(super) fn image() -> Vec<u8> {
+        let mut b = vec![0u8; SHOFF + 3 * 64];
+        b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+        put(&mut b, 0x10, 2, 2);
+        put(&mut b, 0x12, 62, 2);
+        put(&mut b, 0x14, 1, 4);
+        put(&mut b, 0x18, 0x10_0000, 8);
+        put(&mut b, 0x20, 64, 8);
+        put(&mut b, 0x28, SHOFF as u64, 8);
+        put(&mut b, 0x34, 64, 2);
+        put(&mut b, 0x36, 56, 2);
+        put(&mut b, 0x38, 3, 2);
+        put(&mut b, 0x3a, 64, 2);
+        put(&mut b, 0x3c, 3, 2);
+        put(&mut b, 0x3e, 2, 2);
+        // (type, flags, offset, paddr, filesz, memsz)
+        let phdrs = [
+            (1, 5, 0x100, 0x10_0000, 0x20, 0x1000),
+            (4, 4, 0x120, 0, 0x10, 0x10),
+            (1, 6, 0x120, 0x20_0000, 0x10, 0x2000),
+        ];
+        for (i, (kind, flags, offset, paddr, filesz, memsz)) in phdrs.into_iter().enumerate() {
+            let ph = 64 + 56 * i;
+            put(&mut b, ph, kind, 4);
+            put(&mut b, ph + 4, flags, 4);
+            put(&mut b, ph + 8, offset, 8);
+            put(&mut b, ph + 16, paddr, 8);
+            put(&mut b, ph + 24, paddr, 8);
+            put(&mut b, ph + 32, filesz, 8);
+            put(&mut b, ph + 40, memsz, 8);
+        }
+        // The PV header: magic, version 1, entry.
+        put(&mut b, 0x100, u64::from(PV_HEADER_MAGIC), 4);
+        put(&mut b, 0x104, 1, 4);
+        put(&mut b, 0x108, 0x10_0040, 8);
+        let names = b"\0.afterburn\0.shstrtab\0";
+        b[STRTAB..STRTAB + names.len()].copy_from_slice(names);
+        // Section 1: .afterburn; section 2: .shstrtab.
+        put(&mut b, SHOFF + 64, 1, 4);
+        put(&mut b, SHOFF + 64 + 16, 0x20_0000, 8);
+        put(&mut b, SHOFF + 64 + 32, 0x10, 8);
+        put(&mut b, SHOFF + 128, 12, 4);
+        put(&mut b, SHOFF + 128 + 24, STRTAB as u64, 8);
+        put(&mut b, SHOFF + 128 + 32, names.len() as u64, 8);
+        b
+    }
+
+    fn truncated(what: &'static str, offset: u64) -> ElfError {
+        ElfError::Truncated { what, offset }
+    }
+
+    const TEXT: Segment = Segment {
+        paddr: 0x10_0000,
+        file_offset: 0x100,
+        file_size: 0x20,
+        mem_size: 0x1000,
+        flags: 5,
+    };
+    const DATA: Segment = Segment {
+        paddr: 0x20_0000,
+        file_offset: 0x120,
+        file_size: 0x10,
+        mem_size: 0x2000,
+        flags: 6,
+    };
+
+    #[test]
+    fn a_valid_image_reads_whole() {
+        let b = image();
+        let elf = Elf::parse(&b).unwrap();
+        let segments: Vec<_> = elf.segments().collect();
+        assert_eq!(segments, [Ok(TEXT), Ok(DATA)]);
+        assert!(TEXT.executable() && !TEXT.writable());
+        assert!(DATA.writable() && !DATA.executable());
+        assert_eq!(elf.segment_data(&TEXT), Ok(&b[0x100..0x120]));
+        assert_eq!(elf.segment_data(&DATA), Ok(&b[0x120..0x130]));
+        assert_eq!(elf.entry(), Ok(0x10_0000));
+        assert_eq!(elf.pv_entry(), Ok(0x10_0040));
+        assert_eq!(elf.section(".afterburn"), Ok(Some((0x20_0000, 0x10))));
+        assert_eq!(elf.section(".text"), Ok(None));
+        assert_eq!(elf.section(".after"), Ok(None));
+    }
+
+    #[test]
+    fn truncated_file_headers_are_not_elf() {
+        let b = image();
+        for len in [0, 4, 5, 6, 0x13, 63] {
+            assert_eq!(
+                Elf::parse(&b[..len]).err(),
+                Some(ElfError::NotElf64),
+                "{len}"
+            );
+        }
+        assert!(Elf::parse(&b[..64]).is_ok());
+    }
+
+    #[test]
+    fn wrong_magic_class_endianness_or_machine_is_not_elf() {
+        for (at, value) in [(0, 0x7e), (3, b'f'), (4, 1), (5, 2), (0x12, 3), (0x13, 1)] {
+            let mut b = image();
+            b[at] = value;
+            assert_eq!(Elf::parse(&b).err(), Some(ElfError::NotElf64), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn program_headers_past_the_end_of_the_file() {
+        let b = image();
+        // Cut in the middle of the first program header (at 64): its
+        // p_memsz (at 104) is gone, and the two after it.
+        let elf = Elf::parse(&b[..104]).unwrap();
+        let segments: Vec<_> = elf.segments().collect();
+        assert_eq!(
+            segments,
+            [
+                Err(truncated("p_memsz", 104)),
+                Err(truncated("a program header", 120)),
+                Err(truncated("a program header", 176)),
+            ]
+        );
+        // The table placed past the end.
+        let mut b = image();
+        let near_end = b.len() as u64 - 2;
+        put(&mut b, 0x20, near_end, 8);
+        let elf = Elf::parse(&b).unwrap();
+        assert_eq!(
+            elf.segments().next(),
+            Some(Err(truncated("a program header", near_end)))
+        );
+    }
+
+    #[test]
+    fn a_program_header_offset_that_overflows() {
+        let mut b = image();
+        let far = u64::MAX - 8;
+        put(&mut b, 0x20, far, 8);
+        let elf = Elf::parse(&b).unwrap();
+        let segments: Vec<_> = elf.segments().collect();
+        // Header 0 starts at `far`, headers 1 and 2 past 2^64.
+        assert_eq!(
+            segments,
+            [
+                Err(truncated("a program header", far)),
+                Err(truncated("a program header", far)),
+                Err(truncated("a program header", far)),
+            ]
+        );
+    }
+
+    #[test]
+    fn segment_bytes_past_the_file_or_past_2_to_the_64() {
+        let elf_bytes = image();
+        let elf = Elf::parse(&elf_bytes).unwrap();
+        let overflow = Segment {
+            file_offset: u64::MAX - 0x10,
+            file_size: 0x20,
+            ..TEXT
+        };
+        assert_eq!(
+            elf.segment_data(&overflow),
+            Err(truncated("a segment", u64::MAX - 0x10))
+        );
+        let past = Segment {
+            file_offset: 0x200,
+            file_size: 0x41,
+            ..TEXT
+        };
+        assert_eq!(elf.segment_data(&past), Err(truncated("a segment", 0x200)));
+        let to_the_end = Segment {
+            file_offset: 0x200,
+            file_size: 0x40,
+            ..TEXT
+        };
+        assert_eq!(elf.segment_data(&to_the_end), Ok(&elf_bytes[0x200..]));
+        // The same through the program header itself.
+        let mut b = image();
+        put(&mut b, 64 + 8, u64::MAX - 0x10, 8);
+        let elf = Elf::parse(&b).unwrap();
+        let s = elf.segments().next().unwrap().unwrap();
+        assert_eq!(s.file_offset, u64::MAX - 0x10);
+        assert_eq!(
+            elf.segment_data(&s),
+            Err(truncated("a segment", u64::MAX - 0x10))
+        );
+    }
+
+    #[test]
+    fn a_huge_e_phnum_ends_in_errors_not_a_panic() {
+        let mut b = image();
+        put(&mut b, 0x38, 0xffff, 2);
+        let elf = Elf::parse(&b).unwrap();
+        let segments: Vec<_> = elf.segments().collect();
+        assert_eq!(segments[..2], [Ok(TEXT), Ok(DATA)]);
+        assert!(segments.len() <= 0xffff);
+        assert_eq!(
+            segments.last(),
+            Some(&Err(truncated("a program header", 64 + 56 * 0xfffe)))
+        );
+    }
+
+    #[test]
+    fn entry_sizes_smaller_than_elf64_headers() {
+        let mut b = image();
+        put(&mut b, 0x36, 8, 2);
+        let elf = Elf::parse(&b).unwrap();
+        let segments: Vec<_> = elf.segments().collect();
+        assert_eq!(
+            segments,
+            [Err(ElfError::BadEntrySize {
+                what: "e_phentsize",
+                size: 8
+            })]
+        );
+        // No program headers: any size will do.
+        put(&mut b, 0x38, 0, 2);
+        assert_eq!(Elf::parse(&b).unwrap().segments().count(), 0);
+        let mut b = image();
+        put(&mut b, 0x3a, 0, 2);
+        assert_eq!(
+            Elf::parse(&b).unwrap().section(".afterburn"),
+            Err(ElfError::BadEntrySize {
+                what: "e_shentsize",
+                size: 0
+            })
+        );
+    }
+
+    #[test]
+    fn bad_section_tables() {
+        // e_shoff near 2^64.
+        let mut b = image();
+        put(&mut b, 0x28, u64::MAX - 100, 8);
+        assert_eq!(
+            Elf::parse(&b).unwrap().section(".afterburn"),
+            Err(truncated("the section-name table", u64::MAX - 100))
+        );
+        // e_shstrndx past the table (and the file).
+        let mut b = image();
+        put(&mut b, 0x3e, 40, 2);
+        assert_eq!(
+            Elf::parse(&b).unwrap().section(".afterburn"),
+            Err(truncated(
+                "the section-name table",
+                (SHOFF + 40 * 64 + 24) as u64
+            ))
+        );
+        // A name past the end of the file.
+        let mut b = image();
+        put(&mut b, SHOFF + 64, 0x1000, 4);
+        assert_eq!(
+            Elf::parse(&b).unwrap().section(".afterburn"),
+            Err(truncated("a section name", (STRTAB + 0x1000) as u64))
+        );
+        // The name table's offset plus a name offset past 2^64.
+        let mut b = image();
+        put(&mut b, SHOFF + 128 + 24, u64::MAX - 2, 8);
+        put(&mut b, SHOFF, 3, 4);
+        assert_eq!(
+            Elf::parse(&b).unwrap().section(".afterburn"),
+            Err(truncated("a section name", u64::MAX - 2))
+        );
+        // No sections at all.
+        let mut b = image();
+        put(&mut b, 0x3c, 0, 2);
+        assert_eq!(Elf::parse(&b).unwrap().section(".afterburn"), Ok(None));
+    }
+
+    #[test]
+    fn the_pv_header_must_be_there_in_the_first_8_kib() {
+        let mut b = image();
+        b[0x100] = 0;
+        assert_eq!(
+            Elf::parse(&b).unwrap().pv_entry(),
+            Err(ElfError::NoPvHeader)
+        );
+        // Version 2 is not the header.
+        let mut b = image();
+        put(&mut b, 0x104, 2, 4);
+        assert_eq!(
+            Elf::parse(&b).unwrap().pv_entry(),
+            Err(ElfError::NoPvHeader)
+        );
+        // Not at an 8-byte boundary.
+        let mut b = image();
+        b.copy_within(0x100..0x110, 0x134);
+        b[0x100..0x110].fill(0);
+        assert_eq!(
+            Elf::parse(&b).unwrap().pv_entry(),
+            Err(ElfError::NoPvHeader)
+        );
+        // Ending exactly at 8 KiB: found; a byte later, or cut short: not.
+        let mut b = image();
+        b.resize(8192 + 64, 0);
+        b.copy_within(0x100..0x110, 8192 - 16);
+        b[0x100..0x110].fill(0);
+        assert_eq!(Elf::parse(&b).unwrap().pv_entry(), Ok(0x10_0040));
+        assert_eq!(
+            Elf::parse(&b[..8192 - 1]).unwrap().pv_entry(),
+            Err(ElfError::NoPvHeader)
+        );
+        b.copy_within(8192 - 16..8192, 8192 - 8);
+        b[8192 - 16..8192 - 8].fill(0);
+        assert_eq!(
+            Elf::parse(&b).unwrap().pv_entry(),
+            Err(ElfError::NoPvHeader)
+        );
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        assert_eq!(
+            truncated("p_memsz", 0x68).to_string(),
+            "p_memsz at file offset 0x68 runs past the file"
+        );
+        assert_eq!(
+            ElfError::BadEntrySize {
+                what: "e_phentsize",
+                size: 8
+            }
+            .to_string(),
+            "e_phentsize of 8 bytes is too small for ELF64"
+        );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Everything the VMM asks of an image, with what must hold of it.
+    fn read_all(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let Ok(elf) = Elf::parse(bytes) else {
+            return Ok(());
+        };
+        let mut count = 0;
+        for s in elf.segments() {
+            count += 1;
+            if let Ok(s) = s {
+                if let Ok(data) = elf.segment_data(&s) {
+                    prop_assert_eq!(data.len() as u64, s.file_size);
+                }
+            }
+        }
+        prop_assert!(count <= 0xffff);
+        let _ = elf.section(".afterburn");
+        let _ = elf.entry();
+        let _ = elf.pv_entry();
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            read_all(&bytes)?;
+        }
+
+        /// A valid image with a few bytes or words changed, and maybe cut.
+        #[test]
+        fn mutated_images_never_panic(
+            bytes in proptest::collection::vec((0usize..0x240, any::<u8>()), 1..8),
+            words in proptest::collection::vec(
+                (prop::sample::select(vec![0x20usize, 0x28, 0x36, 0x38, 0x3a, 0x3c, 0x3e,
+                    64 + 8, 64 + 32, 176 + 8, 176 + 32, 0x180 + 128 + 24, 0x180 + 64]),
+                 prop_oneof![any::<u64>(), Just(u64::MAX), 0u64..0x300]),
+                0..4),
+            cut in prop_oneof![Just(usize::MAX), 0usize..0x240],
+        ) {
+            let mut b = tests::image();
+            for (at, value) in bytes {
+                b[at] = value;
+            }
+            for (at, value) in words {
+                let n = if matches!(at, 0x36..=0x3e) { 2 } else { 8 };
+                b[at..at + n].copy_from_slice(&value.to_le_bytes()[..n]);
+            }
+            b.truncate(cut);
+            read_all(&b)?;
+        }
+    }
+}

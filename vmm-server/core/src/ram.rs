@@ -146,7 +146,9 @@ pub(crate) mod host {
 
         /// Writes a 64-bit entry at `gpa` (in RAM).
         pub(crate) fn set(&self, gpa: u64, value: u64) {
-            self.ram().write_u64(gpa, value).expect("a test entry in RAM");
+            self.ram()
+                .write_u64(gpa, value)
+                .expect("a test entry in RAM");
         }
     }
 
@@ -186,10 +188,7 @@ mod tests {
     fn accesses_past_the_end_are_refused_and_touch_nothing() {
         let h = HostRam::with_guard(0x1000, 16, 0xaa);
         let ram = h.ram();
-        assert_eq!(
-            ram.read_u64(0xffc),
-            Err(OutOfRam { gpa: 0xffc, len: 8 })
-        );
+        assert_eq!(ram.read_u64(0xffc), Err(OutOfRam { gpa: 0xffc, len: 8 }));
         assert_eq!(
             ram.write_u64(0x1000, 0),
             Err(OutOfRam {
@@ -197,10 +196,7 @@ mod tests {
                 len: 8
             })
         );
-        assert_eq!(
-            ram.zero(0xfff, 2),
-            Err(OutOfRam { gpa: 0xfff, len: 2 })
-        );
+        assert_eq!(ram.zero(0xfff, 2), Err(OutOfRam { gpa: 0xfff, len: 2 }));
         assert_eq!(
             ram.write(0xfff, b"xy"),
             Err(OutOfRam { gpa: 0xfff, len: 2 })

@@ -250,7 +250,11 @@ mod tests {
             let h = four_levels();
             let entry = h.ram().read_u64(at).unwrap();
             h.set(at, entry & !WRITABLE);
-            assert_eq!(walk(&h.ram(), PML4, VA), ok(FRAME, false), "entry at {at:#x}");
+            assert_eq!(
+                walk(&h.ram(), PML4, VA),
+                ok(FRAME, false),
+                "entry at {at:#x}"
+            );
         }
     }
 
@@ -356,7 +360,10 @@ mod tests {
                 // The PTE names the page itself: the page is checked.
                 assert_eq!(
                     walk(&h.ram(), PML4, VA),
-                    Err(WalkFault::OutsideRam(OutOfRam { gpa: far, len: 4096 }))
+                    Err(WalkFault::OutsideRam(OutOfRam {
+                        gpa: far,
+                        len: 4096
+                    }))
                 );
                 continue;
             } else {
@@ -475,7 +482,13 @@ mod tests {
         let w = walk_keeping_upper(&h.ram(), PML4, VA);
         assert_eq!(w.result, ok(FRAME, true));
         assert_eq!(w.upper, PT | Upper::VALID | Upper::WRITABLE);
-        assert_eq!(Upper::unpack(w.upper), Ok(Upper::Table { at: PT, writable: true }));
+        assert_eq!(
+            Upper::unpack(w.upper),
+            Ok(Upper::Table {
+                at: PT,
+                writable: true
+            })
+        );
         h.set(PD + 8, 0x20_0000 | LARGE | P);
         let w = walk_keeping_upper(&h.ram(), PML4, 0x2f_5123);
         assert_eq!(w.result, ok(0x2f_5000, false));
@@ -509,13 +522,15 @@ mod properties {
             let size = pages * 4096 + (extra & !7);
             let entry = prop_oneof![
                 // An entry naming a page in RAM or just past it, any flags.
-                (0..pages + 2, any::<u16>()).prop_map(|(page, flags)| {
-                    (page << 12) | u64::from(flags & 0x0fff)
-                }),
+                (0..pages + 2, any::<u16>())
+                    .prop_map(|(page, flags)| { (page << 12) | u64::from(flags & 0x0fff) }),
                 // Anything.
                 any::<u64>(),
             ];
-            (Just(size), proptest::collection::vec(entry, (size / 8) as usize))
+            (
+                Just(size),
+                proptest::collection::vec(entry, (size / 8) as usize),
+            )
         })
     }
 
