@@ -6,8 +6,8 @@
 pub use previrt_protocol::WEDGE_AREA;
 use previrt_protocol::{PvBootInfo, BOOT_BLOCK_OFFSET, VCPU_PAGE_OFFSET};
 
-use crate::elf::{Elf, ElfError};
-use crate::ram::{OutOfRam, Ram};
+use vmm_core::elf::{Elf, ElfError};
+use vmm_core::ram::{OutOfRam, Ram};
 
 const PAGE: u64 = 4096;
 /// The top 16 KiB of guest RAM: PML4, PDPT, PD, boot info.
@@ -207,14 +207,7 @@ fn load_segments(
                 paddr: s.paddr,
                 size: s.mem_size,
             })?;
-        let from = usize::try_from(s.file_offset).unwrap_or(usize::MAX);
-        let data = from
-            .checked_add(s.file_size as usize)
-            .and_then(|e| elf.bytes().get(from..e))
-            .ok_or(ElfError::Truncated {
-                what: "a segment",
-                offset: s.file_offset,
-            })?;
+        let data = elf.segment_data(&s)?;
         ram.write(at, data)?;
         ram.zero(at + s.file_size, s.mem_size - s.file_size)?;
         first = first.min(at);

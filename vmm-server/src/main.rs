@@ -1,18 +1,15 @@
-//! The VMM server. Today it does its bring-up check: it reads what the
-//! generated system gave it (its start registers and the CSpace slots of
-//! `previrt_protocol::vmm_layout`), proves each guest's RAM frames, RAM window and image
-//! window are usable, and reports. Loading and running the guest (with the
-//! wedge) is the next step of the project; until then it ends the run.
+//! The VMM server: the seL4 shell around `vmm_core` (docs/vmm-server.md,
+//! docs/vmm-core.md). It reads what the generated system gave it (its start
+//! registers and the CSpace slots of `previrt_protocol::vmm_layout`), checks
+//! each guest's RAM frames, RAM window and image window are usable, loads
+//! the guest and the wedge, serves the guest until it ends, and reports.
 #![no_std]
 #![no_main]
 
 mod bringup;
 mod devices;
-mod elf;
 mod guest;
 mod interrupts;
-mod ram;
-mod regions;
 mod run;
 mod sites;
 mod timer;
@@ -29,10 +26,12 @@ use previrt_protocol::{
 };
 use previrt_sel4::{print, println, Notification, Page, Tcb, Untyped, UserContext, VSpace, Word};
 
-use crate::ram::Ram;
 use crate::run::Ending;
 use crate::sites::Sites;
 use crate::vtlb::Vtlb;
+// Guest RAM and the ELF reader live in the host-tested core; the other
+// modules name guest RAM as `crate::ram`.
+use vmm_core::ram::{self, Ram};
 
 /// The command line the guest gets: `PREVIRT_GUEST_CMDLINE` when the VMM is
 /// built (`cargo xtask run --guest-cmdline`, `cargo xtask bench`), otherwise

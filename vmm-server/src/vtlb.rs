@@ -23,52 +23,10 @@ use previrt_protocol::vmm_layout::VMM_CNODE_SLOT;
 use previrt_sel4::vspace::map_creating_tables;
 use previrt_sel4::{CNode, CapRights, Error, Page, Untyped, VSpace, VmAttributes};
 
-use crate::ram::{OutOfRam, Ram};
-use crate::regions::Regions;
-
-pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
-const PRESENT: u64 = 1;
-const WRITABLE: u64 = 2;
-const LARGE: u64 = 0x80;
-
-/// Where a guest-virtual page lives in guest-physical memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Translation {
-    pub gpa: u64,
-    pub writable: bool,
-}
-
-/// Why a walk found no translation: the #PF the guest should see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WalkFault {
-    /// The entry at `level` (4 = PML4 … 1 = PT) is not present.
-    NotPresent {
-        level: u8,
-    },
-    /// The guest's tables point outside its RAM.
-    OutsideRam(OutOfRam),
-    NonCanonical,
-}
-
-/// Walks the 4-level tables rooted at `cr3` for `va`.
-pub fn walk(ram: &Ram, cr3: u64, va: u64) -> Result<Translation, WalkFault> {
-    finish_walk(ram, upper_levels(ram, cr3, va), va)
-}
-
-/// A walk and its upper levels, packed (for [`Vtlb::map`]).
-pub struct Walk {
-    pub result: Result<Translation, WalkFault>,
-    pub upper: u64,
-}
-
-/// [`walk`], keeping the upper levels.
-pub fn walk_keeping_upper(ram: &Ram, cr3: u64, va: u64) -> Walk {
-    let upper = upper_levels(ram, cr3, va);
-    Walk {
-        result: finish_walk(ram, upper, va),
-        upper: Upper::pack(upper),
-    }
-}
+use vmm_core::ram::Ram;
+use vmm_core::regions::Regions;
+use vmm_core::walk::{finish_walk, upper_levels, walk, Upper};
+pub use vmm_core::walk::{walk_keeping_upper, Translation, ADDR};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
@@ -200,7 +158,7 @@ impl Vtlb {
 
     /// Maps the guest-virtual page of `va` to `t`'s frame, as the guest's
     /// page tables say (recorded: invalidations and the consistency check
-    /// see it); `upper` is the walk's upper levels ([`Walk::upper`], 0 if
+    /// see it); `upper` is the walk's upper levels ([`vmm_core::walk::Walk::upper`], 0 if
     /// unknown).
     pub fn map(&mut self, va: u64, t: Translation, upper: u64) -> Result<(), MapError> {
         if self.count == MAX_MAPPINGS {
@@ -444,98 +402,6 @@ impl Vtlb {
         }
         Ok(self.count)
     }
-}
-
-/// Where the upper levels of a walk lead for a 2 MiB region.
-#[derive(Clone, Copy)]
-enum Upper {
-    /// A page table at this guest-physical address.
-    Table { at: u64, writable: bool },
-    /// A large page: the translation of the region's first byte (checked
-    /// against RAM per 4 KiB page by `finish_walk`).
-    Large(Translation),
-}
-
-impl Upper {
-    const VALID: u64 = 1;
-    const WRITABLE: u64 = 2;
-    const LARGE: u64 = 4;
-
-    /// One word: the (page-aligned) address and three flags. A fault packs
-    /// as 0 and unpacks as a not-present entry: all `reload` needs of it.
-    fn pack(u: Result<Upper, WalkFault>) -> u64 {
-        match u {
-            Ok(Upper::Table { at, writable }) => at | Self::VALID | (u64::from(writable) << 1),
-            Ok(Upper::Large(t)) => t.gpa | Self::VALID | Self::LARGE | (u64::from(t.writable) << 1),
-            Err(_) => 0,
-        }
-    }
-
-    fn unpack(w: u64) -> Result<Upper, WalkFault> {
-        let (at, writable) = (w & ADDR, w & Self::WRITABLE != 0);
-        if w & Self::VALID == 0 {
-            Err(WalkFault::NotPresent { level: 2 })
-        } else if w & Self::LARGE != 0 {
-            Ok(Upper::Large(Translation { gpa: at, writable }))
-        } else {
-            Ok(Upper::Table { at, writable })
-        }
-    }
-}
-
-/// The PML4, PDPT and PD levels of a walk for `va`.
-fn upper_levels(ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
-    let top = va >> 47;
-    if top != 0 && top != 0x1ffff {
-        return Err(WalkFault::NonCanonical);
-    }
-    let mut table = cr3 & ADDR;
-    let mut writable = true;
-    for level in (2..=4u8).rev() {
-        let shift = 12 + 9 * u32::from(level - 1);
-        let entry = ram
-            .read_u64(table + ((va >> shift) & 511) * 8)
-            .map_err(WalkFault::OutsideRam)?;
-        if entry & PRESENT == 0 {
-            return Err(WalkFault::NotPresent { level });
-        }
-        writable &= entry & WRITABLE != 0;
-        if level <= 3 && entry & LARGE != 0 {
-            let span = 1u64 << shift;
-            let gpa = ((entry & ADDR) & !(span - 1)) + (va & (span - 1) & !0x1f_ffff);
-            return Ok(Upper::Large(Translation { gpa, writable }));
-        }
-        table = entry & ADDR;
-    }
-    Ok(Upper::Table {
-        at: table,
-        writable,
-    })
-}
-
-/// The rest of a walk for `va` after its upper levels: the page-table
-/// level, or the 4 KiB page inside a large page.
-fn finish_walk(
-    ram: &Ram,
-    upper: Result<Upper, WalkFault>,
-    va: u64,
-) -> Result<Translation, WalkFault> {
-    let (gpa, writable) = match upper? {
-        Upper::Large(t) => (t.gpa + (va & 0x1f_f000), t.writable),
-        Upper::Table { at, writable } => {
-            let entry = ram
-                .read_u64(at + ((va >> 12) & 511) * 8)
-                .map_err(WalkFault::OutsideRam)?;
-            if entry & PRESENT == 0 {
-                return Err(WalkFault::NotPresent { level: 1 });
-            }
-            (entry & ADDR, writable && entry & WRITABLE != 0)
-        }
-    };
-    if gpa >= ram.size() {
-        return Err(WalkFault::OutsideRam(OutOfRam { gpa, len: 4096 }));
-    }
-    Ok(Translation { gpa, writable })
 }
 
 /// A mapping the guest's page tables do not justify.

@@ -22,6 +22,7 @@ pub const NO_STD_LIBS: &[&str] = &[
     "previrt-sel4-sys",
     "previrt-sel4",
     "wedge-l4",
+    "vmm-core",
     "vmm-devices",
     "previrt-protocol",
 ];

@@ -18,7 +18,7 @@ struct Region {
     count: u32,
     /// It is in `active`.
     in_use: bool,
-    /// The packed upper levels (the vTLB's `Upper::pack`) every mapping in
+    /// The packed upper levels ([`crate::walk::Upper::pack`]) every mapping in
     /// it was made or last checked under, if that is one large page; 0 if
     /// not, or if they differ.
     uniform: u64,
@@ -47,6 +47,21 @@ pub struct Regions {
     active_count: usize,
     /// The region last added to.
     last: u16,
+}
+
+impl core::fmt::Debug for Regions {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Regions")
+            .field("active", &self.active_count)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Regions {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Regions {
@@ -193,5 +208,56 @@ impl Regions {
             }
             region.keep = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A packed large-page result (`Upper::pack` of a 2 MiB page).
+    const LARGE_AT_2M: u64 = 0x20_0000 | 7;
+
+    #[test]
+    fn a_region_of_one_large_page_is_kept_whole_while_it_is_unchanged() {
+        let mut r = Regions::new();
+        let a = r.add(0x20_0000, LARGE_AT_2M, true).unwrap();
+        assert_eq!(r.add(0x20_1000, LARGE_AT_2M, true), Some(a));
+        // Unchanged: every region keeps its mappings.
+        assert!(r.judge(|_| LARGE_AT_2M));
+        assert!(r.keeps(a));
+        r.settle(|p| p & 4 != 0);
+        // Changed: checked page by page, with the new result at hand.
+        assert!(!r.judge(|_| 0x40_0000 | 7));
+        assert!(!r.keeps(a));
+        assert_eq!(r.new_upper(a), 0x40_0000 | 7);
+    }
+
+    #[test]
+    fn a_region_of_mixed_or_small_pages_is_checked_page_by_page() {
+        let mut r = Regions::new();
+        let a = r.add(0x20_0000, LARGE_AT_2M, true).unwrap();
+        r.add(0x20_1000, 0x4003, false).unwrap();
+        assert!(!r.judge(|_| LARGE_AT_2M));
+        assert!(!r.keeps(a));
+        // Unknown indices answer "nothing", not a panic.
+        assert!(!r.keeps(u16::MAX));
+        assert_eq!(r.new_upper(u16::MAX), 0);
+        r.remove(u16::MAX);
+    }
+
+    #[test]
+    fn regions_without_mappings_are_pruned_and_capacity_is_bounded() {
+        let mut r = Regions::new();
+        for i in 0..MAX_REGIONS as u64 {
+            assert!(r.add(i << 21, 0, false).is_some());
+        }
+        assert_eq!(r.add((MAX_REGIONS as u64) << 21, 0, false), None);
+        // One region's last mapping goes: its index is free again.
+        r.remove(7);
+        let again = r.add((MAX_REGIONS as u64) << 21, 0, false).unwrap();
+        assert_eq!(again, 7);
+        r.reset();
+        assert!(r.judge(|_| 0));
     }
 }
