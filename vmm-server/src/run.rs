@@ -341,7 +341,7 @@ impl Guest<'_> {
             return None;
         }
         let byte = |va: u64| -> Option<u8> {
-            let t = crate::vtlb::walk(self.ram, self.cr3, va).ok()?;
+            let t = vmm_core::walk::walk(self.ram, self.cr3, va).ok()?;
             let mut b = [0u8];
             self.ram.read(t.gpa + (va & 0xfff), &mut b).ok()?;
             Some(b[0])
