@@ -93,6 +93,56 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// `rustup KIND list --installed --toolchain TOOLCHAIN`.
+fn rustup_installed(kind: &str, toolchain: &str) -> Result<String, String> {
+    let out = Command::new("rustup")
+        .args([kind, "list", "--installed", "--toolchain", toolchain])
+        .output()
+        .map_err(|e| format!("rustup {kind} list: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rustup {kind} list --installed --toolchain {toolchain}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Which of `wanted` `installed` (rustup's list) lacks; components are
+/// listed with the host's triple (`clippy-x86_64-unknown-linux-gnu`).
+fn lacking<'a>(wanted: &[&'a str], installed: &str) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|w| {
+            !installed
+                .lines()
+                .any(|l| l.trim() == *w || l.trim().starts_with(&format!("{w}-")))
+        })
+        .collect()
+}
+
+/// `rustup KIND add --toolchain TOOLCHAIN WHAT...`, said in one line.
+fn rustup_add(kind: &str, toolchain: &str, what: &[&str]) -> Result<(), String> {
+    eprintln!(
+        "xtask: adding Rust {kind} {} to toolchain {toolchain} (rustup {kind} add)",
+        what.join(", ")
+    );
+    let ok = Command::new("rustup")
+        .args([kind, "add", "--toolchain", toolchain])
+        .args(what)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "rustup {kind} add --toolchain {toolchain} {} failed",
+            what.join(" ")
+        ))
+    }
+}
+
 /// The Rust target every seL4 task is built for, and the components the
 /// lints use (the same lists as `rust-toolchain.toml`).
 const RUST_TARGETS: &[&str] = &["x86_64-unknown-none"];
@@ -121,57 +171,14 @@ pub fn ensure_rust() -> Result<(), String> {
             _ => return Ok(()),
         },
     };
-    let installed = |kind: &str| -> Result<String, String> {
-        let out = Command::new("rustup")
-            .args([kind, "list", "--installed", "--toolchain", &toolchain])
-            .output()
-            .map_err(|e| format!("rustup {kind} list: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "rustup {kind} list --installed --toolchain {toolchain}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let targets = installed("target")?;
-    let missing_targets: Vec<&str> = RUST_TARGETS
-        .iter()
-        .copied()
-        .filter(|t| !targets.lines().any(|l| l.trim() == *t))
-        .collect();
-    // Components are listed with the host's triple: `clippy-x86_64-unknown-linux-gnu`.
-    let components = installed("component")?;
-    let missing_components: Vec<&str> = RUST_COMPONENTS
-        .iter()
-        .copied()
-        .filter(|c| {
-            !components
-                .lines()
-                .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
-        })
-        .collect();
+    let missing_targets = lacking(RUST_TARGETS, &rustup_installed("target", &toolchain)?);
+    let missing_components = lacking(RUST_COMPONENTS, &rustup_installed("component", &toolchain)?);
     for (kind, missing) in [
         ("target", &missing_targets),
         ("component", &missing_components),
     ] {
-        if missing.is_empty() {
-            continue;
-        }
-        eprintln!(
-            "xtask: adding Rust {kind} {} to toolchain {toolchain} (rustup {kind} add)",
-            missing.join(", ")
-        );
-        let status = Command::new("rustup")
-            .args([kind, "add", "--toolchain", &toolchain])
-            .args(missing.iter())
-            .status()
-            .map_err(|e| format!("rustup {kind} add: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "rustup {kind} add --toolchain {toolchain} {} failed",
-                missing.join(" ")
-            ));
+        if !missing.is_empty() {
+            rustup_add(kind, &toolchain, missing)?;
         }
     }
     Ok(())
@@ -181,45 +188,13 @@ pub fn ensure_rust() -> Result<(), String> {
 /// there (this machine's image ships one); its `miri` and `rust-src`
 /// components are added when missing.
 pub fn ensure_miri() -> Result<(), String> {
-    let out = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", "nightly"])
-        .output()
-        .map_err(|e| format!("rustup: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "no nightly toolchain for Miri (rustup component list --toolchain nightly: {})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let installed = String::from_utf8_lossy(&out.stdout);
-    let missing: Vec<&str> = ["miri", "rust-src"]
-        .into_iter()
-        .filter(|c| {
-            !installed
-                .lines()
-                .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
-        })
-        .collect();
+    let installed = rustup_installed("component", "nightly")
+        .map_err(|e| format!("no nightly toolchain for Miri: {e}"))?;
+    let missing = lacking(&["miri", "rust-src"], &installed);
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!(
-        "xtask: adding {} to the nightly toolchain (for Miri)",
-        missing.join(", ")
-    );
-    let ok = Command::new("rustup")
-        .args(["component", "add", "--toolchain", "nightly"])
-        .args(&missing)
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "rustup component add --toolchain nightly {} failed",
-            missing.join(" ")
-        ))
-    }
+    rustup_add("component", "nightly", &missing)
 }
 
 /// Makes sure every tool is there, installing what is missing when we can.
@@ -293,4 +268,25 @@ pub fn path_with_shim(tools: &Tools) -> std::ffi::OsString {
         dirs.extend(std::env::split_paths(&path));
     }
     std::env::join_paths(dirs).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_rustup_lists_is_matched_by_name_with_or_without_the_host_triple() {
+        let targets = "x86_64-unknown-linux-gnu\n";
+        assert_eq!(lacking(RUST_TARGETS, targets), ["x86_64-unknown-none"]);
+        assert!(lacking(
+            RUST_TARGETS,
+            "x86_64-unknown-none\nx86_64-unknown-linux-gnu\n"
+        )
+        .is_empty());
+        let components =
+            "cargo-x86_64-unknown-linux-gnu\nclippy-x86_64-unknown-linux-gnu\nrust-src\n";
+        assert_eq!(lacking(RUST_COMPONENTS, components), ["rustfmt"]);
+        assert!(lacking(&["rust-src"], components).is_empty());
+        assert_eq!(lacking(&["miri"], components), ["miri"]);
+    }
 }

@@ -163,7 +163,7 @@ pub fn boot(
     icount: Option<u32>,
     echo: qemu::Echo,
 ) -> Result<qemu::Run, String> {
-    boot_with(
+    boot_for(
         kernel,
         bundle,
         memory_mib,
@@ -182,7 +182,12 @@ pub fn boot_for(
     echo: qemu::Echo,
     timeout: Duration,
 ) -> Result<qemu::Run, String> {
-    boot_with(kernel, bundle, memory_mib, icount, echo, timeout)
+    let settings = Settings {
+        memory_mib,
+        icount,
+        settle: None,
+    };
+    boot_with(kernel, bundle, settings, echo, timeout)
 }
 
 /// [`boot`] of a system expected to stop the machine: the run ends `grace`
@@ -195,25 +200,31 @@ pub fn boot_until_settled(
     marker: &str,
     grace: Duration,
 ) -> Result<qemu::Run, String> {
-    let loader = build_loader(bundle)?;
-    qemu::Machine {
-        kernel: &kernel.multiboot_elf,
-        module: Some(&loader),
-        append: None,
+    let machine = Settings {
         memory_mib: 512,
-        accel: "tcg",
         icount: None,
-        com2: true,
         settle: Some((marker, grace)),
-    }
-    .boot(Duration::from_secs(120), qemu::Echo::Quiet)
+    };
+    boot_with(
+        kernel,
+        bundle,
+        machine,
+        qemu::Echo::Quiet,
+        Duration::from_secs(120),
+    )
+}
+
+/// What differs between the system boots.
+struct Settings<'a> {
+    memory_mib: u32,
+    icount: Option<u32>,
+    settle: Option<(&'a str, Duration)>,
 }
 
 fn boot_with(
     kernel: &KernelBuild,
     bundle: &Path,
-    memory_mib: u32,
-    icount: Option<u32>,
+    settings: Settings,
     echo: qemu::Echo,
     timeout: Duration,
 ) -> Result<qemu::Run, String> {
@@ -222,12 +233,12 @@ fn boot_with(
         kernel: &kernel.multiboot_elf,
         module: Some(&loader),
         append: None,
-        memory_mib,
+        memory_mib: settings.memory_mib,
         accel: "tcg",
-        icount,
+        icount: settings.icount,
         // A system's guest console (`guest_console`): the VMM writes it there.
         com2: true,
-        settle: None,
+        settle: settings.settle,
     }
     .boot(timeout, echo)
 }
