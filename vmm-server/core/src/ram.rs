@@ -27,10 +27,12 @@ impl Ram {
         Ram { base, size }
     }
 
+    #[inline]
     pub fn size(&self) -> u64 {
         self.size
     }
 
+    #[inline]
     fn check(&self, gpa: u64, len: u64) -> Result<u64, OutOfRam> {
         match gpa.checked_add(len) {
             Some(end) if end <= self.size => Ok(self.base + gpa),
@@ -39,10 +41,12 @@ impl Ram {
     }
 
     /// Whether `[gpa, gpa + len)` is guest RAM.
+    #[inline]
     pub fn contains(&self, gpa: u64, len: u64) -> bool {
         self.check(gpa, len).is_ok()
     }
 
+    #[inline]
     pub fn read_u64(&self, gpa: u64) -> Result<u64, OutOfRam> {
         let at = self.check(gpa, 8)?;
         if at % 8 != 0 {
@@ -56,6 +60,7 @@ impl Ram {
         Ok(unsafe { core::ptr::read_volatile(at as *const u64) })
     }
 
+    #[inline]
     pub fn write_u64(&self, gpa: u64, value: u64) -> Result<(), OutOfRam> {
         let at = self.check(gpa, 8)?;
         if at % 8 != 0 {
@@ -67,6 +72,7 @@ impl Ram {
         Ok(())
     }
 
+    #[inline]
     pub fn read(&self, gpa: u64, out: &mut [u8]) -> Result<(), OutOfRam> {
         let at = self.check(gpa, out.len() as u64)?;
         // SAFETY: as in `read_u64`; `out` is the VMM's own memory, never
@@ -75,6 +81,7 @@ impl Ram {
         Ok(())
     }
 
+    #[inline]
     pub fn write(&self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfRam> {
         let at = self.check(gpa, bytes.len() as u64)?;
         // SAFETY: as in `write_u64`; source and window never overlap (the
@@ -83,6 +90,7 @@ impl Ram {
         Ok(())
     }
 
+    #[inline]
     pub fn zero(&self, gpa: u64, len: u64) -> Result<(), OutOfRam> {
         let at = self.check(gpa, len)?;
         // SAFETY: as in `write`.
@@ -92,6 +100,7 @@ impl Ram {
 
     /// The bytes at `[gpa, gpa + len)`, for reading (e.g. the guest's
     /// `.afterburn` records).
+    #[inline]
     pub fn slice(&self, gpa: u64, len: u64) -> Result<&[u8], OutOfRam> {
         let at = self.check(gpa, len)?;
         // SAFETY: as in `read_u64`; the slice lives no longer than `self`,

@@ -65,6 +65,7 @@ impl Default for Regions {
 }
 
 impl Regions {
+    #[inline]
     pub const fn new() -> Regions {
         Regions {
             regions: [EMPTY; MAX_REGIONS],
@@ -75,6 +76,7 @@ impl Regions {
     }
 
     /// No region holds a mapping.
+    #[inline]
     pub fn reset(&mut self) {
         for &r in &self.active[..self.active_count] {
             self.regions[usize::from(r)] = EMPTY;
@@ -86,6 +88,7 @@ impl Regions {
     /// `upper` (packed; 0 if unknown) of which `large` says whether they
     /// end in a large page; returns its region, or `None` if every region
     /// is in use.
+    #[inline]
     pub fn add(&mut self, va: u64, upper: u64, large: bool) -> Option<u16> {
         let key = va >> 21;
         let uniform = if large { upper } else { 0 };
@@ -130,6 +133,7 @@ impl Regions {
     }
 
     /// An index no active region uses.
+    #[inline]
     fn free_index(&self) -> Option<u16> {
         if self.active_count == MAX_REGIONS {
             return None;
@@ -138,6 +142,7 @@ impl Regions {
     }
 
     /// Drops the active regions without mappings.
+    #[inline]
     fn prune(&mut self) {
         let mut pos = 0;
         while pos < self.active_count {
@@ -155,6 +160,7 @@ impl Regions {
     }
 
     /// Counts a mapping of region `r` gone.
+    #[inline]
     pub fn remove(&mut self, r: u16) {
         if let Some(region) = self.regions.get_mut(usize::from(r)) {
             region.count = region.count.saturating_sub(1);
@@ -165,6 +171,7 @@ impl Regions {
     /// under the new tables (packed); a region whose mappings all came from
     /// the same large page it still maps keeps them all. Returns whether
     /// every region does (then no mapping needs a look of its own).
+    #[inline]
     pub fn judge(&mut self, mut upper: impl FnMut(u64) -> u64) -> bool {
         self.prune();
         let mut all = true;
@@ -180,6 +187,7 @@ impl Regions {
 
     /// Region `r`'s upper levels under the new tables (packed), during a CR3
     /// load after [`Regions::judge`].
+    #[inline]
     pub fn new_upper(&self, r: u16) -> u64 {
         self.regions
             .get(usize::from(r))
@@ -187,6 +195,7 @@ impl Regions {
     }
 
     /// Whether region `r` keeps all its mappings in this CR3 load.
+    #[inline]
     pub fn keeps(&self, r: u16) -> bool {
         self.regions
             .get(usize::from(r))
@@ -196,6 +205,7 @@ impl Regions {
     /// A CR3 load, last step: every mapping left in a region that was
     /// checked page by page now agrees with its new upper levels; `large`
     /// says whether a packed result is a large page.
+    #[inline]
     pub fn settle(&mut self, large: impl Fn(u64) -> bool) {
         for &r in &self.active[..self.active_count] {
             let region = &mut self.regions[usize::from(r)];

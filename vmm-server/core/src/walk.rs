@@ -50,6 +50,7 @@ pub enum WalkFault {
 }
 
 /// Walks the 4-level tables rooted at `cr3` for `va`.
+#[inline]
 pub fn walk(ram: &Ram, cr3: u64, va: u64) -> Result<Translation, WalkFault> {
     finish_walk(ram, upper_levels(ram, cr3, va), va)
 }
@@ -62,6 +63,7 @@ pub struct Walk {
 }
 
 /// [`walk`], keeping the upper levels.
+#[inline]
 pub fn walk_keeping_upper(ram: &Ram, cr3: u64, va: u64) -> Walk {
     let upper = upper_levels(ram, cr3, va);
     Walk {
@@ -90,6 +92,7 @@ impl Upper {
 
     /// One word: the (page-aligned) address and three flags. A fault packs
     /// as 0 and unpacks as a not-present entry: all a CR3 load needs of it.
+    #[inline]
     pub fn pack(u: Result<Upper, WalkFault>) -> u64 {
         match u {
             Ok(Upper::Table { at, writable }) => {
@@ -104,6 +107,7 @@ impl Upper {
 
     /// The inverse of [`Upper::pack`] for every result of [`upper_levels`]
     /// (their addresses are page-aligned and below 2^52).
+    #[inline]
     pub fn unpack(w: u64) -> Result<Upper, WalkFault> {
         let (at, writable) = (w & ADDR, w & Self::WRITABLE != 0);
         if w & Self::VALID == 0 {
@@ -117,6 +121,7 @@ impl Upper {
 }
 
 /// The PML4, PDPT and PD levels of a walk for `va`.
+#[inline]
 pub fn upper_levels(ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
     let top = va >> 47;
     if top != 0 && top != 0x1ffff {
@@ -151,6 +156,7 @@ pub fn upper_levels(ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
 /// The rest of a walk for `va` after its upper levels: the page-table
 /// level, or the 4 KiB page inside a large page. The page found must lie
 /// wholly in guest RAM.
+#[inline]
 pub fn finish_walk(
     ram: &Ram,
     upper: Result<Upper, WalkFault>,
