@@ -11,6 +11,7 @@ mod devices;
 mod guest;
 mod interrupts;
 mod run;
+mod shared;
 mod sites;
 mod timer;
 mod vtlb;
@@ -222,7 +223,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     if info.devices & DEVICE_PIT != 0 {
         run.irq.clock.stop_real_timer();
     }
-    let ending = run::Guest::serve(&raw mut run);
+    let ending = run.serve();
     // Whatever it was doing, the guest thread runs no more: a guest that
     // ended itself with a send (no reply to wait for) must not run on
     // while the VMM reports.

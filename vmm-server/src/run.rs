@@ -22,8 +22,8 @@ use crate::devices::Devices;
 use crate::guest::WEDGE_AREA;
 use crate::interrupts::{lower_priority, receive, Interrupts};
 use crate::ram::Ram;
+use crate::shared::SHARED;
 use crate::sites::Sites;
-use crate::timer::wait_for;
 use crate::vtlb::{walk_keeping_upper, Translation, Vtlb, ADDR};
 
 /// How a guest's run ended.
@@ -187,36 +187,26 @@ pub struct Reflector {
 }
 
 impl Guest<'_> {
-    /// Serves the guest until it ends.
-    ///
-    /// While this thread waits for the next message it holds no reference
-    /// to the guest's state: the interrupt thread, which preempts it, serves
-    /// a timer tick itself then (`timer::irq_thread`), through the same
-    /// pointer. One CPU, and this thread blocked: the two never overlap.
-    pub fn serve(guest: *mut Guest) -> Ending {
-        crate::timer::publish_guest(guest);
-        let mut message = wait_for(|| ipc::recv(VMM_ENDPOINT_SLOT));
-        loop {
-            // SAFETY: `guest` points at the caller's `Guest`, alive for this
-            // whole call; the interrupt thread uses it only while this
-            // thread is blocked in `wait_for`, when no reference from here
-            // is live (see above).
-            let this = unsafe { &mut *guest };
-            let step = this.handle(message);
-            message = match step {
-                Step::Reply(status, value) => {
-                    wait_for(|| ipc::reply_recv(VMM_ENDPOINT_SLOT, status as u64, &[value]))
-                }
-                // An empty reply restarts a faulting thread with its
-                // registers (as the VMM may have changed them).
-                Step::Resume => wait_for(|| ipc::reply_recv(VMM_ENDPOINT_SLOT, 0, &[])),
-                Step::Wait => wait_for(receive),
-                Step::End(ending) => {
-                    crate::timer::publish_guest(core::ptr::null_mut());
-                    return ending;
-                }
-            };
-        }
+    /// Serves the guest until it ends. While this thread waits for the
+    /// next message the interrupt thread may serve a timer tick of this
+    /// guest itself ([`SHARED`]).
+    pub fn serve(&mut self) -> Ending {
+        SHARED.serve(
+            self,
+            || ipc::recv(VMM_ENDPOINT_SLOT),
+            |this, message| {
+                Ok(match this.handle(message) {
+                    Step::Reply(status, value) => {
+                        SHARED.wait(|| ipc::reply_recv(VMM_ENDPOINT_SLOT, status as u64, &[value]))
+                    }
+                    // An empty reply restarts a faulting thread with its
+                    // registers (as the VMM may have changed them).
+                    Step::Resume => SHARED.wait(|| ipc::reply_recv(VMM_ENDPOINT_SLOT, 0, &[])),
+                    Step::Wait => SHARED.wait(receive),
+                    Step::End(ending) => return Err(ending),
+                })
+            },
+        )
     }
 
     /// One message: what to answer.

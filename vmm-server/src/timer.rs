@@ -14,7 +14,7 @@
 //! when it has dealt with the tick. (At the main thread's normal level,
 //! equal to the guests', seL4 replies to a guest's calls on its fastpath.)
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use previrt_protocol::vmm_layout::{
     PIT_IRQ_SLOT, PIT_PORTS_SLOT, TIMER_NOTIFICATION_SLOT, VMM_IRQ_TCB_SLOT, VMM_TCB_SLOT,
@@ -23,7 +23,7 @@ use previrt_protocol::vmm_layout::{
 use previrt_sel4::cpu::rdtsc;
 use previrt_sel4::{println, IoPort, IrqHandler, Notification, Tcb};
 
-use crate::run::Guest;
+use crate::shared::SHARED;
 
 /// Real IRQs counted since the VMM started.
 static TICKS: AtomicU64 = AtomicU64::new(0);
@@ -33,28 +33,10 @@ static TICK_TSC: AtomicU64 = AtomicU64::new(0);
 static PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
 /// The interrupt thread's priority (the main thread's + 1); 0 until it runs.
 static IRQ_PRIORITY: AtomicU8 = AtomicU8::new(0);
-/// The guest the main thread serves (null: none).
-static GUEST: AtomicPtr<Guest<'static>> = AtomicPtr::new(core::ptr::null_mut());
-/// The main thread is in (or about to enter, or just back from) a system
-/// call that waits for a message, holding no reference to the guest.
-static MAIN_WAITING: AtomicBool = AtomicBool::new(false);
 /// Ticks the interrupt thread served itself, and those it left to the
 /// main thread.
 pub static TICKS_SERVED_HERE: AtomicU64 = AtomicU64::new(0);
 pub static TICKS_PASSED_ON: AtomicU64 = AtomicU64::new(0);
-
-/// Tells the interrupt thread which guest to serve ticks for.
-pub fn publish_guest(guest: *mut Guest) {
-    GUEST.store(guest.cast(), Ordering::Release);
-}
-
-/// Runs the main thread's waiting system call `wait`, marked as waiting.
-pub fn wait_for(wait: impl FnOnce() -> previrt_sel4::Message) -> previrt_sel4::Message {
-    MAIN_WAITING.store(true, Ordering::Release);
-    let message = wait();
-    MAIN_WAITING.store(false, Ordering::Release);
-    message
-}
 
 /// The interrupt thread's body (`priority` is its own, from its start
 /// registers).
@@ -88,20 +70,17 @@ pub fn irq_thread(priority: u8) -> ! {
         // With the main thread waiting (one CPU: it cannot run until this
         // thread waits again), serve the tick here: no wake-up, no change
         // of priorities, no second thread's system calls.
-        let guest = GUEST.load(Ordering::Acquire);
-        if !guest.is_null() && MAIN_WAITING.load(Ordering::Acquire) {
-            // SAFETY: the main thread published this pointer to its live
-            // `Guest` and holds no reference to it while waiting (run.rs,
-            // `serve`); nothing else runs until this thread blocks.
-            let g = unsafe { &mut *guest };
-            match g.on_tick() {
-                None => {
-                    TICKS_SERVED_HERE.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                // The main thread ends the run.
-                Some(ending) => g.ending = Some(ending),
+        let served = SHARED.while_main_waits(|g| match g.on_tick() {
+            None => true,
+            // The main thread ends the run.
+            Some(ending) => {
+                g.ending = Some(ending);
+                false
             }
+        });
+        if served == Some(true) {
+            TICKS_SERVED_HERE.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
         TICKS_PASSED_ON.fetch_add(1, Ordering::Relaxed);
         let done = main.set_priority(Tcb(VMM_IRQ_TCB_SLOT), priority);

@@ -203,7 +203,15 @@ pub fn generated_system(
 ) {
     let sel4 = generated::description_with_ram(64)
         .and_then(|d| generated::bundle("generated-64", &d))
-        .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet));
+        .and_then(|bundle| {
+            system::boot(
+                kernel,
+                &bundle,
+                512,
+                Some(crate::test::GUEST_TEST_ICOUNT_SHIFT),
+                qemu::Echo::Quiet,
+            )
+        });
     let sel4 = match sel4 {
         Ok(run) => run,
         Err(e) => {
