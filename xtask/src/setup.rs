@@ -15,7 +15,7 @@ use std::process::Command;
 use crate::paths;
 
 /// What later steps need from the host.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tools {
     /// A folder to put first on PATH: its `python` is a python3 with the
     /// kernel generators' modules (they start with `#!/usr/bin/env python`).

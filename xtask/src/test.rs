@@ -52,34 +52,68 @@ fn step(args: &[&str], what: &str) -> Result<String, String> {
 }
 
 /// rustfmt, then clippy for the host crates and for the seL4 target.
+/// A cargo command the suite runs as one test: its name, its arguments,
+/// and what it is, for error messages.
+struct CargoStep {
+    name: &'static str,
+    args: Vec<&'static str>,
+    what: &'static str,
+}
+
+impl CargoStep {
+    fn run(&self, report: &mut Report) {
+        report.record(self.name, step(&self.args, self.what));
+    }
+
+    fn entry(self, group: Group) -> Entry {
+        entry(self.name, group, move |_, r| self.run(r))
+    }
+}
+
+/// `-p` for every crate that runs on seL4 or must build for it.
+fn sel4_packages() -> Vec<&'static str> {
+    SEL4_CRATES
+        .iter()
+        .chain(NO_STD_LIBS)
+        .flat_map(|p| ["-p", *p])
+        .collect()
+}
+
+/// rustfmt, then clippy for the host crates and for the seL4 target.
+fn lint_steps() -> [CargoStep; 3] {
+    let mut sel4 = vec!["clippy", "--quiet", "--target", TARGET];
+    sel4.extend(sel4_packages());
+    sel4.extend(["--", "-D", "warnings"]);
+    [
+        CargoStep {
+            name: "rustfmt",
+            args: vec!["fmt", "--all", "--check"],
+            what: "cargo fmt --check",
+        },
+        CargoStep {
+            name: "clippy (host)",
+            args: vec!["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"],
+            what: "cargo clippy",
+        },
+        CargoStep {
+            name: "clippy (seL4 target)",
+            args: sel4,
+            what: "cargo clippy for seL4",
+        },
+    ]
+}
+
+/// `cargo xtask lint`: the suite's lint steps alone.
 pub fn lint() -> Result<(), String> {
     setup::ensure_rust()?;
     let mut report = Report {
         passed: 0,
         failed: Vec::new(),
     };
-    lint_into(&mut report);
-    finish(report)
-}
-
-fn lint_into(report: &mut Report) {
-    report.record(
-        "rustfmt",
-        step(&["fmt", "--all", "--check"], "cargo fmt --check"),
-    );
-    report.record(
-        "clippy (host)",
-        step(
-            &["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"],
-            "cargo clippy",
-        ),
-    );
-    let mut args = vec!["clippy", "--quiet", "--target", TARGET];
-    for p in SEL4_CRATES.iter().chain(NO_STD_LIBS) {
-        args.extend(["-p", p]);
+    for lint in lint_steps() {
+        lint.run(&mut report);
     }
-    args.extend(["--", "-D", "warnings"]);
-    report.record("clippy (seL4 target)", step(&args, "cargo clippy for seL4"));
+    finish(report)
 }
 
 pub fn capdl_only() -> Result<(), String> {
@@ -168,69 +202,46 @@ fn suite(with_lint: bool) -> Vec<Entry> {
     use kernel::Flavour::{Debug, Release};
     let mut entries = Vec::new();
     if with_lint {
-        entries.push(entry("rustfmt", Group::Static, |_, r| {
-            r.record(
-                "rustfmt",
-                step(&["fmt", "--all", "--check"], "cargo fmt --check"),
-            )
-        }));
-        entries.push(entry("clippy (host)", Group::Static, |_, r| {
-            r.record(
-                "clippy (host)",
-                step(
-                    &["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"],
-                    "cargo clippy",
-                ),
-            )
-        }));
-        entries.push(entry("clippy (seL4 target)", Group::Static, |_, r| {
-            let mut args = vec!["clippy", "--quiet", "--target", TARGET];
-            for p in SEL4_CRATES.iter().chain(NO_STD_LIBS) {
-                args.extend(["-p", p]);
-            }
-            args.extend(["--", "-D", "warnings"]);
-            r.record("clippy (seL4 target)", step(&args, "cargo clippy for seL4"));
-        }));
+        entries.extend(lint_steps().map(|l| l.entry(Group::Static)));
     }
-    entries.push(entry("host tests", Group::Static, |_, r| {
-        r.record("host tests", step(&["test", "--quiet"], "cargo test"))
-    }));
+    entries.push(
+        CargoStep {
+            name: "host tests",
+            args: vec!["test", "--quiet"],
+            what: "cargo test",
+        }
+        .entry(Group::Static),
+    );
     const MIRI: &str =
         "Miri: the wedge core's and the contract crate's host tests have no undefined behaviour";
     entries.push(entry(MIRI, Group::Static, |_, r| r.record(MIRI, miri())));
-    entries.push(entry(
-        "no_std crates build for seL4",
-        Group::Static,
-        |_, r| {
-            let mut args = vec!["build", "--quiet", "--release", "--target", TARGET];
-            for p in SEL4_CRATES.iter().chain(NO_STD_LIBS) {
-                args.extend(["-p", p]);
-            }
-            r.record(
-                "no_std crates build for seL4",
-                step(&args, "cargo build for seL4"),
-            );
-        },
-    ));
-    const LOADER_MODEL: &str = "capdl's loader model builds for seL4 without std or alloc";
-    entries.push(entry(LOADER_MODEL, Group::Static, |_, r| {
-        r.record(
-            LOADER_MODEL,
-            step(
-                &[
-                    "build",
-                    "--quiet",
-                    "--release",
-                    "--target",
-                    TARGET,
-                    "-p",
-                    "capdl",
-                    "--no-default-features",
-                ],
-                "cargo build -p capdl --no-default-features",
-            ),
-        );
-    }));
+    let mut build = vec!["build", "--quiet", "--release", "--target", TARGET];
+    build.extend(sel4_packages());
+    entries.push(
+        CargoStep {
+            name: "no_std crates build for seL4",
+            args: build,
+            what: "cargo build for seL4",
+        }
+        .entry(Group::Static),
+    );
+    entries.push(
+        CargoStep {
+            name: "capdl's loader model builds for seL4 without std or alloc",
+            args: vec![
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                TARGET,
+                "-p",
+                "capdl",
+                "--no-default-features",
+            ],
+            what: "cargo build -p capdl --no-default-features",
+        }
+        .entry(Group::Static),
+    );
     entries.push(Entry {
         names: GUEST_TEST_NAMES.iter().map(|n| n.to_string()).collect(),
         group: Group::Functional,
@@ -239,9 +250,9 @@ fn suite(with_lint: bool) -> Vec<Entry> {
     for flavour in [Debug, Release] {
         let name = format!("bindings agree with the compiled {} kernel", flavour.name());
         entries.push(entry(&name.clone(), Group::Static, move |ctx, r| {
-            let tools = ctx.tools.python_shim.clone();
+            let tools = ctx.tools.clone();
             let result = ctx.kernel(flavour).and_then(|k| {
-                bindings_check::check(k, &setup::Tools { python_shim: tools })
+                bindings_check::check(k, &tools)
                     .map(|n| format!("{n} values; {}", k.multiboot_elf.display()))
             });
             r.record(&name, result);
