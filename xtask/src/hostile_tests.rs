@@ -588,11 +588,7 @@ pub fn named(flavour: Kernel, debug_only: bool) -> Vec<(String, Option<Case>)> {
 pub fn run_named(kernel: &KernelBuild, case: Option<&Case>) -> Result<String, String> {
     match case {
         Some(case) => boot(kernel, case),
-        None => {
-            let mut result = Err("not run".to_string());
-            unpadded_guest_refused(kernel, &mut |_, r| result = r);
-            result
-        }
+        None => unpadded_guest_refused(kernel),
     }
 }
 
@@ -605,7 +601,7 @@ pub fn all_for(
     flavour: Kernel,
     record: &mut dyn FnMut(&str, Result<String, String>),
 ) {
-    unpadded_guest_refused(kernel, record);
+    record(UNPADDED_REFUSED, unpadded_guest_refused(kernel));
     for case in cases(flavour) {
         record(
             &format!("hostile: attack={}: {}", case.attacks, case.what),
@@ -615,11 +611,8 @@ pub fn all_for(
 }
 
 /// The VMM refuses a guest image that was not pre-virtualized, saying so.
-fn unpadded_guest_refused(
-    kernel: &KernelBuild,
-    record: &mut dyn FnMut(&str, Result<String, String>),
-) {
-    let result = generated::description_with_ram(RAM_MIB)
+fn unpadded_guest_refused(kernel: &KernelBuild) -> Result<String, String> {
+    generated::description_with_ram(RAM_MIB)
         .and_then(|d| generated::bundle_with("generated-plain", &d, images::Image::Plain, None))
         .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet))
         .and_then(|run| {
@@ -634,8 +627,7 @@ fn unpadded_guest_refused(
                     tail(&run.serial, 25)
                 ))
             }
-        });
-    record(UNPADDED_REFUSED, result);
+        })
 }
 
 #[cfg(test)]
