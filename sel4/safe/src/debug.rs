@@ -24,16 +24,12 @@ static CONSOLE: AtomicU64 = AtomicU64::new(0);
 pub const COM1_BASE: u16 = 0x3f8;
 
 /// Sets up the 16550 at `base` (reached through `ports`) as this task's
-/// console. A failure leaves the console silent and says why.
+/// console. On failure the console stays silent and the error says why.
 pub fn init(ports: IoPort, base: u16) -> Result<(), SerialError> {
     let port = SerialPort::init(ports, base)?;
-    let packed = (port_slot(&port) << 16) | u64::from(base);
+    let packed = (port.ports().0 << 16) | u64::from(base);
     CONSOLE.store(packed, Ordering::Release);
     Ok(())
-}
-
-fn port_slot(port: &SerialPort) -> u64 {
-    port.ports().0
 }
 
 fn console() -> Option<SerialPort> {
@@ -44,16 +40,25 @@ fn console() -> Option<SerialPort> {
     Some(SerialPort::attached(IoPort(packed >> 16), packed as u16))
 }
 
+/// Sends `bytes` to the console, each `\n` as `\r\n` if `crlf`; nothing
+/// without a console.
+fn send(bytes: &[u8], crlf: bool) -> Result<(), SerialError> {
+    let Some(port) = console() else {
+        return Ok(());
+    };
+    for &b in bytes {
+        if crlf && b == b'\n' {
+            port.write_byte(b'\r')?;
+        }
+        port.write_byte(b)?;
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to the console exactly as they are (no line-end
 /// translation); dropped without a console.
 pub fn write_bytes(bytes: &[u8]) {
-    if let Some(port) = console() {
-        for &b in bytes {
-            if port.write_byte(b).is_err() {
-                return;
-            }
-        }
-    }
+    let _ = send(bytes, false);
 }
 
 /// A `fmt::Write` sink for the console. A line ends `\r\n` on the wire, as
@@ -63,18 +68,7 @@ pub struct Console;
 
 impl fmt::Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let Some(port) = console() else {
-            return Ok(());
-        };
-        for b in s.bytes() {
-            if b == b'\n' && port.write_byte(b'\r').is_err() {
-                return Err(fmt::Error);
-            }
-            if port.write_byte(b).is_err() {
-                return Err(fmt::Error);
-            }
-        }
-        Ok(())
+        send(s.as_bytes(), true).map_err(|_| fmt::Error)
     }
 }
 
