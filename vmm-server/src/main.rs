@@ -7,14 +7,13 @@
 #![no_main]
 
 mod bringup;
-mod devices;
-mod guest;
-mod interrupts;
-mod run;
+mod clock;
+mod console;
+mod irq_thread;
+mod mapper;
+mod platform;
+mod serve;
 mod shared;
-mod sites;
-mod timer;
-mod vtlb;
 
 use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
@@ -27,12 +26,19 @@ use previrt_protocol::{
 };
 use previrt_sel4::{print, println, Notification, Page, Tcb, Untyped, UserContext, VSpace, Word};
 
-use crate::run::Ending;
-use crate::sites::Sites;
-use crate::vtlb::Vtlb;
-// Guest RAM and the ELF reader live in the host-tested core; the other
-// modules name guest RAM as `crate::ram`.
-use vmm_core::ram::{self, Ram};
+use vmm_core::devices::Devices;
+use vmm_core::ending::Ending;
+use vmm_core::guest::{Guest, Reflector, Stats};
+use vmm_core::interrupts::Interrupts;
+use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
+use vmm_core::ram::Ram;
+use vmm_core::sites::{self, Sites};
+use vmm_core::vtlb::Vtlb;
+use vmm_core::walk::Translation;
+
+use crate::console::Console;
+use crate::mapper::Sel4Mapper;
+use crate::platform::Sel4Platform;
 
 /// The command line the guest gets: `PREVIRT_GUEST_CMDLINE` when the VMM is
 /// built (`cargo xtask run --guest-cmdline`, `cargo xtask bench`), otherwise
@@ -42,7 +48,7 @@ pub const GUEST_CMDLINE: &str = match option_env!("PREVIRT_GUEST_CMDLINE") {
     None => "tests=all",
 };
 
-static mut VTLB: Vtlb = Vtlb::new(VSpace(0), Untyped(0), 0, (0, 0));
+static mut VTLB: Vtlb<Sel4Mapper> = Vtlb::new(Sel4Mapper::new());
 static mut SITES: Sites = Sites::empty();
 
 // The loader starts the VMM with its stack set up by the spec and the start
@@ -60,7 +66,7 @@ core::arch::global_asm!(
 extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9: Word) -> ! {
     // The interrupt thread starts here too, told apart by its mark.
     if rdi == IRQ_THREAD_MARK {
-        timer::irq_thread(rsi as u8);
+        irq_thread::irq_thread(rsi as u8);
     }
     let start = previrt_sel4::cpu::rdtsc();
     let info = StartInfo::from_registers([rdi, rsi, rdx, rcx, r8, r9]);
@@ -113,7 +119,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             guest.image_bytes as usize,
         )
     };
-    let prepared = match guest::prepare(&ram, image, GUEST_CMDLINE) {
+    let prepared = match load::prepare(&ram, image, GUEST_CMDLINE) {
         Ok(p) => p,
         Err(e) => {
             println!("vmm-server: guest{g}: refused: {e}");
@@ -139,7 +145,8 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let Some(ram_first) = info.ram_first_slot(g) else {
         return 1;
     };
-    vtlb.reset(
+    vtlb.clear();
+    vtlb.mapper.reset(
         VSpace(guest_pml4_slot(g as u64)),
         Untyped(guest_untyped_slot(g as u64)),
         ram_first,
@@ -160,7 +167,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         let file = unsafe {
             core::slice::from_raw_parts(WEDGE_WINDOW as *const u8, info.wedge_bytes as usize)
         };
-        match guest::load_wedge(&ram, &prepared, file)
+        match load::load_wedge(&ram, &prepared, file)
             .and_then(|w| map_wedge(vtlb, &prepared, &w).map(|()| w))
         {
             Ok(w) => {
@@ -200,30 +207,34 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         println!("vmm-server: guest{g}: cannot start its thread: {e}");
         return 1;
     }
-    let mut devices = devices::Devices::new(devices::Console::open(info));
-    let mut run = run::Guest {
+    let devices = match Devices::new(Console::open(info)) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("vmm-server: guest{g}: its devices: {e}");
+            return 1;
+        }
+    };
+    let mut run = Guest {
         number: g as u64,
         ram: &ram,
         cr3: prepared.cr3,
         vtlb,
         sites,
-        devices: &mut devices,
-        stats: run::Stats::default(),
-        reflector: wedge_code.map(|code| run::Reflector {
+        devices,
+        platform: Sel4Platform::new(g as u64, info.free_first_slot()),
+        stats: Stats::default(),
+        reflector: wedge_code.map(|code| Reflector {
             boot_block_gpa: prepared.wedge_area + BOOT_BLOCK_OFFSET,
             area_gpa: prepared.wedge_area,
             code,
         }),
-        irq: interrupts::Interrupts::new(
-            info.free_first_slot(),
-            interrupts::Interrupts::vcpu_page(prepared.wedge_area),
-        ),
+        irq: Interrupts::new(Interrupts::vcpu_page(prepared.wedge_area)),
         ending: None,
     };
     if info.devices & DEVICE_PIT != 0 {
-        run.irq.clock.stop_real_timer();
+        run.platform.clock.stop_real_timer();
     }
-    let ending = run.serve();
+    let ending = serve::serve(&mut run);
     // Whatever it was doing, the guest thread runs no more: a guest that
     // ended itself with a send (no reply to wait for) must not run on
     // while the VMM reports.
@@ -254,7 +265,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }
     };
     let (cr3, stats) = (run.cr3, run.stats);
-    let (irq, real_ticks) = (run.irq.stats, run.irq.clock.real_ticks);
+    let (irq, real_ticks) = (run.irq.stats, run.platform.clock.real_ticks);
     if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
         println!(
             "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; {} EOIs deferred by the wedge; ticks served by the interrupt thread {}, by the main thread {}",
@@ -268,16 +279,16 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             irq.halts,
             irq.idle_tsc,
             irq.deferred_eois,
-            timer::TICKS_SERVED_HERE.load(core::sync::atomic::Ordering::Relaxed),
-            timer::TICKS_PASSED_ON.load(core::sync::atomic::Ordering::Relaxed),
+            irq_thread::TICKS_SERVED_HERE.load(core::sync::atomic::Ordering::Relaxed),
+            irq_thread::TICKS_PASSED_ON.load(core::sync::atomic::Ordering::Relaxed),
         );
     }
     println!(
         "vmm-server: guest{g}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
         stats.page_faults,
-        vtlb.count as u64 + vtlb.removed,
-        vtlb.removed,
-        vtlb.tables_created
+        run.vtlb.count as u64 + run.vtlb.removed,
+        run.vtlb.removed,
+        run.vtlb.mapper.tables_created
     );
     let labels = [
         "port-in",
@@ -310,7 +321,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             prepared.wedge_area + VCPU_PAGE_OFFSET + STATS_OFFSET,
         );
     }
-    let consistent = match vtlb.check_consistency(&ram, cr3) {
+    let consistent = match run.vtlb.check_consistency(&ram, cr3) {
         Ok(n) => {
             println!("vmm-server: guest{g}: mapping consistency: all {n} seL4 mappings justified by the guest's page tables");
             true
@@ -331,7 +342,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
 
 /// Prints the guest thread's faults by kind and the exceptions reflected
 /// by vector.
-fn print_faults(g: usize, stats: &run::Stats) {
+fn print_faults(g: usize, stats: &Stats) {
     let user: u64 = stats.user_exceptions.iter().sum();
     print!(
         "vmm-server: guest{g}: faults: {} VM faults ({} mapped, {} reflected as #PF), {user} user exceptions",
@@ -397,17 +408,17 @@ fn print_by_kind(counts: impl Iterator<Item = u64>) {
 /// Maps the wedge area into the guest's address space at `WEDGE_BASE`,
 /// its code and constants read-only.
 fn map_wedge(
-    vtlb: &mut Vtlb,
-    prepared: &guest::Prepared,
-    wedge: &guest::WedgeLoaded,
-) -> Result<(), guest::PrepareError> {
+    vtlb: &mut Vtlb<Sel4Mapper>,
+    prepared: &Prepared,
+    wedge: &WedgeLoaded,
+) -> Result<(), PrepareError> {
     for (page, &writable) in (0..).zip(&wedge.writable) {
-        let t = vtlb::Translation {
+        let t = Translation {
             gpa: prepared.wedge_area + page * 4096,
             writable,
         };
         if vtlb.map_fixed(WEDGE_BASE + page * 4096, t).is_err() {
-            return Err(guest::PrepareError::SegmentOutsideRam {
+            return Err(PrepareError::SegmentOutsideRam {
                 paddr: WEDGE_BASE + page * 4096,
                 size: 4096,
             });

@@ -5,7 +5,7 @@
 //!
 //! Why it holds: the machine has one CPU, and the interrupt thread runs one
 //! priority level above the main thread. The main thread touches the guest
-//! only between its waits ([`SharedGuest::serve`] hands out a `&mut Guest`
+//! only between its waits ([`SharedGuest::serve`] hands out a `&mut ServedGuest`
 //! for one message at a time); it marks each wait ([`SharedGuest::wait`]).
 //! The interrupt thread touches the guest only when it finds the main thread
 //! marked waiting — then the main thread is blocked in (or just entering, or
@@ -15,11 +15,16 @@
 
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use crate::run::Guest;
+use vmm_core::guest::Guest;
+
+use crate::platform::Sel4Platform;
+
+/// The guest as the VMM's threads share it.
+pub type ServedGuest = Guest<'static, Sel4Platform>;
 
 /// The guest being served, and whether the main thread is waiting.
 pub struct SharedGuest {
-    guest: AtomicPtr<Guest<'static>>,
+    guest: AtomicPtr<ServedGuest>,
     main_waiting: AtomicBool,
 }
 
@@ -35,11 +40,14 @@ impl SharedGuest {
     /// (`Some`), and withdraws it. `first` is the first wait.
     pub fn serve<T>(
         &self,
-        guest: &mut Guest,
+        guest: &mut Guest<'_, Sel4Platform>,
         first: impl FnOnce() -> previrt_sel4::Message,
-        mut step: impl FnMut(&mut Guest, previrt_sel4::Message) -> Result<previrt_sel4::Message, T>,
+        mut step: impl FnMut(
+            &mut Guest<'_, Sel4Platform>,
+            previrt_sel4::Message,
+        ) -> Result<previrt_sel4::Message, T>,
     ) -> T {
-        let ptr: *mut Guest = guest;
+        let ptr: *mut Guest<'_, Sel4Platform> = guest;
         self.guest.store(ptr.cast(), Ordering::Release);
         let mut message = self.wait(first);
         let out = loop {
@@ -69,7 +77,7 @@ impl SharedGuest {
     /// The interrupt thread: runs `f` on the guest if one is being served
     /// and the main thread is waiting; `None` otherwise (the main thread
     /// must be woken to do it).
-    pub fn while_main_waits<R>(&self, f: impl FnOnce(&mut Guest) -> R) -> Option<R> {
+    pub fn while_main_waits<R>(&self, f: impl FnOnce(&mut ServedGuest) -> R) -> Option<R> {
         let guest = self.guest.load(Ordering::Acquire);
         if guest.is_null() || !self.main_waiting.load(Ordering::Acquire) {
             return None;

@@ -1,12 +1,28 @@
-//! The parts of the VMM server that have nothing to do with seL4 (docs/vmm-core.md):
-//! guest RAM ([`ram`]), the walk of the guest's own page tables ([`walk`]),
-//! the vTLB's 2 MiB region bookkeeping ([`regions`]) and the reader of the
-//! guest's ELF file ([`elf`]). Everything here takes untrusted input — the
-//! guest's page tables, the guest's image — and answers with typed errors,
-//! never a panic. `no_std`, no allocator; tested (and fuzzed) on the host.
+//! The VMM server without seL4 (docs/vmm-core.md): guest RAM ([`ram`]), the
+//! walk of the guest's own page tables ([`walk`]), the virtual TLB's policy
+//! ([`vtlb`], with its 2 MiB region bookkeeping in [`regions`]), loading a
+//! guest and its wedge ([`load`], with the ELF reader [`elf`]), the guest's
+//! sites ([`sites`]), its devices ([`devices`]), and the dispatch that turns
+//! each message ([`event`]) into an action ([`guest`], [`interrupts`],
+//! [`ending`]) through the machine's [`platform`]. The seL4 task is a shell
+//! around it.
+//! Everything here takes untrusted input — the guest's page tables, the
+//! guest's image — and answers with typed errors, never a panic. `no_std`,
+//! no allocator; tested (and fuzzed) on the host.
 #![cfg_attr(not(test), no_std)]
 
+pub mod devices;
+#[cfg(test)]
+mod dispatch_tests;
 pub mod elf;
+pub mod ending;
+pub mod event;
+pub mod guest;
+pub mod interrupts;
+pub mod load;
+pub mod platform;
 pub mod ram;
 pub mod regions;
+pub mod sites;
+pub mod vtlb;
 pub mod walk;

@@ -1,91 +1,34 @@
-//! The guest's devices behind one port bus: COM1 (its output goes to the
-//! guest console, see [`Console`]), the 8259A pair, the 8254 PIT and the
-//! exit port. Accesses happen at guest time (`timer::Clock`), which the PIT
-//! counts in; the VMM's serving loop turns the PIT's edges into IRQ 0 at the
-//! PIC and the PIC's INTR into interrupts for the guest (`run.rs`).
+//! The guest's devices behind one port bus: COM1 (its output goes to a
+//! [`TxSink`], the guest console), the 8259A pair, the 8254 PIT and the
+//! exit port. Accesses happen at guest time (PIT input ticks), which the PIT
+//! counts in; the dispatch ([`crate::guest`]) turns the PIT's edges into
+//! IRQ 0 at the PIC and the PIC's INTR into interrupts for the guest
+//! ([`crate::interrupts`]).
 
-use previrt_protocol::vmm_layout::{
-    StartInfo, DEVICE_GUEST_CONSOLE, GUEST_CONSOLE_PORTS, GUEST_CONSOLE_PORTS_SLOT,
-};
-use previrt_sel4::serial::{SerialError, SerialPort};
-use previrt_sel4::{println, IoPort};
 use vmm_devices::debug_exit::{DebugExit, DEFAULT_PORT};
 use vmm_devices::pic8259::Pic8259Pair;
 use vmm_devices::pit8254::Pit8254;
 use vmm_devices::uart16550::{TxSink, Uart16550, COM1_BASE};
-use vmm_devices::{AccessSize, Bus, DeviceId, DeviceSet, Lanes, PortDevice, PortRange};
-
-/// Where the guest's UART bytes go: the real COM2, which the VMM owns
-/// (the system's `guest_console`), so the guest's console leaves the machine
-/// on a line of its own, byte for byte, apart from the kernel's and the VMM's
-/// lines on COM1. Without COM2 (not in the system, or not usable: said once)
-/// they go to the VMM's own console (COM1), mixed with its lines.
-pub struct Console {
-    com2: Option<SerialPort>,
-}
-
-impl Console {
-    /// Sets up COM2 if the system gives it to the VMM.
-    pub fn open(info: &StartInfo) -> Console {
-        if info.devices & DEVICE_GUEST_CONSOLE == 0 {
-            println!("vmm-server: no guest console port in this system: the guest's console goes to the VMM's console (COM1)");
-            return Console { com2: None };
-        }
-        match SerialPort::init(IoPort(GUEST_CONSOLE_PORTS_SLOT), GUEST_CONSOLE_PORTS.0) {
-            Ok(port) => {
-                println!(
-                    "vmm-server: the guest's console goes to COM2 (ports {:#x}..={:#x})",
-                    GUEST_CONSOLE_PORTS.0, GUEST_CONSOLE_PORTS.1
-                );
-                Console { com2: Some(port) }
-            }
-            Err(e) => {
-                Console::unusable(e);
-                Console { com2: None }
-            }
-        }
-    }
-
-    fn unusable(e: SerialError) {
-        println!(
-            "vmm-server: error: the guest console port (COM2, CSpace slot {GUEST_CONSOLE_PORTS_SLOT}): {e}; the guest's console goes to the VMM's console (COM1) from here on"
-        );
-    }
-}
-
-impl TxSink for Console {
-    fn transmit(&mut self, byte: u8) {
-        if let Some(port) = self.com2 {
-            match port.write_byte(byte) {
-                Ok(()) => return,
-                Err(e) => {
-                    Console::unusable(e);
-                    self.com2 = None;
-                }
-            }
-        }
-        previrt_sel4::debug::write_bytes(&[byte]);
-    }
-}
+use vmm_devices::{AccessSize, Bus, BusError, DeviceId, DeviceSet, Lanes, PortDevice, PortRange};
 
 const UART: DeviceId = DeviceId(0);
 const PIC: DeviceId = DeviceId(1);
 const PIT: DeviceId = DeviceId(2);
 const EXIT: DeviceId = DeviceId(3);
 
-pub struct Devices {
+pub struct Devices<S> {
     bus: Bus<8>,
-    set: Set,
+    set: Set<S>,
 }
 
-struct Set {
-    uart: Uart16550<Console>,
+struct Set<S> {
+    uart: Uart16550<S>,
     pic: Pic8259Pair,
     pit: Pit8254,
     exit: DebugExit,
 }
 
-impl DeviceSet for Set {
+impl<S: TxSink> DeviceSet for Set<S> {
     fn device(&mut self, id: DeviceId) -> Option<&mut dyn PortDevice> {
         match id {
             UART => Some(&mut self.uart),
@@ -105,8 +48,19 @@ fn size(bytes: u8) -> AccessSize {
     }
 }
 
-impl Devices {
-    pub fn new(console: Console) -> Devices {
+impl<S> core::fmt::Debug for Devices<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Devices")
+            .field("pic_irr", &self.set.pic.irr())
+            .field("pic_imr", &self.set.pic.imr())
+            .field("pit_period", &self.set.pit.period(0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: TxSink> Devices<S> {
+    /// The devices, with the UART's output going to `console`.
+    pub fn new(console: S) -> Result<Devices<S>, BusError> {
         let mut bus = Bus::new();
         let ranges = [
             (COM1_BASE, 8, UART),
@@ -116,13 +70,9 @@ impl Devices {
             (DEFAULT_PORT, 1, EXIT),
         ];
         for (base, len, id) in ranges {
-            let registered =
-                PortRange::new(base, len).and_then(|r| bus.register(r, id, Lanes::Bytes));
-            if let Err(e) = registered {
-                println!("vmm-server: device ports {base:#x}+{len}: {e}");
-            }
+            bus.register(PortRange::new(base, len)?, id, Lanes::Bytes)?;
         }
-        Devices {
+        Ok(Devices {
             bus,
             set: Set {
                 uart: Uart16550::new(COM1_BASE, console),
@@ -130,7 +80,12 @@ impl Devices {
                 pit: Pit8254::new(),
                 exit: DebugExit::new(DEFAULT_PORT),
             },
-        }
+        })
+    }
+
+    /// Where the UART's bytes go.
+    pub fn console(&mut self) -> &mut S {
+        self.set.uart.sink_mut()
     }
 
     /// A guest's port read at guest time `now` (PIT input ticks).

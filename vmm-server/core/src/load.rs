@@ -6,8 +6,8 @@
 pub use previrt_protocol::WEDGE_AREA;
 use previrt_protocol::{PvBootInfo, BOOT_BLOCK_OFFSET, VCPU_PAGE_OFFSET};
 
-use vmm_core::elf::{Elf, ElfError};
-use vmm_core::ram::{OutOfRam, Ram};
+use crate::elf::{Elf, ElfError};
+use crate::ram::{OutOfRam, Ram};
 
 const PAGE: u64 = 4096;
 /// The top 16 KiB of guest RAM: PML4, PDPT, PD, boot info.

@@ -19,21 +19,20 @@
 //! The VMM only looks at the vCPU while the guest thread is not running
 //! (one CPU: the VMM runs, so the guest does not).
 
-use previrt_protocol::vmm_layout::{guest_tcb_slot, VMM_ENDPOINT_SLOT};
-use previrt_protocol::{
-    Status, DEFERRED_EOI_OFFSET, NO_VECTOR, REFLECTION_OFFSET, VCPU_OFFSET, VCPU_PAGE_OFFSET,
-};
-use previrt_sel4::cpu::rdtsc;
-use previrt_sel4::{ipc, CNode, Tcb};
-
-use crate::run::{in_wedge, Ending, Guest, Step};
-use crate::timer::Clock;
+use core::mem::offset_of;
 
 use previrt_protocol::vcpu::{PENDING_ANY_OFFSET as PENDING_ANY, VIF_OFFSET as VIF};
-use previrt_protocol::WedgeBoot;
+use previrt_protocol::{
+    Reflection, Status, WedgeBoot, DEFERRED_EOI_OFFSET, NO_VECTOR, REFLECTION_OFFSET, VCPU_OFFSET,
+    VCPU_PAGE_OFFSET,
+};
+
+use crate::ending::{in_wedge, Ending};
+use crate::guest::{Guest, Step};
+use crate::platform::Platform;
 
 /// What the VMM counts about interrupts.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct InterruptStats {
     /// Rising edges of the PIT's IRQ 0 output.
     pub pit_edges: u64,
@@ -57,17 +56,15 @@ pub struct InterruptStats {
 }
 
 /// One guest's interrupt state.
+#[derive(Debug)]
 pub struct Interrupts {
-    pub clock: Clock,
     /// The PIT's edges counted so far.
     edges_seen: u64,
     /// Edges counted but not yet pulsed at the PIC.
     owed: u64,
-    /// The guest waits in `hlt`: its reply is saved in `halt_slot`, since
-    /// this TSC.
+    /// The guest waits in `hlt` (its reply saved by the platform), since
+    /// this cycle count.
     halted_since: Option<u64>,
-    /// An empty slot of the VMM's CNode for the saved reply.
-    halt_slot: u64,
     /// Guest-physical address of the wedge's `Vcpu`.
     vcpu_gpa: u64,
     /// Guest-physical address of the wedge's count of deferred EOIs.
@@ -76,13 +73,13 @@ pub struct Interrupts {
 }
 
 impl Interrupts {
-    pub const fn new(halt_slot: u64, vcpu_page_gpa: u64) -> Interrupts {
+    /// The interrupt state of a guest whose wedge's vCPU page is at
+    /// guest-physical `vcpu_page_gpa`.
+    pub const fn new(vcpu_page_gpa: u64) -> Interrupts {
         Interrupts {
-            clock: Clock::new(),
             edges_seen: 0,
             owed: 0,
             halted_since: None,
-            halt_slot,
             vcpu_gpa: vcpu_page_gpa + VCPU_OFFSET,
             eoi_gpa: vcpu_page_gpa + DEFERRED_EOI_OFFSET,
             stats: InterruptStats {
@@ -106,7 +103,7 @@ impl Interrupts {
     }
 }
 
-impl Guest<'_> {
+impl<P: Platform> Guest<'_, P> {
     /// Brings the PIC up to guest time: one IRQ 0 pulse per PIT edge.
     ///
     /// An edge that finds the last one's request still latched at the PIC
@@ -119,7 +116,7 @@ impl Guest<'_> {
     /// ticks counts every one. Only with IRQ 0 masked at the PIC does an
     /// edge merge, as the guest asked.
     pub fn catch_up(&mut self) {
-        let now = self.irq.clock.now();
+        let now = self.platform.now();
         self.apply_deferred_eois(now);
         let total = self.devices.pit_edges(now);
         let new = total.saturating_sub(self.irq.edges_seen);
@@ -169,9 +166,9 @@ impl Guest<'_> {
     pub fn after_request(&mut self, pit_written: bool, touched: bool) {
         if pit_written {
             let period = self.devices.pit_period();
-            self.irq.clock.set_period(period);
+            self.platform.set_timer_period(period);
         }
-        if self.irq.clock.running() || touched {
+        if self.platform.timer_running() || touched {
             self.catch_up();
             self.signal_waiting();
         }
@@ -221,19 +218,16 @@ impl Guest<'_> {
                 "it halted with interrupts disabled: nothing can wake it",
             ));
         }
-        if !self.irq.clock.running() {
+        if !self.platform.timer_running() {
             return Step::End(Ending::Failed(
                 "it halted with no interrupt source running: nothing can wake it",
             ));
         }
-        let saved = CNode(previrt_protocol::vmm_layout::VMM_CNODE_SLOT)
-            .slot(self.irq.halt_slot)
-            .save_caller();
-        if saved.is_err() {
+        if self.platform.save_reply().is_err() {
             return Step::End(Ending::Failed("saving the halted guest's reply failed"));
         }
         self.irq.stats.halts += 1;
-        self.irq.halted_since = Some(rdtsc());
+        self.irq.halted_since = Some(self.platform.cycles());
         Step::Wait
     }
 
@@ -252,9 +246,9 @@ impl Guest<'_> {
             return None;
         }
         if let Some(since) = self.irq.halted_since.take() {
-            self.irq.stats.idle_tsc += rdtsc().wrapping_sub(since);
+            self.irq.stats.idle_tsc += self.platform.cycles().wrapping_sub(since);
             // The saved reply restarts the wedge, which takes the interrupt.
-            ipc::send(self.irq.halt_slot, Status::Ok as u64, &[0]);
+            self.platform.answer_saved();
             return None;
         }
         if !self.virtual_if() || self.reflector.is_none() {
@@ -268,11 +262,10 @@ impl Guest<'_> {
     /// asserts, unless it is inside the wedge (which takes it at its next
     /// look at `pending_any`).
     fn redirect(&mut self) -> Option<Ending> {
-        let tcb = Tcb(guest_tcb_slot(self.number));
         // Not stopped: stopping and restarting a thread whose last kernel
         // entry was a system call makes it repeat the call. The guest
         // cannot run meanwhile (the VMM has the only CPU).
-        let Ok(rip) = tcb.read_rip() else {
+        let Ok(rip) = self.platform.guest_rip() else {
             return Some(Ending::Failed("reading the guest's registers failed"));
         };
         let reflector = self.reflector?;
@@ -280,13 +273,11 @@ impl Guest<'_> {
         // (guest memory: a guest that changes it only hurts itself).
         let begin = self
             .ram
-            .read_u64(
-                reflector.boot_block_gpa + core::mem::offset_of!(WedgeBoot, fast_begin) as u64,
-            )
+            .read_u64(reflector.boot_block_gpa + offset_of!(WedgeBoot, fast_begin) as u64)
             .unwrap_or(0);
         let end = self
             .ram
-            .read_u64(reflector.boot_block_gpa + core::mem::offset_of!(WedgeBoot, fast_end) as u64)
+            .read_u64(reflector.boot_block_gpa + offset_of!(WedgeBoot, fast_end) as u64)
             .unwrap_or(0);
         let in_fast_path = (begin..end).contains(&rip);
         if in_wedge(rip) && !in_fast_path {
@@ -312,7 +303,7 @@ impl Guest<'_> {
         // VMM's reply to a fault (the interrupt thread may serve a tick
         // just before the main thread replies) restarts there when the
         // reply comes. Never `resume`: that would cancel the waiting.
-        match tcb.write_rip(entry, false) {
+        match self.platform.set_guest_rip(entry) {
             Ok(()) => None,
             Err(_) => Some(Ending::Failed("redirecting the guest thread failed")),
         }
@@ -330,14 +321,16 @@ impl Guest<'_> {
         let Some(reflector) = self.reflector else {
             return Err(Ending::Failed("no wedge to reflect into"));
         };
-        let block = previrt_protocol::Reflection {
+        let block = Reflection {
             vector,
             error,
             cr2,
             rip,
         };
         let at = reflector.boot_block_gpa + REFLECTION_OFFSET;
-        let entry = self.ram.read_u64(reflector.boot_block_gpa + 64);
+        let entry = self
+            .ram
+            .read_u64(reflector.boot_block_gpa + offset_of!(WedgeBoot, reflect_entry) as u64);
         let (Ok(()), Ok(entry)) = (self.ram.write(at, &block.to_bytes()), entry) else {
             return Err(Ending::Failed(
                 "the wedge's reflection block is out of guest RAM",
@@ -351,18 +344,4 @@ impl Guest<'_> {
         }
         Ok(entry)
     }
-}
-
-/// Lowers the VMM's main thread to its own priority after a wake-up raised
-/// it (at the guests' priority, seL4 replies to them on its fastpath).
-pub fn lower_priority() {
-    if let Some(p) = crate::timer::main_priority() {
-        let me = Tcb(previrt_protocol::vmm_layout::VMM_TCB_SLOT);
-        let _ = me.set_priority(me, p);
-    }
-}
-
-/// Receives the next message after a step that sends no reply.
-pub fn receive() -> previrt_sel4::Message {
-    ipc::recv(VMM_ENDPOINT_SLOT)
 }

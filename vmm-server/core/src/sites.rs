@@ -15,6 +15,15 @@ pub struct Sites {
     pub dropped: usize,
 }
 
+impl core::fmt::Debug for Sites {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sites")
+            .field("count", &self.count)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sites {
     pub const fn empty() -> Sites {
         Sites {

@@ -1,29 +1,18 @@
-//! Guest time from the real PIT, and the VMM's interrupt thread.
+//! Guest time from the real PIT (docs/vmm-server.md, "Interrupts").
 //!
 //! The VMM drives the machine's 8254 at the rate the guest programmed into
 //! its virtual one (channel 0, modes 2 and 3), so each real IRQ 0 is one
 //! period of guest time: guest time counts real PIT periods and cannot
 //! drift from them. Between two IRQs the TSC interpolates (never reaching
 //! the next period), so a guest that polls its PIT's count sees it run
-//! down and reload.
-//!
-//! The interrupt thread runs one priority level above the main thread and
-//! the guests. It waits for the IRQ, counts it, acknowledges it, raises the
-//! main thread to its own level and wakes it: the main thread then runs at
-//! once, even while a guest of its priority spins, and lowers itself again
-//! when it has dealt with the tick. (At the main thread's normal level,
-//! equal to the guests', seL4 replies to a guest's calls on its fastpath.)
+//! down and reload. The interrupt thread ([`crate::irq_thread`]) counts the
+//! real IRQs with [`record_tick`].
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use previrt_protocol::vmm_layout::{
-    PIT_IRQ_SLOT, PIT_PORTS_SLOT, TIMER_NOTIFICATION_SLOT, VMM_IRQ_TCB_SLOT, VMM_TCB_SLOT,
-    VMM_WAKE_SIGNAL_SLOT,
-};
+use previrt_protocol::vmm_layout::PIT_PORTS_SLOT;
 use previrt_sel4::cpu::rdtsc;
-use previrt_sel4::{println, IoPort, IrqHandler, Notification, Tcb};
-
-use crate::shared::SHARED;
+use previrt_sel4::{println, IoPort};
 
 /// Real IRQs counted since the VMM started.
 static TICKS: AtomicU64 = AtomicU64::new(0);
@@ -31,76 +20,15 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 static TICK_TSC: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks between the last two real IRQs (0: not known yet).
 static PERIOD_TSC: AtomicU64 = AtomicU64::new(0);
-/// The interrupt thread's priority (the main thread's + 1); 0 until it runs.
-static IRQ_PRIORITY: AtomicU8 = AtomicU8::new(0);
-/// Ticks the interrupt thread served itself, and those it left to the
-/// main thread.
-pub static TICKS_SERVED_HERE: AtomicU64 = AtomicU64::new(0);
-pub static TICKS_PASSED_ON: AtomicU64 = AtomicU64::new(0);
 
-/// The interrupt thread's body (`priority` is its own, from its start
-/// registers).
-pub fn irq_thread(priority: u8) -> ! {
-    IRQ_PRIORITY.store(priority, Ordering::Release);
-    let irq = IrqHandler(PIT_IRQ_SLOT);
-    let timer = Notification(TIMER_NOTIFICATION_SLOT);
-    let main = Tcb(VMM_TCB_SLOT);
-    let wake = Notification(VMM_WAKE_SIGNAL_SLOT);
-    // seL4 masks an IRQ each time it arrives, delivered or not, until it
-    // is acknowledged: one that came before the loader bound the handler
-    // (the firmware leaves the PIT running) would keep it masked.
-    if let Err(e) = irq.ack() {
-        println!("vmm-server: the interrupt thread cannot acknowledge the timer IRQ: {e}");
+/// Counts one real IRQ of the PIT, at the TSC now.
+pub fn record_tick() {
+    let now = rdtsc();
+    let last = TICK_TSC.swap(now, Ordering::AcqRel);
+    if last != 0 {
+        PERIOD_TSC.store(now.wrapping_sub(last), Ordering::Release);
     }
-    let mut reported = false;
-    loop {
-        timer.wait();
-        let now = rdtsc();
-        let last = TICK_TSC.swap(now, Ordering::AcqRel);
-        if last != 0 {
-            PERIOD_TSC.store(now.wrapping_sub(last), Ordering::Release);
-        }
-        TICKS.fetch_add(1, Ordering::AcqRel);
-        if let Err(e) = irq.ack() {
-            if !reported {
-                println!("vmm-server: the interrupt thread: {e}");
-                reported = true;
-            }
-        }
-        // With the main thread waiting (one CPU: it cannot run until this
-        // thread waits again), serve the tick here: no wake-up, no change
-        // of priorities, no second thread's system calls.
-        let served = SHARED.while_main_waits(|g| match g.on_tick() {
-            None => true,
-            // The main thread ends the run.
-            Some(ending) => {
-                g.ending = Some(ending);
-                false
-            }
-        });
-        if served == Some(true) {
-            TICKS_SERVED_HERE.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        TICKS_PASSED_ON.fetch_add(1, Ordering::Relaxed);
-        let done = main.set_priority(Tcb(VMM_IRQ_TCB_SLOT), priority);
-        match done {
-            Err(e) if !reported => {
-                println!("vmm-server: the interrupt thread: {e}");
-                reported = true;
-            }
-            _ => {}
-        }
-        wake.signal();
-    }
-}
-
-/// The main thread's priority, to return to after a wake-up.
-pub fn main_priority() -> Option<u8> {
-    match IRQ_PRIORITY.load(Ordering::Acquire) {
-        0 => None,
-        p => Some(p - 1),
-    }
+    TICKS.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Guest time, in PIT input ticks (1,193,182 Hz), and the real PIT that

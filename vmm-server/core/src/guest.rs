@@ -1,0 +1,373 @@
+//! The dispatch: one guest's state, and what each message ([`Event`]) does
+//! to it — the action to take ([`Step`]) and the effects on the machine
+//! through its [`Platform`]. The seL4 shell receives messages, decodes
+//! them and carries the steps out; everything in between is here, tested
+//! on the host (docs/vmm-core.md, "Dispatch").
+
+use previrt_protocol::{Request, Status, FIRST_LABEL, WEDGE_AREA};
+
+use crate::devices::Devices;
+use crate::ending::{in_wedge, Ending};
+use crate::event::Event;
+use crate::interrupts::Interrupts;
+use crate::platform::Platform;
+use crate::ram::Ram;
+use crate::sites::Sites;
+use crate::vtlb::Vtlb;
+use crate::walk::{walk, walk_keeping_upper, Translation, ADDR};
+
+/// What the VMM counts about a guest's messages.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Stats {
+    /// VM faults of the guest thread (each either mapped or reflected).
+    pub page_faults: u64,
+    /// User exceptions of the guest thread, by vector (reflected).
+    pub user_exceptions: [u64; 32],
+    /// Requests, by label (from [`FIRST_LABEL`]).
+    pub requests: [u64; 11],
+    pub invalid_requests: u64,
+    /// `int $n` through seL4's user-level gates, which seL4 reports as
+    /// unknown system calls (reflected as #GP, also counted there).
+    pub software_interrupts: u64,
+    pub reflected: u64,
+    /// Exceptions reflected, by vector (VM faults the guest's tables do
+    /// not allow are #PF, 14).
+    pub reflected_by_vector: [u64; 32],
+}
+
+/// Where the wedge takes reflected exceptions: its boot block (with the
+/// entry the wedge wrote into it) in guest RAM; and the wedge's memory,
+/// which the guest may not write.
+#[derive(Clone, Copy, Debug)]
+pub struct Reflector {
+    /// Guest-physical address of the wedge's boot block.
+    pub boot_block_gpa: u64,
+    /// Guest-physical start of the wedge's memory (`WEDGE_AREA` bytes).
+    pub area_gpa: u64,
+    /// The wedge's code in the guest's address space, `[start, end)`.
+    pub code: (u64, u64),
+}
+
+/// What the shell does after a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Reply to the sender with a status and one value.
+    Reply(Status, u64),
+    /// Restart the faulting thread (an empty reply), with its registers as
+    /// the VMM may have changed them.
+    Resume,
+    /// No reply now (a halted guest's is saved): receive the next message.
+    Wait,
+    /// The guest's run is over.
+    End(Ending),
+}
+
+/// One guest, as the VMM serves it.
+pub struct Guest<'a, P: Platform> {
+    pub number: u64,
+    pub ram: &'a Ram,
+    /// The guest's virtual CR3.
+    pub cr3: u64,
+    pub vtlb: &'a mut Vtlb<P::Mapper>,
+    pub sites: &'a Sites,
+    pub devices: Devices<P::Console>,
+    pub platform: P,
+    pub stats: Stats,
+    /// With a wedge: how to reflect exceptions into the guest.
+    pub reflector: Option<Reflector>,
+    /// Its timer and interrupt state.
+    pub irq: Interrupts,
+    /// An end found while serving a tick, for the next message to report.
+    pub ending: Option<Ending>,
+}
+
+impl<P: Platform> core::fmt::Debug for Guest<'_, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Guest")
+            .field("number", &self.number)
+            .field("cr3", &self.cr3)
+            .field("stats", &self.stats)
+            .field("irq", &self.irq)
+            .field("ending", &self.ending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Platform> Guest<'_, P> {
+    /// One message from the guest's thread or its wedge: what to do.
+    #[inline]
+    pub fn handle(&mut self, event: Event) -> Step {
+        match event {
+            Event::PageFault { rip, addr, write } => {
+                // Every page of the wedge is mapped: a fault there is a
+                // write to its read-only code.
+                if write && self.reflector.is_some() && in_wedge(addr) {
+                    Step::End(Ending::WedgeCodeWrite { addr, rip })
+                } else {
+                    self.page_fault(rip, addr, write)
+                }
+            }
+            Event::Exception { rip, vector, code } => match self.reflector {
+                // The guest's own exception (#UD, #DE, ...): into the guest,
+                // through the wedge.
+                Some(_) if !in_wedge(rip) && vector < 32 => {
+                    self.stats.user_exceptions[vector as usize] += 1;
+                    self.reflect(rip, vector, code, 0)
+                }
+                _ => Step::End(Ending::SensitiveInstruction {
+                    rip,
+                    vector,
+                    site_kind: self.sites.kind_at(rip),
+                }),
+            },
+            // No #UD can be reflected for an unknown system call: seL4 keeps
+            // no stack pointer across `syscall`, so the guest's stack is
+            // unknown. (The guest kernel never needs the instruction: seL4
+            // is the wedge's business.) But an `int $n` through a gate seL4
+            // leaves open to user level comes as one too, with the whole
+            // frame saved: it gets the #GP every other `int $n` gets.
+            Event::UnknownSyscall { number, rip } => match self.software_interrupt(number, rip) {
+                Some(n) if self.reflector.is_some() && !in_wedge(rip) => {
+                    self.stats.user_exceptions[13] += 1;
+                    self.stats.software_interrupts += 1;
+                    self.reflect(rip, 13, n << 3 | 2, 0)
+                }
+                _ => Step::End(Ending::UnknownSyscall { number, rip }),
+            },
+            // The guest's only capability is its endpoint; a call on any
+            // other slot cannot be answered, and restarting the thread
+            // would repeat it.
+            Event::CapFault {
+                slot,
+                rip,
+                receiving,
+            } => Step::End(Ending::CapFault {
+                slot,
+                rip,
+                receiving,
+            }),
+            Event::Request { label, length, mr } => match Request::decode(label, length, mr) {
+                // The protocol cannot know the size of guest RAM; a root
+                // outside it would fail every walk.
+                Ok(Request::LoadCr3 { value }) if !self.ram.contains(value & ADDR, 4096) => self
+                    .refuse(format_args!(
+                        "LoadCr3 {value:#x} is outside guest RAM ({:#x} bytes)",
+                        self.ram.size()
+                    )),
+                Ok(request) => self.request(request),
+                Err(e) => self.refuse(format_args!("{e}")),
+            },
+            Event::Unknown { label, length } => self.refuse(format_args!(
+                "label {label:#x} with {length} message registers is neither a request nor a fault"
+            )),
+        }
+    }
+
+    /// The VMM was woken for this guest (a timer tick the interrupt thread
+    /// left to the main thread, or an end it found): what to do.
+    pub fn wake(&mut self) -> Step {
+        match self.ending.take().or_else(|| self.on_tick()) {
+            Some(ending) => Step::End(ending),
+            None => Step::Wait,
+        }
+    }
+
+    /// Whether an unknown system call `number` at `rip` is in fact an
+    /// `int $n` (`cd n`) through one of seL4's user-level gates (vectors
+    /// 158..=254 on pc99): seL4 then reports the number `n << 24` with
+    /// eax's low 24 bits, as a sign-extended 32-bit value, at the `int`.
+    /// Returns n. A `syscall` is told apart by its bytes (`0f 05`).
+    fn software_interrupt(&self, number: u64, rip: u64) -> Option<u64> {
+        let n = (number >> 24) & 0xff;
+        if number as u32 as i32 as i64 as u64 != number || n < 0x80 {
+            return None;
+        }
+        let byte = |va: u64| -> Option<u8> {
+            let t = walk(self.ram, self.cr3, va).ok()?;
+            let mut b = [0u8];
+            self.ram.read(t.gpa + (va & 0xfff), &mut b).ok()?;
+            Some(b[0])
+        };
+        (byte(rip)? == 0xcd && u64::from(byte(rip.wrapping_add(1))?) == n).then_some(n)
+    }
+
+    #[inline]
+    fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
+        self.stats.page_faults += 1;
+        let walked = walk_keeping_upper(self.ram, self.cr3, addr);
+        match walked.result {
+            Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
+            Ok(t) if t.writable || !write => match self.vtlb.map(addr, t, walked.upper) {
+                // Resume the guest (or the wedge) where it faulted.
+                Ok(()) => Step::Resume,
+                Err(e) => {
+                    self.platform.log(format_args!(
+                        "vmm-server: guest{}: mapping {addr:#x} for the guest failed: {e:?}",
+                        self.number
+                    ));
+                    Step::End(Ending::Failed("a mapping failed"))
+                }
+            },
+            // The guest's own page fault: a #PF with the error code its page
+            // tables imply (present, write; supervisor: the guest kernel).
+            walked if self.reflector.is_some() && !in_wedge(rip) => {
+                let present = u64::from(walked.is_ok());
+                self.reflect(rip, 14, present | (u64::from(write) << 1), addr)
+            }
+            _ => Step::End(Ending::UnmappedAccess { rip, addr }),
+        }
+    }
+
+    /// Sends the guest thread (blocked on a fault at `rip`) into the wedge,
+    /// which delivers `vector` through the guest's virtual IDT. Only rip
+    /// changes: the wedge saves the guest's other registers itself.
+    fn reflect(&mut self, rip: u64, vector: u64, error: u64, cr2: u64) -> Step {
+        let entry = match self.reflection(rip, vector, error, cr2) {
+            Ok(entry) => entry,
+            Err(ending) => return Step::End(ending),
+        };
+        self.stats.reflected += 1;
+        if let Some(n) = self.stats.reflected_by_vector.get_mut(vector as usize) {
+            *n += 1;
+        }
+        match self.platform.set_guest_rip(entry) {
+            Ok(()) => Step::Resume,
+            Err(_) => Step::End(Ending::Failed("redirecting the guest thread failed")),
+        }
+    }
+
+    /// Refuses a message that is not a valid request, saying why; the VMM
+    /// keeps serving.
+    fn refuse(&mut self, why: core::fmt::Arguments) -> Step {
+        self.stats.invalid_requests += 1;
+        self.platform.log(format_args!(
+            "vmm-server: guest{}: invalid request: {why}",
+            self.number
+        ));
+        Step::Reply(Status::Invalid, 0)
+    }
+
+    /// Whether guest-physical `gpa` is the wedge's memory.
+    fn wedge_memory(&self, gpa: u64) -> bool {
+        self.reflector
+            .is_some_and(|w| (w.area_gpa..w.area_gpa + WEDGE_AREA).contains(&gpa))
+    }
+
+    /// The guest's page tables reach the wedge's memory (its identity map
+    /// covers all of guest RAM): it may read it, as it may at `WEDGE_BASE`,
+    /// but never write it.
+    fn wedge_alias(&mut self, rip: u64, addr: u64, t: Translation, write: bool) -> Step {
+        if write {
+            return Step::End(Ending::WedgeAliasWrite {
+                addr,
+                gpa: t.gpa,
+                rip,
+            });
+        }
+        let read_only = Translation {
+            writable: false,
+            ..t
+        };
+        // Not the guest's rights: the region is checked page by page.
+        match self.vtlb.map(addr, read_only, 0) {
+            Ok(()) => Step::Resume,
+            Err(_) => Step::End(Ending::Failed("a mapping failed")),
+        }
+    }
+
+    #[inline]
+    fn request(&mut self, request: Request) -> Step {
+        let index = (request.label() as u64 - FIRST_LABEL) as usize;
+        if let Some(count) = self.stats.requests.get_mut(index) {
+            *count += 1;
+        }
+        let pit = |port: u16| (0x40..=0x43).contains(&port);
+        let pic = |port: u16| matches!(port, 0x20 | 0x21 | 0xa0 | 0xa1);
+        // EOIs the wedge deferred come first: they were written before.
+        if let Request::PortIn { port, .. }
+        | Request::PortOut { port, .. }
+        | Request::PortOutString { port, .. } = request
+        {
+            if pic(port) {
+                let now = self.platform.now();
+                self.apply_deferred_eois(now);
+            }
+        }
+        let step = match request {
+            Request::PortIn { port, size } => {
+                let now = self.platform.now();
+                Step::Reply(Status::Ok, u64::from(self.devices.read(port, size, now)))
+            }
+            Request::PortOut { port, size, value } => {
+                let now = self.platform.now();
+                self.devices.write(port, size, value, now);
+                match self.devices.exit_status() {
+                    Some(status) => Step::End(Ending::Exited(status)),
+                    None => Step::Reply(Status::Ok, 0),
+                }
+            }
+            Request::PortOutString {
+                port,
+                size,
+                len,
+                data,
+            } => {
+                let now = self.platform.now();
+                for element in data[..usize::from(len)].chunks(usize::from(size)) {
+                    let mut b = [0u8; 4];
+                    b[..element.len()].copy_from_slice(element);
+                    self.devices.write(port, size, u32::from_le_bytes(b), now);
+                }
+                Step::Reply(Status::Ok, 0)
+            }
+            Request::LoadCr3 { value } => {
+                self.cr3 = value;
+                let r = self
+                    .vtlb
+                    .reload(self.ram, value)
+                    .map(drop)
+                    .map_err(|_| "reloading the virtual TLB failed");
+                result(r)
+            }
+            Request::Invlpg { address } => {
+                let r = self
+                    .vtlb
+                    .invalidate(address)
+                    .map_err(|_| "invalidating a mapping failed");
+                result(r)
+            }
+            // Paging is always on for the guest; its WP and PAE bits do not
+            // change what the virtual TLB maps yet.
+            Request::WriteCr0 { .. } | Request::WriteCr4 { .. } => Step::Reply(Status::Ok, 0),
+            // The guest's FS base lives in the wedge's virtual CPU; the real
+            // one (the TCB's TLS base) is not needed by the kernel code the
+            // guest runs today.
+            Request::SetFsBase { .. } => Step::Reply(Status::Ok, 0),
+            Request::Halt => self.halt(),
+            Request::InterruptAck => self.interrupt_ack(),
+            Request::Shutdown { reason } => Step::End(Ending::Shutdown(reason)),
+        };
+        // Only these change what the PIC asserts (a read too: the PIC's
+        // poll mode acknowledges), or the PIT's programming.
+        let interrupt_ports = |port: u16| pit(port) || pic(port);
+        let (pit_written, touched) = match request {
+            Request::PortOut { port, .. } | Request::PortOutString { port, .. } => {
+                (pit(port), interrupt_ports(port))
+            }
+            Request::PortIn { port, .. } => (false, interrupt_ports(port)),
+            Request::InterruptAck => (false, true),
+            _ => (false, false),
+        };
+        if matches!(step, Step::Reply(..)) {
+            self.after_request(pit_written, touched);
+        }
+        step
+    }
+}
+
+fn result(r: Result<(), &'static str>) -> Step {
+    match r {
+        Ok(()) => Step::Reply(Status::Ok, 0),
+        Err(why) => Step::End(Ending::Failed(why)),
+    }
+}

@@ -1,0 +1,79 @@
+//! The machine under the dispatch, on seL4 (`vmm_core::platform`): guest
+//! time from the real PIT ([`Clock`]), the guest thread's TCB, a CNode slot
+//! for a halted guest's saved reply, the guest's VSpace ([`Sel4Mapper`]) and
+//! its console ([`Console`]).
+
+use previrt_protocol::vmm_layout::{guest_tcb_slot, VMM_CNODE_SLOT};
+use previrt_protocol::Status;
+use previrt_sel4::cpu::rdtsc;
+use previrt_sel4::{ipc, println, CNode, Tcb};
+use vmm_core::platform::{Platform, PlatformError};
+
+use crate::clock::Clock;
+use crate::console::Console;
+use crate::mapper::Sel4Mapper;
+
+pub struct Sel4Platform {
+    pub clock: Clock,
+    guest: Tcb,
+    /// An empty slot of the VMM's CNode for a halted guest's saved reply.
+    reply_slot: u64,
+}
+
+impl Sel4Platform {
+    /// The platform of guest `number`, with `reply_slot` free for its
+    /// saved reply.
+    pub const fn new(number: u64, reply_slot: u64) -> Sel4Platform {
+        Sel4Platform {
+            clock: Clock::new(),
+            guest: Tcb(guest_tcb_slot(number)),
+            reply_slot,
+        }
+    }
+}
+
+impl Platform for Sel4Platform {
+    type Mapper = Sel4Mapper;
+    type Console = Console;
+
+    #[inline]
+    fn now(&mut self) -> u64 {
+        self.clock.now()
+    }
+
+    #[inline]
+    fn timer_running(&self) -> bool {
+        self.clock.running()
+    }
+
+    fn set_timer_period(&mut self, period: Option<u32>) {
+        self.clock.set_period(period);
+    }
+
+    fn cycles(&self) -> u64 {
+        rdtsc()
+    }
+
+    fn guest_rip(&mut self) -> Result<u64, PlatformError> {
+        self.guest.read_rip().map_err(|_| PlatformError)
+    }
+
+    fn set_guest_rip(&mut self, rip: u64) -> Result<(), PlatformError> {
+        self.guest.write_rip(rip, false).map_err(|_| PlatformError)
+    }
+
+    fn save_reply(&mut self) -> Result<(), PlatformError> {
+        CNode(VMM_CNODE_SLOT)
+            .slot(self.reply_slot)
+            .save_caller()
+            .map_err(|_| PlatformError)
+    }
+
+    fn answer_saved(&mut self) {
+        ipc::send(self.reply_slot, Status::Ok as u64, &[0]);
+    }
+
+    fn log(&mut self, line: core::fmt::Arguments) {
+        println!("{line}");
+    }
+}
