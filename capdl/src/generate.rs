@@ -27,3 +27,9 @@ pub use error::{At, DescriptionError, GenerateError, ImageProblem, Problem};
 pub use system::{generate, generate_spec};
 
 pub use previrt_protocol::vmm_layout::*;
+pub use previrt_protocol::VtlbStrategy;
+
+/// The vTLB strategies' names, for messages.
+pub(crate) fn vtlb_names() -> String {
+    VtlbStrategy::ALL.map(VtlbStrategy::name).join(", ")
+}

@@ -917,3 +917,43 @@ proptest::proptest! {
         );
     }
 }
+
+#[test]
+fn the_vtlb_strategy_and_checking_reach_the_vmm_start_registers() {
+    use capdl::generate::{VtlbStrategy, VTLB_CHECK};
+    let spec_of = |system: &str| capdl::check(&generate(system, &images()).unwrap()).unwrap();
+    // By default: `keep`, not checking.
+    let info = start_info(&spec_of(&small_system()));
+    assert_eq!(info.vtlb, VtlbStrategy::Keep.code());
+    for strategy in VtlbStrategy::ALL {
+        let system = small_system().replace(
+            "stack_pages = 4\n",
+            &format!(
+                "stack_pages = 4\nvtlb = \"{}\"\nvtlb_check = true\n",
+                strategy.name()
+            ),
+        );
+        let info = start_info(&spec_of(&system));
+        assert_eq!(
+            info.vtlb & !VTLB_CHECK,
+            strategy.code(),
+            "{}",
+            strategy.name()
+        );
+        assert_eq!(info.vtlb & VTLB_CHECK, VTLB_CHECK);
+    }
+}
+
+#[test]
+fn an_unknown_vtlb_strategy_is_refused_where_it_is_written() {
+    let system = SYSTEM.replace("stack_pages = 4\n", "stack_pages = 4\nvtlb = \"lazy\"\n");
+    let (at, problem) = description_error(&system, &images());
+    assert_eq!(at, At::Pos { line: 6, col: 8 });
+    assert_eq!(problem, Problem::UnknownVtlbStrategy("lazy".into()));
+    assert!(
+        problem
+            .to_string()
+            .contains("flush, keep, prefetch, write-protect, broken-keep-all"),
+        "{problem}"
+    );
+}

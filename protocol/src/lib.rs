@@ -19,6 +19,7 @@ mod shutdown;
 pub mod vcpu;
 mod vcpu_page;
 pub mod vmm_layout;
+mod vtlb_strategy;
 mod wedge_boot;
 
 pub use boot_info::{
@@ -33,6 +34,7 @@ pub use vcpu_page::{
     FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, KIND_SLOTS, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
     VCPU_PAGE_OFFSET, WEDGE_AREA, WEDGE_STATS_MAGIC,
 };
+pub use vtlb_strategy::VtlbStrategy;
 pub use wedge_boot::{Reflection, WedgeBoot, REFLECTION_OFFSET, WEDGE_BASE, WEDGE_BOOT_MAGIC};
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.

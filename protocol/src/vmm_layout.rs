@@ -184,9 +184,17 @@ pub struct StartInfo {
     pub devices: u8,
     /// Size of the wedge's ELF file in [`WEDGE_WINDOW`], 0 if none.
     pub wedge_bytes: u32,
+    /// The vTLB: its strategy's code ([`crate::VtlbStrategy::code`], bits
+    /// 0..=6) and whether the VMM checks the invariant at every
+    /// invalidation point (bit 7, [`VTLB_CHECK`]).
+    pub vtlb: u8,
     /// Per guest: RAM in 4 KiB frames, image in bytes.
     pub guests: [GuestInfo; MAX_GUESTS],
 }
+
+/// [`StartInfo::vtlb`]'s bit: check the mapping invariant at every
+/// invalidation point.
+pub const VTLB_CHECK: u8 = 0x80;
 
 /// One guest's sizes in [`StartInfo`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,6 +212,7 @@ impl StartInfo {
         regs[0] = self.guest_count as u64
             | (self.cnode_bits as u64) << 8
             | (self.devices as u64) << 16
+            | (self.vtlb as u64) << 24
             | (self.wedge_bytes as u64) << 32;
         let mut k = 0;
         while k < MAX_GUESTS {
@@ -226,6 +235,7 @@ impl StartInfo {
             },
             cnode_bits: (regs[0] >> 8 & 0xff) as u8,
             devices: (regs[0] >> 16 & 0xff) as u8,
+            vtlb: (regs[0] >> 24 & 0xff) as u8,
             wedge_bytes: (regs[0] >> 32) as u32,
             guests: [GuestInfo {
                 ram_frames: 0,

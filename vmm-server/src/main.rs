@@ -18,11 +18,11 @@ mod shared;
 use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
     StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT, VMM_TCB_SLOT,
-    VMM_WAKE_NOTIFICATION_SLOT, WEDGE_WINDOW,
+    VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, WEDGE_WINDOW,
 };
 use previrt_protocol::{
-    WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET, WEDGE_BASE,
-    WEDGE_STATS_MAGIC,
+    VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET,
+    WEDGE_AREA, WEDGE_BASE, WEDGE_STATS_MAGIC,
 };
 use previrt_sel4::{print, println, Notification, Page, Tcb, Untyped, UserContext, VSpace, Word};
 
@@ -145,7 +145,21 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let Some(ram_first) = info.ram_first_slot(g) else {
         return 1;
     };
-    vtlb.clear();
+    let Some(strategy) = VtlbStrategy::from_code(info.vtlb & !VTLB_CHECK) else {
+        println!(
+            "vmm-server: guest{g}: refused: vTLB strategy code {} is not one this VMM has",
+            info.vtlb & !VTLB_CHECK
+        );
+        return 1;
+    };
+    let check = info.vtlb & VTLB_CHECK != 0;
+    // No strategy maps the wedge's memory ahead of a fault (the guest
+    // may only read it, page by page).
+    vtlb.clear(
+        strategy,
+        check,
+        (prepared.wedge_area, prepared.wedge_area + WEDGE_AREA),
+    );
     vtlb.mapper.reset(
         VSpace(guest_pml4_slot(g as u64)),
         Untyped(guest_untyped_slot(g as u64)),
@@ -290,6 +304,25 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         run.vtlb.removed,
         run.vtlb.mapper.tables_created
     );
+    let v = run.vtlb.stats;
+    println!(
+        "vmm-server: guest{g}: vtlb {}: {} mappings made ({} prefetched), at most {} at once, {} page-table writes trapped{}",
+        run.vtlb.strategy.name(),
+        v.maps,
+        v.prefetched,
+        v.peak,
+        v.table_writes,
+        if check { "; checking every invalidation point" } else { "" }
+    );
+    if check {
+        println!(
+            "vmm-server: guest{g}: vtlb check: {} invalidation points checked, {} violations",
+            v.checks, v.violations
+        );
+        if let Some(first) = v.first_violation {
+            println!("vmm-server: guest{g}: vtlb check: first violation {first}");
+        }
+    }
     let labels = [
         "port-in",
         "port-out",
@@ -335,7 +368,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }
     };
     match verdict {
-        Some(v) if consistent => v,
+        Some(v) if consistent && run.vtlb.stats.violations == 0 => v,
         _ => 1,
     }
 }

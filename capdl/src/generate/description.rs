@@ -5,6 +5,8 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use previrt_protocol::VtlbStrategy;
+
 use super::error::{At, DescriptionError, Problem};
 use super::{MAX_GUESTS, MAX_VMM_STACK_PAGES};
 use crate::objects::{MAX_PRIORITY, PAGE_BITS};
@@ -45,6 +47,8 @@ struct RawVmm {
     wedge: Option<Spanned<String>>,
     priority: Spanned<i64>,
     stack_pages: Option<Spanned<i64>>,
+    vtlb: Option<Spanned<String>>,
+    vtlb_check: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +100,12 @@ pub struct Vmm {
     pub priority: u8,
     /// Its stack, in 4 KiB pages.
     pub stack_pages: u64,
+    /// How its virtual TLB keeps mappings consistent (`vtlb`, default
+    /// `keep`; docs/vtlb.md).
+    pub vtlb: VtlbStrategy,
+    /// Whether it checks the mapping invariant at every invalidation point
+    /// (`vtlb_check`, default false).
+    pub vtlb_check: bool,
 }
 
 /// One `[[guest]]`.
@@ -222,6 +232,16 @@ impl Description {
                 Some(pages) => ranged(source, pages, "stack_pages", 1, MAX_VMM_STACK_PAGES as i64)?,
                 None => DEFAULT_STACK_PAGES as u64,
             },
+            vtlb: match &raw_vmm.vtlb {
+                Some(name) => VtlbStrategy::from_name(name.get_ref()).ok_or_else(|| {
+                    error(
+                        at(source, name),
+                        Problem::UnknownVtlbStrategy(name.get_ref().clone()),
+                    )
+                })?,
+                None => VtlbStrategy::default(),
+            },
+            vtlb_check: raw_vmm.vtlb_check.unwrap_or(false),
         };
         if raw.guest.is_empty() {
             return Err(error(At::Key("guest".into()), Problem::NoGuest));

@@ -49,6 +49,9 @@ pub enum Problem {
     /// No `[[guest]]` table.
     #[error("no [[guest]]: a system needs at least one guest")]
     NoGuest,
+    /// A `vtlb` strategy the VMM does not have.
+    #[error("unknown vtlb strategy `{0}`: one of {names}", names = crate::generate::vtlb_names())]
+    UnknownVtlbStrategy(String),
     /// More guests than the VMM's start registers describe.
     #[error("{0} guests: at most {max}", max = crate::generate::MAX_GUESTS)]
     TooManyGuests(usize),

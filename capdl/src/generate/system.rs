@@ -221,6 +221,7 @@ fn start_info(
         .iter()
         .filter(|(present, _)| *present)
         .fold(0, |bits, (_, bit)| bits | bit),
+        vtlb: desc.vmm.vtlb.code() | if desc.vmm.vtlb_check { VTLB_CHECK } else { 0 },
         // Checked to be at most 2^28 bytes.
         wedge_bytes: wedge.map_or(0, |(_, bytes)| bytes.len() as u32),
         ..StartInfo::default()

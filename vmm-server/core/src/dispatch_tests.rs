@@ -26,7 +26,7 @@ use crate::platform::{Platform, PlatformError};
 use crate::ram::host::HostRam;
 use crate::ram::Ram;
 use crate::sites::Sites;
-use crate::vtlb::tests::{ModelSpace, Tables};
+use crate::vtlb::tests::{boxed_vtlb, ModelSpace, Tables};
 use crate::vtlb::Vtlb;
 
 /// The console: what the guest's UART sent.
@@ -125,13 +125,9 @@ impl Fixture {
         t.set(ALIAS, AREA + 0x3000, 3);
         let boot = offset_of!(WedgeBoot, reflect_entry) as u64;
         ram.write_u64(BOOT_BLOCK + boot, ENTRY).unwrap();
-        let mut v: Box<core::mem::MaybeUninit<Vtlb<ModelSpace>>> = Box::new_uninit();
-        v.write(Vtlb::new(ModelSpace::default()));
-        // SAFETY: initialised by the write just above.
-        let vtlb = unsafe { v.assume_init() };
         Fixture {
             host,
-            vtlb,
+            vtlb: boxed_vtlb(ModelSpace::default()),
             sites: Box::new(Sites::empty()),
         }
     }

@@ -197,17 +197,19 @@ impl<P: Platform> Guest<'_, P> {
         let walked = walk_keeping_upper(self.ram, self.cr3, addr);
         match walked.result {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
-            Ok(t) if t.writable || !write => match self.vtlb.map(addr, t, walked.upper) {
-                // Resume the guest (or the wedge) where it faulted.
-                Ok(()) => Step::Resume,
-                Err(e) => {
-                    self.platform.log(format_args!(
-                        "vmm-server: guest{}: mapping {addr:#x} for the guest failed: {e:?}",
-                        self.number
-                    ));
-                    Step::End(Ending::Failed("a mapping failed"))
+            Ok(t) if t.writable || !write => {
+                match self.vtlb.fault(self.ram, addr, t, walked.upper, write) {
+                    // Resume the guest (or the wedge) where it faulted.
+                    Ok(()) => Step::Resume,
+                    Err(e) => {
+                        self.platform.log(format_args!(
+                            "vmm-server: guest{}: mapping {addr:#x} for the guest failed: {e:?}",
+                            self.number
+                        ));
+                        Step::End(Ending::Failed("a mapping failed"))
+                    }
                 }
-            },
+            }
             // The guest's own page fault: a #PF with the error code its page
             // tables imply (present, write; supervisor: the guest kernel).
             walked if self.reflector.is_some() && !in_wedge(rip) => {
@@ -332,7 +334,7 @@ impl<P: Platform> Guest<'_, P> {
             Request::Invlpg { address } => {
                 let r = self
                     .vtlb
-                    .invalidate(address)
+                    .invlpg(self.ram, self.cr3, address)
                     .map_err(|_| "invalidating a mapping failed");
                 result(r)
             }

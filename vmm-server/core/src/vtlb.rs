@@ -13,13 +13,21 @@
 //! indistinguishable from flushing and refilling. A guest that changed an
 //! entry and relied on the CR3 load to flush it sees the change.
 //!
+//! That is the default strategy, `keep`; the others ([`VtlbStrategy`],
+//! docs/vtlb.md) flush on every CR3 load, prefetch a fault's neighbours, or
+//! write-protect the guest's page tables. In checking mode the vTLB verifies
+//! the invariant at every invalidation point (CR3 load, invlpg, trapped
+//! page-table write) and records the first [`Violation`].
+//!
 //! How a mapping is made is not this module's business: a [`Mapper`] does
 //! it (on seL4, with frame capabilities and paging objects; in tests, with
 //! a model of an address space). This module decides *what* is mapped.
 
+pub use previrt_protocol::VtlbStrategy;
+
 use crate::ram::Ram;
 use crate::regions::Regions;
-use crate::walk::{finish_walk, upper_levels, walk, Translation, Upper};
+use crate::walk::{finish_walk, upper_levels, walk, Translation, Upper, WalkFault, ADDR};
 
 /// Makes and removes the real mappings the vTLB decides on.
 pub trait Mapper {
@@ -70,6 +78,9 @@ pub struct Mapping {
     /// The mapper's handle for it.
     pub handle: u64,
     pub writable: bool,
+    /// The guest-physical address of the last-level page table it was
+    /// made from (0: a large page, or not known).
+    pub table: u64,
     /// Its 2 MiB region's index in `Vtlb::regions`.
     region: u16,
 }
@@ -79,10 +90,99 @@ const NO_MAPPING: Mapping = Mapping {
     gpa: 0,
     handle: 0,
     writable: false,
+    table: 0,
     // Meaningful only for live mappings; zero keeps the whole table in
     // .bss (all zero), not in the image's data.
     region: 0,
 };
+
+/// Guest frames the write-protect strategy can track as page tables (1 GiB
+/// of guest RAM); a table beyond is never protected, so the strategy reads
+/// its entries on a CR3 load as `keep` does.
+const TRACKED_FRAMES: usize = 1 << 18;
+
+/// The size of a prefetch block, in pages (aligned).
+pub const PREFETCH_PAGES: u64 = 8;
+
+/// Where the invariant was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidationPoint {
+    /// A CR3 load of this value: every mapping must be justified by the
+    /// tables it names (x86 flushes every non-global translation).
+    Cr3Load(u64),
+    /// An invlpg of this address: its page's mapping, if any, must be
+    /// justified now.
+    Invlpg(u64),
+    /// A trapped write to the page table at this guest-physical address:
+    /// every mapping made from it must be justified up to the write.
+    TableWrite(u64),
+}
+
+/// A mapping the guest's page tables did not justify at an invalidation
+/// point, and what the guest's tables said instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub at: InvalidationPoint,
+    /// The mapping.
+    pub va: u64,
+    pub gpa: u64,
+    pub writable: bool,
+    /// What the guest's tables translate `va` to.
+    pub guest: Result<Translation, WalkFault>,
+}
+
+impl core::fmt::Display for Violation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.at {
+            InvalidationPoint::Cr3Load(cr3) => write!(f, "at a CR3 load of {cr3:#x}")?,
+            InvalidationPoint::Invlpg(va) => write!(f, "at an invlpg of {va:#x}")?,
+            InvalidationPoint::TableWrite(gpa) => {
+                write!(f, "at a write to the page table at {gpa:#x}")?
+            }
+        }
+        write!(
+            f,
+            ": {:#x} is mapped to guest frame {:#x} {}, but the guest's tables ",
+            self.va,
+            self.gpa,
+            if self.writable {
+                "writable"
+            } else {
+                "read-only"
+            }
+        )?;
+        match self.guest {
+            Ok(t) => write!(
+                f,
+                "map it to {:#x} {}",
+                t.gpa,
+                if t.writable { "writable" } else { "read-only" }
+            ),
+            Err(WalkFault::NotPresent { level }) => {
+                write!(f, "have no present entry for it (level {level})")
+            }
+            Err(WalkFault::OutsideRam(_)) => f.write_str("lead outside guest RAM"),
+            Err(WalkFault::NonCanonical) => f.write_str("cannot map it (non-canonical)"),
+        }
+    }
+}
+
+/// What the vTLB counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VtlbStats {
+    /// Mappings made (prefetched ones included).
+    pub maps: u64,
+    /// Of those, made ahead of a fault.
+    pub prefetched: u64,
+    /// The most mappings live at once.
+    pub peak: usize,
+    /// Trapped writes to write-protected page tables.
+    pub table_writes: u64,
+    /// Invalidation points checked, and mappings found unjustified there.
+    pub checks: u64,
+    pub violations: u64,
+    pub first_violation: Option<Violation>,
+}
 
 /// One guest's mappings, and the mapper that makes them.
 pub struct Vtlb<M> {
@@ -94,6 +194,15 @@ pub struct Vtlb<M> {
     pub count: usize,
     /// Mappings removed so far.
     pub removed: u64,
+    pub strategy: VtlbStrategy,
+    /// Check the invariant at every invalidation point.
+    pub check: bool,
+    pub stats: VtlbStats,
+    /// Guest frames no strategy may map writable ahead of a fault (the
+    /// wedge's memory): `[start, end)`.
+    reserved: (u64, u64),
+    /// Write-protect: the guest frames protected as last-level tables.
+    protected: [u64; TRACKED_FRAMES / 64],
 }
 
 impl<M> core::fmt::Debug for Vtlb<M> {
@@ -113,15 +222,191 @@ impl<M: Mapper> Vtlb<M> {
             regions: Regions::new(),
             count: 0,
             removed: 0,
+            strategy: VtlbStrategy::Keep,
+            check: false,
+            stats: VtlbStats {
+                maps: 0,
+                prefetched: 0,
+                peak: 0,
+                table_writes: 0,
+                checks: 0,
+                violations: 0,
+                first_violation: None,
+            },
+            reserved: (0, 0),
+            protected: [0; TRACKED_FRAMES / 64],
         }
     }
 
     /// Forgets every mapping, in place (a `Vtlb` is too big to build on the
-    /// VMM's stack), for a new guest; the mapper is reset by its owner.
-    pub fn clear(&mut self) {
+    /// VMM's stack), for a new guest with this strategy, checking or not,
+    /// whose frames `reserved` no prefetch may map; the mapper is reset by
+    /// its owner.
+    pub fn clear(&mut self, strategy: VtlbStrategy, check: bool, reserved: (u64, u64)) {
         self.count = 0;
         self.removed = 0;
         self.regions.reset();
+        self.strategy = strategy;
+        self.check = check;
+        self.reserved = reserved;
+        self.stats = VtlbStats::default();
+        self.protected.fill(0);
+    }
+
+    pub(crate) fn is_protected(&self, gpa: u64) -> bool {
+        let frame = (gpa >> 12) as usize;
+        frame < TRACKED_FRAMES && self.protected[frame / 64] & (1 << (frame % 64)) != 0
+    }
+
+    fn set_protected(&mut self, gpa: u64, on: bool) {
+        let frame = (gpa >> 12) as usize;
+        if frame < TRACKED_FRAMES {
+            if on {
+                self.protected[frame / 64] |= 1 << (frame % 64);
+            } else {
+                self.protected[frame / 64] &= !(1 << (frame % 64));
+            }
+        }
+    }
+
+    /// A page fault the guest's tables allow (`t`, from a walk with upper
+    /// levels `upper`), for an access that writes or not: maps it as the
+    /// strategy says.
+    #[inline]
+    pub fn fault(
+        &mut self,
+        ram: &Ram,
+        va: u64,
+        t: Translation,
+        upper: u64,
+        write: bool,
+    ) -> Result<(), MapError<M::Error>> {
+        let table = last_level_table(upper);
+        if self.strategy == VtlbStrategy::WriteProtect {
+            if write && self.is_protected(t.gpa) {
+                // The guest writes one of its page tables: the mappings
+                // made from it go (they would go stale), and the table
+                // stays writable until a walk through it protects it again.
+                self.table_write(ram, t.gpa)?;
+            }
+            // A table that maps itself, written through that mapping, is
+            // left unprotected: protecting it again at once would trap the
+            // same write forever.
+            if let Some(table) = table.filter(|&table| table != t.gpa) {
+                if !self.is_protected(table) && ((table >> 12) as usize) < TRACKED_FRAMES {
+                    self.protect(table)?;
+                }
+            }
+        }
+        let rights = Translation {
+            writable: t.writable && !self.is_protected(t.gpa),
+            ..t
+        };
+        self.map(va, rights, upper)?;
+        if self.strategy == VtlbStrategy::Prefetch && table.is_some() {
+            self.prefetch(ram, va, upper);
+        }
+        Ok(())
+    }
+
+    /// Maps the present neighbours of `va`'s page in its aligned block,
+    /// from the same page table; failures only end the prefetch.
+    fn prefetch(&mut self, ram: &Ram, va: u64, upper: u64) {
+        let block = va & !(PREFETCH_PAGES * 4096 - 1);
+        let unpacked = Upper::unpack(upper);
+        for i in 0..PREFETCH_PAGES {
+            let page = block + i * 4096;
+            if page == va & !0xfff || self.mappings().iter().any(|m| m.va == page) {
+                continue;
+            }
+            let Ok(t) = finish_walk(ram, unpacked, page) else {
+                continue;
+            };
+            if (self.reserved.0..self.reserved.1).contains(&t.gpa) {
+                continue;
+            }
+            if self.map(page, t, upper).is_err() {
+                return;
+            }
+            self.stats.prefetched += 1;
+        }
+    }
+
+    /// Write-protect: starts protecting the page table at `table`; a
+    /// writable mapping of its frame goes (it faults back read-only).
+    fn protect(&mut self, table: u64) -> Result<(), M::Error> {
+        self.set_protected(table, true);
+        let mut i = 0;
+        while i < self.count {
+            let m = self.mappings[i];
+            if m.gpa == table & ADDR && m.writable {
+                self.remove(i)?;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write-protect: the guest writes the page table at `table`.
+    pub(crate) fn table_write(&mut self, ram: &Ram, table: u64) -> Result<(), MapError<M::Error>> {
+        self.stats.table_writes += 1;
+        self.set_protected(table, false);
+        let mut i = 0;
+        while i < self.count {
+            let m = self.mappings[i];
+            if m.table == table {
+                if self.check {
+                    // Up to the write, the mapping must be justified by
+                    // the entry about to change.
+                    let upper = Upper::Table {
+                        at: table,
+                        writable: true,
+                    };
+                    let now = finish_walk(ram, Ok(upper), m.va);
+                    if !now.is_ok_and(|t| t.gpa == m.gpa && (t.writable || !m.writable)) {
+                        self.violation(InvalidationPoint::TableWrite(table), &m, now);
+                    }
+                }
+                self.remove(i).map_err(MapError::Mapper)?;
+            } else {
+                i += 1;
+            }
+        }
+        if self.check {
+            self.stats.checks += 1;
+        }
+        Ok(())
+    }
+
+    fn violation(
+        &mut self,
+        at: InvalidationPoint,
+        m: &Mapping,
+        guest: Result<Translation, WalkFault>,
+    ) {
+        self.stats.violations += 1;
+        if self.stats.first_violation.is_none() {
+            self.stats.first_violation = Some(Violation {
+                at,
+                va: m.va,
+                gpa: m.gpa,
+                writable: m.writable,
+                guest,
+            });
+        }
+    }
+
+    /// Checks every mapping against the tables at `cr3` (checking mode).
+    fn check_all(&mut self, ram: &Ram, cr3: u64, at: InvalidationPoint) {
+        self.stats.checks += 1;
+        for i in 0..self.count {
+            let m = self.mappings[i];
+            let guest = walk(ram, cr3, m.va);
+            if !justified(&m, guest) {
+                self.violation(at, &m, guest);
+            }
+        }
     }
 
     /// The live mappings.
@@ -166,9 +451,12 @@ impl<M: Mapper> Vtlb<M> {
             gpa: t.gpa,
             handle,
             writable: t.writable,
+            table: last_level_table(upper).unwrap_or(0),
             region,
         };
         self.count += 1;
+        self.stats.maps += 1;
+        self.stats.peak = self.stats.peak.max(self.count);
         Ok(())
     }
 
@@ -178,9 +466,31 @@ impl<M: Mapper> Vtlb<M> {
         self.mapper.map(va & !0xfff, t).map(drop)
     }
 
-    /// A CR3 load: keeps the mappings the tables at `cr3` translate the same
-    /// way (frame and rights), removes the others. Returns how many it kept.
+    /// A CR3 load, as the strategy says; in checking mode, then checks
+    /// every mapping left. Returns how many it kept.
     pub fn reload(&mut self, ram: &Ram, cr3: u64) -> Result<usize, M::Error> {
+        let kept = match self.strategy {
+            VtlbStrategy::Flush => {
+                while self.count > 0 {
+                    self.remove(self.count - 1)?;
+                }
+                self.regions.reset();
+                0
+            }
+            VtlbStrategy::BrokenKeepAll => self.count,
+            VtlbStrategy::Keep | VtlbStrategy::Prefetch | VtlbStrategy::WriteProtect => {
+                self.keep_justified(ram, cr3)?
+            }
+        };
+        if self.check {
+            self.check_all(ram, cr3, InvalidationPoint::Cr3Load(cr3));
+        }
+        Ok(kept)
+    }
+
+    /// Keeps the mappings the tables at `cr3` translate the same way (frame
+    /// and rights), removes the others.
+    fn keep_justified(&mut self, ram: &Ram, cr3: u64) -> Result<usize, M::Error> {
         // The upper levels of each 2 MiB region are read once per reload
         // (the tables cannot change meanwhile: the guest waits for the VMM).
         // A region whose mappings all came from one large page that the new
@@ -198,6 +508,7 @@ impl<M: Mapper> Vtlb<M> {
                 va,
                 gpa,
                 writable,
+                table,
                 region,
                 ..
             } = self.mappings[i];
@@ -206,6 +517,14 @@ impl<M: Mapper> Vtlb<M> {
                 continue;
             }
             let upper = Upper::unpack(self.regions.new_upper(region));
+            // Write-protect: a table no write reached since the mapping was
+            // made from it, reached the same way, still says the same.
+            if let Ok(Upper::Table { at, writable: w }) = upper {
+                if at == table && (w || !writable) && self.is_protected(table) {
+                    i += 1;
+                    continue;
+                }
+            }
             if finish_walk(ram, upper, va).is_ok_and(|t| t.gpa == gpa && t.writable == writable) {
                 i += 1;
             } else {
@@ -216,7 +535,24 @@ impl<M: Mapper> Vtlb<M> {
         Ok(self.count)
     }
 
-    /// Removes the mapping of `va`'s page (invlpg).
+    /// An invlpg of `va` with the tables at `cr3`: removes its page's
+    /// mapping; in checking mode, then checks that page.
+    pub fn invlpg(&mut self, ram: &Ram, cr3: u64, va: u64) -> Result<(), M::Error> {
+        self.invalidate(va)?;
+        if self.check {
+            self.stats.checks += 1;
+            let page = va & !0xfff;
+            if let Some(m) = self.mappings().iter().find(|m| m.va == page).copied() {
+                let guest = walk(ram, cr3, page);
+                if !justified(&m, guest) {
+                    self.violation(InvalidationPoint::Invlpg(va), &m, guest);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the mapping of `va`'s page.
     pub fn invalidate(&mut self, va: u64) -> Result<(), M::Error> {
         let page = va & !0xfff;
         // A page is mapped at most once, so one mapping at most; the
@@ -274,6 +610,21 @@ impl<M: Mapper> Vtlb<M> {
         }
         Ok(self.count)
     }
+}
+
+/// The last-level table of a walk's packed upper levels (`None` for a
+/// large page or a fault).
+fn last_level_table(upper: u64) -> Option<u64> {
+    match Upper::unpack(upper) {
+        Ok(Upper::Table { at, .. }) if upper != 0 => Some(at),
+        _ => None,
+    }
+}
+
+/// Whether the guest's translation justifies mapping `m`: the same frame,
+/// with at least the rights given.
+fn justified(m: &Mapping, guest: Result<Translation, WalkFault>) -> bool {
+    guest.is_ok_and(|t| t.gpa == m.gpa && (t.writable || !m.writable))
 }
 
 /// A mapping the guest's page tables do not justify.
@@ -381,7 +732,7 @@ pub(crate) mod tests {
                     self.ram.write_u64(at, t | 3).unwrap();
                     t
                 } else {
-                    entry & crate::walk::ADDR
+                    entry & ADDR
                 };
             }
             let at = table + ((va >> 12) & 0x1ff) * 8;
@@ -400,12 +751,25 @@ pub(crate) mod tests {
         }
     }
 
+    /// A `Vtlb` built in place on the heap (it is too large for a test
+    /// thread's stack, where `Vtlb::new` would build it first).
+    pub(crate) fn boxed_vtlb<M>(mapper: M) -> Box<Vtlb<M>> {
+        let mut v: Box<core::mem::MaybeUninit<Vtlb<M>>> = Box::new_zeroed();
+        let p = v.as_mut_ptr();
+        // SAFETY: `p` points to the box's memory, zeroed: every field but
+        // these three is integers, bools and arrays of them, for which zero
+        // is valid (and what `Vtlb::new` gives them); these three are
+        // written before the box is read.
+        unsafe {
+            core::ptr::addr_of_mut!((*p).mapper).write(mapper);
+            core::ptr::addr_of_mut!((*p).stats).write(VtlbStats::default());
+            core::ptr::addr_of_mut!((*p).strategy).write(VtlbStrategy::Keep);
+            v.assume_init()
+        }
+    }
+
     fn boxed() -> Box<Vtlb<ModelSpace>> {
-        // A Vtlb is large: build it on the heap.
-        let mut v: Box<core::mem::MaybeUninit<Vtlb<ModelSpace>>> = Box::new_uninit();
-        v.write(Vtlb::new(ModelSpace::default()));
-        // SAFETY: initialised by the write just above.
-        unsafe { v.assume_init() }
+        boxed_vtlb(ModelSpace::default())
     }
 
     const ROOT: u64 = 0x10_0000;
@@ -551,38 +915,172 @@ pub(crate) mod tests {
         ]
     }
 
-    proptest! {
-        /// Whatever the guest does to its tables, the vTLB's record always
-        /// equals the real space, and right after every CR3 load every
-        /// mapping is justified (x86 lets stale entries live until then).
-        #[test]
-        fn the_record_matches_the_space_and_cr3_loads_restore_consistency(
-            ops in proptest::collection::vec(op(), 1..60)
-        ) {
-            let host = HostRam::new(4 << 20);
-            let ram = host.ram();
-            let mut tables = Tables::new(&ram, ROOT);
-            let mut vtlb = boxed();
-            for op in ops {
-                match op {
-                    Op::Set { page, frame, flags } => tables.set(page, frame, flags),
-                    Op::Touch { page } => {
-                        let w = crate::walk::walk_keeping_upper(&ram, ROOT, page);
-                        if let Ok(t) = w.result {
-                            vtlb.map(page, t, w.upper).unwrap();
-                        }
+    /// Runs `ops` under `strategy` with the checker on; returns the vTLB.
+    fn run(strategy: VtlbStrategy, ops: &[Op]) -> Result<Box<Vtlb<ModelSpace>>, TestCaseError> {
+        let host = HostRam::new(4 << 20);
+        let ram = host.ram();
+        let mut tables = Tables::new(&ram, ROOT);
+        let mut vtlb = boxed();
+        vtlb.clear(strategy, true, (0x3f_0000, 0x40_0000));
+        for op in ops {
+            match *op {
+                Op::Set { page, frame, flags } => {
+                    // The guest writes its table through its own mapping:
+                    // under write-protect a protected table traps first.
+                    let table = crate::walk::walk_keeping_upper(&ram, ROOT, page).upper & ADDR;
+                    if vtlb.is_protected(table) {
+                        vtlb.table_write(&ram, table).unwrap();
                     }
-                    Op::Invlpg { page } => {
-                        vtlb.invalidate(page).unwrap();
-                        prop_assert!(!vtlb.mapper.pages.contains_key(&page));
+                    tables.set(page, frame, flags);
+                }
+                Op::Touch { page } => {
+                    let w = crate::walk::walk_keeping_upper(&ram, ROOT, page);
+                    if let Ok(t) = w.result {
+                        vtlb.fault(&ram, page, t, w.upper, t.writable).unwrap();
                     }
-                    Op::LoadCr3 => {
-                        vtlb.reload(&ram, ROOT).unwrap();
+                }
+                Op::Invlpg { page } => {
+                    vtlb.invlpg(&ram, ROOT, page).unwrap();
+                    prop_assert!(!vtlb.mapper.pages.contains_key(&page));
+                }
+                Op::LoadCr3 => {
+                    vtlb.reload(&ram, ROOT).unwrap();
+                    if strategy.is_correct() {
                         prop_assert_eq!(vtlb.check_consistency(&ram, ROOT), Ok(vtlb.count));
                     }
                 }
-                consistent_with_model(&vtlb);
+            }
+            consistent_with_model(&vtlb);
+        }
+        Ok(vtlb)
+    }
+
+    proptest! {
+        /// Whatever the guest does to its tables, under every correct
+        /// strategy the vTLB's record always equals the real space, the
+        /// checker finds nothing at any invalidation point, and right after
+        /// every CR3 load every mapping is justified (x86 lets stale
+        /// entries live until then).
+        #[test]
+        fn correct_strategies_keep_the_invariant_at_every_invalidation_point(
+            ops in proptest::collection::vec(op(), 1..60)
+        ) {
+            for strategy in VtlbStrategy::ALL.into_iter().filter(|s| s.is_correct()) {
+                let vtlb = run(strategy, &ops)?;
+                prop_assert_eq!(vtlb.stats.violations, 0, "{:?}: {:?}", strategy, vtlb.stats.first_violation);
             }
         }
+    }
+
+    #[test]
+    fn the_broken_strategy_is_caught_at_the_next_cr3_load() {
+        let ops = [
+            Op::Set {
+                page: VA,
+                frame: 0x20_0000,
+                flags: 3,
+            },
+            Op::Touch { page: VA },
+            // Remapped without invlpg, relying on the CR3 load.
+            Op::Set {
+                page: VA,
+                frame: 0x20_1000,
+                flags: 3,
+            },
+            Op::LoadCr3,
+        ];
+        let vtlb = run(VtlbStrategy::BrokenKeepAll, &ops).unwrap();
+        assert_eq!(vtlb.stats.violations, 1);
+        let v = vtlb.stats.first_violation.unwrap();
+        assert_eq!(v.at, InvalidationPoint::Cr3Load(ROOT));
+        assert_eq!((v.va, v.gpa, v.writable), (VA, 0x20_0000, true));
+        assert_eq!(v.guest.map(|t| t.gpa), Ok(0x20_1000));
+        let text = std::format!("{v}");
+        assert!(
+            text.contains("at a CR3 load") && text.contains("0x201000"),
+            "{text}"
+        );
+        // The same run under `keep` is clean.
+        assert_eq!(run(VtlbStrategy::Keep, &ops).unwrap().stats.violations, 0);
+    }
+
+    #[test]
+    fn flush_empties_the_space_on_a_cr3_load() {
+        let ops = [
+            Op::Set {
+                page: VA,
+                frame: 0x20_0000,
+                flags: 3,
+            },
+            Op::Touch { page: VA },
+            Op::LoadCr3,
+        ];
+        let vtlb = run(VtlbStrategy::Flush, &ops).unwrap();
+        assert_eq!(vtlb.count, 0);
+        assert!(vtlb.mapper.pages.is_empty());
+        assert_eq!(run(VtlbStrategy::Keep, &ops).unwrap().count, 1);
+    }
+
+    #[test]
+    fn prefetch_maps_present_neighbours_but_not_reserved_frames() {
+        let mut ops = Vec::new();
+        for i in 0..PREFETCH_PAGES {
+            if i == 5 {
+                continue; // not present
+            }
+            // Page 6 maps a reserved frame (the wedge's, say).
+            let frame = if i == 6 {
+                0x3f_0000
+            } else {
+                0x20_0000 + i * 4096
+            };
+            ops.push(Op::Set {
+                page: VA + i * 4096,
+                frame,
+                flags: 3,
+            });
+        }
+        ops.push(Op::Touch {
+            page: VA + 2 * 4096,
+        });
+        let vtlb = run(VtlbStrategy::Prefetch, &ops).unwrap();
+        assert_eq!(vtlb.stats.prefetched, 5);
+        assert_eq!(vtlb.count, 6);
+        assert!(!vtlb.mapper.pages.contains_key(&(VA + 5 * 4096)));
+        assert!(!vtlb.mapper.pages.contains_key(&(VA + 6 * 4096)));
+    }
+
+    #[test]
+    fn write_protect_traps_table_writes_and_a_self_mapping_table_does_not_loop() {
+        let host = HostRam::new(4 << 20);
+        let ram = host.ram();
+        let mut tables = Tables::new(&ram, ROOT);
+        tables.set(VA, 0x20_0000, 3);
+        let table = crate::walk::walk_keeping_upper(&ram, ROOT, VA).upper & ADDR;
+        // The table is also mapped, writable, at VA + 4096 (a self-map).
+        tables.set(VA + 4096, table, 3);
+        let mut vtlb = boxed();
+        vtlb.clear(VtlbStrategy::WriteProtect, true, (0, 0));
+        let touch = |vtlb: &mut Vtlb<ModelSpace>, va: u64, write: bool| {
+            let w = crate::walk::walk_keeping_upper(&ram, ROOT, va);
+            vtlb.fault(&ram, va, w.result.unwrap(), w.upper, write)
+                .unwrap();
+        };
+        touch(&mut vtlb, VA, false);
+        assert!(vtlb.is_protected(table));
+        // Reading the table through its mapping: mapped read-only.
+        touch(&mut vtlb, VA + 4096, false);
+        assert_eq!(
+            vtlb.mapper.pages.get(&(VA + 4096)).map(|p| p.2),
+            Some(false)
+        );
+        // Writing it: the write is trapped, the mappings made from the
+        // table go, and the page is mapped writable: no second trap.
+        touch(&mut vtlb, VA + 4096, true);
+        assert_eq!(vtlb.stats.table_writes, 1);
+        assert!(!vtlb.is_protected(table));
+        assert_eq!(vtlb.mapper.pages.get(&(VA + 4096)).map(|p| p.2), Some(true));
+        assert!(!vtlb.mapper.pages.contains_key(&VA));
+        assert_eq!(vtlb.stats.violations, 0);
     }
 }
