@@ -21,7 +21,11 @@ pub mod objects;
 #[cfg(feature = "std")]
 pub mod ast;
 #[cfg(feature = "std")]
+pub mod build;
+#[cfg(feature = "std")]
 pub mod diagnostic;
+#[cfg(feature = "std")]
+pub mod elf;
 #[cfg(feature = "std")]
 pub mod encode;
 #[cfg(feature = "std")]

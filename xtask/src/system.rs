@@ -30,7 +30,7 @@ const TABLE_BASE: u64 = 0x400000;
 /// one page table for the image (at 0x400000..0x600000) and its IPC buffer.
 pub fn task_spec(task: &Task) -> Result<(String, String), String> {
     let n = task.name;
-    let elf = capdl::generate::elf::read(task.elf).map_err(|e| format!("{}: {e}", task.image))?;
+    let elf = capdl::elf::read(task.elf).map_err(|e| format!("{}: {e}", task.image))?;
     let (entry, segments) = (elf.entry, elf.segments);
     let mut objects = String::new();
     let mut caps = String::new();
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn segments_become_filled_frames_that_validate() {
         let elf = tiny_elf();
-        let read = capdl::generate::elf::read(&elf).unwrap();
+        let read = capdl::elf::read(&elf).unwrap();
         assert_eq!(read.entry, 0x400010);
         assert_eq!(read.segments.len(), 1);
         let caps = [(1, "ep (RW)".to_string())];
