@@ -18,7 +18,7 @@
 mod task;
 mod vspace;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Cap, IrqRecord, ObjectKind, Rights, Slot};
 use crate::objects::{FrameSize, PAGING_ENTRIES, PML4_USER_ENTRIES};
@@ -210,7 +210,7 @@ pub enum BuildError {
 #[derive(Debug, Default)]
 pub struct Builder {
     objects: Vec<Object>,
-    names: HashMap<String, ()>,
+    names: HashSet<String>,
     /// IRQ number → IRQ object.
     irqs: BTreeMap<u32, u32>,
 }
@@ -244,13 +244,13 @@ impl Builder {
         if !is_name(name) {
             return Err(BuildError::BadName(name.into()));
         }
-        if self.names.contains_key(name) {
+        if self.names.contains(name) {
             return Err(BuildError::DuplicateName(name.into()));
         }
         if self.objects.len() as u128 + u128::from(count) > MAX_OBJECTS {
             return Err(BuildError::TooManyObjects);
         }
-        self.names.insert(name.into(), ());
+        self.names.insert(name.into());
         Ok(self.objects.len() as u32)
     }
 
