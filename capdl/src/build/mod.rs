@@ -25,7 +25,7 @@ use crate::objects::{FrameSize, PAGING_ENTRIES, PML4_USER_ENTRIES};
 use crate::spec::{Fill, Object, Spec};
 use crate::validate::MAX_OBJECTS;
 
-pub use task::{Stack, Task, TaskObjects};
+pub use task::{Stack, Task, TaskObjects, Thread, ThreadObjects};
 pub use vspace::VSpace;
 
 /// An object of a [`Builder`], by its index in the spec.
@@ -189,12 +189,12 @@ pub enum BuildError {
         /// Past the highest address allowed.
         limit: u64,
     },
-    /// A task whose start state is out of range (an `init` too long, a
+    /// A thread whose start state is out of range (an `init` too long, a
     /// priority above its maximum).
-    #[error("task `{task}`: {why}")]
-    BadTask {
-        /// The task.
-        task: String,
+    #[error("thread `{thread}`: {why}")]
+    BadThread {
+        /// The thread.
+        thread: String,
         /// What is wrong.
         why: String,
     },
@@ -264,6 +264,16 @@ impl Builder {
             fills: Vec::new(),
             slots: BTreeMap::new(),
         });
+    }
+
+    /// Forgets every object declared since there were `len`: what a
+    /// composite call ([`Builder::task`], [`Builder::thread`]) declared
+    /// before it failed, so that a failed call declares nothing. Those calls
+    /// put caps and fills only in objects they declared themselves.
+    fn forget_since(&mut self, len: usize) {
+        for o in self.objects.drain(len..) {
+            self.names.remove(&o.name);
+        }
     }
 
     /// Declares the object `name`.

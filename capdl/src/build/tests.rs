@@ -274,19 +274,21 @@ fn a_task_whose_image_does_not_fit_is_refused() {
     let elf = self::elf();
     assert!(matches!(
         b.task(&task("t", &elf, &[1, 2, 3, 4, 5, 6, 7])),
-        Err(BuildError::BadTask { .. })
+        Err(BuildError::BadThread { .. })
     ));
     let high = Task {
         prio: 101,
         ..task("t", &elf, &[])
     };
-    assert!(matches!(b.task(&high), Err(BuildError::BadTask { .. })));
+    assert!(matches!(b.task(&high), Err(BuildError::BadThread { .. })));
     // The IPC buffer on an image page.
     let clash = Task {
         ipc_buffer: 0x40_0000,
         ..task("u", &elf, &[])
     };
     assert!(matches!(b.task(&clash), Err(BuildError::Overlap { .. })));
+    // A failed task declares nothing: its names are free again.
+    assert!(b.finish().unwrap().objects.is_empty());
 }
 
 #[test]
@@ -307,4 +309,52 @@ fn what_only_the_whole_spec_shows_is_the_validators_to_say() {
         b.cap(d, Slot::Index(0), cap(pt, Rights::NONE)).unwrap();
     }
     assert!(matches!(b.finish(), Err(BuildError::Invalid(_))));
+}
+
+#[test]
+fn a_second_thread_shares_the_tasks_spaces() {
+    let elf = elf();
+    let mut b = Builder::new();
+    let mut objects = b.task(&task("t", &elf, &[])).unwrap();
+    let thread = Thread {
+        name: "t_irq",
+        ip: 0x40_0020,
+        ipc_buffer: 0x60_0000,
+        stack: Some(Stack {
+            bottom: 0x60_2000,
+            pages: 2,
+        }),
+        prio: 101,
+        max_prio: 101,
+        fault_ep: None,
+        init: &[9],
+    };
+    let second = b.thread(&mut objects, &thread).unwrap();
+    // Its IPC buffer page is taken now.
+    let clash = Thread {
+        name: "t_other",
+        stack: None,
+        ..thread.clone()
+    };
+    assert!(matches!(
+        b.thread(&mut objects, &clash),
+        Err(BuildError::Overlap {
+            vaddr: 0x60_0000,
+            ..
+        })
+    ));
+    let (main, pml4) = (objects.tcb, objects.vspace.pml4());
+    objects.vspace.finish(&mut b).unwrap();
+    let spec = b.finish().unwrap();
+    let tcb = &spec.objects[second.tcb.index() as usize];
+    let ObjectKind::Tcb(t) = &tcb.kind else {
+        panic!("not a TCB");
+    };
+    assert_eq!((t.ip, t.sp, t.prio), (0x40_0020, 0x60_4000, 101));
+    assert_eq!(tcb.elf.as_deref(), Some("t.elf"));
+    let main = &spec.objects[main.index() as usize];
+    assert_eq!(tcb.slots[&Slot::CSpace], main.slots[&Slot::CSpace]);
+    assert_eq!(tcb.slots[&Slot::VSpace].target, pml4.index());
+    assert_eq!(tcb.slots[&Slot::IpcBuffer].target, second.ipc.index());
+    assert_eq!(second.stack.map(Array::len), Some(2));
 }

@@ -17,7 +17,7 @@ const USER_LIMIT: u64 = 1 << 47;
 /// page with [`VSpace::map`], then [`VSpace::finish`] declares the paging
 /// structures the pages need, as arrays `NAME_pdpt`, `NAME_pd`, `NAME_pt`
 /// (only where they map something), and fills every entry.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VSpace {
     name: String,
     pml4: ObjectId,

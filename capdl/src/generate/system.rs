@@ -7,7 +7,7 @@ use super::description::{Description, Guest};
 use super::error::{At, DescriptionError, GenerateError, ImageProblem, Problem};
 use super::*;
 use crate::build::{
-    cap, cspace_cap, small_frame, BuildError, Builder, Stack, Task, TaskObjects, VSpace,
+    cap, cspace_cap, small_frame, BuildError, Builder, Stack, Task, Thread, VSpace,
 };
 use crate::elf::{self, Elf};
 use crate::model::{Cap, IoApicIrq, ObjectKind, Rights, Slot, Tcb};
@@ -269,7 +269,7 @@ fn build(
     let cnode_bits = vmm_cnode_bits(desc);
     let info = start_info(desc, cnode_bits, wedge, guest_images);
     let init = info.to_registers();
-    let vmm = b.task(&Task {
+    let mut vmm = b.task(&Task {
         name: "vmm",
         image: &desc.vmm.image,
         elf: vmm_elf,
@@ -287,14 +287,8 @@ fn build(
         fault_ep: None,
         init: &init,
     })?;
-    let TaskObjects {
-        tcb: vmm_tcb,
-        cnode: vmm_cnode,
-        cspace: cnode_cap,
-        mut vspace,
-        ..
-    } = vmm;
-    let vmm_pml4 = vspace.pml4();
+    let (vmm_tcb, vmm_cnode, cnode_cap) = (vmm.tcb, vmm.cnode, vmm.cspace);
+    let vmm_pml4 = vmm.vspace.pml4();
     let vmm_ep = b.object("vmm_ep", ObjectKind::Endpoint)?;
     b.cap(vmm_cnode, Slot::Index(VMM_CNODE_SLOT), cnode_cap)?;
     b.cap(
@@ -351,12 +345,12 @@ fn build(
         for (k, frame) in ram.iter().enumerate() {
             let k = k as u64;
             b.cap(vmm_cnode, Slot::Index(ram_slot + k), cap(frame, RW))?;
-            vspace.map(ram_window + k * PAGE, frame, RW)?;
+            vmm.vspace.map(ram_window + k * PAGE, frame, RW)?;
         }
         ram_slot += u64::from(ram.len());
         file_window(
             &mut b,
-            &mut vspace,
+            &mut vmm.vspace,
             guest_image_window(n),
             &format!("{name}_image"),
             &guest.image,
@@ -390,7 +384,14 @@ fn build(
     }
 
     if let Some((file, bytes)) = wedge {
-        file_window(&mut b, &mut vspace, WEDGE_WINDOW, "vmm_wedge", file, bytes)?;
+        file_window(
+            &mut b,
+            &mut vmm.vspace,
+            WEDGE_WINDOW,
+            "vmm_wedge",
+            file,
+            bytes,
+        )?;
     }
 
     // The devices.
@@ -430,33 +431,27 @@ fn build(
         // The interrupt thread: same CSpace and VSpace as the main thread,
         // its own IPC buffer and stack, one priority level higher.
         let irq_prio = desc.vmm.priority + 1; // at most 255 (description)
-        let irq_tcb = b.object(
-            "vmm_irq_tcb",
-            ObjectKind::Tcb(Tcb {
-                ipc_buffer_addr: VMM_IRQ_IPC_BUFFER_ADDR,
+        let irq_init = [IRQ_THREAD_MARK, u64::from(irq_prio)];
+        let irq_thread = b.thread(
+            &mut vmm,
+            &Thread {
+                name: "vmm_irq",
                 ip: vmm_elf.entry,
-                sp: VMM_IRQ_STACK_BOTTOM + VMM_IRQ_STACK_PAGES * PAGE,
+                ipc_buffer: VMM_IRQ_IPC_BUFFER_ADDR,
+                stack: Some(Stack {
+                    bottom: VMM_IRQ_STACK_BOTTOM,
+                    pages: VMM_IRQ_STACK_PAGES as u32,
+                }),
                 prio: irq_prio,
                 max_prio: irq_prio,
-                affinity: 0,
                 fault_ep: None,
-                init: [IRQ_THREAD_MARK, u64::from(irq_prio)].into_iter().collect(),
-            }),
+                init: &irq_init,
+            },
         )?;
-        b.set_elf(irq_tcb, &desc.vmm.image)?;
-        let irq_ipc = b.object("vmm_irq_ipc", small_frame())?;
-        vspace.map(VMM_IRQ_IPC_BUFFER_ADDR, irq_ipc, RW)?;
-        let irq_stack = b.array("vmm_irq_stack", VMM_IRQ_STACK_PAGES as u32, small_frame())?;
-        for (k, frame) in irq_stack.iter().enumerate() {
-            vspace.map(VMM_IRQ_STACK_BOTTOM + k as u64 * PAGE, frame, RW)?;
-        }
-        b.cap(irq_tcb, Slot::CSpace, cnode_cap)?;
-        b.cap(irq_tcb, Slot::VSpace, cap(vmm_pml4, Rights::NONE))?;
-        b.cap(irq_tcb, Slot::IpcBuffer, cap(irq_ipc, RW))?;
         b.cap(
             vmm_cnode,
             Slot::Index(VMM_IRQ_TCB_SLOT),
-            cap(irq_tcb, Rights::NONE),
+            cap(irq_thread.tcb, Rights::NONE),
         )?;
         let wake = b.object("vmm_wake", ObjectKind::Notification)?;
         b.cap(
@@ -494,6 +489,6 @@ fn build(
     }
 
     // The VMM's paging structures last: they depend on every page above.
-    vspace.finish(&mut b)?;
+    vmm.vspace.finish(&mut b)?;
     b.finish()
 }
