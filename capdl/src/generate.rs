@@ -4,20 +4,15 @@
 //! The numbers the generated spec and the VMM server that runs in it agree
 //! on (CSpace slots, windows, badges, [`StartInfo`]) are the contract crate's
 //! `previrt_protocol::vmm_layout`, re-exported here; the generator itself
-//! (TOML, ELF, spec building) needs `std`.
+//! (TOML, ELF, spec building) needs `std`. It builds the spec with
+//! [`crate::build`], as xtask builds its test systems.
 
 #[cfg(feature = "std")]
-mod builder;
-#[cfg(feature = "std")]
 mod description;
-#[cfg(feature = "std")]
-pub mod elf;
 #[cfg(feature = "std")]
 mod error;
 #[cfg(feature = "std")]
 mod system;
-#[cfg(feature = "std")]
-mod vspace;
 
 #[cfg(feature = "std")]
 pub use description::{Description, Devices, Guest, Vmm};

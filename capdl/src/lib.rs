@@ -4,8 +4,9 @@
 //!   root-task loader depends on `capdl = { default-features = false }` and
 //!   reads the serialized spec with [`model::SpecReader`].
 //! - With the default `std` feature: the [`lexer`], [`parser`],
-//!   [`validate`]or, [`print`]er and [`encode`]r, the system [`generate`]or,
-//!   and the `capdl` CLI. The numbers the generated layout promises the VMM
+//!   [`validate`]or, [`print`](mod@print)er and [`encode`]r, the spec [`build`]er (how
+//!   host tools make specs in code), the reader of images' program headers
+//!   ([`elf`]), the system [`generate`]or, and the `capdl` CLI. The numbers the generated layout promises the VMM
 //!   server (slots, windows, start registers) are in [`generate`] without
 //!   `std` too.
 //!
@@ -21,7 +22,11 @@ pub mod objects;
 #[cfg(feature = "std")]
 pub mod ast;
 #[cfg(feature = "std")]
+pub mod build;
+#[cfg(feature = "std")]
 pub mod diagnostic;
+#[cfg(feature = "std")]
+pub mod elf;
 #[cfg(feature = "std")]
 pub mod encode;
 #[cfg(feature = "std")]

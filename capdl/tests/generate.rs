@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::process::Command;
 
+use capdl::elf::ElfError;
 use capdl::generate::{
     generate, generate_spec, guest_badge, guest_image_window, guest_pml4_slot, guest_ram_window,
     guest_tcb_slot, guest_untyped_slot, At, GenerateError, ImageProblem, Problem, StartInfo,
@@ -725,7 +726,10 @@ fn bad_images_are_refused() {
     );
     let (name, problem) = image_error(&images);
     assert_eq!(name, "guest");
-    assert!(matches!(problem, ImageProblem::NotElf(_)), "{problem:?}");
+    assert!(
+        matches!(problem, ImageProblem::Elf(ElfError::NotElf(_))),
+        "{problem:?}"
+    );
     // A kernel that does not fit in the guest's RAM.
     let (big, _) = elf(
         0x10_0000,
@@ -765,7 +769,7 @@ fn bad_images_are_refused() {
     images.insert("vmm-server".into(), truncated);
     assert!(matches!(
         image_error(&images).1,
-        ImageProblem::SegmentOutOfFile { .. }
+        ImageProblem::Elf(ElfError::SegmentOutOfFile { .. })
     ));
 }
 

@@ -1,107 +1,162 @@
 //! QEMU tests of the CapDL loader: small systems built from the test task,
 //! each checking one promise of the loader.
 
+use capdl::build::{cap, BuildError, Builder, ObjectId, Task};
+use capdl::elf::Elf;
+use capdl::model::{Cap, ObjectKind, Rights, Slot};
+use capdl::Spec;
+
 use crate::kernel::KernelBuild;
 use crate::process::tail;
-use crate::system::{self, Task};
-use crate::{generated, qemu, tasks};
+use crate::{generated, qemu, system, tasks};
 
 const IMAGE: &str = "capdl-test-task";
-const PING_PONG_CAPS: [&str; 2] = ["pong", "ping"];
 
 fn build_task() -> Result<Vec<u8>, String> {
     let path = tasks::build_sel4_binary(IMAGE, &[])?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The test task's console (capdl/test-task): COM1's ports in slot 3.
-pub const CONSOLE_CAP: (u64, &str) = (3, "console");
-const CONSOLE_OBJECT: &str = "  console = io_ports (ports: [0x3f8..0x3ff])\n";
+/// The test task's layout (it links like a root task): its image in
+/// 0x400000..0x5ff000 and its IPC buffer in the last page of the 2 MiB one
+/// page table maps; it brings its own stack.
+const IMAGE_REGION: std::ops::Range<u64> = 0x40_0000..0x5f_f000;
+const IPC_BUFFER: u64 = 0x5f_f000;
 
-/// A whole spec: extra objects, the tasks (each given the console), and
-/// extra caps.
-fn spec(extra_objects: &str, tasks: &[Task]) -> Result<String, String> {
-    let (mut objects, mut caps) = (format!("{CONSOLE_OBJECT}{extra_objects}"), String::new());
-    for task in tasks {
-        let (o, c) = system::task_spec(task)?;
-        objects.push_str(&o);
-        caps.push_str(&c);
+/// The test task's CSpace (capdl/test-task): slot 1 its endpoint, slot 2
+/// the exit port, slot 3 COM1's ports, its console.
+const ENDPOINT_SLOT: u64 = 1;
+const EXIT_PORT_SLOT: u64 = 2;
+const CONSOLE_SLOT: u64 = 3;
+
+/// Its roles (the first start register).
+const PONG: u64 = 1;
+const PING: u64 = 2;
+const LACKING: u64 = 3;
+const JUDGE: u64 = 4;
+
+const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
+
+/// A system of test tasks: the objects they share, then each task.
+struct System {
+    b: Builder,
+    elf: Elf,
+    console: ObjectId,
+}
+
+impl System {
+    /// A system with COM1's ports, which every task is given as its console.
+    fn new(elf: &Elf) -> Result<System, String> {
+        let elf = elf.clone();
+        let mut b = Builder::new();
+        let console = b
+            .object(
+                "console",
+                ObjectKind::IoPorts {
+                    first: 0x3f8,
+                    last: 0x3ff,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(System { b, elf, console })
     }
-    Ok(format!(
-        "arch x86_64\n\nobjects {{\n{objects}}}\n\ncaps {{\n{caps}}}\n"
-    ))
+
+    /// The test task as `name` in `role`, with `caps` in its CNode besides
+    /// its console.
+    fn task(&mut self, name: &str, role: u64, caps: &[(u64, Cap)]) -> Result<(), BuildError> {
+        let task = self.b.task(&Task {
+            name,
+            image: IMAGE,
+            elf: &self.elf,
+            image_region: IMAGE_REGION,
+            ipc_buffer: IPC_BUFFER,
+            stack: None,
+            cnode_bits: 4,
+            prio: 100,
+            max_prio: 100,
+            fault_ep: None,
+            init: &[role],
+        })?;
+        let console = (CONSOLE_SLOT, cap(self.console, Rights::NONE));
+        for &(slot, cap) in caps.iter().chain([&console]) {
+            self.b.cap(task.cnode, Slot::Index(slot), cap)?;
+        }
+        task.vspace.finish(&mut self.b)
+    }
+
+    fn finish(self) -> Result<Spec, String> {
+        self.b.finish().map_err(|e| format!("the test system: {e}"))
+    }
 }
 
-/// Two tasks over one endpoint; `extra` objects are added (for the memory test).
-fn ping_pong(elf: &[u8], extra: &str) -> Result<String, String> {
-    let console = (CONSOLE_CAP.0, CONSOLE_CAP.1.to_string());
-    let pong_caps = [(1, "channel (RW)".to_string()), console.clone()];
-    let ping_caps = [
-        (1, "channel (W, G, badge: 7)".to_string()),
-        (2, "exit_port".to_string()),
-        console,
-    ];
-    let tasks = [
-        Task {
-            name: PING_PONG_CAPS[0],
-            image: IMAGE,
-            elf,
-            prio: 100,
-            init: &[1],
-            fault_ep: None,
-            caps: &pong_caps,
+/// QEMU's isa-debug-exit port, for the task that ends the run.
+fn exit_port(b: &mut Builder) -> Result<ObjectId, BuildError> {
+    b.object(
+        "exit_port",
+        ObjectKind::IoPorts {
+            first: 0xf4,
+            last: 0xf4,
         },
-        Task {
-            name: PING_PONG_CAPS[1],
-            image: IMAGE,
-            elf,
-            prio: 100,
-            init: &[2],
-            fault_ep: None,
-            caps: &ping_caps,
-        },
-    ];
-    spec(
-        &format!("  channel = ep\n  exit_port = io_ports (ports: [0xf4..0xf4])\n{extra}"),
-        &tasks,
     )
 }
 
-fn lacking(elf: &[u8]) -> Result<String, String> {
-    let console = (CONSOLE_CAP.0, CONSOLE_CAP.1.to_string());
-    let judge_caps = [
-        (1, "report (RW)".to_string()),
-        (2, "exit_port".to_string()),
-        console.clone(),
-    ];
-    let lacking_caps = [(1, "report (W, badge: 3)".to_string()), console];
-    let tasks = [
-        Task {
-            name: "judge",
-            image: IMAGE,
-            elf,
-            prio: 100,
-            init: &[4],
-            fault_ep: None,
-            caps: &judge_caps,
-        },
-        Task {
-            name: "lacking",
-            image: IMAGE,
-            elf,
-            prio: 100,
-            init: &[3],
-            fault_ep: None,
-            caps: &lacking_caps,
-        },
-    ];
-    spec(
-        "  report = ep\n  exit_port = io_ports (ports: [0xf4..0xf4])\n",
-        &tasks,
-    )
+/// Two tasks over one endpoint; with `hoard`, an untyped of 512 MiB too
+/// (more than the machine has free).
+fn ping_pong(elf: &Elf, hoard: bool) -> Result<Spec, String> {
+    let mut s = System::new(elf)?;
+    let mut build = || -> Result<(), BuildError> {
+        let channel = s.b.object("channel", ObjectKind::Endpoint)?;
+        let exit = exit_port(&mut s.b)?;
+        if hoard {
+            let untyped = ObjectKind::Untyped {
+                size_bits: 29,
+                paddr: None,
+            };
+            s.b.object("hoard", untyped)?;
+        }
+        s.task("pong", PONG, &[(ENDPOINT_SLOT, cap(channel, RW))])?;
+        let send = Cap {
+            badge: 7,
+            ..cap(channel, Rights(Rights::WRITE.0 | Rights::GRANT.0))
+        };
+        s.task(
+            "ping",
+            PING,
+            &[
+                (ENDPOINT_SLOT, send),
+                (EXIT_PORT_SLOT, cap(exit, Rights::NONE)),
+            ],
+        )
+    };
+    build().map_err(|e| format!("the test system: {e}"))?;
+    s.finish()
 }
 
-fn run(kernel: &KernelBuild, name: &str, spec: &str, elf: &[u8]) -> Result<qemu::Run, String> {
+/// A task that lacks the exit port's cap and tries it; a judge that has it.
+fn lacking(elf: &Elf) -> Result<Spec, String> {
+    let mut s = System::new(elf)?;
+    let mut build = || -> Result<(), BuildError> {
+        let report = s.b.object("report", ObjectKind::Endpoint)?;
+        let exit = exit_port(&mut s.b)?;
+        s.task(
+            "judge",
+            JUDGE,
+            &[
+                (ENDPOINT_SLOT, cap(report, RW)),
+                (EXIT_PORT_SLOT, cap(exit, Rights::NONE)),
+            ],
+        )?;
+        let tell = Cap {
+            badge: 3,
+            ..cap(report, Rights::WRITE)
+        };
+        s.task("lacking", LACKING, &[(ENDPOINT_SLOT, tell)])
+    };
+    build().map_err(|e| format!("the test system: {e}"))?;
+    s.finish()
+}
+
+fn run(kernel: &KernelBuild, name: &str, spec: &Spec, elf: &[u8]) -> Result<qemu::Run, String> {
     let bundle = system::bundle(name, spec, &[(IMAGE, elf)])?;
     system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet)
 }
@@ -132,8 +187,12 @@ pub const GENERATED_NAMES: [&str; 2] = [
 ];
 
 pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, String>)) {
-    let elf = match build_task() {
-        Ok(elf) => elf,
+    let task = build_task().and_then(|bytes| {
+        let elf = capdl::elf::read(&bytes).map_err(|e| format!("{IMAGE}: {e}"))?;
+        Ok((bytes, elf))
+    });
+    let (bytes, elf) = match task {
+        Ok(task) => task,
         Err(e) => {
             for name in NAMES {
                 record(name, Err(format!("the test task does not build: {e}")));
@@ -143,8 +202,8 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
     };
     record(
         NAMES[0],
-        ping_pong(&elf, "")
-            .and_then(|s| run(kernel, "ping-pong", &s, &elf))
+        ping_pong(&elf, false)
+            .and_then(|s| run(kernel, "ping-pong", &s, &bytes))
             .and_then(|r| {
                 expect(
                     &r,
@@ -159,7 +218,7 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
     record(
         NAMES[1],
         lacking(&elf)
-            .and_then(|s| run(kernel, "lacking", &s, &elf))
+            .and_then(|s| run(kernel, "lacking", &s, &bytes))
             .and_then(|r| {
                 expect(
                 &r,
@@ -173,8 +232,8 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
     );
     record(
         NAMES[2],
-        ping_pong(&elf, "  hoard = ut (29 bits)\n")
-            .and_then(|s| run(kernel, "too-large", &s, &elf))
+        ping_pong(&elf, true)
+            .and_then(|s| run(kernel, "too-large", &s, &bytes))
             .and_then(|r| {
                 expect(
                     &r,
@@ -269,4 +328,84 @@ pub fn generated_system(
         }
     });
     record(GENERATED_NAMES[1], same);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capdl::elf::Segment;
+
+    /// The test task's shape: code, then data and bss.
+    fn elf() -> Elf {
+        let segment = |index, vaddr: u64, memsz, writable| Segment {
+            index,
+            vaddr,
+            paddr: vaddr,
+            offset: vaddr - 0x3f_f000,
+            filesz: 0x800,
+            memsz,
+            writable,
+            executable: !writable,
+        };
+        Elf {
+            entry: 0x40_0000,
+            segments: vec![
+                segment(0, 0x40_0000, 0x1800, false),
+                segment(1, 0x40_2000, 0x5000, true),
+            ],
+        }
+    }
+
+    fn cnode_of<'a>(spec: &'a Spec, task: &str) -> &'a capdl::spec::Object {
+        let name = format!("{task}_cnode");
+        spec.objects.iter().find(|o| o.name == name).unwrap()
+    }
+
+    fn target<'a>(spec: &'a Spec, cap: &Cap) -> &'a str {
+        &spec.objects[cap.target as usize].name
+    }
+
+    #[test]
+    fn ping_calls_pong_and_may_exit() {
+        let spec = ping_pong(&elf(), false).unwrap();
+        let ping = cnode_of(&spec, "ping");
+        let call = ping.slots[&Slot::Index(ENDPOINT_SLOT)];
+        assert_eq!((target(&spec, &call), call.badge), ("channel", 7));
+        assert!(!call.rights.contains(Rights::READ));
+        assert_eq!(
+            target(&spec, &ping.slots[&Slot::Index(EXIT_PORT_SLOT)]),
+            "exit_port"
+        );
+        let pong = cnode_of(&spec, "pong");
+        assert!(!pong.slots.contains_key(&Slot::Index(EXIT_PORT_SLOT)));
+        for cnode in [ping, pong] {
+            assert_eq!(
+                target(&spec, &cnode.slots[&Slot::Index(CONSOLE_SLOT)]),
+                "console"
+            );
+        }
+        assert!(!spec.objects.iter().any(|o| o.name == "hoard"));
+        let hoarding = ping_pong(&elf(), true).unwrap();
+        assert!(hoarding.bytes_from_boot_untypeds() >= 512 << 20);
+    }
+
+    #[test]
+    fn the_lacking_task_has_no_exit_port() {
+        let spec = lacking(&elf()).unwrap();
+        let lacking = cnode_of(&spec, "lacking");
+        assert_eq!(
+            lacking.slots.keys().copied().collect::<Vec<_>>(),
+            [Slot::Index(ENDPOINT_SLOT), Slot::Index(CONSOLE_SLOT)]
+        );
+        let judge = cnode_of(&spec, "judge");
+        assert!(judge.slots.contains_key(&Slot::Index(EXIT_PORT_SLOT)));
+    }
+
+    #[test]
+    fn a_task_image_outside_its_page_table_is_refused() {
+        let mut elf = elf();
+        elf.segments[1].memsz = 0x20_0000;
+        let err = ping_pong(&elf, false).unwrap_err();
+        assert!(err.contains("outside 0x400000..0x5ff000"), "{err}");
+    }
 }

@@ -43,9 +43,9 @@ pub fn images_with(
     ]))
 }
 
-/// The spec text of `description` (TOML).
-pub fn spec(description: &str, images: &BTreeMap<String, Vec<u8>>) -> Result<String, String> {
-    capdl::generate::generate(description, images)
+/// The spec of `description` (TOML).
+pub fn spec(description: &str, images: &BTreeMap<String, Vec<u8>>) -> Result<capdl::Spec, String> {
+    capdl::generate::generate_spec(description, images)
         .map_err(|e| format!("{}: {e}", example_description().display()))
 }
 
@@ -84,10 +84,10 @@ pub fn bundle_with(
     cmdline: Option<&str>,
 ) -> Result<PathBuf, String> {
     let images = images_with(image, cmdline)?;
-    let text = spec(description, &images)?;
+    let spec = spec(description, &images)?;
     let files: Vec<(&str, &[u8])> = images
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
-    system::bundle(name, &text, &files)
+    system::bundle(name, &spec, &files)
 }

@@ -116,30 +116,9 @@ pub struct DescriptionError {
 /// A problem of an ELF image.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ImageProblem {
-    /// Not an ELF file the reader accepts.
-    #[error("not an ELF file: {0}")]
-    NotElf(String),
-    /// ELF, but not ELF64 little-endian x86_64.
-    #[error("not an x86_64 ELF64 little-endian file")]
-    WrongMachine,
-    /// No `PT_LOAD` segment with memory.
-    #[error("has no PT_LOAD segment")]
-    NoLoadSegment,
-    /// A segment whose file bytes are outside the file.
-    #[error("segment {index}: file bytes {offset:#x}+{filesz:#x} are past the end of the file ({len:#x} bytes)")]
-    SegmentOutOfFile {
-        /// Program header index.
-        index: usize,
-        /// `p_offset`.
-        offset: u64,
-        /// `p_filesz`.
-        filesz: u64,
-        /// File size.
-        len: usize,
-    },
-    /// `p_filesz > p_memsz`, or an address range that wraps.
-    #[error("segment {0}: bad sizes (p_filesz > p_memsz, or the range wraps)")]
-    BadSegmentSize(usize),
+    /// Not an image the ELF reader accepts.
+    #[error(transparent)]
+    Elf(#[from] crate::elf::ElfError),
     /// Two VMM segments share bytes.
     #[error("segments {0} and {1} overlap")]
     SegmentOverlap(usize, usize),
@@ -194,8 +173,8 @@ pub enum GenerateError {
         /// What is wrong.
         problem: ImageProblem,
     },
-    /// The generator built a spec its own validator refuses: a bug here,
-    /// never a problem of the input.
-    #[error("generator bug: the generated spec does not validate: {0}")]
-    Invalid(String),
+    /// The generator built something the spec builder or the validator
+    /// refuses: a bug here, never a problem of the input.
+    #[error("generator bug: {0}")]
+    Invalid(crate::build::BuildError),
 }

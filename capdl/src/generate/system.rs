@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use super::builder::{cap, Builder};
 use super::description::{Description, Guest};
-use super::elf::{self, Elf};
 use super::error::{At, DescriptionError, GenerateError, ImageProblem, Problem};
-use super::vspace::Pages;
 use super::*;
+use crate::build::{
+    cap, cspace_cap, small_frame, BuildError, Builder, Stack, Task, Thread, VSpace,
+};
+use crate::elf::{self, Elf};
 use crate::model::{Cap, IoApicIrq, ObjectKind, Rights, Slot, Tcb};
-use crate::objects::{FrameSize, PAGE_BITS};
+use crate::objects::PAGE_BITS;
 use crate::spec::{Fill, Spec};
 
 const PAGE: u64 = 1 << PAGE_BITS;
@@ -41,25 +42,15 @@ const ALL_EP_RIGHTS: Rights =
 const GUEST_EP_RIGHTS: Rights = Rights(Rights::WRITE.0 | Rights::GRANT.0 | Rights::GRANT_REPLY.0);
 
 /// Generates the spec of the system `source` describes, with `images` by
-/// name, and returns its canonical text. The text has been parsed back and
-/// validated: what it says is exactly what was generated.
+/// name, and returns its canonical text. The spec was validated as it was
+/// finished ([`crate::build::Builder::finish`]): what the text says is
+/// exactly what was generated.
 pub fn generate(source: &str, images: &BTreeMap<String, Vec<u8>>) -> Result<String, GenerateError> {
-    let spec = generate_spec(source, images)?;
-    let text = crate::print::print(&spec);
-    match crate::check(&text) {
-        Ok(back) if back == spec => Ok(text),
-        Ok(_) => Err(GenerateError::Invalid(
-            "its text does not parse back to the same spec".into(),
-        )),
-        Err(diagnostics) => {
-            let first: Vec<String> = diagnostics.iter().take(5).map(|d| d.to_string()).collect();
-            Err(GenerateError::Invalid(first.join("; ")))
-        }
-    }
+    generate_spec(source, images).map(|spec| crate::print::print(&spec))
 }
 
-/// Generates the spec of the system `source` describes, without printing
-/// it ([`generate`] also checks it).
+/// Generates the spec of the system `source` describes, validated, without
+/// printing it.
 pub fn generate_spec(
     source: &str,
     images: &BTreeMap<String, Vec<u8>>,
@@ -88,6 +79,7 @@ pub fn generate_spec(
     };
     let vmm_bytes = image(&desc.vmm.image, &desc.vmm.image_at)?;
     let vmm_elf = elf::read(vmm_bytes)
+        .map_err(ImageProblem::from)
         .and_then(|e| check_vmm_elf(&e).map(|()| e))
         .map_err(image_error(&desc.vmm.image))?;
     let wedge = match &desc.vmm.wedge {
@@ -104,8 +96,7 @@ pub fn generate_spec(
         check_guest_image(guest, bytes).map_err(image_error(&guest.image))?;
         guest_images.push(bytes);
     }
-    build(&desc, &vmm_elf, wedge, &guest_images)
-        .map_err(|bugs| GenerateError::Invalid(bugs.join("; ")))
+    build(&desc, &vmm_elf, wedge, &guest_images).map_err(GenerateError::Invalid)
 }
 
 /// The VMM's segments: inside the region reserved for them, not
@@ -236,58 +227,21 @@ fn start_info(
     info
 }
 
-fn small_frame() -> ObjectKind {
-    ObjectKind::Frame {
-        size: FrameSize::Small,
-        paddr: None,
-    }
-}
-
-/// The VMM's image pages: page address → (fills, rights). Two segments may
-/// share a page (a linker that does not page-align them): the page then gets
-/// both segments' bytes and the union of their rights.
-fn vmm_image_pages(elf: &Elf, file: &str) -> BTreeMap<u64, (Vec<Fill>, Rights)> {
-    let mut pages: BTreeMap<u64, (Vec<Fill>, Rights)> = BTreeMap::new();
-    for s in &elf.segments {
-        let mut rights = Rights::READ;
-        if s.writable {
-            rights = rights.union(Rights::WRITE);
-        }
-        if s.executable {
-            rights = rights.union(Rights::EXECUTE);
-        }
-        let file_end = s.vaddr + s.filesz;
-        let mut page = s.vaddr & !(PAGE - 1);
-        while page < s.vaddr + s.memsz {
-            let entry = pages.entry(page).or_insert((Vec::new(), Rights::NONE));
-            entry.1 = entry.1.union(rights);
-            // The file bytes of this segment that land in this page; the
-            // rest of the page stays zero (seL4 zeroes retyped frames).
-            let from = page.max(s.vaddr);
-            let to = (page + PAGE).min(file_end);
-            if from < to {
-                entry.0.push(Fill {
-                    dest_offset: from - page,
-                    length: to - from,
-                    file: file.to_string(),
-                    file_offset: s.offset + (from - s.vaddr),
-                });
-            }
-            page += PAGE;
-        }
-    }
-    pages
-}
-
 /// Frames `PREFIX@0xOFFSET` that hold the file `name` (`bytes`), byte for
-/// byte, one per page; returns them in order.
-fn file_window(b: &mut Builder, prefix: &str, name: &str, bytes: &[u8]) -> Vec<u32> {
+/// byte, one per page, mapped read-only from `window` up.
+fn file_window(
+    b: &mut Builder,
+    vspace: &mut VSpace,
+    window: u64,
+    prefix: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), BuildError> {
     let len = bytes.len() as u64;
-    let mut frames = Vec::new();
     let mut offset = 0;
     while offset < len {
-        let frame = b.object(&format!("{prefix}@{offset:#x}"), small_frame());
-        b.add_fill(
+        let frame = b.object(&format!("{prefix}@{offset:#x}"), small_frame())?;
+        b.fill(
             frame,
             Fill {
                 dest_offset: 0,
@@ -295,94 +249,64 @@ fn file_window(b: &mut Builder, prefix: &str, name: &str, bytes: &[u8]) -> Vec<u
                 file: name.to_string(),
                 file_offset: offset,
             },
-        );
-        frames.push(frame);
+        )?;
+        vspace.map(window + offset, frame, Rights::READ)?;
         offset += PAGE;
     }
-    frames
+    Ok(())
 }
 
-/// Builds every object and cap. Errors are the generator's own mistakes.
+/// Builds every object and cap. Errors are the generator's own mistakes:
+/// the description and the images were checked before.
 fn build(
     desc: &Description,
     vmm_elf: &Elf,
     wedge: Option<(&str, &[u8])>,
     guest_images: &[&[u8]],
-) -> Result<Spec, Vec<String>> {
-    let mut b = Builder::default();
-    let mut pages = Pages::default();
-    let mut bugs: Vec<String> = Vec::new();
-    let mut map = |pages: &mut Pages, vaddr: u64, frame: u32, rights: Rights| {
-        if !pages.map(vaddr, frame, rights) {
-            bugs.push(format!("two frames mapped at {vaddr:#x} in the VMM"));
-        }
-    };
+) -> Result<Spec, BuildError> {
+    let mut b = Builder::new();
 
     // The VMM server.
     let cnode_bits = vmm_cnode_bits(desc);
     let info = start_info(desc, cnode_bits, wedge, guest_images);
-    let vmm_tcb = b.object(
-        "vmm_tcb",
-        ObjectKind::Tcb(Tcb {
-            ipc_buffer_addr: VMM_IPC_BUFFER_ADDR,
-            ip: vmm_elf.entry,
-            sp: VMM_STACK_BOTTOM + desc.vmm.stack_pages * PAGE,
-            prio: desc.vmm.priority,
-            // The VMM may give its guests any priority up to its own.
-            max_prio: desc.vmm.priority,
-            affinity: 0,
-            fault_ep: None,
-            init: info.to_registers().into_iter().collect(),
+    let init = info.to_registers();
+    let mut vmm = b.task(&Task {
+        name: "vmm",
+        image: &desc.vmm.image,
+        elf: vmm_elf,
+        image_region: 0..VMM_IMAGE_LIMIT,
+        ipc_buffer: VMM_IPC_BUFFER_ADDR,
+        // At most 1024 pages (description).
+        stack: Some(Stack {
+            bottom: VMM_STACK_BOTTOM,
+            pages: desc.vmm.stack_pages as u32,
         }),
-    );
-    b.set_elf(vmm_tcb, &desc.vmm.image);
-    let vmm_cnode = b.object(
-        "vmm_cnode",
-        ObjectKind::CNode {
-            size_bits: cnode_bits,
-        },
-    );
-    let vmm_pml4 = b.object("vmm_pml4", ObjectKind::Pml4);
-    let vmm_ep = b.object("vmm_ep", ObjectKind::Endpoint);
-    let vmm_ipc = b.object("vmm_ipc", small_frame());
-    map(&mut pages, VMM_IPC_BUFFER_ADDR, vmm_ipc, RW);
-    let stack_pages = desc.vmm.stack_pages as u32; // at most 1024
-    let vmm_stack = b.array("vmm_stack", stack_pages, small_frame());
-    for k in 0..stack_pages {
-        let vaddr = VMM_STACK_BOTTOM + u64::from(k) * PAGE;
-        map(&mut pages, vaddr, vmm_stack + k, RW);
-    }
-    for (page, (fills, rights)) in vmm_image_pages(vmm_elf, &desc.vmm.image) {
-        let frame = b.object(&format!("vmm_image@{page:#x}"), small_frame());
-        for fill in fills {
-            b.add_fill(frame, fill);
-        }
-        map(&mut pages, page, frame, rights);
-    }
-    let guard_size = 64 - cnode_bits;
-    let cnode_cap = Cap {
-        guard_size,
-        ..cap(vmm_cnode, Rights::NONE)
-    };
-    b.cap(vmm_tcb, Slot::CSpace, cnode_cap);
-    b.cap(vmm_tcb, Slot::VSpace, cap(vmm_pml4, Rights::NONE));
-    b.cap(vmm_tcb, Slot::IpcBuffer, cap(vmm_ipc, RW));
-    b.cap(vmm_cnode, Slot::Index(VMM_CNODE_SLOT), cnode_cap);
+        cnode_bits,
+        prio: desc.vmm.priority,
+        // The VMM may give its guests any priority up to its own.
+        max_prio: desc.vmm.priority,
+        fault_ep: None,
+        init: &init,
+    })?;
+    let (vmm_tcb, vmm_cnode, cnode_cap) = (vmm.tcb, vmm.cnode, vmm.cspace);
+    let vmm_pml4 = vmm.vspace.pml4();
+    let vmm_ep = b.object("vmm_ep", ObjectKind::Endpoint)?;
+    b.cap(vmm_cnode, Slot::Index(VMM_CNODE_SLOT), cnode_cap)?;
     b.cap(
         vmm_cnode,
         Slot::Index(VMM_PML4_SLOT),
         cap(vmm_pml4, Rights::NONE),
-    );
+    )?;
     b.cap(
         vmm_cnode,
         Slot::Index(VMM_TCB_SLOT),
         cap(vmm_tcb, Rights::NONE),
-    );
+    )?;
     b.cap(
         vmm_cnode,
         Slot::Index(VMM_ENDPOINT_SLOT),
         cap(vmm_ep, ALL_EP_RIGHTS),
-    );
+    )?;
 
     // The guests.
     let mut ram_slot = GUEST_RAM_SLOTS_BASE;
@@ -397,43 +321,44 @@ fn build(
                 fault_ep: Some(GUEST_ENDPOINT_SLOT),
                 ..Tcb::default()
             }),
-        );
+        )?;
         let cnode = b.object(
             &format!("{name}_cnode"),
             ObjectKind::CNode {
                 size_bits: GUEST_CNODE_BITS,
             },
-        );
-        let pml4 = b.object(&format!("{name}_pml4"), ObjectKind::Pml4);
+        )?;
+        let pml4 = b.object(&format!("{name}_pml4"), ObjectKind::Pml4)?;
         let untyped = b.object(
             &format!("{name}_untyped"),
             ObjectKind::Untyped {
                 size_bits: guest.pt_untyped_bits,
                 paddr: None,
             },
-        );
+        )?;
         // At most 2^19 frames in all (checked with the description).
-        let ram_frames = guest.ram_frames as u32;
-        let ram = b.array(&format!("{name}_ram"), ram_frames, small_frame());
+        let ram = b.array(
+            &format!("{name}_ram"),
+            guest.ram_frames as u32,
+            small_frame(),
+        )?;
         let ram_window = guest_ram_window(n);
-        for k in 0..ram_frames {
-            let frame = ram + k;
-            let k = u64::from(k);
-            b.cap(vmm_cnode, Slot::Index(ram_slot + k), cap(frame, RW));
-            map(&mut pages, ram_window + k * PAGE, frame, RW);
+        for (k, frame) in ram.iter().enumerate() {
+            let k = k as u64;
+            b.cap(vmm_cnode, Slot::Index(ram_slot + k), cap(frame, RW))?;
+            vmm.vspace.map(ram_window + k * PAGE, frame, RW)?;
         }
-        ram_slot += u64::from(ram_frames);
-        let frames = file_window(&mut b, &format!("{name}_image"), &guest.image, image);
-        for (k, frame) in frames.into_iter().enumerate() {
-            let vaddr = guest_image_window(n) + k as u64 * PAGE;
-            map(&mut pages, vaddr, frame, Rights::READ);
-        }
-        let guest_cnode_cap = Cap {
-            guard_size: 64 - GUEST_CNODE_BITS,
-            ..cap(cnode, Rights::NONE)
-        };
-        b.cap(tcb, Slot::CSpace, guest_cnode_cap);
-        b.cap(tcb, Slot::VSpace, cap(pml4, Rights::NONE));
+        ram_slot += u64::from(ram.len());
+        file_window(
+            &mut b,
+            &mut vmm.vspace,
+            guest_image_window(n),
+            &format!("{name}_image"),
+            &guest.image,
+            image,
+        )?;
+        b.cap(tcb, Slot::CSpace, cspace_cap(cnode, GUEST_CNODE_BITS))?;
+        b.cap(tcb, Slot::VSpace, cap(pml4, Rights::NONE))?;
         b.cap(
             cnode,
             Slot::Index(GUEST_ENDPOINT_SLOT),
@@ -441,43 +366,42 @@ fn build(
                 badge: guest_badge(n),
                 ..cap(vmm_ep, GUEST_EP_RIGHTS)
             },
-        );
+        )?;
         b.cap(
             vmm_cnode,
             Slot::Index(guest_tcb_slot(n)),
             cap(tcb, Rights::NONE),
-        );
+        )?;
         b.cap(
             vmm_cnode,
             Slot::Index(guest_pml4_slot(n)),
             cap(pml4, Rights::NONE),
-        );
+        )?;
         b.cap(
             vmm_cnode,
             Slot::Index(guest_untyped_slot(n)),
             cap(untyped, Rights::NONE),
-        );
+        )?;
     }
 
     if let Some((file, bytes)) = wedge {
-        let frames = file_window(&mut b, "vmm_wedge", file, bytes);
-        for (k, frame) in frames.into_iter().enumerate() {
-            map(
-                &mut pages,
-                WEDGE_WINDOW + k as u64 * PAGE,
-                frame,
-                Rights::READ,
-            );
-        }
+        file_window(
+            &mut b,
+            &mut vmm.vspace,
+            WEDGE_WINDOW,
+            "vmm_wedge",
+            file,
+            bytes,
+        )?;
     }
 
     // The devices.
     let ports = |b: &mut Builder, name: &str, (first, last): (u16, u16), slot: u64| {
-        let object = b.object(name, ObjectKind::IoPorts { first, last });
-        b.cap(vmm_cnode, Slot::Index(slot), cap(object, Rights::NONE));
+        let object = b.object(name, ObjectKind::IoPorts { first, last })?;
+        b.cap(vmm_cnode, Slot::Index(slot), cap(object, Rights::NONE))
     };
     if desc.devices.pit {
-        let notification = b.object("timer_notification", ObjectKind::Notification);
+        let notification = b.object("timer_notification", ObjectKind::Notification)?;
         let irq = b.object(
             "pit_irq",
             // ISA IRQs are edge-triggered, active high.
@@ -487,8 +411,8 @@ fn build(
                 level: 0,
                 polarity: 0,
             }),
-        );
-        b.irq(PIT_IRQ, irq);
+        )?;
+        b.irq(PIT_IRQ, irq)?;
         b.cap(
             irq,
             Slot::Index(0),
@@ -496,53 +420,46 @@ fn build(
                 badge: TIMER_BADGE,
                 ..cap(notification, Rights::WRITE)
             },
-        );
+        )?;
         b.cap(
             vmm_cnode,
             Slot::Index(TIMER_NOTIFICATION_SLOT),
             cap(notification, RW),
-        );
-        b.cap(vmm_cnode, Slot::Index(PIT_IRQ_SLOT), cap(irq, Rights::NONE));
-        ports(&mut b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT);
+        )?;
+        b.cap(vmm_cnode, Slot::Index(PIT_IRQ_SLOT), cap(irq, Rights::NONE))?;
+        ports(&mut b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT)?;
 
         // The interrupt thread: same CSpace and VSpace as the main thread,
         // its own IPC buffer and stack, one priority level higher.
         let irq_prio = desc.vmm.priority + 1; // at most 255 (description)
-        let irq_tcb = b.object(
-            "vmm_irq_tcb",
-            ObjectKind::Tcb(Tcb {
-                ipc_buffer_addr: VMM_IRQ_IPC_BUFFER_ADDR,
+        let irq_init = [IRQ_THREAD_MARK, u64::from(irq_prio)];
+        let irq_thread = b.thread(
+            &mut vmm,
+            &Thread {
+                name: "vmm_irq",
                 ip: vmm_elf.entry,
-                sp: VMM_IRQ_STACK_BOTTOM + VMM_IRQ_STACK_PAGES * PAGE,
+                ipc_buffer: VMM_IRQ_IPC_BUFFER_ADDR,
+                stack: Some(Stack {
+                    bottom: VMM_IRQ_STACK_BOTTOM,
+                    pages: VMM_IRQ_STACK_PAGES as u32,
+                }),
                 prio: irq_prio,
                 max_prio: irq_prio,
-                affinity: 0,
                 fault_ep: None,
-                init: [IRQ_THREAD_MARK, u64::from(irq_prio)].into_iter().collect(),
-            }),
-        );
-        b.set_elf(irq_tcb, &desc.vmm.image);
-        let irq_ipc = b.object("vmm_irq_ipc", small_frame());
-        map(&mut pages, VMM_IRQ_IPC_BUFFER_ADDR, irq_ipc, RW);
-        let irq_stack = b.array("vmm_irq_stack", VMM_IRQ_STACK_PAGES as u32, small_frame());
-        for k in 0..VMM_IRQ_STACK_PAGES as u32 {
-            let vaddr = VMM_IRQ_STACK_BOTTOM + u64::from(k) * PAGE;
-            map(&mut pages, vaddr, irq_stack + k, RW);
-        }
-        b.cap(irq_tcb, Slot::CSpace, cnode_cap);
-        b.cap(irq_tcb, Slot::VSpace, cap(vmm_pml4, Rights::NONE));
-        b.cap(irq_tcb, Slot::IpcBuffer, cap(irq_ipc, RW));
+                init: &irq_init,
+            },
+        )?;
         b.cap(
             vmm_cnode,
             Slot::Index(VMM_IRQ_TCB_SLOT),
-            cap(irq_tcb, Rights::NONE),
-        );
-        let wake = b.object("vmm_wake", ObjectKind::Notification);
+            cap(irq_thread.tcb, Rights::NONE),
+        )?;
+        let wake = b.object("vmm_wake", ObjectKind::Notification)?;
         b.cap(
             vmm_cnode,
             Slot::Index(VMM_WAKE_NOTIFICATION_SLOT),
             cap(wake, RW),
-        );
+        )?;
         b.cap(
             vmm_cnode,
             Slot::Index(VMM_WAKE_SIGNAL_SLOT),
@@ -550,10 +467,10 @@ fn build(
                 badge: TIMER_BADGE,
                 ..cap(wake, Rights::WRITE)
             },
-        );
+        )?;
     }
     if desc.devices.serial {
-        ports(&mut b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT);
+        ports(&mut b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT)?;
     }
     if desc.devices.guest_console {
         ports(
@@ -561,7 +478,7 @@ fn build(
             "guest_console_ports",
             GUEST_CONSOLE_PORTS,
             GUEST_CONSOLE_PORTS_SLOT,
-        );
+        )?;
     }
     if desc.devices.debug_exit {
         ports(
@@ -569,13 +486,10 @@ fn build(
             "debug_exit_port",
             (DEBUG_EXIT_PORT, DEBUG_EXIT_PORT),
             DEBUG_EXIT_PORT_SLOT,
-        );
+        )?;
     }
 
     // The VMM's paging structures last: they depend on every page above.
-    pages.build(&mut b, "vmm", vmm_pml4);
-    if !bugs.is_empty() {
-        return Err(bugs);
-    }
+    vmm.vspace.finish(&mut b)?;
     b.finish()
 }
