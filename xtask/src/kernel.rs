@@ -184,23 +184,40 @@ pub fn build(tools: &Tools, flavour: Flavour) -> Result<KernelBuild, String> {
 
     fs::create_dir_all(&result.dir).map_err(|e| format!("{}: {e}", result.dir.display()))?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let make = process::run(
-        Command::new("make")
-            .arg("-f")
-            .arg(src.join("Makefile"))
-            .arg("-f")
-            .arg(&keep)
-            .arg(format!("SOURCE_ROOT={}", src.display()))
-            .args(["ARCH=x86", "SEL4_ARCH=x86_64", "PLAT=pc99"])
-            .args((flavour == Flavour::Debug).then_some("DEBUG=1"))
-            .arg(format!("-j{jobs}"))
-            .env("CFLAGS", EXTRA_CFLAGS)
-            .env("PATH", setup::path_with_shim(tools))
-            .current_dir(&result.dir),
-        "building the seL4 kernel",
+    let make = |jobs: usize, target: Option<&str>, what: &str| {
+        process::run(
+            Command::new("make")
+                .arg("-f")
+                .arg(src.join("Makefile"))
+                .arg("-f")
+                .arg(&keep)
+                .arg(format!("SOURCE_ROOT={}", src.display()))
+                .args(["ARCH=x86", "SEL4_ARCH=x86_64", "PLAT=pc99"])
+                .args((flavour == Flavour::Debug).then_some("DEBUG=1"))
+                .arg(format!("-j{jobs}"))
+                .args(target)
+                .env("CFLAGS", EXTRA_CFLAGS)
+                .env("PATH", setup::path_with_shim(tools))
+                .current_dir(&result.dir),
+            what,
+        )
+    };
+    // One bitfield header first, alone: the kernel's bitfield generator
+    // (ply) writes its parser table next to itself on first use, and
+    // generators run in parallel race on it — one reads the table while
+    // another writes it ("module 'parsetab' has no attribute
+    // '_tabversion'"). Once it exists, they only read it.
+    let first = make(
+        1,
+        Some("arch/object/structures_gen.h"),
+        "generating the seL4 kernel's first bitfield header",
     )?;
+    let make = make(jobs, None, "building the seL4 kernel")?;
     let log = out.join("build.log");
-    let _ = fs::write(&log, [make.stdout, make.stderr].concat());
+    let _ = fs::write(
+        &log,
+        [first.stdout, first.stderr, make.stdout, make.stderr].concat(),
+    );
 
     let wrapped = out.join("kernel32.elf.tmp");
     process::run(
