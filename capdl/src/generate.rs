@@ -25,6 +25,7 @@ pub use previrt_protocol::vmm_layout::*;
 pub use previrt_protocol::VtlbStrategy;
 
 /// The vTLB strategies' names, for messages.
+#[cfg(feature = "std")]
 pub(crate) fn vtlb_names() -> String {
     VtlbStrategy::ALL.map(VtlbStrategy::name).join(", ")
 }

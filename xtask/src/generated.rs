@@ -71,6 +71,39 @@ pub fn description_with_ram(ram_mib: u32) -> Result<String, String> {
     Ok(out.join("\n"))
 }
 
+/// `description` (TOML) with its VMM's vTLB strategy and checking set
+/// (docs/vtlb.md).
+pub fn with_vtlb(description: &str, strategy: &str, check: bool) -> Result<String, String> {
+    if capdl::generate::VtlbStrategy::from_name(strategy).is_none() {
+        let names: Vec<&str> = capdl::generate::VtlbStrategy::ALL
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        return Err(format!(
+            "unknown vTLB strategy `{strategy}`: one of {}",
+            names.join(", ")
+        ));
+    }
+    let mut out = String::new();
+    let mut found = false;
+    for line in description.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if key == "vtlb" || key == "vtlb_check" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[vmm]" {
+            found = true;
+            out.push_str(&format!("vtlb = \"{strategy}\"\nvtlb_check = {check}\n"));
+        }
+    }
+    if !found {
+        return Err("the system description has no [vmm] table".into());
+    }
+    Ok(out)
+}
+
 /// Generates, checks and bundles the system; returns the bundle.
 pub fn bundle(name: &str, description: &str) -> Result<PathBuf, String> {
     bundle_with(name, description, Image::Padded, None)
@@ -90,4 +123,22 @@ pub fn bundle_with(
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
     system::bundle(name, &spec, &files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vtlb_keys_go_into_the_vmm_table_once() {
+        let text = "[vmm]\nimage = \"v\"\nvtlb = \"flush\"\n\n[[guest]]\nname = \"g\"\n";
+        let out = with_vtlb(text, "prefetch", true).unwrap();
+        assert_eq!(out.matches("vtlb =").count(), 1, "{out}");
+        assert!(
+            out.starts_with("[vmm]\nvtlb = \"prefetch\"\nvtlb_check = true\n"),
+            "{out}"
+        );
+        assert!(with_vtlb(text, "lazy", false).unwrap_err().contains("keep"));
+        assert!(with_vtlb("[[guest]]\n", "keep", false).is_err());
+    }
 }

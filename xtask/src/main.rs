@@ -135,6 +135,14 @@ struct RunArgs {
     /// every self-test but timer, on seL4 and bare alike].
     #[arg(long)]
     guest_cmdline: Option<String>,
+    /// The VMM's vTLB strategy (docs/vtlb.md): flush, keep, prefetch,
+    /// write-protect, broken-keep-all [default: the description's, keep].
+    #[arg(long, conflicts_with_all = ["bare", "selftest"])]
+    vtlb: Option<String>,
+    /// Check the mapping invariant at every invalidation point and report
+    /// the first violation.
+    #[arg(long, conflicts_with_all = ["bare", "selftest"])]
+    vtlb_check: bool,
     /// Write exactly the guest's console bytes to this file (on seL4: what
     /// the VMM wrote to COM2).
     #[arg(long, conflicts_with = "selftest")]
@@ -228,8 +236,12 @@ fn run(args: &RunArgs) -> Result<(), String> {
             // The system: the loader instantiating the spec generated from
             // capdl/examples/system.toml (VMM server + padded guest).
             let path = generated::example_description();
-            let text =
+            let mut text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if args.vtlb.is_some() || args.vtlb_check {
+                let strategy = args.vtlb.as_deref().unwrap_or("keep");
+                text = generated::with_vtlb(&text, strategy, args.vtlb_check)?;
+            }
             let bundle =
                 generated::bundle_with("system", &text, image, args.guest_cmdline.as_deref())?;
             system::build_loader(&bundle)?

@@ -192,5 +192,9 @@ void stress(u64 seconds);
 /* A workload that measures its own ticks sets this (0: the whole run). */
 extern u64 bench_ticks;
 extern const u64 workload_count;
+/* Workloads that stress mapping consistency (mapping.c). */
+extern const struct workload mapping_workloads[];
+extern const u64 mapping_workload_count;
+extern u64 mapping_wrong;
 
 #endif
