@@ -5,6 +5,8 @@ mod bench;
 mod bindings_check;
 mod capdl_tests;
 mod chart;
+mod experiment;
+mod experiment_plot;
 mod fingerprint;
 mod generated;
 mod hostile_tests;
@@ -100,6 +102,21 @@ enum Command {
         #[arg(long, conflicts_with = "bare")]
         debug_kernel: bool,
     },
+    /// Experiments on seL4 under QEMU -icount (docs/vtlb.md): `mapping` runs
+    /// every vTLB strategy on every mapping workload, checked and unchecked
+    Experiment {
+        /// Which experiment: `mapping`.
+        name: String,
+        /// Operations per workload run.
+        #[arg(long, default_value_t = 1000)]
+        iterations: u64,
+        /// Strategies, comma-separated [default: all].
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<String>,
+        /// Workloads, comma-separated [default: ptmut,largepage,aschurn].
+        #[arg(long, value_delimiter = ',')]
+        workloads: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -178,6 +195,12 @@ fn main() -> ExitCode {
             ..
         } => bench::loader(flavour(debug_kernel)),
         Command::Bench { debug_kernel, .. } => bench::sel4(flavour(debug_kernel)),
+        Command::Experiment {
+            name,
+            iterations,
+            strategies,
+            workloads,
+        } => experiment(&name, iterations, &strategies, &workloads),
         Command::TestCapdl => test::capdl_only(),
         Command::Soak { minutes } => soak::soak(minutes),
         Command::Stress {
@@ -295,6 +318,56 @@ fn run(args: &RunArgs) -> Result<(), String> {
         &run,
         args.console_out.as_deref().map(|p| (p, &run.bytes[..])),
     )
+}
+
+/// `cargo xtask experiment NAME`.
+fn experiment(
+    name: &str,
+    iterations: u64,
+    strategies: &[String],
+    workloads: &[String],
+) -> Result<(), String> {
+    if name != "mapping" {
+        return Err(format!(
+            "unknown experiment `{name}`: the one there is is `mapping`"
+        ));
+    }
+    let strategies = if strategies.is_empty() {
+        capdl::generate::VtlbStrategy::ALL.to_vec()
+    } else {
+        strategies
+            .iter()
+            .map(|s| {
+                capdl::generate::VtlbStrategy::from_name(s)
+                    .ok_or_else(|| format!("unknown vTLB strategy `{s}`"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let workloads: Vec<String> = if workloads.is_empty() {
+        experiment::WORKLOADS
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    } else {
+        for w in workloads {
+            if !experiment::WORKLOADS.contains(&w.as_str()) {
+                return Err(format!(
+                    "unknown mapping workload `{w}`: one of {}",
+                    experiment::WORKLOADS.join(", ")
+                ));
+            }
+        }
+        workloads.to_vec()
+    };
+    let tools = setup::ensure()?;
+    let kernel = kernel::build(&tools, kernel::Flavour::Release)?;
+    let plan = experiment::Plan {
+        strategies,
+        workloads,
+        iterations,
+        timed: true,
+    };
+    experiment::mapping(&kernel, &plan)
 }
 
 /// `cargo xtask stress`: judged runs, which must all count the same.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
-    bindings_check, capdl_tests, hostile_tests, images, interrupt_tests, kernel, paths, qemu,
-    selftest_checks, setup, tasks,
+    bindings_check, capdl_tests, experiment, hostile_tests, images, interrupt_tests, kernel, paths,
+    qemu, selftest_checks, setup, tasks,
 };
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
@@ -307,6 +307,12 @@ fn suite(with_lint: bool) -> Vec<Entry> {
         Group::Performance,
         Release,
         interrupt_tests::stress_result,
+    ));
+    entries.push(on_kernel(
+        experiment::SMALL_NAME,
+        Group::Functional,
+        Release,
+        experiment::small,
     ));
     // What the debug kernel exposes to a guest, shown rather than hidden.
     for (name, case) in hostile_tests::named(Debug, true) {

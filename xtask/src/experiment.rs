@@ -1,0 +1,474 @@
+//! `cargo xtask experiment mapping`: every vTLB strategy × every
+//! mapping-consistency workload (docs/vtlb.md) on seL4 under QEMU
+//! `-icount shift=0`, so ticks count instructions and every run is the same
+//! on any machine. Each pair runs twice: once as it is (ticks, faults,
+//! mappings) and once with the VMM checking the invariant at every
+//! invalidation point (violations; the check's own walks would inflate the
+//! ticks). Results: `target/experiments/mapping.csv`, `mapping.txt` (the
+//! summary table), `mapping-ticks.svg` and `mapping-faults.svg`.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use capdl::generate::VtlbStrategy;
+
+use crate::images::Image;
+use crate::kernel::KernelBuild;
+use crate::{generated, paths, qemu, system};
+
+/// The guest's mapping workloads (images/guest/src/mapping.c).
+pub const WORKLOADS: [&str; 3] = ["ptmut", "largepage", "aschurn"];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub strategies: Vec<VtlbStrategy>,
+    pub workloads: Vec<String>,
+    /// Operations per workload run.
+    pub iterations: u64,
+    /// Also time each pair without the checker (the full experiment);
+    /// without, only the checked run (the test's small version).
+    pub timed: bool,
+}
+
+/// One strategy on one workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Row {
+    pub strategy: String,
+    pub workload: String,
+    pub ops: u64,
+    /// Guest ticks (instructions) of the workload, unchecked run (checked
+    /// run if not timed).
+    pub ticks: u64,
+    pub faults: u64,
+    pub maps: u64,
+    pub unmaps: u64,
+    pub paging_objects: u64,
+    pub peak_mappings: u64,
+    /// Found by the checked run.
+    pub violations: u64,
+    /// The checker's first violation, as the VMM said it.
+    pub first_violation: Option<String>,
+    /// Reads the guest found wrong (a stale mapping it could see).
+    pub wrong_reads: u64,
+}
+
+/// What one run's serial output says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    pub ops: u64,
+    pub ticks: u64,
+    pub faults: u64,
+    pub maps: u64,
+    pub unmaps: u64,
+    pub paging_objects: u64,
+    pub peak_mappings: u64,
+    pub violations: Option<u64>,
+    pub first_violation: Option<String>,
+    pub wrong_reads: u64,
+}
+
+/// The number right after `key` in `line`.
+fn after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The number right before ` key` in `line`.
+fn before(line: &str, key: &str) -> Option<u64> {
+    let head = &line[..line.find(key)?];
+    let digits: String = head
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().ok()
+}
+
+/// Reads a run: the guest's `bench` and `mapping` lines (its console) and
+/// the VMM's report (the kernel's serial).
+pub fn parse(workload: &str, console: &str, serial: &str) -> Result<Figures, String> {
+    let mut f = Figures::default();
+    let bench = console
+        .lines()
+        .find(|l| l.starts_with(&format!("bench {workload} ")))
+        .ok_or_else(|| format!("no `bench {workload}` line on the guest's console"))?;
+    let fields: Vec<&str> = bench.split_whitespace().collect();
+    let number = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("bad number {s:?} in {bench:?}"))
+    };
+    let [_, _, ops, ticks] = fields[..] else {
+        return Err(format!("malformed bench line {bench:?}"));
+    };
+    f.ops = number(ops)?;
+    f.ticks = number(ticks)?;
+    let mapping = console
+        .lines()
+        .find(|l| l.starts_with(&format!("mapping {workload}: ")))
+        .ok_or_else(|| format!("no `mapping {workload}:` line on the guest's console"))?;
+    f.wrong_reads = before(mapping, "wrong").ok_or_else(|| format!("no count in {mapping:?}"))?;
+    let vmm = |what: &str| {
+        serial
+            .lines()
+            .find(|l| l.starts_with("vmm-server: guest0: ") && l.contains(what))
+            .ok_or_else(|| format!("no VMM line with {what:?} in the run"))
+    };
+    let served = vmm("page faults served")?;
+    let missing = |l: &str| format!("unexpected VMM line {l:?}");
+    f.faults = before(served, "page faults served").ok_or_else(|| missing(served))?;
+    f.unmaps = before(served, "removed").ok_or_else(|| missing(served))?;
+    f.paging_objects = before(served, "seL4 paging structures").ok_or_else(|| missing(served))?;
+    let vtlb = vmm("mappings made (")?;
+    f.maps = before(vtlb, "mappings made (").ok_or_else(|| missing(vtlb))?;
+    f.peak_mappings = after(vtlb, "at most ").ok_or_else(|| missing(vtlb))?;
+    if let Ok(check) = vmm("vtlb check: ") {
+        if let Some(v) = before(check, "violations") {
+            f.violations = Some(v);
+        }
+    }
+    f.first_violation = serial
+        .lines()
+        .find_map(|l| l.split_once("vtlb check: first violation "))
+        .map(|(_, v)| v.trim().to_string());
+    Ok(f)
+}
+
+/// Boots the system with `strategy` on `workload` and reads it.
+fn run_one(
+    kernel: &KernelBuild,
+    workload: &str,
+    iterations: u64,
+    strategy: VtlbStrategy,
+    check: bool,
+) -> Result<Figures, String> {
+    let cmdline = format!("bench={workload} iterations={iterations}");
+    let description = generated::with_vtlb(
+        &generated::description_with_ram(64)?,
+        strategy.name(),
+        check,
+    )?;
+    let name = format!(
+        "experiment-{}-{workload}{}",
+        strategy.name(),
+        if check { "-checked" } else { "" }
+    );
+    let bundle = generated::bundle_with(&name, &description, Image::Padded, Some(&cmdline))?;
+    let run = system::boot(kernel, &bundle, 512, Some(0), qemu::Echo::Quiet)?;
+    let console = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default()).into_owned();
+    parse(workload, &console, &run.serial).map_err(|e| {
+        format!(
+            "{} × {workload}: {e}; it ended with {}:\n{}",
+            strategy.name(),
+            run.outcome,
+            crate::process::tail(&run.serial, 20)
+        )
+    })
+}
+
+/// Runs the plan, one progress line per run.
+pub fn run(kernel: &KernelBuild, plan: &Plan) -> Result<Vec<Row>, String> {
+    let total = plan.strategies.len() * plan.workloads.len() * if plan.timed { 2 } else { 1 };
+    let mut done = 0;
+    let mut rows = Vec::new();
+    for workload in &plan.workloads {
+        for &strategy in &plan.strategies {
+            let mut row = Row {
+                strategy: strategy.name().to_string(),
+                workload: workload.clone(),
+                ..Row::default()
+            };
+            for check in [false, true] {
+                if !check && !plan.timed {
+                    continue;
+                }
+                let started = Instant::now();
+                let f = run_one(kernel, workload, plan.iterations, strategy, check)?;
+                done += 1;
+                eprintln!(
+                    "experiment: {done}/{total} {} × {workload}{}: {:.0} ticks/op, {} faults, {} mappings made{} ({:.1} s)",
+                    strategy.name(),
+                    if check { ", checked" } else { "" },
+                    f.ticks as f64 / f.ops.max(1) as f64,
+                    f.faults,
+                    f.maps,
+                    f.violations
+                        .map(|v| format!(", {v} violations"))
+                        .unwrap_or_default(),
+                    started.elapsed().as_secs_f64()
+                );
+                if check {
+                    row.violations = f.violations.ok_or_else(|| {
+                        format!(
+                            "{} × {workload}: the checked run reported no check line",
+                            strategy.name()
+                        )
+                    })?;
+                    row.first_violation = f.first_violation.clone();
+                    row.wrong_reads = row.wrong_reads.max(f.wrong_reads);
+                }
+                if !check || !plan.timed {
+                    row.ops = f.ops;
+                    row.ticks = f.ticks;
+                    row.faults = f.faults;
+                    row.maps = f.maps;
+                    row.unmaps = f.unmaps;
+                    row.paging_objects = f.paging_objects;
+                    row.peak_mappings = f.peak_mappings;
+                    row.wrong_reads = row.wrong_reads.max(f.wrong_reads);
+                }
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The CSV, header first.
+pub fn csv(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "strategy,workload,ops,ticks,faults,maps,unmaps,paging_objects,peak_mappings,violations\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{}",
+            r.strategy,
+            r.workload,
+            r.ops,
+            r.ticks,
+            r.faults,
+            r.maps,
+            r.unmaps,
+            r.paging_objects,
+            r.peak_mappings,
+            r.violations
+        );
+    }
+    out
+}
+
+/// The summary: per workload, each strategy's ticks per op against
+/// `keep`'s, faults, mappings and violations.
+pub fn summary(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:<16} {:>12} {:>9} {:>8} {:>8} {:>8} {:>6} {:>10} {:>6}",
+        "workload",
+        "strategy",
+        "ticks/op",
+        "vs keep",
+        "faults",
+        "maps",
+        "unmaps",
+        "peak",
+        "violations",
+        "wrong"
+    );
+    for r in rows {
+        let per_op = r.ticks as f64 / r.ops.max(1) as f64;
+        let keep = rows
+            .iter()
+            .find(|k| k.workload == r.workload && k.strategy == "keep")
+            .map(|k| k.ticks as f64 / k.ops.max(1) as f64);
+        let _ = writeln!(
+            out,
+            "{:<10} {:<16} {:>12.0} {:>9} {:>8} {:>8} {:>8} {:>6} {:>10} {:>6}",
+            r.workload,
+            r.strategy,
+            per_op,
+            keep.map_or("-".to_string(), |k| format!("{:.2}x", per_op / k)),
+            r.faults,
+            r.maps,
+            r.unmaps,
+            r.peak_mappings,
+            r.violations,
+            r.wrong_reads
+        );
+    }
+    for r in rows.iter().filter(|r| r.first_violation.is_some()) {
+        let _ = writeln!(
+            out,
+            "first violation, {} × {}: {}",
+            r.strategy,
+            r.workload,
+            r.first_violation.as_deref().unwrap_or_default()
+        );
+    }
+    out
+}
+
+/// Checks what every experiment must show: no violation and no wrong read
+/// under a correct strategy; at least one violation under a broken one.
+pub fn judge(rows: &[Row]) -> Result<String, String> {
+    let mut problems = Vec::new();
+    let (mut correct, mut broken) = (0, 0);
+    for r in rows {
+        let strategy = VtlbStrategy::from_name(&r.strategy)
+            .ok_or_else(|| format!("unknown strategy {}", r.strategy))?;
+        if strategy.is_correct() {
+            correct += 1;
+            if r.violations > 0 || r.wrong_reads > 0 {
+                problems.push(format!(
+                    "{} × {}: {} violations, {} wrong reads ({})",
+                    r.strategy,
+                    r.workload,
+                    r.violations,
+                    r.wrong_reads,
+                    r.first_violation
+                        .as_deref()
+                        .unwrap_or("no violation recorded")
+                ));
+            }
+        } else {
+            broken += 1;
+            if r.violations == 0 {
+                problems.push(format!(
+                    "{} × {}: the broken strategy went uncaught (0 violations)",
+                    r.strategy, r.workload
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!(
+            "{correct} correct runs with 0 violations, {broken} broken runs caught"
+        ))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// The full experiment: runs, writes the results and the plots, judges.
+pub fn mapping(kernel: &KernelBuild, plan: &Plan) -> Result<(), String> {
+    let started = Instant::now();
+    let rows = run(kernel, plan)?;
+    let text = summary(&rows);
+    print!("{text}");
+    let dir = paths::target().join("experiments");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, bytes) in [
+        ("mapping.csv", csv(&rows)),
+        ("mapping.txt", text),
+        (
+            "mapping-ticks.svg",
+            crate::experiment_plot::ticks_per_op(&rows),
+        ),
+        (
+            "mapping-faults.svg",
+            crate::experiment_plot::faults_vs_ticks(&rows),
+        ),
+    ] {
+        let path = dir.join(name);
+        crate::write_atomically(&path, bytes.as_bytes())?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
+    let verdict = judge(&rows);
+    eprintln!(
+        "xtask: experiment finished in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    verdict.map(|v| eprintln!("xtask: {v}"))
+}
+
+/// The suite's small version of the experiment.
+pub const SMALL_NAME: &str = "experiment: mapping, small: every correct vTLB strategy keeps the invariant at every invalidation point (0 violations, 0 wrong reads on ptmut); broken-keep-all is caught";
+
+/// `cargo xtask test`'s small mapping experiment: every strategy, checked,
+/// on 300 operations of `ptmut` (remaps, protection changes, unmaps with
+/// and without invlpg, CR3 loads).
+pub fn small(kernel: &KernelBuild) -> Result<String, String> {
+    let plan = Plan {
+        strategies: VtlbStrategy::ALL.to_vec(),
+        workloads: vec!["ptmut".into()],
+        iterations: 300,
+        timed: false,
+    };
+    let rows = run(kernel, &plan)?;
+    judge(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "guest: previrt test kernel; tests= bench=ptmut\n\
+        mapping ptmut: 497 reads checked, 39 wrong\n\
+        bench ptmut 2000 234721441\n";
+    const SERIAL: &str = "vmm-server: guest0: exited with status 3\n\
+        vmm-server: guest0: 1200 page faults served, 247 mappings made, 196 removed, 12 seL4 paging structures created\n\
+        vmm-server: guest0: vtlb broken-keep-all: 247 mappings made (0 prefetched), at most 93 at once, 0 page-table writes trapped; checking every invalidation point\n\
+        vmm-server: guest0: vtlb check: 685 invalidation points checked, 3148 violations\n\
+        vmm-server: guest0: vtlb check: first violation at a CR3 load of 0x3ffc000: 0x8100a000 is mapped\n";
+
+    #[test]
+    fn a_run_is_read_from_the_guest_and_the_vmm() {
+        let f = parse("ptmut", CONSOLE, SERIAL).unwrap();
+        assert_eq!(
+            f,
+            Figures {
+                ops: 2000,
+                ticks: 234_721_441,
+                faults: 1200,
+                maps: 247,
+                unmaps: 196,
+                paging_objects: 12,
+                peak_mappings: 93,
+                violations: Some(3148),
+                first_violation: Some(
+                    "at a CR3 load of 0x3ffc000: 0x8100a000 is mapped".to_string()
+                ),
+                wrong_reads: 39,
+            }
+        );
+        assert!(parse("aschurn", CONSOLE, SERIAL)
+            .unwrap_err()
+            .contains("bench aschurn"));
+        assert!(parse("ptmut", CONSOLE, "")
+            .unwrap_err()
+            .contains("page faults served"));
+    }
+
+    fn row(strategy: &str, violations: u64, wrong: u64) -> Row {
+        Row {
+            strategy: strategy.into(),
+            workload: "ptmut".into(),
+            ops: 10,
+            ticks: 1000,
+            violations,
+            wrong_reads: wrong,
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn the_verdict_wants_clean_correct_runs_and_a_caught_broken_one() {
+        assert!(judge(&[row("keep", 0, 0), row("broken-keep-all", 5, 2)]).is_ok());
+        assert!(judge(&[row("keep", 1, 0)])
+            .unwrap_err()
+            .contains("keep × ptmut"));
+        assert!(judge(&[row("flush", 0, 3)]).is_err());
+        assert!(judge(&[row("broken-keep-all", 0, 0)])
+            .unwrap_err()
+            .contains("uncaught"));
+    }
+
+    #[test]
+    fn the_csv_has_the_promised_columns() {
+        let text = csv(&[row("keep", 0, 0)]);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("strategy,workload,ops,ticks,faults,maps,unmaps,paging_objects,peak_mappings,violations")
+        );
+        assert_eq!(lines.next(), Some("keep,ptmut,10,1000,0,0,0,0,0,0"));
+        let table = summary(&[row("keep", 0, 0), row("flush", 0, 0)]);
+        assert!(table.contains("1.00x"), "{table}");
+    }
+}
