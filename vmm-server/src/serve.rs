@@ -57,6 +57,9 @@ const ABI: FaultAbi = FaultAbi {
     cap_fault_in_recv: seL4_CapFault_InRecvPhase as usize,
 };
 
+// Event::decode looks for requests first.
+const _: () = assert!(ABI.labels_below_requests());
+
 /// Serves `guest` until it ends. While this thread waits for the next
 /// message the interrupt thread may serve a timer tick of this guest
 /// itself ([`SHARED`]).

@@ -40,6 +40,18 @@ pub struct FaultAbi {
     pub cap_fault_in_recv: usize,
 }
 
+impl FaultAbi {
+    /// Whether every fault label is below the protocol's first request
+    /// label, as [`Event::decode`] assumes (the shell asserts it at compile
+    /// time for its ABI).
+    pub const fn labels_below_requests(&self) -> bool {
+        self.vm_fault.label < FIRST_LABEL
+            && self.user_exception.label < FIRST_LABEL
+            && self.unknown_syscall.label < FIRST_LABEL
+            && self.cap_fault.label < FIRST_LABEL
+    }
+}
+
 /// One message from the guest's thread (its faults) or its wedge (its
 /// requests), decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +90,15 @@ impl Event {
     /// which refuses it like any invalid request.
     #[inline]
     pub fn decode(abi: &FaultAbi, label: u64, length: usize, mr: impl Fn(usize) -> u64) -> Event {
+        // Requests first: they are most messages, and every fault label is
+        // below the protocol's ([`FaultAbi::labels_below_requests`]).
+        if label >= FIRST_LABEL {
+            return Event::Request {
+                label,
+                length,
+                mr: [mr(0), mr(1), mr(2), mr(3)],
+            };
+        }
         if label == abi.vm_fault.label && length == abi.vm_fault.length {
             return Event::PageFault {
                 rip: mr(abi.vm_fault_ip),
@@ -103,13 +124,6 @@ impl Event {
                 slot: mr(abi.cap_fault_addr),
                 rip: mr(abi.cap_fault_ip),
                 receiving: mr(abi.cap_fault_in_recv) != 0,
-            };
-        }
-        if label >= FIRST_LABEL {
-            return Event::Request {
-                label,
-                length,
-                mr: [mr(0), mr(1), mr(2), mr(3)],
             };
         }
         Event::Unknown { label, length }
@@ -154,6 +168,11 @@ pub(crate) mod tests {
             cap_fault_addr: seL4_CapFault_Addr as usize,
             cap_fault_in_recv: seL4_CapFault_InRecvPhase as usize,
         }
+    }
+
+    #[test]
+    fn the_kernels_fault_labels_are_below_the_protocols() {
+        assert!(sel4_abi().labels_below_requests());
     }
 
     #[test]
