@@ -99,6 +99,21 @@ impl Interrupts {
         }
     }
 
+    /// Trap-and-emulate (trap.rs): whether the guest was waiting in `hlt`
+    /// (no longer: the caller wakes it), counting the time it waited.
+    pub(crate) fn take_halted(&mut self) -> bool {
+        let since = self.halted_since.take();
+        if let Some(since) = since {
+            self.stats.idle_tsc += rdtsc().wrapping_sub(since);
+        }
+        since.is_some()
+    }
+
+    /// The slot holding a halted guest's saved reply.
+    pub(crate) fn halt_slot(&self) -> u64 {
+        self.halt_slot
+    }
+
     /// The wedge area's vCPU page for a guest whose wedge area starts at
     /// `area_gpa`.
     pub const fn vcpu_page(area_gpa: u64) -> u64 {
@@ -250,6 +265,10 @@ impl Guest<'_> {
         self.signal_waiting();
         if !self.devices.interrupt_waiting() {
             return None;
+        }
+        // Trap-and-emulate (trap.rs): no wedge; the VMM delivers it.
+        if self.trap.is_some() {
+            return self.trap_tick();
         }
         if let Some(since) = self.irq.halted_since.take() {
             self.irq.stats.idle_tsc += rdtsc().wrapping_sub(since);

@@ -59,6 +59,8 @@ pub enum Ending {
     /// The entry the wedge gave for reflections no longer points into its
     /// code: its boot block was overwritten.
     ReflectEntry(u64),
+    /// Trap-and-emulate (trap.rs) could not go on.
+    Trap(vmm_core::trap::TrapError),
 }
 
 /// Whether `va` is in the wedge's memory in the guest's address space:
@@ -123,6 +125,7 @@ impl core::fmt::Display for Ending {
                 f,
                 "it wrote to the wedge's memory (guest-physical {gpa:#x}) through its own page tables at {addr:#x}, from {rip:#x}"
             ),
+            Ending::Trap(e) => write!(f, "{e}"),
             Ending::ReflectEntry(entry) => write!(
                 f,
                 "the wedge's reflect entry {entry:#x} is outside its code: its boot block was overwritten"
@@ -162,6 +165,9 @@ pub struct Guest<'a> {
     pub irq: Interrupts,
     /// An end the interrupt thread found while serving a tick.
     pub ending: Option<Ending>,
+    /// Trap-and-emulate (trap.rs): the virtual CPU of a guest run without
+    /// a wedge, whose faults the VMM emulates.
+    pub trap: Option<&'a mut crate::trap::TrapCpu>,
 }
 
 /// A reply to send, or none yet, or the end of the run.
@@ -254,6 +260,13 @@ impl Guest<'_> {
                     let rip = message.mr(seL4_UserException_FaultIP as usize);
                     let vector = message.mr(seL4_UserException_Number as usize);
                     match self.reflector {
+                        // Trap-and-emulate (trap.rs): emulated or delivered.
+                        None if self.trap.is_some() && vector < 32 => {
+                            self.stats.user_exceptions[vector as usize] += 1;
+                            let error = message.mr(seL4_UserException_Code as usize);
+                            let vector = vector as u8; // < 32
+                            self.trap(vmm_core::trap::Fault::Exception { vector, error })
+                        }
                         // The guest's own exception (#UD, #DE, ...): into
                         // the guest, through the wedge.
                         Some(_) if !in_wedge(rip) && vector < 32 => {
@@ -279,6 +292,13 @@ impl Guest<'_> {
                     let number = message.mr(seL4_UnknownSyscall_Syscall as usize);
                     let rip = message.mr(seL4_UnknownSyscall_FaultIP as usize);
                     match self.software_interrupt(number, rip) {
+                        // Trap-and-emulate (trap.rs): the #GP decodes `int $n`.
+                        Some(n) if self.trap.is_some() => {
+                            self.stats.user_exceptions[13] += 1;
+                            self.stats.software_interrupts += 1;
+                            let error = n << 3 | 2;
+                            self.trap(vmm_core::trap::Fault::Exception { vector: 13, error })
+                        }
                         Some(n) if self.reflector.is_some() && !in_wedge(rip) => {
                             self.stats.user_exceptions[13] += 1;
                             self.stats.software_interrupts += 1;
@@ -354,6 +374,15 @@ impl Guest<'_> {
             },
             // The guest's own page fault: a #PF with the error code its page
             // tables imply (present, write; supervisor: the guest kernel).
+            // Trap-and-emulate (trap.rs): delivered by the VMM.
+            walked if self.trap.is_some() => {
+                let error = u64::from(walked.is_ok()) | (u64::from(write) << 1);
+                self.stats.reflected_by_vector[14] += 1;
+                self.trap(vmm_core::trap::Fault::PageFault {
+                    address: addr,
+                    error,
+                })
+            }
             walked if self.reflector.is_some() && !in_wedge(rip) => {
                 let present = u64::from(walked.is_ok());
                 self.reflect(rip, 14, present | (u64::from(write) << 1), addr)
@@ -417,7 +446,7 @@ impl Guest<'_> {
         }
     }
 
-    fn request(&mut self, request: Request) -> Step {
+    pub(crate) fn request(&mut self, request: Request) -> Step {
         let index = (request.label() as u64 - FIRST_LABEL) as usize;
         if let Some(count) = self.stats.requests.get_mut(index) {
             *count += 1;

@@ -127,6 +127,11 @@ struct RunArgs {
     /// Boot the plain (unpadded) guest image instead of the padded one.
     #[arg(long)]
     plain: bool,
+    /// Trap-and-emulate: the plain guest on seL4 with no wedge, the VMM
+    /// emulating each sensitive instruction that faults
+    /// (docs/trap-and-emulate.md).
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile"])]
+    trap: bool,
     /// Boot the hostile test guest (images/hostile) on seL4; choose its
     /// attacks with --guest-cmdline "attack=ipc,jumps" (docs/testing.md).
     #[arg(long, conflicts_with_all = ["bare", "selftest", "plain"])]
@@ -140,7 +145,7 @@ struct RunArgs {
     #[arg(long, conflicts_with = "selftest")]
     console_out: Option<PathBuf>,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
-    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "guest_cmdline", "console_out"])]
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "trap", "guest_cmdline", "console_out"])]
     spec: Option<PathBuf>,
     /// An image the spec's frames are filled from, as NAME=PATH (repeatable).
     #[arg(long = "image", requires = "spec")]
@@ -212,7 +217,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(spec) = &args.spec {
         return run_spec(spec, &args.images, args, timeout);
     }
-    let image = if args.plain {
+    let image = if args.plain || args.trap {
         images::Image::Plain
     } else if args.hostile {
         images::Image::Hostile
@@ -230,8 +235,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
             let path = generated::example_description();
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let bundle =
-                generated::bundle_with("system", &text, image, args.guest_cmdline.as_deref())?;
+            let cmdline = args.guest_cmdline.as_deref();
+            let bundle = generated::bundle_for("system", &text, image, cmdline, args.trap)?;
             system::build_loader(&bundle)?
         };
         eprintln!(

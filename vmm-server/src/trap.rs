@@ -1,0 +1,337 @@
+//! Trap-and-emulate on seL4 (docs/trap-and-emulate.md): the plain guest
+//! runs with no wedge; each sensitive instruction that faults at user level
+//! arrives here as the guest thread's fault, and the VMM emulates it with
+//! the wedge's own decoder and emulator (`vmm_core::trap` over `wedge_l4`)
+//! on a virtual CPU it keeps, with the guest's registers read from and
+//! written back to its TCB. Interrupts are delivered through the guest's
+//! virtual IDT by the VMM itself.
+
+use previrt_protocol::vmm_layout::guest_tcb_slot;
+use previrt_protocol::{Request, Status, NO_VECTOR, STRING_BYTES};
+use previrt_sel4::{ipc, print, println, Tcb, UserContext};
+use vmm_core::trap::{handle, take_interrupt, Fault, GuestPages, Handled, TrapHost};
+use wedge_l4::backend::{Backend, BackendError, ShutdownReason};
+use wedge_l4::memory::GuestRegs;
+use wedge_l4::vcpu::Vcpu;
+
+use crate::run::{Ending, Guest, Step};
+use crate::vtlb::ADDR;
+
+/// The virtual CPU the VMM keeps for a guest without a wedge, and what it
+/// counts.
+pub struct TrapCpu {
+    pub vcpu: Vcpu,
+    /// Guest-physical address of the vCPU page's `vif` byte: the VMM's
+    /// interrupt code reads virtual IF there, so it mirrors `vcpu.vif`.
+    pub vif_gpa: u64,
+    /// Instructions emulated, by kind number.
+    pub emulated: [u64; 64],
+    /// Exceptions delivered into the guest, by vector (< 32).
+    pub exceptions: [u64; 32],
+    /// External interrupts delivered.
+    pub interrupts: u64,
+}
+
+impl TrapCpu {
+    pub fn new(cr3: u64, vif_gpa: u64) -> TrapCpu {
+        TrapCpu {
+            vcpu: Vcpu::at_pv_entry(cr3),
+            vif_gpa,
+            emulated: [0; 64],
+            exceptions: [0; 32],
+            interrupts: 0,
+        }
+    }
+
+    fn count(&mut self, handled: Handled) {
+        let kind = match handled {
+            Handled::Emulated(kind) => Some(kind),
+            Handled::Delivered { vector, emulated } => {
+                match self.exceptions.get_mut(usize::from(vector)) {
+                    Some(n) => *n += 1,
+                    None => self.interrupts += 1,
+                }
+                emulated
+            }
+            Handled::Halted => Some(afterburn_format::Kind::Hlt),
+        };
+        if let Some(n) = kind.and_then(|k| self.emulated.get_mut(usize::from(k.number()))) {
+            *n += 1;
+        }
+    }
+}
+
+fn to_regs(c: &UserContext) -> GuestRegs {
+    GuestRegs {
+        gpr: [
+            c.rax, c.rcx, c.rdx, c.rbx, c.rsp, c.rbp, c.rsi, c.rdi, c.r8, c.r9, c.r10, c.r11,
+            c.r12, c.r13, c.r14, c.r15,
+        ],
+        rip: c.rip,
+        rflags: c.rflags,
+    }
+}
+
+fn to_context(r: &GuestRegs, tls_base: u64) -> UserContext {
+    let g = r.gpr;
+    UserContext {
+        rip: r.rip,
+        rsp: g[4],
+        rflags: r.rflags,
+        rax: g[0],
+        rbx: g[3],
+        rcx: g[1],
+        rdx: g[2],
+        rsi: g[6],
+        rdi: g[7],
+        rbp: g[5],
+        r8: g[8],
+        r9: g[9],
+        r10: g[10],
+        r11: g[11],
+        r12: g[12],
+        r13: g[13],
+        r14: g[14],
+        r15: g[15],
+        tls_base,
+    }
+}
+
+/// The wedge's `Backend` for the emulator running in the VMM: each method
+/// is the request the wedge would have sent, served by the same code.
+struct Host<'g, 'a> {
+    guest: &'g mut Guest<'a>,
+    /// How the run ends, if a request ended it.
+    ending: Option<Ending>,
+}
+
+impl Host<'_, '_> {
+    fn request(&mut self, request: Request) -> Result<u64, BackendError> {
+        if self.ending.is_some() {
+            return Err(BackendError::Stopped);
+        }
+        match self.guest.request(request) {
+            Step::Reply(Status::Ok, value) => Ok(value),
+            Step::End(ending) => {
+                self.ending = Some(ending);
+                Err(BackendError::Stopped)
+            }
+            _ => Err(BackendError::Refused),
+        }
+    }
+}
+
+impl Backend for Host<'_, '_> {
+    fn port_in(&mut self, port: u16, size: u8) -> Result<u32, BackendError> {
+        self.request(Request::PortIn { port, size })
+            .map(|v| v as u32)
+    }
+    fn port_out(&mut self, port: u16, size: u8, value: u32) -> Result<(), BackendError> {
+        self.request(Request::PortOut { port, size, value })
+            .map(drop)
+    }
+    fn port_out_string(&mut self, port: u16, size: u8, data: &[u8]) -> Result<(), BackendError> {
+        // In batches of whole elements that fit one request.
+        let step = STRING_BYTES - STRING_BYTES % usize::from(size.max(1));
+        for chunk in data.chunks(step) {
+            let mut buf = [0u8; STRING_BYTES];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.request(Request::PortOutString {
+                port,
+                size,
+                len: chunk.len() as u8, // at most STRING_BYTES
+                data: buf,
+            })?;
+        }
+        Ok(())
+    }
+    fn load_cr3(&mut self, value: u64) -> Result<(), BackendError> {
+        // As the VMM checks the wedge's request: a root outside guest RAM
+        // would fail every walk.
+        if !self.guest.ram.contains(value & ADDR, 4096) {
+            self.ending = Some(Ending::Failed(
+                "it loaded CR3 with a root outside guest RAM",
+            ));
+            return Err(BackendError::Stopped);
+        }
+        self.request(Request::LoadCr3 { value }).map(drop)
+    }
+    fn invlpg(&mut self, address: u64) -> Result<(), BackendError> {
+        self.request(Request::Invlpg { address }).map(drop)
+    }
+    fn write_cr0(&mut self, value: u64) -> Result<(), BackendError> {
+        self.request(Request::WriteCr0 { value }).map(drop)
+    }
+    fn write_cr4(&mut self, value: u64) -> Result<(), BackendError> {
+        self.request(Request::WriteCr4 { value }).map(drop)
+    }
+    fn halt(&mut self, _: &Vcpu) -> Result<(), BackendError> {
+        // `vmm_core::trap` never asks: hlt waits in the serving loop.
+        Err(BackendError::Refused)
+    }
+    fn set_fs_base(&mut self, base: u64) -> Result<(), BackendError> {
+        self.request(Request::SetFsBase { base }).map(drop)
+    }
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        previrt_sel4::cpu::cpuid(leaf, subleaf)
+    }
+    fn rdtsc(&mut self) -> u64 {
+        previrt_sel4::cpu::rdtsc()
+    }
+    fn shutdown(&mut self, reason: ShutdownReason) {
+        if self.ending.is_none() {
+            self.ending = Some(Ending::Shutdown(reason as u64));
+        }
+    }
+}
+
+impl TrapHost for Host<'_, '_> {
+    fn interrupt_waiting(&mut self) -> bool {
+        self.guest.catch_up();
+        self.guest.devices.interrupt_waiting()
+    }
+    fn acknowledge(&mut self) -> Option<u8> {
+        match self.guest.interrupt_ack() {
+            Step::Reply(Status::Ok, v) if v != NO_VECTOR => u8::try_from(v).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Guest<'a> {
+    /// A fault of a guest without a wedge: emulated or delivered into the
+    /// guest, its registers written back; `Step::Resume` restarts it.
+    pub fn trap(&mut self, fault: Fault) -> Step {
+        let Some(cpu) = self.trap.take() else {
+            return Step::End(Ending::Failed("no virtual CPU for trap-and-emulate"));
+        };
+        self.trap_with(cpu, fault)
+    }
+
+    fn trap_with(&mut self, cpu: &'a mut TrapCpu, fault: Fault) -> Step {
+        let tcb = Tcb(guest_tcb_slot(self.number));
+        let Ok(context) = tcb.read_registers(false) else {
+            self.trap = Some(cpu);
+            return Step::End(Ending::Failed("reading the guest's registers failed"));
+        };
+        let mut regs = to_regs(&context);
+        let (ram, cr3) = (self.ram, self.cr3);
+        let mut mem = GuestPages::new(ram, cr3);
+        let mut host = Host {
+            guest: self,
+            ending: None,
+        };
+        let result = handle(fault, &mut cpu.vcpu, &mut regs, &mut mem, &mut host);
+        let ending = host.ending.take();
+        let _ = self.ram.write(cpu.vif_gpa, &[cpu.vcpu.vif]);
+        let handled = match (ending, result) {
+            (Some(ending), _) => {
+                self.trap = Some(cpu);
+                return Step::End(ending);
+            }
+            (None, Err(e)) => {
+                self.trap = Some(cpu);
+                return Step::End(Ending::Trap(e));
+            }
+            (None, Ok(handled)) => handled,
+        };
+        cpu.count(handled);
+        self.trap = Some(cpu);
+        if tcb
+            .write_registers(false, &to_context(&regs, context.tls_base))
+            .is_err()
+        {
+            return Step::End(Ending::Failed("writing the guest's registers failed"));
+        }
+        match handled {
+            // Waits (its reply saved) until an interrupt comes, unless one
+            // came meanwhile: then it goes on after the hlt (virtual IF is
+            // clear, or `handle` would have delivered it).
+            Handled::Halted => match self.halt() {
+                Step::Reply(..) => Step::Resume,
+                other => other,
+            },
+            _ => Step::Resume,
+        }
+    }
+
+    /// A timer tick for a guest without a wedge, with an interrupt
+    /// waiting: delivered now through the guest's IDT if virtual IF is set
+    /// (a halted guest is woken into its handler), else when the guest sets
+    /// IF again (its `sti` or `iretq` faults).
+    pub fn trap_tick(&mut self) -> Option<Ending> {
+        let cpu = self.trap.take()?;
+        self.trap_tick_with(cpu)
+    }
+
+    fn trap_tick_with(&mut self, cpu: &'a mut TrapCpu) -> Option<Ending> {
+        if !cpu.vcpu.interrupts_enabled() {
+            self.trap = Some(cpu);
+            return None;
+        }
+        let halted = self.irq.take_halted();
+        let tcb = Tcb(guest_tcb_slot(self.number));
+        // Not stopped: the thread is preempted (the VMM has the only CPU),
+        // or waits for a reply (to its hlt, or to a fault this VMM has
+        // written its registers for already); the reply restarts it with
+        // what is written here.
+        let Ok(context) = tcb.read_registers(false) else {
+            self.trap = Some(cpu);
+            return Some(Ending::Failed("reading the guest's registers failed"));
+        };
+        let mut regs = to_regs(&context);
+        let (ram, cr3) = (self.ram, self.cr3);
+        let mut mem = GuestPages::new(ram, cr3);
+        let mut host = Host {
+            guest: self,
+            ending: None,
+        };
+        let taken = take_interrupt(&mut cpu.vcpu, &mut regs, &mut mem, &mut host);
+        let ending = host.ending.take();
+        let _ = self.ram.write(cpu.vif_gpa, &[cpu.vcpu.vif]);
+        if taken.is_ok_and(|v| v.is_some()) {
+            cpu.interrupts += 1;
+            self.irq.stats.redirected += 1;
+        }
+        self.trap = Some(cpu);
+        if let Some(ending) = ending {
+            return Some(ending);
+        }
+        match taken {
+            Err(e) => return Some(Ending::Trap(e)),
+            Ok(Some(_)) => {
+                if tcb
+                    .write_registers(false, &to_context(&regs, context.tls_base))
+                    .is_err()
+                {
+                    return Some(Ending::Failed("writing the guest's registers failed"));
+                }
+            }
+            Ok(None) => {}
+        }
+        if halted {
+            // An empty reply: a fault's reply restarts the thread with the
+            // registers written above (a longer one would overwrite them).
+            ipc::send(self.irq.halt_slot(), 0, &[]);
+        }
+        None
+    }
+}
+
+/// Prints what trap-and-emulate did: instructions emulated by kind,
+/// exceptions and interrupts delivered.
+pub fn print_stats(g: usize, cpu: &TrapCpu) {
+    print!("vmm-server: guest{g}: trap-and-emulate: emulated");
+    for (number, &n) in cpu.emulated.iter().enumerate() {
+        if n > 0 {
+            print!(" {} {n}", crate::sites::kind_name(number as u16));
+        }
+    }
+    print!("; exceptions delivered");
+    for (vector, &n) in cpu.exceptions.iter().enumerate() {
+        if n > 0 {
+            print!(" {vector}: {n}");
+        }
+    }
+    println!("; interrupts delivered {}", cpu.interrupts);
+}
