@@ -265,7 +265,7 @@ impl Guest<'_> {
                             self.stats.user_exceptions[vector as usize] += 1;
                             let error = message.mr(seL4_UserException_Code as usize);
                             let vector = vector as u8; // < 32
-                            self.trap(vmm_core::trap::Fault::Exception { vector, error })
+                            self.trap(vmm_core::trap::Fault::Exception { vector, error }, rip)
                         }
                         // The guest's own exception (#UD, #DE, ...): into
                         // the guest, through the wedge.
@@ -297,7 +297,7 @@ impl Guest<'_> {
                             self.stats.user_exceptions[13] += 1;
                             self.stats.software_interrupts += 1;
                             let error = n << 3 | 2;
-                            self.trap(vmm_core::trap::Fault::Exception { vector: 13, error })
+                            self.trap(vmm_core::trap::Fault::Exception { vector: 13, error }, rip)
                         }
                         Some(n) if self.reflector.is_some() && !in_wedge(rip) => {
                             self.stats.user_exceptions[13] += 1;
@@ -378,10 +378,11 @@ impl Guest<'_> {
             walked if self.trap.is_some() => {
                 let error = u64::from(walked.is_ok()) | (u64::from(write) << 1);
                 self.stats.reflected_by_vector[14] += 1;
-                self.trap(vmm_core::trap::Fault::PageFault {
+                let fault = vmm_core::trap::Fault::PageFault {
                     address: addr,
                     error,
-                })
+                };
+                self.trap(fault, rip)
             }
             walked if self.reflector.is_some() && !in_wedge(rip) => {
                 let present = u64::from(walked.is_ok());

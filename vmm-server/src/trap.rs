@@ -201,19 +201,27 @@ impl TrapHost for Host<'_, '_> {
 impl<'a> Guest<'a> {
     /// A fault of a guest without a wedge: emulated or delivered into the
     /// guest, its registers written back; `Step::Resume` restarts it.
-    pub fn trap(&mut self, fault: Fault) -> Step {
+    /// `rip` is where the fault message says the fault happened.
+    pub fn trap(&mut self, fault: Fault, rip: u64) -> Step {
         let Some(cpu) = self.trap.take() else {
             return Step::End(Ending::Failed("no virtual CPU for trap-and-emulate"));
         };
-        self.trap_with(cpu, fault)
+        self.trap_with(cpu, fault, rip)
     }
 
-    fn trap_with(&mut self, cpu: &'a mut TrapCpu, fault: Fault) -> Step {
+    fn trap_with(&mut self, cpu: &'a mut TrapCpu, fault: Fault, rip: u64) -> Step {
         let tcb = Tcb(guest_tcb_slot(self.number));
         let Ok(context) = tcb.read_registers(false) else {
             self.trap = Some(cpu);
             return Step::End(Ending::Failed("reading the guest's registers failed"));
         };
+        if context.rip != rip {
+            // The interrupt thread delivered an interrupt while this fault
+            // waited to be received: the guest now starts its handler, whose
+            // frame returns to the faulting instruction, which faults again.
+            self.trap = Some(cpu);
+            return Step::Resume;
+        }
         let mut regs = to_regs(&context);
         let (ram, cr3) = (self.ram, self.cr3);
         let mut mem = GuestPages::new(ram, cr3);
