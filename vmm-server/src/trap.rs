@@ -6,6 +6,7 @@
 //! written back to its TCB. Interrupts are delivered through the guest's
 //! virtual IDT by the VMM itself.
 
+use afterburn_format::Kind;
 use previrt_protocol::vmm_layout::guest_tcb_slot;
 use previrt_protocol::{Request, Status, NO_VECTOR, STRING_BYTES};
 use previrt_sel4::{ipc, print, println, Tcb, UserContext};
@@ -47,13 +48,15 @@ impl TrapCpu {
         let kind = match handled {
             Handled::Emulated(kind) => Some(kind),
             Handled::Delivered { vector, emulated } => {
+                let software = matches!(emulated, Some(Kind::Int | Kind::Int3 | Kind::Into));
                 match self.exceptions.get_mut(usize::from(vector)) {
                     Some(n) => *n += 1,
+                    None if software => {}
                     None => self.interrupts += 1,
                 }
                 emulated
             }
-            Handled::Halted => Some(afterburn_format::Kind::Hlt),
+            Handled::Halted => Some(Kind::Hlt),
         };
         if let Some(n) = kind.and_then(|k| self.emulated.get_mut(usize::from(k.number()))) {
             *n += 1;
@@ -103,6 +106,8 @@ struct Host<'g, 'a> {
     guest: &'g mut Guest<'a>,
     /// How the run ends, if a request ended it.
     ending: Option<Ending>,
+    /// The emulator asked to stop the guest.
+    shutdown: Option<ShutdownReason>,
 }
 
 impl Host<'_, '_> {
@@ -179,9 +184,9 @@ impl Backend for Host<'_, '_> {
         previrt_sel4::cpu::rdtsc()
     }
     fn shutdown(&mut self, reason: ShutdownReason) {
-        if self.ending.is_none() {
-            self.ending = Some(Ending::Shutdown(reason as u64));
-        }
+        // The emulator says so only with an error of its own (a triple
+        // fault), which states more: the VMM ends the guest with that.
+        self.shutdown = Some(reason);
     }
 }
 
@@ -228,20 +233,26 @@ impl<'a> Guest<'a> {
         let mut host = Host {
             guest: self,
             ending: None,
+            shutdown: None,
         };
         let result = handle(fault, &mut cpu.vcpu, &mut regs, &mut mem, &mut host);
-        let ending = host.ending.take();
+        let (ending, shutdown) = (host.ending.take(), host.shutdown);
         let _ = self.ram.write(cpu.vif_gpa, &[cpu.vcpu.vif]);
-        let handled = match (ending, result) {
-            (Some(ending), _) => {
+        let handled = match (ending, result, shutdown) {
+            // A request ended the run (the exit port, a failed mapping).
+            (Some(ending), _, _) => {
                 self.trap = Some(cpu);
                 return Step::End(ending);
             }
-            (None, Err(e)) => {
+            (None, Err(e), _) => {
                 self.trap = Some(cpu);
                 return Step::End(Ending::Trap(e));
             }
-            (None, Ok(handled)) => handled,
+            (None, Ok(_), Some(reason)) => {
+                self.trap = Some(cpu);
+                return Step::End(Ending::Shutdown(reason as u64));
+            }
+            (None, Ok(handled), None) => handled,
         };
         cpu.count(handled);
         self.trap = Some(cpu);
@@ -293,6 +304,7 @@ impl<'a> Guest<'a> {
         let mut host = Host {
             guest: self,
             ending: None,
+            shutdown: None,
         };
         let taken = take_interrupt(&mut cpu.vcpu, &mut regs, &mut mem, &mut host);
         let ending = host.ending.take();

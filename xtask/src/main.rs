@@ -20,6 +20,7 @@ mod soak;
 mod system;
 mod tasks;
 mod test;
+mod trap_tests;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
