@@ -858,4 +858,51 @@ mod tests {
         );
         assert_eq!(decode(Kind::Cli, &[0x66; 40]), Err(DecodeError::TooLong));
     }
+
+    #[test]
+    fn an_instruction_found_at_a_fault_is_identified_by_its_opcode() {
+        // With the bytes that follow it in memory: only the instruction's
+        // own length counts.
+        let cases: [(&[u8], Kind, u8); 8] = [
+            (&[0xfa, 0x90, 0x90], Kind::Cli, 1),
+            (&[0xfb, 0xf4], Kind::Sti, 1),
+            (&[0x48, 0xcf, 0xcc], Kind::Iret, 2),
+            (&[0xe6, 0x80, 0x0f], Kind::PortOut, 2),
+            (&[0x0f, 0x22, 0xd8, 0xc3], Kind::MovToCr, 3),
+            (&[0x0f, 0x01, 0x38, 0x90], Kind::Invlpg, 3),
+            (&[0x0f, 0x00, 0xd8, 0x90], Kind::Ltr, 3),
+            (&[0xcd, 0x80, 0x90], Kind::Int, 2),
+        ];
+        for (bytes, kind, len) in cases {
+            let (k, insn, n) = decode_at(bytes).unwrap();
+            assert_eq!((k, n), (kind, len), "{bytes:x?}");
+            assert_eq!(decode(kind, &bytes[..usize::from(len)]), Ok(insn));
+        }
+        // Not sensitive: an ordinary load, nop, verr (0f 00 /4), and the
+        // memory forms of 0f 01 the wedge does not emulate.
+        for bytes in [
+            &[0x48, 0x8b, 0x18][..],
+            &[0x90],
+            &[0x0f, 0x00, 0xe0],
+            &[0x0f, 0x01, 0x28],
+        ] {
+            assert_eq!(identify(bytes), None, "{bytes:x?}");
+            assert!(matches!(
+                decode_at(bytes),
+                Err(DecodeError::Unsupported { .. })
+            ));
+        }
+        // Bytes that end inside the prefixes or the opcode are truncated:
+        // more bytes (the next page) may make an instruction of them.
+        for bytes in [&[][..], &[0x66; 15], &[0x0f], &[0x0f, 0x01], &[0xe6]] {
+            assert!(
+                matches!(decode_at(bytes), Err(DecodeError::Truncated { .. })),
+                "{bytes:x?}"
+            );
+        }
+        // A prefix storm longer than 15 bytes is never an instruction.
+        let mut storm = [0x66u8; 20];
+        storm[19] = 0xfa;
+        assert!(decode_at(&storm).is_err());
+    }
 }
