@@ -2,7 +2,8 @@
 //! where the TSC counts executed instructions, so the figures are the same
 //! on any machine and any load. Results go to a table on the terminal and to
 //! `target/bench/results.csv` (`workload,image,platform,iterations,ticks`);
-//! the bare/seL4 comparison also to `target/bench/sel4.{txt,csv,svg}`.
+//! the bare / seL4 / trap-and-emulate comparison also to
+//! `target/bench/sel4.{txt,csv,svg}`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
