@@ -12,9 +12,10 @@ use previrt_sel4::sys::bitfield::{
 use previrt_sel4::sys::constants::{
     seL4_CapFault_Addr, seL4_CapFault_IP, seL4_CapFault_InRecvPhase,
     seL4_CapFault_LookupFailureType, seL4_UnknownSyscall_FaultIP, seL4_UnknownSyscall_Length,
-    seL4_UnknownSyscall_Syscall, seL4_UserException_Code, seL4_UserException_FaultIP,
-    seL4_UserException_Length, seL4_UserException_Number, seL4_VMFault_Addr, seL4_VMFault_FSR,
-    seL4_VMFault_IP, seL4_VMFault_Length,
+    seL4_UnknownSyscall_Syscall, seL4_UserException_Code, seL4_UserException_FLAGS,
+    seL4_UserException_FaultIP, seL4_UserException_Length, seL4_UserException_Number,
+    seL4_UserException_SP, seL4_VMFault_Addr, seL4_VMFault_FSR, seL4_VMFault_IP,
+    seL4_VMFault_Length,
 };
 use previrt_sel4::{ipc, println, Word};
 
@@ -265,7 +266,13 @@ impl Guest<'_> {
                             self.stats.user_exceptions[vector as usize] += 1;
                             let error = message.mr(seL4_UserException_Code as usize);
                             let vector = vector as u8; // < 32
-                            self.trap(vmm_core::trap::Fault::Exception { vector, error }, rip)
+                            let frame = [
+                                rip,
+                                message.mr(seL4_UserException_SP as usize),
+                                message.mr(seL4_UserException_FLAGS as usize),
+                            ];
+                            let fault = vmm_core::trap::Fault::Exception { vector, error };
+                            self.trap(fault, rip, Some(frame))
                         }
                         // The guest's own exception (#UD, #DE, ...): into
                         // the guest, through the wedge.
@@ -297,7 +304,8 @@ impl Guest<'_> {
                             self.stats.user_exceptions[13] += 1;
                             self.stats.software_interrupts += 1;
                             let error = n << 3 | 2;
-                            self.trap(vmm_core::trap::Fault::Exception { vector: 13, error }, rip)
+                            let fault = vmm_core::trap::Fault::Exception { vector: 13, error };
+                            self.trap(fault, rip, None)
                         }
                         Some(n) if self.reflector.is_some() && !in_wedge(rip) => {
                             self.stats.user_exceptions[13] += 1;
@@ -382,7 +390,7 @@ impl Guest<'_> {
                     address: addr,
                     error,
                 };
-                self.trap(fault, rip)
+                self.trap(fault, rip, None)
             }
             walked if self.reflector.is_some() && !in_wedge(rip) => {
                 let present = u64::from(walked.is_ok());

@@ -31,6 +31,12 @@ pub struct TrapCpu {
     pub exceptions: [u64; 32],
     /// External interrupts delivered.
     pub interrupts: u64,
+    /// An interrupt was delivered into the guest's registers (at a tick)
+    /// since the VMM last read them at a fault: a fault message may be
+    /// older than that delivery, so the next fault reads the registers.
+    delivered_at_tick: bool,
+    /// Faults served with the message's rip, rsp and rflags alone.
+    pub frame_only: u64,
 }
 
 impl TrapCpu {
@@ -41,6 +47,8 @@ impl TrapCpu {
             emulated: [0; 64],
             exceptions: [0; 32],
             interrupts: 0,
+            delivered_at_tick: false,
+            frame_only: 0,
         }
     }
 
@@ -206,15 +214,102 @@ impl TrapHost for Host<'_, '_> {
 impl<'a> Guest<'a> {
     /// A fault of a guest without a wedge: emulated or delivered into the
     /// guest, its registers written back; `Step::Resume` restarts it.
-    /// `rip` is where the fault message says the fault happened.
-    pub fn trap(&mut self, fault: Fault, rip: u64) -> Step {
+    /// `rip` is where the fault message says the fault happened; `frame`
+    /// its rip, rsp and rflags, if it carries them (a `UserException`).
+    pub fn trap(&mut self, fault: Fault, rip: u64, frame: Option<[u64; 3]>) -> Step {
         let Some(cpu) = self.trap.take() else {
             return Step::End(Ending::Failed("no virtual CPU for trap-and-emulate"));
         };
+        if let Some([rip, rsp, rflags]) = frame {
+            let mut mem = GuestPages::new(self.ram, self.cr3);
+            if !cpu.delivered_at_tick && vmm_core::trap::frame_only(fault, &mut mem, rip) {
+                cpu.frame_only += 1;
+                return self.trap_frame(cpu, fault, rip, rsp, rflags);
+            }
+        }
         self.trap_with(cpu, fault, rip)
     }
 
+    /// [`Guest::trap`] for a fault that needs no general register but rsp:
+    /// no registers read, only rip, rsp and rflags written back.
+    fn trap_frame(
+        &mut self,
+        cpu: &'a mut TrapCpu,
+        fault: Fault,
+        rip: u64,
+        rsp: u64,
+        rflags: u64,
+    ) -> Step {
+        let mut regs = GuestRegs {
+            rip,
+            rflags,
+            ..GuestRegs::default()
+        };
+        regs.set_rsp(rsp);
+        let Some(handled) = self.emulate(cpu, fault, &mut regs) else {
+            return self.ending.take().map_or(Step::Resume, Step::End);
+        };
+        let tcb = Tcb(guest_tcb_slot(self.number));
+        if tcb.write_frame(regs.rip, regs.rsp(), regs.rflags).is_err() {
+            return Step::End(Ending::Failed("writing the guest's registers failed"));
+        }
+        self.after_trap(handled)
+    }
+
+    /// Runs `vmm_core::trap::handle` on `regs`; `None` if the run ends
+    /// (the ending left in `self.ending`). Puts `cpu` back.
+    fn emulate(
+        &mut self,
+        cpu: &'a mut TrapCpu,
+        fault: Fault,
+        regs: &mut GuestRegs,
+    ) -> Option<Handled> {
+        let (ram, cr3) = (self.ram, self.cr3);
+        let mut mem = GuestPages::new(ram, cr3);
+        let mut host = Host {
+            guest: self,
+            ending: None,
+            shutdown: None,
+        };
+        let result = handle(fault, &mut cpu.vcpu, regs, &mut mem, &mut host);
+        let (ending, shutdown) = (host.ending.take(), host.shutdown);
+        let _ = self.ram.write(cpu.vif_gpa, &[cpu.vcpu.vif]);
+        let outcome = match (ending, result, shutdown) {
+            // A request ended the run (the exit port, a failed mapping).
+            (Some(ending), _, _) => Err(ending),
+            (None, Err(e), _) => Err(Ending::Trap(e)),
+            (None, Ok(_), Some(reason)) => Err(Ending::Shutdown(reason as u64)),
+            (None, Ok(handled), None) => Ok(handled),
+        };
+        if let Ok(handled) = outcome {
+            cpu.count(handled);
+        }
+        self.trap = Some(cpu);
+        match outcome {
+            Ok(handled) => Some(handled),
+            Err(ending) => {
+                self.ending = Some(ending);
+                None
+            }
+        }
+    }
+
+    /// What follows a fault served: the guest restarts, or waits in `hlt`.
+    fn after_trap(&mut self, handled: Handled) -> Step {
+        match handled {
+            // Waits (its reply saved) until an interrupt comes, unless one
+            // came meanwhile: then it goes on after the hlt (virtual IF is
+            // clear, or `handle` would have delivered it).
+            Handled::Halted => match self.halt() {
+                Step::Reply(..) => Step::Resume,
+                other => other,
+            },
+            _ => Step::Resume,
+        }
+    }
+
     fn trap_with(&mut self, cpu: &'a mut TrapCpu, fault: Fault, rip: u64) -> Step {
+        cpu.delivered_at_tick = false;
         let tcb = Tcb(guest_tcb_slot(self.number));
         let Ok(context) = tcb.read_registers(false) else {
             self.trap = Some(cpu);
@@ -228,50 +323,16 @@ impl<'a> Guest<'a> {
             return Step::Resume;
         }
         let mut regs = to_regs(&context);
-        let (ram, cr3) = (self.ram, self.cr3);
-        let mut mem = GuestPages::new(ram, cr3);
-        let mut host = Host {
-            guest: self,
-            ending: None,
-            shutdown: None,
+        let Some(handled) = self.emulate(cpu, fault, &mut regs) else {
+            return self.ending.take().map_or(Step::Resume, Step::End);
         };
-        let result = handle(fault, &mut cpu.vcpu, &mut regs, &mut mem, &mut host);
-        let (ending, shutdown) = (host.ending.take(), host.shutdown);
-        let _ = self.ram.write(cpu.vif_gpa, &[cpu.vcpu.vif]);
-        let handled = match (ending, result, shutdown) {
-            // A request ended the run (the exit port, a failed mapping).
-            (Some(ending), _, _) => {
-                self.trap = Some(cpu);
-                return Step::End(ending);
-            }
-            (None, Err(e), _) => {
-                self.trap = Some(cpu);
-                return Step::End(Ending::Trap(e));
-            }
-            (None, Ok(_), Some(reason)) => {
-                self.trap = Some(cpu);
-                return Step::End(Ending::Shutdown(reason as u64));
-            }
-            (None, Ok(handled), None) => handled,
-        };
-        cpu.count(handled);
-        self.trap = Some(cpu);
         if tcb
             .write_registers(false, &to_context(&regs, context.tls_base))
             .is_err()
         {
             return Step::End(Ending::Failed("writing the guest's registers failed"));
         }
-        match handled {
-            // Waits (its reply saved) until an interrupt comes, unless one
-            // came meanwhile: then it goes on after the hlt (virtual IF is
-            // clear, or `handle` would have delivered it).
-            Handled::Halted => match self.halt() {
-                Step::Reply(..) => Step::Resume,
-                other => other,
-            },
-            _ => Step::Resume,
-        }
+        self.after_trap(handled)
     }
 
     /// A timer tick for a guest without a wedge, with an interrupt
@@ -310,6 +371,7 @@ impl<'a> Guest<'a> {
         let ending = host.ending.take();
         let _ = self.ram.write(cpu.vif_gpa, &[cpu.vcpu.vif]);
         if taken.is_ok_and(|v| v.is_some()) {
+            cpu.delivered_at_tick = true;
             cpu.interrupts += 1;
             self.irq.stats.redirected += 1;
         }
@@ -320,10 +382,8 @@ impl<'a> Guest<'a> {
         match taken {
             Err(e) => return Some(Ending::Trap(e)),
             Ok(Some(_)) => {
-                if tcb
-                    .write_registers(false, &to_context(&regs, context.tls_base))
-                    .is_err()
-                {
+                // Delivery changes no other register.
+                if tcb.write_frame(regs.rip, regs.rsp(), regs.rflags).is_err() {
                     return Some(Ending::Failed("writing the guest's registers failed"));
                 }
             }
@@ -353,5 +413,8 @@ pub fn print_stats(g: usize, cpu: &TrapCpu) {
             print!(" {vector}: {n}");
         }
     }
-    println!("; interrupts delivered {}", cpu.interrupts);
+    println!(
+        "; interrupts delivered {}; {} faults served with the fault message's rip, rsp and rflags alone",
+        cpu.interrupts, cpu.frame_only
+    );
 }

@@ -192,6 +192,41 @@ pub fn fetch(mem: &mut GuestPages, rip: u64) -> ([u8; 15], usize, Option<u64>) {
     (b, 15, None)
 }
 
+/// Whether serving `fault` at `rip` reads or writes no general register
+/// but rsp: then the VMM needs only rip, rsp and rflags (which a
+/// `UserException` message carries) and writes back only those. True for
+/// the guest's own exceptions and for a #GP at `cli`, `sti`, `hlt`,
+/// `iretq`, `lret`, `int`, `clts`, `invd`, `wbinvd`; false for anything
+/// else and for what does not decode.
+pub fn frame_only(fault: Fault, mem: &mut GuestPages, rip: u64) -> bool {
+    match fault {
+        Fault::Exception { vector: VEC_GP, .. } => {
+            let (bytes, got, _) = fetch(mem, rip);
+            matches!(
+                decode_at(&bytes[..got]),
+                Ok((
+                    _,
+                    Insn::Cli
+                        | Insn::Sti
+                        | Insn::Hlt
+                        | Insn::Iret(_)
+                        | Insn::FarRet { .. }
+                        | Insn::Int(_)
+                        | Insn::Int3
+                        | Insn::Into
+                        | Insn::Clts
+                        | Insn::Invd
+                        | Insn::Wbinvd,
+                    _
+                ))
+            )
+        }
+        Fault::Exception { .. } => true,
+        // The VM fault message has no stack pointer.
+        Fault::PageFault { .. } => false,
+    }
+}
+
 /// Serves one fault of the guest: emulates the sensitive instruction a #GP
 /// is about, or delivers the guest's own exception through its IDT (a
 /// #PF with `vcpu.cr2`). `regs.rip` is where the fault happened (past the

@@ -335,3 +335,38 @@ fn an_unmapped_rip_is_a_page_fault_at_it() {
     );
     assert_eq!(g.vcpu.cr2, UNMAPPED + 0x10);
 }
+
+#[test]
+fn frame_only_is_true_exactly_where_no_general_register_is_used() {
+    let mut g = guest();
+    let ram = g.ram.ram();
+    let gp = Fault::Exception {
+        vector: 13,
+        error: 0,
+    };
+    let cases: [(&[u8], bool); 7] = [
+        (&[0xfa], true),              // cli
+        (&[0xfb, 0xf4], true),        // sti; hlt
+        (&[0x48, 0xcf], true),        // iretq
+        (&[0xcd, 0x80], true),        // int $0x80
+        (&[0xe6, 0x80], false),       // out %al: reads rax
+        (&[0x0f, 0x22, 0xd8], false), // mov %rax, %cr3
+        (&[0x48, 0x8b, 0x18], false), // not sensitive: the guest's #GP, with all registers
+    ];
+    for (bytes, expected) in cases {
+        g.code(CODE, bytes);
+        let mut mem = GuestPages::new(&ram, PML4);
+        assert_eq!(frame_only(gp, &mut mem, CODE), expected, "{bytes:x?}");
+    }
+    let mut mem = GuestPages::new(&ram, PML4);
+    let ud = Fault::Exception {
+        vector: 6,
+        error: 0,
+    };
+    assert!(frame_only(ud, &mut mem, CODE));
+    let pf = Fault::PageFault {
+        address: 0,
+        error: 0,
+    };
+    assert!(!frame_only(pf, &mut mem, CODE));
+}
