@@ -14,6 +14,9 @@ const CODE: u64 = 0x10000;
 const STACK: u64 = 0x70000;
 const UNMAPPED: u64 = 0x20_1000;
 const READ_ONLY: u64 = 0x20_0000;
+const RAM: u64 = 4 << 20;
+/// Bytes past RAM that must stay as they are.
+const GUARD: u64 = 4096;
 
 fn handler(vector: u8) -> u64 {
     0x10_0000 + u64::from(vector) * 16
@@ -26,7 +29,7 @@ struct Guest {
 }
 
 fn guest() -> Guest {
-    let ram = HostRam::new(4 << 20);
+    let ram = HostRam::with_guard(RAM, GUARD, 0xa5);
     ram.set(PML4, PDPT | 3);
     ram.set(PDPT, PD | 3);
     ram.set(PD, 0x83);
@@ -369,4 +372,37 @@ fn frame_only_is_true_exactly_where_no_general_register_is_used() {
         error: 0,
     };
     assert!(!frame_only(pf, &mut mem, CODE));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any bytes at rip, any registers, any fault: `handle` answers (an
+    /// emulation, a delivery, a halt or a typed error), never a panic, and
+    /// never touches memory outside guest RAM.
+    #[test]
+    fn any_fault_at_any_bytes_is_answered(
+        code in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..20),
+        rip_offset in 0u64..0x20_2000,
+        gpr in proptest::array::uniform16(proptest::prelude::any::<u64>()),
+        vector in 0u8..32,
+        error in proptest::prelude::any::<u64>(),
+        waiting in proptest::option::of(32u8..=255),
+    ) {
+        let mut g = guest();
+        let at = rip_offset.min(0x1f_ff00);
+        g.ram.ram().write(at, &code).unwrap();
+        g.regs.gpr = gpr;
+        g.regs.rip = rip_offset;
+        let mut host = Host::default();
+        host.waiting.extend(waiting);
+        let fault = if vector == 14 {
+            Fault::PageFault { address: error, error: error & 3 }
+        } else {
+            Fault::Exception { vector, error }
+        };
+        let _ = g.fault(fault, &mut host);
+        let _ = g.fault(Fault::Exception { vector: 13, error: 0 }, &mut host);
+        proptest::prop_assert!(g.ram.all()[RAM as usize..].iter().all(|&b| b == 0xa5));
+    }
 }
