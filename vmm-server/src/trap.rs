@@ -10,7 +10,9 @@ use afterburn_format::Kind;
 use previrt_protocol::vmm_layout::guest_tcb_slot;
 use previrt_protocol::{Request, Status, NO_VECTOR, STRING_BYTES};
 use previrt_sel4::{ipc, print, println, Tcb, UserContext};
-use vmm_core::trap::{handle, take_interrupt, Fault, GuestPages, Handled, TrapHost};
+use vmm_core::trap::{
+    decode_fault, handle_decoded, take_interrupt, Decoded, Fault, GuestPages, Handled, TrapHost,
+};
 use wedge_l4::backend::{Backend, BackendError, ShutdownReason};
 use wedge_l4::memory::GuestRegs;
 use wedge_l4::vcpu::Vcpu;
@@ -220,14 +222,15 @@ impl<'a> Guest<'a> {
         let Some(cpu) = self.trap.take() else {
             return Step::End(Ending::Failed("no virtual CPU for trap-and-emulate"));
         };
+        let mut mem = GuestPages::new(self.ram, self.cr3);
+        let decoded = decode_fault(fault, &mut mem, rip);
         if let Some([rip, rsp, rflags]) = frame {
-            let mut mem = GuestPages::new(self.ram, self.cr3);
-            if !cpu.delivered_at_tick && vmm_core::trap::frame_only(fault, &mut mem, rip) {
+            if !cpu.delivered_at_tick && decoded.frame_only() {
                 cpu.frame_only += 1;
-                return self.trap_frame(cpu, fault, rip, rsp, rflags);
+                return self.trap_frame(cpu, fault, decoded, rip, rsp, rflags);
             }
         }
-        self.trap_with(cpu, fault, rip)
+        self.trap_with(cpu, fault, decoded, rip)
     }
 
     /// [`Guest::trap`] for a fault that needs no general register but rsp:
@@ -236,6 +239,7 @@ impl<'a> Guest<'a> {
         &mut self,
         cpu: &'a mut TrapCpu,
         fault: Fault,
+        decoded: Decoded,
         rip: u64,
         rsp: u64,
         rflags: u64,
@@ -246,7 +250,7 @@ impl<'a> Guest<'a> {
             ..GuestRegs::default()
         };
         regs.set_rsp(rsp);
-        let Some(handled) = self.emulate(cpu, fault, &mut regs) else {
+        let Some(handled) = self.emulate(cpu, fault, decoded, &mut regs) else {
             return self.ending.take().map_or(Step::Resume, Step::End);
         };
         let tcb = Tcb(guest_tcb_slot(self.number));
@@ -262,6 +266,7 @@ impl<'a> Guest<'a> {
         &mut self,
         cpu: &'a mut TrapCpu,
         fault: Fault,
+        decoded: Decoded,
         regs: &mut GuestRegs,
     ) -> Option<Handled> {
         let (ram, cr3) = (self.ram, self.cr3);
@@ -271,7 +276,7 @@ impl<'a> Guest<'a> {
             ending: None,
             shutdown: None,
         };
-        let result = handle(fault, &mut cpu.vcpu, regs, &mut mem, &mut host);
+        let result = handle_decoded(fault, decoded, &mut cpu.vcpu, regs, &mut mem, &mut host);
         let (ending, shutdown) = (host.ending.take(), host.shutdown);
         let _ = self.ram.write(cpu.vif_gpa, &[cpu.vcpu.vif]);
         let outcome = match (ending, result, shutdown) {
@@ -308,7 +313,13 @@ impl<'a> Guest<'a> {
         }
     }
 
-    fn trap_with(&mut self, cpu: &'a mut TrapCpu, fault: Fault, rip: u64) -> Step {
+    fn trap_with(
+        &mut self,
+        cpu: &'a mut TrapCpu,
+        fault: Fault,
+        decoded: Decoded,
+        rip: u64,
+    ) -> Step {
         cpu.delivered_at_tick = false;
         let tcb = Tcb(guest_tcb_slot(self.number));
         let Ok(context) = tcb.read_registers(false) else {
@@ -323,7 +334,7 @@ impl<'a> Guest<'a> {
             return Step::Resume;
         }
         let mut regs = to_regs(&context);
-        let Some(handled) = self.emulate(cpu, fault, &mut regs) else {
+        let Some(handled) = self.emulate(cpu, fault, decoded, &mut regs) else {
             return self.ending.take().map_or(Step::Resume, Step::End);
         };
         if tcb

@@ -192,38 +192,60 @@ pub fn fetch(mem: &mut GuestPages, rip: u64) -> ([u8; 15], usize, Option<u64>) {
     (b, 15, None)
 }
 
-/// Whether serving `fault` at `rip` reads or writes no general register
-/// but rsp: then the VMM needs only rip, rsp and rflags (which a
-/// `UserException` message carries) and writes back only those. True for
-/// the guest's own exceptions and for a #GP at `cli`, `sti`, `hlt`,
-/// `iretq`, `lret`, `int`, `clts`, `invd`, `wbinvd`; false for anything
-/// else and for what does not decode.
-pub fn frame_only(fault: Fault, mem: &mut GuestPages, rip: u64) -> bool {
-    match fault {
-        Fault::Exception { vector: VEC_GP, .. } => {
-            let (bytes, got, _) = fetch(mem, rip);
-            matches!(
-                decode_at(&bytes[..got]),
-                Ok((
-                    _,
-                    Insn::Cli
-                        | Insn::Sti
-                        | Insn::Hlt
-                        | Insn::Iret(_)
-                        | Insn::FarRet { .. }
-                        | Insn::Int(_)
-                        | Insn::Int3
-                        | Insn::Into
-                        | Insn::Clts
-                        | Insn::Invd
-                        | Insn::Wbinvd,
-                    _
-                ))
-            )
+/// What a fault is about, found once: the instruction a #GP stopped at, or
+/// why there is none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A sensitive instruction: its kind, decoding and length.
+    Insn(Kind, Insn, u8),
+    /// The instruction runs into a page the guest does not map (at this
+    /// address): the fetch would have faulted there first.
+    FetchFault(u64),
+    /// A #GP at bytes that are no instruction the VMM emulates: the
+    /// guest's own.
+    NotSensitive,
+    /// Not a #GP: nothing to decode.
+    NoInstruction,
+}
+
+impl Decoded {
+    /// Whether serving it reads or writes no general register but rsp:
+    /// then the VMM needs only rip, rsp and rflags (which a `UserException`
+    /// message carries) and writes back only those. True for a delivery
+    /// and for `cli`, `sti`, `hlt`, `iretq`, `lret`, `int`, `clts`, `invd`,
+    /// `wbinvd`; false for the other instructions.
+    pub fn frame_only(&self) -> bool {
+        match self {
+            Decoded::Insn(_, insn, _) => matches!(
+                insn,
+                Insn::Cli
+                    | Insn::Sti
+                    | Insn::Hlt
+                    | Insn::Iret(_)
+                    | Insn::FarRet { .. }
+                    | Insn::Int(_)
+                    | Insn::Int3
+                    | Insn::Into
+                    | Insn::Clts
+                    | Insn::Invd
+                    | Insn::Wbinvd
+            ),
+            Decoded::FetchFault(_) | Decoded::NotSensitive | Decoded::NoInstruction => true,
         }
-        Fault::Exception { .. } => true,
-        // The VM fault message has no stack pointer.
-        Fault::PageFault { .. } => false,
+    }
+}
+
+/// Finds what `fault` at `rip` is about: for a #GP, the instruction at
+/// `rip`, read through the guest's page tables.
+pub fn decode_fault(fault: Fault, mem: &mut GuestPages, rip: u64) -> Decoded {
+    if !matches!(fault, Fault::Exception { vector: VEC_GP, .. }) {
+        return Decoded::NoInstruction;
+    }
+    let (bytes, got, missing) = fetch(mem, rip);
+    match (decode_at(&bytes[..got]), missing) {
+        (Ok((kind, insn, len)), _) => Decoded::Insn(kind, insn, len),
+        (Err(DecodeError::Truncated { .. }), Some(at)) => Decoded::FetchFault(at),
+        (Err(_), _) => Decoded::NotSensitive,
     }
 }
 
@@ -238,29 +260,29 @@ pub fn handle(
     mem: &mut GuestPages,
     host: &mut dyn TrapHost,
 ) -> Result<Handled, TrapError> {
-    let rip = regs.rip;
-    match fault {
-        Fault::PageFault { address, error } => {
+    let decoded = decode_fault(fault, mem, regs.rip);
+    handle_decoded(fault, decoded, vcpu, regs, mem, host)
+}
+
+/// [`handle`] with the fault decoded already ([`decode_fault`], at
+/// `regs.rip`).
+pub fn handle_decoded(
+    fault: Fault,
+    decoded: Decoded,
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut GuestPages,
+    host: &mut dyn TrapHost,
+) -> Result<Handled, TrapError> {
+    match (fault, decoded) {
+        (Fault::PageFault { address, error }, _) => {
             exception(VEC_PF, error, address, vcpu, regs, mem, host)
         }
-        Fault::Exception {
-            vector: VEC_GP,
-            error,
-        } => {
-            let (bytes, got, missing) = fetch(mem, rip);
-            match decode_at(&bytes[..got]) {
-                Ok((kind, insn, len)) => emulate_at(kind, insn, len, vcpu, regs, mem, host),
-                // The instruction runs into a page the guest does not map:
-                // the fetch would have faulted there first.
-                Err(DecodeError::Truncated { .. }) if missing.is_some() => {
-                    let at = missing.unwrap_or(rip);
-                    exception(VEC_PF, PF_FETCH, at, vcpu, regs, mem, host)
-                }
-                // Not an instruction the VMM emulates: the guest's own #GP.
-                Err(_) => exception(VEC_GP, error, 0, vcpu, regs, mem, host),
-            }
+        (_, Decoded::Insn(kind, insn, len)) => emulate_at(kind, insn, len, vcpu, regs, mem, host),
+        (_, Decoded::FetchFault(at)) => exception(VEC_PF, PF_FETCH, at, vcpu, regs, mem, host),
+        (Fault::Exception { vector, error }, _) => {
+            exception(vector, error, 0, vcpu, regs, mem, host)
         }
-        Fault::Exception { vector, error } => exception(vector, error, 0, vcpu, regs, mem, host),
     }
 }
 
