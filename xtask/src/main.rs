@@ -131,7 +131,8 @@ struct RunArgs {
     /// Trap-and-emulate: the plain guest on seL4 with no wedge, the VMM
     /// emulating each sensitive instruction that faults
     /// (docs/trap-and-emulate.md).
-    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile"])]
+    /// With --hostile, the hostile guest runs so instead of through the wedge.
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain"])]
     trap: bool,
     /// Boot the hostile test guest (images/hostile) on seL4; choose its
     /// attacks with --guest-cmdline "attack=ipc,jumps" (docs/testing.md).
@@ -218,10 +219,10 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(spec) = &args.spec {
         return run_spec(spec, &args.images, args, timeout);
     }
-    let image = if args.plain || args.trap {
-        images::Image::Plain
-    } else if args.hostile {
+    let image = if args.hostile {
         images::Image::Hostile
+    } else if args.plain || args.trap {
+        images::Image::Plain
     } else {
         images::Image::Padded
     };

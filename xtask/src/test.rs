@@ -310,6 +310,12 @@ fn suite(with_lint: bool) -> Vec<Entry> {
         trap_tests::run,
     ));
     entries.push(on_kernel(
+        trap_tests::HOSTILE_NAME,
+        Group::Security,
+        Release,
+        trap_tests::hostile,
+    ));
+    entries.push(on_kernel(
         &interrupt_tests::stress_name(),
         Group::Performance,
         Release,

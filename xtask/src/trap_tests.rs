@@ -91,6 +91,47 @@ pub fn run(kernel: &KernelBuild) -> Result<String, String> {
     })
 }
 
+pub const HOSTILE_NAME: &str =
+    "trap: the hostile guest under trap-and-emulate: garbage IPC refused, wild jumps and page-table loops delivered as its own faults";
+
+/// The hostile guest's attacks whose answers are the same with or without
+/// a wedge: its raw IPC, wild jumps (a #PF with CR2, or the #GP of a
+/// non-canonical address, through its IDT) and looping page tables.
+/// (Its `ints` expect seL4's #GP for `int $n`, which trap-and-emulate
+/// instead emulates as the interrupt.)
+pub const HOSTILE_ATTACKS: &str = "attack=ipc,jumps,ptloop";
+
+/// Boots the hostile guest under trap-and-emulate with
+/// [`HOSTILE_ATTACKS`]: it must survive each with every answer expected,
+/// and the VMM report as usual.
+pub fn hostile(kernel: &KernelBuild) -> Result<String, String> {
+    let description = generated::description_with_ram(16)?;
+    let bundle = generated::bundle_for(
+        "generated-trap-hostile",
+        &description,
+        images::Image::Hostile,
+        Some(HOSTILE_ATTACKS),
+        true,
+    )?;
+    let run = system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet)?;
+    let console = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default()).into_owned();
+    let survived = "hostile: survived 3 attacks, 0 unexpected answers";
+    let reported = ["trap-and-emulate: emulated", "mapping consistency: all"];
+    if run.outcome == qemu::Outcome::Passed
+        && console.contains(survived)
+        && reported.iter().all(|r| run.serial.contains(r))
+    {
+        Ok(format!("{:.2} s", run.elapsed.as_secs_f64()))
+    } else {
+        Err(format!(
+            "ended with {}, expected `{survived}`, an exit and the VMM's report:\n{}\n{}",
+            run.outcome,
+            tail(&console, 20),
+            tail(&run.serial, 10)
+        ))
+    }
+}
+
 /// The guest's console (`console`) and the VMM's lines (`serial`) against
 /// the expectations: every expected failure and no other, every passing
 /// test passed, and the stated end.

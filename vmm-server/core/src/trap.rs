@@ -199,7 +199,7 @@ pub enum Decoded {
     /// A sensitive instruction: its kind, decoding and length.
     Insn(Kind, Insn, u8),
     /// The instruction runs into a page the guest does not map (at this
-    /// address): the fetch would have faulted there first.
+    /// canonical address): the fetch would have faulted there first.
     FetchFault(u64),
     /// A #GP at bytes that are no instruction the VMM emulates: the
     /// guest's own.
@@ -235,6 +235,12 @@ impl Decoded {
     }
 }
 
+/// True if `va` is a canonical 48-bit address.
+fn canonical(va: u64) -> bool {
+    let top = va >> 47;
+    top == 0 || top == 0x1_ffff
+}
+
 /// Finds what `fault` at `rip` is about: for a #GP, the instruction at
 /// `rip`, read through the guest's page tables.
 pub fn decode_fault(fault: Fault, mem: &mut GuestPages, rip: u64) -> Decoded {
@@ -244,7 +250,8 @@ pub fn decode_fault(fault: Fault, mem: &mut GuestPages, rip: u64) -> Decoded {
     let (bytes, got, missing) = fetch(mem, rip);
     match (decode_at(&bytes[..got]), missing) {
         (Ok((kind, insn, len)), _) => Decoded::Insn(kind, insn, len),
-        (Err(DecodeError::Truncated { .. }), Some(at)) => Decoded::FetchFault(at),
+        // A non-canonical rip is the #GP itself (a jump there faults so).
+        (Err(DecodeError::Truncated { .. }), Some(at)) if canonical(at) => Decoded::FetchFault(at),
         (Err(_), _) => Decoded::NotSensitive,
     }
 }

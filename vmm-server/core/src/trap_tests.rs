@@ -337,6 +337,24 @@ fn an_unmapped_rip_is_a_page_fault_at_it() {
         })
     );
     assert_eq!(g.vcpu.cr2, UNMAPPED + 0x10);
+    // A #GP at a non-canonical rip (a jump there) is the guest's #GP.
+    g.regs.rip = 0x8000_0000_0000;
+    g.regs.set_rsp(STACK);
+    let r = g.fault(
+        Fault::Exception {
+            vector: 13,
+            error: 0,
+        },
+        &mut host,
+    );
+    assert_eq!(
+        r,
+        Ok(Handled::Delivered {
+            vector: 13,
+            emulated: None
+        })
+    );
+    assert_eq!(g.frame(true), (0x8000_0000_0000, Some(0)));
 }
 
 #[test]
