@@ -8,7 +8,7 @@
 
 use afterburn_format::Kind;
 use previrt_protocol::vmm_layout::guest_tcb_slot;
-use previrt_protocol::{Request, Status, NO_VECTOR, STRING_BYTES};
+use previrt_protocol::{Request, Status, STRING_BYTES};
 use previrt_sel4::{ipc, print, println, Tcb, UserContext};
 use vmm_core::trap::{
     decode_fault, handle_decoded, take_interrupt, Decoded, Fault, GuestPages, Handled, TrapHost,
@@ -118,6 +118,8 @@ struct Host<'g, 'a> {
     ending: Option<Ending>,
     /// The emulator asked to stop the guest.
     shutdown: Option<ShutdownReason>,
+    /// Serving a timer tick, not a fault.
+    at_tick: bool,
 }
 
 impl Host<'_, '_> {
@@ -206,10 +208,22 @@ impl TrapHost for Host<'_, '_> {
         self.guest.devices.interrupt_waiting()
     }
     fn acknowledge(&mut self) -> Option<u8> {
-        match self.guest.interrupt_ack() {
-            Step::Reply(Status::Ok, v) if v != NO_VECTOR => u8::try_from(v).ok(),
-            _ => None,
+        self.guest.catch_up();
+        let vector = self.guest.devices.acknowledge();
+        if vector.is_some() {
+            let stats = &mut self.guest.irq.stats;
+            stats.injected += 1;
+            // At a tick into the running guest, as the wedge's redirection;
+            // else after an instruction, as the wedge's sites.
+            if self.at_tick {
+                stats.redirected += 1;
+            } else {
+                stats.at_sites += 1;
+            }
         }
+        // The acknowledge cleared the request: an owed edge is pulsed now.
+        self.guest.catch_up();
+        vector
     }
 }
 
@@ -275,6 +289,7 @@ impl<'a> Guest<'a> {
             guest: self,
             ending: None,
             shutdown: None,
+            at_tick: false,
         };
         let result = handle_decoded(fault, decoded, &mut cpu.vcpu, regs, &mut mem, &mut host);
         let (ending, shutdown) = (host.ending.take(), host.shutdown);
@@ -377,6 +392,7 @@ impl<'a> Guest<'a> {
             guest: self,
             ending: None,
             shutdown: None,
+            at_tick: true,
         };
         let taken = take_interrupt(&mut cpu.vcpu, &mut regs, &mut mem, &mut host);
         let ending = host.ending.take();
@@ -384,7 +400,6 @@ impl<'a> Guest<'a> {
         if taken.is_ok_and(|v| v.is_some()) {
             cpu.delivered_at_tick = true;
             cpu.interrupts += 1;
-            self.irq.stats.redirected += 1;
         }
         self.trap = Some(cpu);
         if let Some(ending) = ending {
