@@ -264,8 +264,9 @@ impl<'a> Guest<'a> {
             ..GuestRegs::default()
         };
         regs.set_rsp(rsp);
-        let Some(handled) = self.emulate(cpu, fault, decoded, &mut regs) else {
-            return self.ending.take().map_or(Step::Resume, Step::End);
+        let handled = match self.emulate(cpu, fault, decoded, &mut regs) {
+            Ok(handled) => handled,
+            Err(ending) => return Step::End(ending),
         };
         let tcb = Tcb(guest_tcb_slot(self.number));
         if tcb.write_frame(regs.rip, regs.rsp(), regs.rflags).is_err() {
@@ -274,15 +275,15 @@ impl<'a> Guest<'a> {
         self.after_trap(handled)
     }
 
-    /// Runs `vmm_core::trap::handle` on `regs`; `None` if the run ends
-    /// (the ending left in `self.ending`). Puts `cpu` back.
+    /// Runs `vmm_core::trap::handle_decoded` on `regs`; the ending if the
+    /// run cannot go on. Puts `cpu` back.
     fn emulate(
         &mut self,
         cpu: &'a mut TrapCpu,
         fault: Fault,
         decoded: Decoded,
         regs: &mut GuestRegs,
-    ) -> Option<Handled> {
+    ) -> Result<Handled, Ending> {
         let (ram, cr3) = (self.ram, self.cr3);
         let mut mem = GuestPages::new(ram, cr3);
         let mut host = Host {
@@ -305,13 +306,7 @@ impl<'a> Guest<'a> {
             cpu.count(handled);
         }
         self.trap = Some(cpu);
-        match outcome {
-            Ok(handled) => Some(handled),
-            Err(ending) => {
-                self.ending = Some(ending);
-                None
-            }
-        }
+        outcome
     }
 
     /// What follows a fault served: the guest restarts, or waits in `hlt`.
@@ -349,8 +344,9 @@ impl<'a> Guest<'a> {
             return Step::Resume;
         }
         let mut regs = to_regs(&context);
-        let Some(handled) = self.emulate(cpu, fault, decoded, &mut regs) else {
-            return self.ending.take().map_or(Step::Resume, Step::End);
+        let handled = match self.emulate(cpu, fault, decoded, &mut regs) {
+            Ok(handled) => handled,
+            Err(ending) => return Step::End(ending),
         };
         if tcb
             .write_registers(false, &to_context(&regs, context.tls_base))
