@@ -165,11 +165,36 @@ impl core::fmt::Display for TrapError {
             ),
             TrapError::TripleFault { rip, vector, error } => write!(
                 f,
-                "triple fault: exception {vector} at {rip:#x} could not be delivered, nor a double fault ({error:?})"
+                "triple fault: exception {vector} at {rip:#x} could not be delivered, nor a double fault: {}",
+                Why(error)
             ),
             TrapError::InterruptUndeliverable { vector, error } => {
-                write!(f, "interrupt vector {vector} could not be delivered: {error:?}")
+                write!(f, "interrupt vector {vector} could not be delivered: {}", Why(error))
             }
+        }
+    }
+}
+
+/// Why a delivery failed, in words.
+struct Why(DeliverError);
+
+impl core::fmt::Display for Why {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            DeliverError::OutsideIdt { vector } => {
+                write!(f, "gate {vector} is beyond the IDT's limit")
+            }
+            DeliverError::NotPresent { vector } => write!(f, "gate {vector} is not present"),
+            DeliverError::BadGateType { vector, type_byte } => {
+                write!(f, "gate {vector} has type byte {type_byte:#x}")
+            }
+            DeliverError::NoTss { vector } => {
+                write!(f, "gate {vector} names an IST stack but TR selects no TSS")
+            }
+            DeliverError::Memory(MemError { address }) => write!(
+                f,
+                "the IDT, TSS or stack at {address:#x} is not mapped by its page tables"
+            ),
         }
     }
 }

@@ -270,6 +270,10 @@ fn a_fault_inside_a_fault_escalates_to_a_double_then_a_triple_fault() {
         "{r:?}"
     );
     assert_eq!(host.shutdown, Some(ShutdownReason::TripleFault));
+    assert_eq!(
+        r.unwrap_err().to_string(),
+        "triple fault: exception 6 at 0x10000 could not be delivered, nor a double fault: the IDT, TSS or stack at 0x2010d0 is not mapped by its page tables"
+    );
 }
 
 #[test]
