@@ -21,8 +21,8 @@ use previrt_protocol::vmm_layout::{
     VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, WEDGE_WINDOW,
 };
 use previrt_protocol::{
-    VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_PAGE, VCPU_PAGE_OFFSET,
-    WEDGE_AREA, WEDGE_BASE, WEDGE_STATS_MAGIC,
+    VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
+    VCPU_PAGE_OFFSET, WEDGE_AREA, WEDGE_BASE, WEDGE_STATS_MAGIC,
 };
 use previrt_sel4::{print, println, Notification, Page, Tcb, Untyped, UserContext, VSpace, Word};
 
@@ -33,6 +33,7 @@ use vmm_core::interrupts::Interrupts;
 use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
 use vmm_core::ram::Ram;
 use vmm_core::sites::{self, Sites};
+use vmm_core::trap_guest::TrapCpu;
 use vmm_core::vtlb::Vtlb;
 use vmm_core::walk::Translation;
 
@@ -48,8 +49,14 @@ pub const GUEST_CMDLINE: &str = match option_env!("PREVIRT_GUEST_CMDLINE") {
     None => "tests=all",
 };
 
+/// Trap-and-emulate (`cargo xtask run --trap`, docs/trap-and-emulate.md):
+/// the guest runs with no wedge, plain or padded, and the VMM emulates what
+/// faults.
+pub const TRAP_AND_EMULATE: bool = option_env!("PREVIRT_TRAP").is_some();
+
 static mut VTLB: Vtlb<Sel4Mapper> = Vtlb::new(Sel4Mapper::new());
 static mut SITES: Sites = Sites::empty();
+static mut TRAP_CPU: Option<TrapCpu> = None;
 
 // The loader starts the VMM with its stack set up by the spec and the start
 // information in the six argument registers.
@@ -127,10 +134,12 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }
     };
     // The VMM is single-threaded and these statics are used only here, once.
-    let (vtlb, sites) = (&raw mut VTLB, &raw mut SITES);
+    let (vtlb, sites, trap_cpu) = (&raw mut VTLB, &raw mut SITES, &raw mut TRAP_CPU);
     // SAFETY: (as above) the only references to these statics, made once.
-    let (vtlb, sites) = unsafe { (&mut *vtlb, &mut *sites) };
+    let (vtlb, sites, trap_cpu) = unsafe { (&mut *vtlb, &mut *sites, &mut *trap_cpu) };
     match prepared.afterburn.map(|(at, len)| ram.slice(at, len)) {
+        // Trap-and-emulate needs no records.
+        _ if TRAP_AND_EMULATE => {}
         Some(Ok(section)) => {
             if let Err(e) = sites.read(section) {
                 println!("vmm-server: guest{g}: {e}");
@@ -176,7 +185,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         ..UserContext::default()
     };
     // With a wedge: its code's range in the guest's address space.
-    let wedge_code = if info.wedge_bytes > 0 {
+    let wedge_code = if info.wedge_bytes > 0 && !TRAP_AND_EMULATE {
         // SAFETY: the spec maps the wedge's ELF read-only at the wedge window.
         let file = unsafe {
             core::slice::from_raw_parts(WEDGE_WINDOW as *const u8, info.wedge_bytes as usize)
@@ -215,7 +224,13 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         prepared.entry,
         sites.count,
         prepared.cr3,
-        if wedge_code.is_some() { "entering through the wedge" } else { "no wedge" }
+        if wedge_code.is_some() {
+            "entering through the wedge"
+        } else if TRAP_AND_EMULATE {
+            "no wedge: trap-and-emulate"
+        } else {
+            "no wedge"
+        }
     );
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).write_registers(true, &regs) {
         println!("vmm-server: guest{g}: cannot start its thread: {e}");
@@ -244,6 +259,13 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }),
         irq: Interrupts::new(Interrupts::vcpu_page(prepared.wedge_area)),
         ending: None,
+        trap: TRAP_AND_EMULATE.then(|| {
+            let vcpu_page = Interrupts::vcpu_page(prepared.wedge_area);
+            trap_cpu.insert(TrapCpu::new(
+                prepared.cr3,
+                vcpu_page + VCPU_OFFSET + previrt_protocol::vcpu::VIF_OFFSET,
+            ))
+        }),
     };
     if info.devices & DEVICE_PIT != 0 {
         run.platform.clock.stop_real_timer();
@@ -280,6 +302,9 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     };
     let (cr3, stats) = (run.cr3, run.stats);
     let (irq, real_ticks) = (run.irq.stats, run.platform.clock.real_ticks);
+    if let Some(cpu) = &run.trap {
+        print_trap_stats(g, cpu);
+    }
     if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
         println!(
             "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; {} EOIs deferred by the wedge; ticks served by the interrupt thread {}, by the main thread {}",
@@ -371,6 +396,27 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         Some(v) if consistent && run.vtlb.stats.violations == 0 => v,
         _ => 1,
     }
+}
+
+/// Prints what trap-and-emulate did: instructions emulated by kind,
+/// exceptions and interrupts delivered.
+fn print_trap_stats(g: usize, cpu: &TrapCpu) {
+    print!("vmm-server: guest{g}: trap-and-emulate: emulated");
+    for (number, &n) in cpu.emulated.iter().enumerate() {
+        if n > 0 {
+            print!(" {} {n}", sites::kind_name(number as u16));
+        }
+    }
+    print!("; exceptions delivered");
+    for (vector, &n) in cpu.exceptions.iter().enumerate() {
+        if n > 0 {
+            print!(" {vector}: {n}");
+        }
+    }
+    println!(
+        "; interrupts delivered {}; {} faults served with the fault message's rip, rsp and rflags alone",
+        cpu.interrupts, cpu.frame_only
+    );
 }
 
 /// Prints the guest thread's faults by kind and the exceptions reflected

@@ -6,8 +6,9 @@
 use previrt_protocol::vmm_layout::{guest_tcb_slot, VMM_CNODE_SLOT};
 use previrt_protocol::Status;
 use previrt_sel4::cpu::rdtsc;
-use previrt_sel4::{ipc, println, CNode, Tcb};
+use previrt_sel4::{ipc, println, CNode, Tcb, UserContext};
 use vmm_core::platform::{Platform, PlatformError};
+use wedge_l4::memory::GuestRegs;
 
 use crate::clock::Clock;
 use crate::console::Console;
@@ -71,6 +72,64 @@ impl Platform for Sel4Platform {
 
     fn answer_saved(&mut self) {
         ipc::send(self.reply_slot, Status::Ok as u64, &[0]);
+    }
+
+    fn resume_saved(&mut self) {
+        ipc::send(self.reply_slot, 0, &[]);
+    }
+
+    fn read_registers(&mut self) -> Result<(GuestRegs, u64), PlatformError> {
+        let c = self
+            .guest
+            .read_registers(false)
+            .map_err(|_| PlatformError)?;
+        let regs = GuestRegs {
+            gpr: [
+                c.rax, c.rcx, c.rdx, c.rbx, c.rsp, c.rbp, c.rsi, c.rdi, c.r8, c.r9, c.r10, c.r11,
+                c.r12, c.r13, c.r14, c.r15,
+            ],
+            rip: c.rip,
+            rflags: c.rflags,
+        };
+        Ok((regs, c.tls_base))
+    }
+
+    fn write_registers(&mut self, r: &GuestRegs, tls_base: u64) -> Result<(), PlatformError> {
+        let g = r.gpr;
+        let context = UserContext {
+            rip: r.rip,
+            rsp: g[4],
+            rflags: r.rflags,
+            rax: g[0],
+            rbx: g[3],
+            rcx: g[1],
+            rdx: g[2],
+            rsi: g[6],
+            rdi: g[7],
+            rbp: g[5],
+            r8: g[8],
+            r9: g[9],
+            r10: g[10],
+            r11: g[11],
+            r12: g[12],
+            r13: g[13],
+            r14: g[14],
+            r15: g[15],
+            tls_base,
+        };
+        self.guest
+            .write_registers(false, &context)
+            .map_err(|_| PlatformError)
+    }
+
+    fn write_frame(&mut self, rip: u64, rsp: u64, rflags: u64) -> Result<(), PlatformError> {
+        self.guest
+            .write_frame(rip, rsp, rflags)
+            .map_err(|_| PlatformError)
+    }
+
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        previrt_sel4::cpu::cpuid(leaf, subleaf)
     }
 
     fn log(&mut self, line: core::fmt::Arguments) {

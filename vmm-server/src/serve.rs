@@ -12,9 +12,10 @@ use previrt_sel4::sys::bitfield::{
 use previrt_sel4::sys::constants::{
     seL4_CapFault_Addr, seL4_CapFault_IP, seL4_CapFault_InRecvPhase,
     seL4_CapFault_LookupFailureType, seL4_UnknownSyscall_FaultIP, seL4_UnknownSyscall_Length,
-    seL4_UnknownSyscall_Syscall, seL4_UserException_Code, seL4_UserException_FaultIP,
-    seL4_UserException_Length, seL4_UserException_Number, seL4_VMFault_Addr, seL4_VMFault_FSR,
-    seL4_VMFault_IP, seL4_VMFault_Length,
+    seL4_UnknownSyscall_Syscall, seL4_UserException_Code, seL4_UserException_FLAGS,
+    seL4_UserException_FaultIP, seL4_UserException_Length, seL4_UserException_Number,
+    seL4_UserException_SP, seL4_VMFault_Addr, seL4_VMFault_FSR, seL4_VMFault_IP,
+    seL4_VMFault_Length,
 };
 use previrt_sel4::{ipc, println, Message};
 use vmm_core::ending::Ending;
@@ -41,6 +42,8 @@ const ABI: FaultAbi = FaultAbi {
     user_exception_ip: seL4_UserException_FaultIP as usize,
     user_exception_number: seL4_UserException_Number as usize,
     user_exception_code: seL4_UserException_Code as usize,
+    user_exception_sp: seL4_UserException_SP as usize,
+    user_exception_flags: seL4_UserException_FLAGS as usize,
     unknown_syscall: FaultLayout {
         label: seL4_Fault_UnknownSyscall,
         length: seL4_UnknownSyscall_Length as usize,

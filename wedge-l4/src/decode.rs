@@ -299,13 +299,125 @@ fn modrm(c: &mut Cursor<'_>, p: &Prefixes) -> Result<ModRm, DecodeError> {
 /// Decodes the instruction of a site of `kind` from `bytes`, which must be
 /// exactly the instruction (the record's `insn_len` bytes).
 pub fn decode(kind: Kind, bytes: &[u8]) -> Result<Insn, DecodeError> {
+    if bytes.len() > 15 {
+        return Err(DecodeError::TooLong);
+    }
+    let (insn, len) = decode_prefix(kind, bytes)?;
+    if len != bytes.len() {
+        return Err(DecodeError::LengthMismatch {
+            decoded: len as u8, // at most 15: longer inputs were refused
+            bytes: InsnBytes::new(bytes),
+        });
+    }
+    Ok(insn)
+}
+
+/// Decodes an instruction found at a faulting address rather than at a
+/// recorded site (trap-and-emulate, docs/trap-and-emulate.md): `bytes` are
+/// up to 15 bytes of guest memory starting at it, the kind comes from the
+/// opcode ([`identify`]). Returns the kind, the instruction and its length.
+/// Bytes of no sensitive kind this decoder handles are `Unsupported` (with
+/// [`Kind::Cli`] as a placeholder kind), never a guess.
+pub fn decode_at(bytes: &[u8]) -> Result<(Kind, Insn, u8), DecodeError> {
+    let bytes = &bytes[..bytes.len().min(15)];
+    let kind = match identify_within(bytes) {
+        Ok(Some(kind)) => kind,
+        Ok(None) => {
+            return Err(DecodeError::Unsupported {
+                kind: Kind::Cli,
+                bytes: InsnBytes::new(bytes),
+            })
+        }
+        // The bytes end before the opcode does: more may make it one.
+        Err(()) => {
+            return Err(DecodeError::Truncated {
+                bytes: InsnBytes::new(bytes),
+            })
+        }
+    };
+    let (insn, len) = decode_prefix(kind, bytes)?;
+    // At most 15: `bytes` was cut to 15.
+    Ok((kind, insn, len as u8))
+}
+
+/// The sensitive kind of the instruction starting `bytes`, from its
+/// opcode (after legacy prefixes and one REX), or `None` if it is none the
+/// wedge emulates. Operands are not checked here: [`decode`] does that.
+pub fn identify(bytes: &[u8]) -> Option<Kind> {
+    identify_within(bytes).ok().flatten()
+}
+
+/// [`identify`], telling apart bytes that end before the opcode does
+/// (`Err`).
+fn identify_within(bytes: &[u8]) -> Result<Option<Kind>, ()> {
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        match b {
+            0x66 | 0x67 | 0xf2 | 0xf3 | 0x64 | 0x65 | 0x26 | 0x2e | 0x36 | 0x3e | 0xf0 => at += 1,
+            _ => break,
+        }
+    }
+    if bytes.get(at).is_some_and(|b| (0x40..0x50).contains(b)) {
+        at += 1;
+    }
+    let op = *bytes.get(at).ok_or(())?;
+    let ext = |i: usize| bytes.get(at + i).map(|m| (m >> 3) & 7).ok_or(());
+    Ok(Some(match op {
+        0xfa => Kind::Cli,
+        0xfb => Kind::Sti,
+        0xf4 => Kind::Hlt,
+        0x9c => Kind::Pushf,
+        0x9d => Kind::Popf,
+        0xcf => Kind::Iret,
+        0xe4 | 0xe5 | 0xec | 0xed | 0x6c | 0x6d => Kind::PortIn,
+        0xe6 | 0xe7 | 0xee | 0xef | 0x6e | 0x6f => Kind::PortOut,
+        0x8e => Kind::MovToSeg,
+        0x8c => Kind::MovFromSeg,
+        0xca | 0xcb => Kind::FarRet,
+        0xcd => Kind::Int,
+        0xcc => Kind::Int3,
+        0xce => Kind::Into,
+        0x0f => match *bytes.get(at + 1).ok_or(())? {
+            0xa2 => Kind::Cpuid,
+            0x32 => Kind::Rdmsr,
+            0x30 => Kind::Wrmsr,
+            0x31 => Kind::Rdtsc,
+            0x06 => Kind::Clts,
+            0x08 => Kind::Invd,
+            0x09 => Kind::Wbinvd,
+            0x0b => Kind::Ud2,
+            0x22 => Kind::MovToCr,
+            0x20 => Kind::MovFromCr,
+            0x01 => match ext(2)? {
+                0 => Kind::Sgdt,
+                1 => Kind::Sidt,
+                2 => Kind::Lgdt,
+                3 => Kind::Lidt,
+                4 => Kind::Smsw,
+                6 => Kind::Lmsw,
+                7 => Kind::Invlpg,
+                _ => return Ok(None),
+            },
+            0x00 => match ext(2)? {
+                0 => Kind::Sldt,
+                1 => Kind::Str,
+                2 => Kind::Lldt,
+                3 => Kind::Ltr,
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    }))
+}
+
+/// Decodes the instruction of `kind` at the start of `bytes` (at most 15)
+/// and returns it with its length; bytes after it are not looked at.
+fn decode_prefix(kind: Kind, bytes: &[u8]) -> Result<(Insn, usize), DecodeError> {
     let unsupported = || DecodeError::Unsupported {
         kind,
         bytes: InsnBytes::new(bytes),
     };
-    if bytes.len() > 15 {
-        return Err(DecodeError::TooLong);
-    }
     let mut c = Cursor { bytes, at: 0 };
     let mut p = Prefixes::default();
     // Legacy prefixes, then at most one REX immediately before the opcode.
@@ -454,13 +566,7 @@ pub fn decode(kind: Kind, bytes: &[u8]) -> Result<Insn, DecodeError> {
         (Kind::Into, 0xce) => Insn::Into,
         _ => return Err(unsupported()),
     };
-    if c.at != bytes.len() {
-        return Err(DecodeError::LengthMismatch {
-            decoded: c.at as u8, // at most 15: longer inputs were refused
-            bytes: InsnBytes::new(bytes),
-        });
-    }
-    Ok(insn)
+    Ok((insn, c.at))
 }
 
 /// Store size of `smsw`/`str`/`sldt`/`mov %seg`: 2 to memory, else by
@@ -751,5 +857,52 @@ mod tests {
             "gs: refused"
         );
         assert_eq!(decode(Kind::Cli, &[0x66; 40]), Err(DecodeError::TooLong));
+    }
+
+    #[test]
+    fn an_instruction_found_at_a_fault_is_identified_by_its_opcode() {
+        // With the bytes that follow it in memory: only the instruction's
+        // own length counts.
+        let cases: [(&[u8], Kind, u8); 8] = [
+            (&[0xfa, 0x90, 0x90], Kind::Cli, 1),
+            (&[0xfb, 0xf4], Kind::Sti, 1),
+            (&[0x48, 0xcf, 0xcc], Kind::Iret, 2),
+            (&[0xe6, 0x80, 0x0f], Kind::PortOut, 2),
+            (&[0x0f, 0x22, 0xd8, 0xc3], Kind::MovToCr, 3),
+            (&[0x0f, 0x01, 0x38, 0x90], Kind::Invlpg, 3),
+            (&[0x0f, 0x00, 0xd8, 0x90], Kind::Ltr, 3),
+            (&[0xcd, 0x80, 0x90], Kind::Int, 2),
+        ];
+        for (bytes, kind, len) in cases {
+            let (k, insn, n) = decode_at(bytes).unwrap();
+            assert_eq!((k, n), (kind, len), "{bytes:x?}");
+            assert_eq!(decode(kind, &bytes[..usize::from(len)]), Ok(insn));
+        }
+        // Not sensitive: an ordinary load, nop, verr (0f 00 /4), and the
+        // memory forms of 0f 01 the wedge does not emulate.
+        for bytes in [
+            &[0x48, 0x8b, 0x18][..],
+            &[0x90],
+            &[0x0f, 0x00, 0xe0],
+            &[0x0f, 0x01, 0x28],
+        ] {
+            assert_eq!(identify(bytes), None, "{bytes:x?}");
+            assert!(matches!(
+                decode_at(bytes),
+                Err(DecodeError::Unsupported { .. })
+            ));
+        }
+        // Bytes that end inside the prefixes or the opcode are truncated:
+        // more bytes (the next page) may make an instruction of them.
+        for bytes in [&[][..], &[0x66; 15], &[0x0f], &[0x0f, 0x01], &[0xe6]] {
+            assert!(
+                matches!(decode_at(bytes), Err(DecodeError::Truncated { .. })),
+                "{bytes:x?}"
+            );
+        }
+        // A prefix storm longer than 15 bytes is never an instruction.
+        let mut storm = [0x66u8; 20];
+        storm[19] = 0xfa;
+        assert!(decode_at(&storm).is_err());
     }
 }

@@ -147,6 +147,38 @@ pub fn emulate_decoded(
     m.run(insn, sti_hlt)
 }
 
+/// Raises exception `vector` in the guest as a CPU does: the frame returns
+/// to `rip` (the faulting instruction for faults, the next one for traps).
+/// An exception that cannot be delivered becomes a double fault (#DF(0));
+/// an undeliverable double fault shuts the guest down through the backend
+/// (a triple fault). Used by `emulate` and by a VMM that catches the
+/// guest's faults itself (trap-and-emulate).
+pub fn raise(
+    vector: u8,
+    error: Option<u64>,
+    rip: u64,
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut dyn GuestMemory,
+    backend: &mut dyn Backend,
+) -> Result<Outcome, EmulateError> {
+    regs.rip = rip;
+    let first = match deliver(vector, error, vcpu, regs, mem) {
+        Ok(()) => return Ok(Outcome::Delivered(vector)),
+        Err(e) => e,
+    };
+    let failed = if vector == VEC_DF {
+        first
+    } else {
+        match deliver(VEC_DF, Some(0), vcpu, regs, mem) {
+            Ok(()) => return Ok(Outcome::Delivered(VEC_DF)),
+            Err(e) => e,
+        }
+    };
+    backend.shutdown(ShutdownReason::TripleFault);
+    Err(EmulateError::TripleFault(failed))
+}
+
 impl Machine<'_> {
     fn next(&self) -> u64 {
         self.site.end()
@@ -164,23 +196,15 @@ impl Machine<'_> {
     /// Raises an exception: `rip` is what the frame holds (the site for
     /// faults, past it for traps). Escalates to #DF, then shuts down.
     fn raise(&mut self, vector: u8, error: Option<u64>, rip: u64) -> Result<Outcome, EmulateError> {
-        self.regs.rip = rip;
-        match deliver(vector, error, self.vcpu, self.regs, self.mem) {
-            Ok(()) => Ok(Outcome::Delivered(vector)),
-            Err(_) if vector != VEC_DF => {
-                match deliver(VEC_DF, Some(0), self.vcpu, self.regs, self.mem) {
-                    Ok(()) => Ok(Outcome::Delivered(VEC_DF)),
-                    Err(e) => {
-                        self.backend.shutdown(ShutdownReason::TripleFault);
-                        Err(EmulateError::TripleFault(e))
-                    }
-                }
-            }
-            Err(e) => {
-                self.backend.shutdown(ShutdownReason::TripleFault);
-                Err(EmulateError::TripleFault(e))
-            }
-        }
+        raise(
+            vector,
+            error,
+            rip,
+            self.vcpu,
+            self.regs,
+            self.mem,
+            self.backend,
+        )
     }
 
     fn fault(&mut self, vector: u8, error: Option<u64>) -> Result<Outcome, EmulateError> {

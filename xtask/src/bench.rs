@@ -2,7 +2,8 @@
 //! where the TSC counts executed instructions, so the figures are the same
 //! on any machine and any load. Results go to a table on the terminal and to
 //! `target/bench/results.csv` (`workload,image,platform,iterations,ticks`);
-//! the bare/seL4 comparison also to `target/bench/sel4.{txt,csv,svg}`.
+//! the bare / seL4 / trap-and-emulate comparison also to
+//! `target/bench/sel4.{txt,csv,svg}`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -203,7 +204,9 @@ pub fn loader(flavour: crate::kernel::Flavour) -> Result<(), String> {
 const SEL4_WORKLOADS: &str = "cpu,irqsave,pio,pagefault,cr3,invlpg,timer,mixed";
 
 /// The padded guest's workloads bare and on seL4 (through the loader, the
-/// VMM and the wedge), both under icount, with the seL4/bare ratio.
+/// VMM and the wedge), and the plain guest's under trap-and-emulate on the
+/// same VMM, all under icount: seL4/bare, and trap/seL4 (the speed-up of
+/// pre-virtualization over trapping).
 pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
     let tools = setup::ensure()?;
     let kernel = crate::kernel::build(&tools, flavour)?;
@@ -211,39 +214,23 @@ pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
     // Bare, the same image and command line.
     let bare = run_bare(Image::Padded, &cmdline)?;
     // On seL4: the generated system with the command line built into the VMM.
-    let description = crate::generated::description_with_ram(64)?;
-    let bundle =
-        crate::generated::bundle_with("bench-sel4", &description, Image::Padded, Some(&cmdline))?;
-    let run = crate::system::boot(&kernel, &bundle, 512, Some(0), qemu::Echo::Quiet)?;
-    if run.outcome != qemu::Outcome::Passed {
-        return Err(format!(
-            "the seL4 run ended with {}:\n{}",
-            run.outcome,
-            crate::process::tail(&run.serial, 30)
-        ));
-    }
-    // The guest's bench lines are on its console: COM2, where the VMM puts it.
-    let console = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default()).into_owned();
-    let sel4 = parse(&console, Image::Padded, "sel4")?;
-    if sel4.is_empty() {
-        return Err(format!(
-            "the seL4 run printed no bench lines on the guest's console (COM2):\n{}",
-            crate::process::tail(&console, 30)
-        ));
-    }
-    let rows = compare(&bare, &sel4);
+    let (sel4, serial) = run_system(&kernel, Image::Padded, &cmdline, false)?;
+    let (trap, trap_serial) = run_system(&kernel, Image::Plain, &cmdline, true)?;
+    let rows = compare(&bare, &sel4, &trap);
     let mut out = comparison_table(&rows);
-    for line in run
-        .serial
-        .lines()
-        .filter(|l| l.starts_with("vmm-server: guest0:") && l.contains("requests"))
-    {
-        let _ = writeln!(out, "{line}");
+    for (platform, serial) in [("seL4", &serial), ("trap", &trap_serial)] {
+        for line in serial.lines().filter(|l| {
+            l.starts_with("vmm-server: guest0:")
+                && (l.contains("requests") || l.contains("trap-and-emulate: emulated"))
+        }) {
+            let _ = writeln!(out, "{platform}: {line}");
+        }
     }
     print!("{out}");
+    // Keep the bare rows of `bench --bare` (both images); add seL4's and
+    // trap's.
     let mut samples = sel4;
-    // Keep the bare rows of `bench --bare` (both images); add seL4's.
-    samples.retain(|s| s.platform == "sel4");
+    samples.extend(trap);
     write_csv(&samples)?;
     let dir = paths::target().join("bench");
     crate::write_atomically(&dir.join("sel4.txt"), out.as_bytes())?;
@@ -258,7 +245,42 @@ pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
     Ok(())
 }
 
-const CHART_TITLE: &str = "Guest workloads, bare vs on seL4";
+/// Boots the generated system with `image` and the guest command line
+/// `cmdline` under icount — pre-virtualized, or with `trap` under
+/// trap-and-emulate — and returns its samples (platform `sel4` or `trap`)
+/// and its serial log.
+fn run_system(
+    kernel: &crate::kernel::KernelBuild,
+    image: Image,
+    cmdline: &str,
+    trap: bool,
+) -> Result<(Vec<Sample>, String), String> {
+    let platform = if trap { "trap" } else { "sel4" };
+    let description = crate::generated::description_with_ram(64)?;
+    let name = format!("bench-{platform}");
+    let bundle = crate::generated::bundle_for(&name, &description, image, Some(cmdline), trap)?;
+    let run = crate::system::boot(kernel, &bundle, 512, Some(0), qemu::Echo::Quiet)?;
+    if run.outcome != qemu::Outcome::Passed {
+        return Err(format!(
+            "the {platform} run ended with {}:\n{}",
+            run.outcome,
+            crate::process::tail(&run.serial, 30)
+        ));
+    }
+    // The guest's bench lines are on its console: COM2, where the VMM puts it.
+    let console = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default()).into_owned();
+    let samples = parse(&console, image, platform)?;
+    if samples.is_empty() {
+        return Err(format!(
+            "the {platform} run printed no bench lines on the guest's console (COM2):\n{}",
+            crate::process::tail(&console, 30)
+        ));
+    }
+    Ok((samples, run.serial))
+}
+
+const CHART_TITLE: &str =
+    "Guest workloads: bare, pre-virtualized on seL4, trap-and-emulate on seL4";
 
 /// One workload of `bench`: ticks per iteration bare and on seL4, `None`
 /// where that platform has no sample. The terminal table, sel4.csv and
@@ -267,10 +289,27 @@ const CHART_TITLE: &str = "Guest workloads, bare vs on seL4";
 pub struct Comparison {
     pub workload: String,
     pub bare: Option<f64>,
+    /// Pre-virtualized, on seL4.
     pub sel4: Option<f64>,
+    /// Trap-and-emulate, on seL4 (the plain image).
+    pub trap: Option<f64>,
 }
 
 impl Comparison {
+    /// Bare, seL4 and trap, in the chart's order.
+    pub fn values(&self) -> [Option<f64>; 3] {
+        [self.bare, self.sel4, self.trap]
+    }
+
+    /// trap/seL4: how many times faster pre-virtualization is than
+    /// trap-and-emulate; `None` without both values or with a seL4 value of 0.
+    pub fn speedup(&self) -> Option<f64> {
+        match (self.sel4, self.trap) {
+            (Some(s), Some(t)) if s > 0.0 => Some(t / s),
+            _ => None,
+        }
+    }
+
     /// seL4/bare; `None` without both values or with a bare value of 0.
     pub fn ratio(&self) -> Option<f64> {
         match (self.bare, self.sel4) {
@@ -295,11 +334,17 @@ pub fn ratio_text(ratio: f64) -> String {
     format!("{ratio:.3}")
 }
 
-/// Pairs the two runs' samples by workload: bare's order first, then any
-/// workload only seL4 ran. A workload sampled twice keeps its first sample.
-pub fn compare(bare: &[Sample], sel4: &[Sample]) -> Vec<Comparison> {
+/// The trap/seL4 speed-up as the table, the CSV and the chart print it.
+pub fn speedup_text(speedup: f64) -> String {
+    format!("{speedup:.1}")
+}
+
+/// Pairs the runs' samples by workload: bare's order first, then any
+/// workload only seL4 (then only trap) ran. A workload sampled twice keeps
+/// its first sample.
+pub fn compare(bare: &[Sample], sel4: &[Sample], trap: &[Sample]) -> Vec<Comparison> {
     let mut rows: Vec<Comparison> = Vec::new();
-    for (i, samples) in [bare, sel4].into_iter().enumerate() {
+    for (i, samples) in [bare, sel4, trap].into_iter().enumerate() {
         for sample in samples {
             let at = match rows.iter().position(|r| r.workload == sample.workload) {
                 Some(at) => at,
@@ -308,14 +353,15 @@ pub fn compare(bare: &[Sample], sel4: &[Sample]) -> Vec<Comparison> {
                         workload: sample.workload.clone(),
                         bare: None,
                         sel4: None,
+                        trap: None,
                     });
                     rows.len() - 1
                 }
             };
-            let slot = if i == 0 {
-                &mut rows[at].bare
-            } else {
-                &mut rows[at].sel4
+            let slot = match i {
+                0 => &mut rows[at].bare,
+                1 => &mut rows[at].sel4,
+                _ => &mut rows[at].trap,
             };
             slot.get_or_insert(sample.per_iteration());
         }
@@ -328,18 +374,26 @@ fn comparison_table(rows: &[Comparison]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:>14} {:>14} {:>12} {:>16}",
-        "workload", "bare t/iter", "seL4 t/iter", "seL4/bare", "seL4-bare t/iter"
+        "{:<10} {:>14} {:>14} {:>12} {:>16} {:>14} {:>10}",
+        "workload",
+        "bare t/iter",
+        "seL4 t/iter",
+        "seL4/bare",
+        "seL4-bare t/iter",
+        "trap t/iter",
+        "trap/seL4"
     );
     for row in rows {
         let _ = writeln!(
             out,
-            "{:<10} {:>14} {:>14} {:>12} {:>16}",
+            "{:<10} {:>14} {:>14} {:>12} {:>16} {:>14} {:>10}",
             row.workload,
             text(row.bare, per_iteration_text),
             text(row.sel4, per_iteration_text),
             text(row.ratio(), ratio_text),
             text(row.overhead(), per_iteration_text),
+            text(row.trap, per_iteration_text),
+            text(row.speedup(), speedup_text),
         );
     }
     out
@@ -349,17 +403,19 @@ fn comparison_table(rows: &[Comparison]) -> String {
 fn comparison_csv(rows: &[Comparison]) -> String {
     let text = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(String::new, f);
     let mut out = String::from(
-        "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter\n",
+        "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter,trap_ticks_per_iter,speedup\n",
     );
     for row in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{}",
+            "{},{},{},{},{},{},{}",
             csv_field(&row.workload),
             text(row.bare, per_iteration_text),
             text(row.sel4, per_iteration_text),
             text(row.ratio(), ratio_text),
             text(row.overhead(), per_iteration_text),
+            text(row.trap, per_iteration_text),
+            text(row.speedup(), speedup_text),
         );
     }
     out
@@ -422,7 +478,7 @@ mod tests {
     #[test]
     fn compare_pairs_workloads_and_keeps_those_of_one_platform() {
         let (bare, sel4) = runs();
-        let rows = compare(&bare, &sel4);
+        let rows = compare(&bare, &sel4, &[]);
         let names: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
         assert_eq!(names, ["cpu", "irqsave", "pagefault", "timer", "extra"]);
         assert_eq!((rows[1].bare, rows[1].sel4), (Some(11.0), Some(28.0)));
@@ -432,22 +488,27 @@ mod tests {
         assert_eq!(rows[2].overhead(), Some(9800.0));
         assert_eq!(rows[3].ratio(), None);
         // A bare value of 0 has no ratio, but an overhead.
-        let zero = compare(&[sample("z", "bare", 0, 0)], &[sample("z", "sel4", 1, 5)]);
+        let zero = compare(
+            &[sample("z", "bare", 0, 0)],
+            &[sample("z", "sel4", 1, 5)],
+            &[],
+        );
         assert_eq!((zero[0].ratio(), zero[0].overhead()), (None, Some(5.0)));
     }
 
     #[test]
     fn csv_has_a_header_and_one_line_per_workload() {
         let (bare, sel4) = runs();
-        let csv = comparison_csv(&compare(&bare, &sel4));
+        let trap = [sample("irqsave", "trap", 1000, 3_500_000)];
+        let csv = comparison_csv(&compare(&bare, &sel4, &trap));
         assert_eq!(
             csv,
-            "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter\n\
-             cpu,409606.0,409840.0,1.001,234.0\n\
-             irqsave,11.0,28.0,2.545,17.0\n\
-             pagefault,200.0,10000.0,50.000,9800.0\n\
-             timer,5.0,,,\n\
-             extra,,2.5,,\n"
+            "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter,trap_ticks_per_iter,speedup\n\
+             cpu,409606.0,409840.0,1.001,234.0,,\n\
+             irqsave,11.0,28.0,2.545,17.0,3500.0,125.0\n\
+             pagefault,200.0,10000.0,50.000,9800.0,,\n\
+             timer,5.0,,,,,\n\
+             extra,,2.5,,,,\n"
         );
         assert_eq!(csv_field("a,\"b"), "\"a,\"\"b\"");
     }
@@ -455,17 +516,28 @@ mod tests {
     #[test]
     fn table_csv_and_chart_print_the_same_numbers() {
         let (bare, sel4) = runs();
-        let rows = compare(&bare, &sel4);
+        let trap = [sample("irqsave", "trap", 1000, 3_500_000)];
+        let rows = compare(&bare, &sel4, &trap);
         let table = comparison_table(&rows);
         assert_eq!(table.lines().count(), 1 + rows.len());
         let fields: Vec<Vec<&str>> = table
             .lines()
             .map(|l| l.split_whitespace().collect())
             .collect();
-        assert_eq!(fields[2], ["irqsave", "11.0", "28.0", "2.545", "17.0"]);
-        assert_eq!(fields[4], ["timer", "5.0", "-", "-", "-"]);
+        assert_eq!(
+            fields[2],
+            ["irqsave", "11.0", "28.0", "2.545", "17.0", "3500.0", "125.0"]
+        );
+        assert_eq!(fields[4], ["timer", "5.0", "-", "-", "-", "-", "-"]);
         let svg = chart::render(CHART_TITLE, &rows);
-        for number in ["409840.0", "2.545×", "10000.0", "2.5"] {
+        for number in [
+            "409840.0",
+            "2.545×",
+            "10000.0",
+            "2.5",
+            "3500.0",
+            "125.0× faster",
+        ] {
             assert!(
                 svg.contains(&format!(">{number}<")),
                 "{number} not in the chart"

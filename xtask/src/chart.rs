@@ -1,11 +1,12 @@
-//! The bare-vs-seL4 comparison of `cargo xtask bench` as an SVG bar chart:
-//! per workload a bare and a seL4 bar of ticks per iteration, on a log axis
+//! The comparison of `cargo xtask bench` as an SVG bar chart: per workload
+//! a bare, a seL4 (pre-virtualized) and, when measured, a trap-and-emulate
+//! bar of ticks per iteration, on a log axis
 //! because the workloads span six orders of magnitude (irqsave ~10, cpu
 //! ~400,000). Pure and deterministic: the same rows give the same bytes.
 
 use std::fmt::Write as _;
 
-use crate::bench::{per_iteration_text, ratio_text, Comparison};
+use crate::bench::{per_iteration_text, ratio_text, speedup_text, Comparison};
 
 // Layout, in SVG user units (px).
 const LEFT: f64 = 72.0; // room for the axis labels
@@ -15,7 +16,6 @@ const PLOT_HEIGHT: f64 = 300.0;
 const BAR_WIDTH: f64 = 44.0; // "409840.0" at 10 px fits over a bar
 const BAR_GAP: f64 = 10.0; // keeps neighbouring value labels apart
 const GROUP_PAD: f64 = 28.0;
-const GROUP_WIDTH: f64 = 2.0 * BAR_WIDTH + BAR_GAP + GROUP_PAD;
 const MIN_WIDTH: f64 = 640.0;
 const NOTE_LINE: f64 = 15.0;
 /// Longer names are cut (the whole name is in the group's tooltip).
@@ -23,9 +23,38 @@ const NAME_CHARS: usize = 16;
 
 const BARE_COLOUR: &str = "#4e79a7";
 const SEL4_COLOUR: &str = "#e15759";
+const TRAP_COLOUR: &str = "#f28e2b";
 
-/// The platforms of a group, in drawing order.
-const PLATFORMS: [(&str, &str); 2] = [("bare", BARE_COLOUR), ("seL4", SEL4_COLOUR)];
+/// The platforms of a group, in drawing order: the first two always, the
+/// third (trap-and-emulate) when any row has a value for it.
+const PLATFORMS: [(&str, &str); 3] = [
+    ("bare", BARE_COLOUR),
+    ("seL4", SEL4_COLOUR),
+    ("trap", TRAP_COLOUR),
+];
+
+/// How many platforms `rows` show.
+fn platforms(rows: &[Comparison]) -> usize {
+    if rows.iter().any(|r| r.trap.is_some()) {
+        3
+    } else {
+        2
+    }
+}
+
+/// The width of one workload's group of `n` bars.
+fn group_width(n: usize) -> f64 {
+    n as f64 * (BAR_WIDTH + BAR_GAP) - BAR_GAP + GROUP_PAD
+}
+
+/// The space under the plot for the names and the ratio lines of `n` bars.
+fn under_plot(n: usize) -> f64 {
+    if n > 2 {
+        79.0
+    } else {
+        64.0
+    }
+}
 
 /// The y axis: powers of ten from 10^`low` (the baseline) to 10^`high`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,12 +101,13 @@ fn drawable(value: f64) -> bool {
 
 /// Renders `rows` as a self-contained SVG 1.1 document titled `title`.
 pub fn render(title: &str, rows: &[Comparison]) -> String {
-    let width = (LEFT + GROUP_WIDTH * rows.len() as f64 + RIGHT).max(MIN_WIDTH);
-    let notes = notes(rows);
+    let n = platforms(rows);
+    let width = (LEFT + group_width(n) * rows.len() as f64 + RIGHT).max(MIN_WIDTH);
+    let notes = notes(rows, n);
     let height = if rows.is_empty() {
         200.0
     } else {
-        PLOT_TOP + PLOT_HEIGHT + 64.0 + NOTE_LINE * notes.len() as f64
+        PLOT_TOP + PLOT_HEIGHT + under_plot(n) + NOTE_LINE * notes.len() as f64
     };
     let mut svg = String::new();
     let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
@@ -106,20 +136,25 @@ pub fn render(title: &str, rows: &[Comparison]) -> String {
     }
     let _ = writeln!(
         svg,
-        r##"<text x="{LEFT}" y="42" font-size="11" fill="#555555">ticks per iteration under QEMU -icount shift=0 (log scale); under each workload: seL4/bare</text>"##
+        r##"<text x="{LEFT}" y="42" font-size="11" fill="#555555">{}</text>"##,
+        if n > 2 {
+            "ticks per iteration under QEMU -icount shift=0 (log scale); seL4: pre-virtualized, trap: trap-and-emulate on seL4; under each workload: seL4/bare, then trap/seL4 (the speed-up)"
+        } else {
+            "ticks per iteration under QEMU -icount shift=0 (log scale); under each workload: seL4/bare"
+        }
     );
-    legend(&mut svg, width);
-    let scale = Scale::for_values(rows.iter().flat_map(|r| [r.bare, r.sel4]).flatten());
+    legend(&mut svg, width, n);
+    let scale = Scale::for_values(rows.iter().flat_map(|r| r.values()).flatten());
     axis(&mut svg, scale, width);
     for (i, row) in rows.iter().enumerate() {
-        group(&mut svg, scale, i, row);
+        group(&mut svg, scale, i, row, n);
     }
     let baseline = PLOT_TOP + PLOT_HEIGHT;
     for (i, note) in notes.iter().enumerate() {
         let _ = writeln!(
             svg,
             r##"<text x="{LEFT}" y="{}" font-size="11" fill="#555555">{}</text>"##,
-            baseline + 64.0 + NOTE_LINE * i as f64 - 4.0,
+            baseline + under_plot(n) + NOTE_LINE * i as f64 - 4.0,
             escape(note)
         );
     }
@@ -127,9 +162,9 @@ pub fn render(title: &str, rows: &[Comparison]) -> String {
     svg
 }
 
-fn legend(svg: &mut String, width: f64) {
-    let mut x = width - RIGHT - 130.0;
-    for (name, colour) in PLATFORMS {
+fn legend(svg: &mut String, width: f64, n: usize) {
+    let mut x = width - RIGHT - 65.0 * n as f64;
+    for (name, colour) in PLATFORMS.into_iter().take(n) {
         let _ = writeln!(
             svg,
             r#"<rect x="{x}" y="14" width="12" height="12" fill="{colour}"/><text x="{}" y="24" font-size="12">{name}</text>"#,
@@ -192,11 +227,12 @@ fn power_label(exponent: i32) -> String {
 /// One workload: its two bars (or, for a missing or zero value, a mark on
 /// the baseline), each with its value above it, and the name and ratio
 /// under it.
-fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison) {
+fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison, n: usize) {
     let baseline = PLOT_TOP + PLOT_HEIGHT;
-    let left = LEFT + GROUP_PAD / 2.0 + GROUP_WIDTH * index as f64;
+    let left = LEFT + GROUP_PAD / 2.0 + group_width(n) * index as f64;
     let _ = writeln!(svg, "<g>");
-    for (i, ((platform, colour), value)) in PLATFORMS.iter().zip([row.bare, row.sel4]).enumerate() {
+    let bars = PLATFORMS.iter().zip(row.values()).take(n);
+    for (i, ((platform, colour), value)) in bars.enumerate() {
         let x = left + (BAR_WIDTH + BAR_GAP) * i as f64;
         let centre = x + BAR_WIDTH / 2.0;
         let (label, top) = match value {
@@ -222,7 +258,7 @@ fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison) {
             escape(&label)
         );
     }
-    let centre = left + BAR_WIDTH + BAR_GAP / 2.0;
+    let centre = left + (group_width(n) - GROUP_PAD) / 2.0;
     let _ = writeln!(
         svg,
         r#"<text x="{centre:.2}" y="{:.2}" font-size="12" text-anchor="middle">{}<title>{}</title></text>"#,
@@ -239,6 +275,18 @@ fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison) {
         baseline + 33.0,
         escape(&ratio)
     );
+    if n > 2 {
+        let speedup = row.speedup().map_or_else(
+            || "no speed-up".to_string(),
+            |r| format!("{}× faster", speedup_text(r)),
+        );
+        let _ = writeln!(
+            svg,
+            r##"<text x="{centre:.2}" y="{:.2}" font-size="11" text-anchor="middle" fill="#555555">{}</text>"##,
+            baseline + 48.0,
+            escape(&speedup)
+        );
+    }
     let _ = writeln!(svg, "</g>");
 }
 
@@ -253,10 +301,10 @@ fn short_name(name: &str) -> String {
 }
 
 /// Why a value has no bar, one line each.
-fn notes(rows: &[Comparison]) -> Vec<String> {
+fn notes(rows: &[Comparison], n: usize) -> Vec<String> {
     let mut notes = Vec::new();
     for row in rows {
-        for ((platform, _), value) in PLATFORMS.iter().zip([row.bare, row.sel4]) {
+        for ((platform, _), value) in PLATFORMS.iter().zip(row.values()).take(n) {
             let why = match value {
                 Some(v) if drawable(v) => continue,
                 Some(v) => format!(
@@ -299,6 +347,7 @@ mod tests {
             workload: workload.to_string(),
             bare,
             sel4,
+            trap: None,
         }
     }
 
@@ -458,6 +507,31 @@ mod tests {
         assert_eq!(render("t", &rows), render("t", &rows));
         let texts = texts(&render("t", &rows));
         assert!(texts.iter().any(|t| t == "a-very-long-wor…"));
+    }
+
+    #[test]
+    fn a_trap_value_adds_a_third_bar_and_the_speed_up() {
+        let mut rows = today();
+        rows[1].trap = Some(3500.0);
+        let svg = render("t", &rows);
+        let classes: Vec<String> = bars(&svg).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(
+            classes,
+            ["bar bare", "bar seL4", "bar bare", "bar seL4", "bar trap", "bar bare", "bar seL4"]
+        );
+        let texts = texts(&svg);
+        for expected in [
+            "3500.0",
+            "125.0× faster",
+            "trap",
+            "cpu, trap: no bar (no sample)",
+        ] {
+            assert!(
+                texts.iter().any(|t| t == expected),
+                "no text {expected:?} in {texts:?}"
+            );
+        }
+        assert_eq!(texts.iter().filter(|t| *t == "no speed-up").count(), 2);
     }
 
     #[test]

@@ -12,11 +12,16 @@ pub fn example_description() -> PathBuf {
     paths::root().join("capdl/examples/system.toml")
 }
 
-fn build_vmm_server(cmdline: Option<&str>) -> Result<Vec<u8>, String> {
-    let env: Vec<(&str, &std::ffi::OsStr)> = cmdline
+fn build_vmm_server(cmdline: Option<&str>, trap: bool) -> Result<Vec<u8>, String> {
+    let mut env: Vec<(&str, &std::ffi::OsStr)> = cmdline
         .map(|c| ("PREVIRT_GUEST_CMDLINE", std::ffi::OsStr::new(c)))
         .into_iter()
         .collect();
+    // Trap-and-emulate: the VMM runs the guest with no wedge
+    // (docs/trap-and-emulate.md).
+    if trap {
+        env.push(("PREVIRT_TRAP", std::ffi::OsStr::new("1")));
+    }
     let path = tasks::build_sel4_binary("vmm-server", &env)?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -32,12 +37,21 @@ pub fn images_with(
     image: Image,
     cmdline: Option<&str>,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    images_for(image, cmdline, false)
+}
+
+/// [`images_with`], with the VMM in trap-and-emulate mode if `trap`.
+pub fn images_for(
+    image: Image,
+    cmdline: Option<&str>,
+    trap: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let guest = images::build(image)?;
     let guest = std::fs::read(&guest).map_err(|e| format!("{}: {e}", guest.display()))?;
     let wedge = tasks::build_sel4_binary("wedge-sel4", &[])?;
     let wedge = std::fs::read(&wedge).map_err(|e| format!("{}: {e}", wedge.display()))?;
     Ok(BTreeMap::from([
-        ("vmm-server".to_string(), build_vmm_server(cmdline)?),
+        ("vmm-server".to_string(), build_vmm_server(cmdline, trap)?),
         ("guest".to_string(), guest),
         ("wedge-l4".to_string(), wedge),
     ]))
@@ -116,7 +130,18 @@ pub fn bundle_with(
     image: Image,
     cmdline: Option<&str>,
 ) -> Result<PathBuf, String> {
-    let images = images_with(image, cmdline)?;
+    bundle_for(name, description, image, cmdline, false)
+}
+
+/// [`bundle_with`], with the VMM in trap-and-emulate mode if `trap`.
+pub fn bundle_for(
+    name: &str,
+    description: &str,
+    image: Image,
+    cmdline: Option<&str>,
+    trap: bool,
+) -> Result<PathBuf, String> {
+    let images = images_for(image, cmdline, trap)?;
     let spec = spec(description, &images)?;
     let files: Vec<(&str, &[u8])> = images
         .iter()

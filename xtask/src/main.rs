@@ -22,6 +22,7 @@ mod soak;
 mod system;
 mod tasks;
 mod test;
+mod trap_tests;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -144,6 +145,12 @@ struct RunArgs {
     /// Boot the plain (unpadded) guest image instead of the padded one.
     #[arg(long)]
     plain: bool,
+    /// Trap-and-emulate: the plain guest on seL4 with no wedge, the VMM
+    /// emulating each sensitive instruction that faults
+    /// (docs/trap-and-emulate.md).
+    /// With --hostile, the hostile guest runs so instead of through the wedge.
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain"])]
+    trap: bool,
     /// Boot the hostile test guest (images/hostile) on seL4; choose its
     /// attacks with --guest-cmdline "attack=ipc,jumps" (docs/testing.md).
     #[arg(long, conflicts_with_all = ["bare", "selftest", "plain"])]
@@ -165,7 +172,7 @@ struct RunArgs {
     #[arg(long, conflicts_with = "selftest")]
     console_out: Option<PathBuf>,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
-    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "guest_cmdline", "console_out"])]
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "trap", "guest_cmdline", "console_out"])]
     spec: Option<PathBuf>,
     /// An image the spec's frames are filled from, as NAME=PATH (repeatable).
     #[arg(long = "image", requires = "spec")]
@@ -243,10 +250,10 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(spec) = &args.spec {
         return run_spec(spec, &args.images, args, timeout);
     }
-    let image = if args.plain {
-        images::Image::Plain
-    } else if args.hostile {
+    let image = if args.hostile {
         images::Image::Hostile
+    } else if args.plain || args.trap {
+        images::Image::Plain
     } else {
         images::Image::Padded
     };
@@ -265,8 +272,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
                 let strategy = args.vtlb.as_deref().unwrap_or("keep");
                 text = generated::with_vtlb(&text, strategy, args.vtlb_check)?;
             }
-            let bundle =
-                generated::bundle_with("system", &text, image, args.guest_cmdline.as_deref())?;
+            let cmdline = args.guest_cmdline.as_deref();
+            let bundle = generated::bundle_for("system", &text, image, cmdline, args.trap)?;
             system::build_loader(&bundle)?
         };
         eprintln!(

@@ -8,7 +8,7 @@ use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
     bindings_check, capdl_tests, experiment, hostile_tests, images, interrupt_tests, kernel, paths,
-    qemu, selftest_checks, setup, tasks,
+    qemu, selftest_checks, setup, tasks, trap_tests,
 };
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
@@ -302,6 +302,19 @@ fn suite(with_lint: bool) -> Vec<Entry> {
             hostile_tests::run_named(k, case.as_ref())
         }));
     }
+    // Trap-and-emulate, the baseline pre-virtualization is measured against.
+    entries.push(on_kernel(
+        trap_tests::NAME,
+        Group::Functional,
+        Release,
+        trap_tests::run,
+    ));
+    entries.push(on_kernel(
+        trap_tests::HOSTILE_NAME,
+        Group::Security,
+        Release,
+        trap_tests::hostile,
+    ));
     entries.push(on_kernel(
         &interrupt_tests::stress_name(),
         Group::Performance,

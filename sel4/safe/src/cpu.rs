@@ -11,3 +11,23 @@ pub fn rdtsc() -> u64 {
     }
     (u64::from(hi) << 32) | u64::from(lo)
 }
+
+/// `cpuid` for `leaf`/`subleaf`: `[eax, ebx, ecx, edx]`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let (a, b, c, d): (u32, u32, u32, u32);
+    // SAFETY: cpuid is unprivileged and only writes the four registers;
+    // rbx is saved around it because Rust's asm may not name it.
+    unsafe {
+        core::arch::asm!(
+            "mov {tmp:r}, rbx",
+            "cpuid",
+            "xchg {tmp:r}, rbx",
+            tmp = out(reg) b,
+            inout("eax") leaf => a,
+            inout("ecx") subleaf => c,
+            out("edx") d,
+            options(nostack, preserves_flags),
+        );
+    }
+    [a, b, c, d]
+}

@@ -188,6 +188,19 @@ impl Tcb {
         .map(drop)
     }
 
+    /// Writes rip, rsp and rflags (the first three registers of the
+    /// kernel's order), the thread not resumed: what delivering an
+    /// exception or an interrupt changes besides memory.
+    pub fn write_frame(self, rip: Word, rsp: Word, rflags: Word) -> Result<(), Error> {
+        ipc::invoke(
+            self.0,
+            label::TCBWriteRegisters,
+            &[],
+            &[0, 3, rip, rsp, rflags],
+        )
+        .map(drop)
+    }
+
     /// Reads only rip (the first register of the kernel's order), in one
     /// message that fits the syscall registers; the thread is not stopped.
     pub fn read_rip(self) -> Result<Word, Error> {

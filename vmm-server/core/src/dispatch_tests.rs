@@ -15,6 +15,7 @@ use previrt_protocol::{
 };
 use proptest::prelude::*;
 use vmm_devices::uart16550::TxSink;
+use wedge_l4::memory::GuestRegs;
 
 use crate::devices::Devices;
 use crate::ending::Ending;
@@ -26,6 +27,7 @@ use crate::platform::{Platform, PlatformError};
 use crate::ram::host::HostRam;
 use crate::ram::Ram;
 use crate::sites::Sites;
+use crate::trap_guest::TrapCpu;
 use crate::vtlb::tests::{boxed_vtlb, ModelSpace, Tables};
 use crate::vtlb::Vtlb;
 
@@ -50,6 +52,10 @@ struct Model {
     answered: u32,
     fail_registers: bool,
     log: Vec<String>,
+    /// The guest thread's registers (trap-and-emulate reads and writes them).
+    regs: GuestRegs,
+    /// Empty replies to the saved reply.
+    resumed: u32,
 }
 
 impl Platform for Model {
@@ -91,6 +97,32 @@ impl Platform for Model {
     }
     fn log(&mut self, line: core::fmt::Arguments) {
         self.log.push(std::format!("{line}"));
+    }
+    fn resume_saved(&mut self) {
+        assert!(self.saved, "resuming a reply that was never saved");
+        self.saved = false;
+        self.resumed += 1;
+    }
+    fn read_registers(&mut self) -> Result<(GuestRegs, u64), PlatformError> {
+        if self.fail_registers {
+            return Err(PlatformError);
+        }
+        Ok((self.regs, 0))
+    }
+    fn write_registers(&mut self, regs: &GuestRegs, _: u64) -> Result<(), PlatformError> {
+        self.regs = *regs;
+        self.rip = regs.rip;
+        Ok(())
+    }
+    fn write_frame(&mut self, rip: u64, rsp: u64, rflags: u64) -> Result<(), PlatformError> {
+        self.regs.rip = rip;
+        self.regs.set_rsp(rsp);
+        self.regs.rflags = rflags;
+        self.rip = rip;
+        Ok(())
+    }
+    fn cpuid(&mut self, _: u32, _: u32) -> [u32; 4] {
+        [0; 4]
     }
 }
 
@@ -154,6 +186,7 @@ fn with_guest<R>(wedge: bool, f: impl FnOnce(&mut Guest<'_, Model>, &Ram) -> R) 
         }),
         irq: Interrupts::new(Interrupts::vcpu_page(AREA)),
         ending: None,
+        trap: None,
     };
     f(&mut g, &ram)
 }
@@ -357,7 +390,9 @@ fn an_overwritten_reflect_entry_ends_the_guest_instead_of_looping() {
             g.handle(Event::Exception {
                 rip: TEXT,
                 vector: 6,
-                code: 0
+                code: 0,
+                sp: 0x9000,
+                flags: 0x202,
             }),
             Step::End(Ending::ReflectEntry(TEXT))
         );
@@ -371,6 +406,8 @@ fn the_guests_exceptions_are_reflected_and_the_wedges_end_the_run() {
             rip: TEXT + 2,
             vector: 13,
             code: 0x18,
+            sp: 0x9000,
+            flags: 0x202,
         });
         assert_eq!(step, Step::Resume);
         assert_eq!((reflection(ram).vector, reflection(ram).error), (13, 0x18));
@@ -380,7 +417,9 @@ fn the_guests_exceptions_are_reflected_and_the_wedges_end_the_run() {
             g.handle(Event::Exception {
                 rip: WEDGE_BASE + 8,
                 vector: 13,
-                code: 0
+                code: 0,
+                sp: 0x9000,
+                flags: 0x202,
             }),
             Step::End(Ending::SensitiveInstruction { .. })
         ));
@@ -389,7 +428,9 @@ fn the_guests_exceptions_are_reflected_and_the_wedges_end_the_run() {
             g.handle(Event::Exception {
                 rip: TEXT,
                 vector: 40,
-                code: 0
+                code: 0,
+                sp: 0x9000,
+                flags: 0x202,
             }),
             Step::End(Ending::SensitiveInstruction { .. })
         ));
@@ -399,7 +440,9 @@ fn the_guests_exceptions_are_reflected_and_the_wedges_end_the_run() {
             g.handle(Event::Exception {
                 rip: TEXT,
                 vector: 6,
-                code: 0
+                code: 0,
+                sp: 0x9000,
+                flags: 0x202,
             }),
             Step::End(Ending::Failed(_))
         ));
@@ -686,6 +729,48 @@ fn a_shutdown_request_ends_the_run_with_its_reason() {
     });
 }
 
+#[test]
+fn without_a_wedge_a_trapped_cli_is_emulated_on_the_vmms_virtual_cpu() {
+    let mut fx = Fixture::new();
+    let ram = fx.host.ram();
+    // `cli; sti` at TEXT (frame 0x20_0000).
+    ram.write(0x20_0000, &[0xfa, 0xfb]).unwrap();
+    let vif_gpa = Interrupts::vcpu_page(AREA) + VCPU_OFFSET + VIF_OFFSET;
+    let mut cpu = TrapCpu::new(ROOT, vif_gpa);
+    cpu.vcpu.vif = 1;
+    let mut g = Guest {
+        number: 0,
+        ram: &ram,
+        cr3: ROOT,
+        vtlb: &mut fx.vtlb,
+        sites: &fx.sites,
+        devices: Devices::new(Capture::default()).unwrap(),
+        platform: Model::default(),
+        stats: Stats::default(),
+        reflector: None,
+        irq: Interrupts::new(Interrupts::vcpu_page(AREA)),
+        ending: None,
+        trap: Some(&mut cpu),
+    };
+    g.platform.regs.rip = TEXT;
+    let step = g.handle(Event::Exception {
+        rip: TEXT,
+        vector: 13,
+        code: 0,
+        sp: 0x9000,
+        flags: 0x202,
+    });
+    assert_eq!(step, Step::Resume);
+    // Past the one-byte `cli`, with the virtual IF clear in the vCPU and
+    // in the page the VMM's interrupt code reads.
+    assert_eq!(g.platform.rip, TEXT + 1);
+    assert_eq!(g.trap.as_ref().map(|c| c.vcpu.vif), Some(0));
+    let mut vif = [1u8];
+    ram.read(vif_gpa, &mut vif).unwrap();
+    assert_eq!(vif[0], 0);
+    assert_eq!(g.stats.user_exceptions[13], 1);
+}
+
 fn any_event() -> impl Strategy<Value = Event> {
     let addr = prop_oneof![
         Just(TEXT),
@@ -701,6 +786,8 @@ fn any_event() -> impl Strategy<Value = Event> {
         (addr.clone(), addr.clone(), any::<bool>())
             .prop_map(|(rip, addr, write)| Event::PageFault { rip, addr, write }),
         (addr.clone(), 0u64..300, any::<u64>()).prop_map(|(rip, vector, code)| Event::Exception {
+            sp: 0x9000,
+            flags: 0x202,
             rip,
             vector,
             code

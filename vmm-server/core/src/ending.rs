@@ -37,6 +37,8 @@ pub enum Ending {
     /// The entry the wedge gave for reflections no longer points into its
     /// code: its boot block was overwritten.
     ReflectEntry(u64),
+    /// Trap-and-emulate could not go on.
+    Trap(crate::trap::TrapError),
 }
 
 /// Whether `va` is in the wedge's memory in the guest's address space:
@@ -101,6 +103,7 @@ impl core::fmt::Display for Ending {
                 f,
                 "it wrote to the wedge's memory (guest-physical {gpa:#x}) through its own page tables at {addr:#x}, from {rip:#x}"
             ),
+            Ending::Trap(e) => write!(f, "{e}"),
             Ending::ReflectEntry(entry) => write!(
                 f,
                 "the wedge's reflect entry {entry:#x} is outside its code: its boot block was overwritten"

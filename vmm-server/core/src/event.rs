@@ -29,6 +29,8 @@ pub struct FaultAbi {
     pub user_exception_ip: usize,
     pub user_exception_number: usize,
     pub user_exception_code: usize,
+    pub user_exception_sp: usize,
+    pub user_exception_flags: usize,
     pub unknown_syscall: FaultLayout,
     pub unknown_syscall_ip: usize,
     pub unknown_syscall_number: usize,
@@ -59,8 +61,15 @@ pub enum Event {
     /// The guest touched `addr` at `rip`, which its real address space
     /// does not map (with these rights).
     PageFault { rip: u64, addr: u64, write: bool },
-    /// A CPU exception at user level: `vector` with error `code`.
-    Exception { rip: u64, vector: u64, code: u64 },
+    /// A CPU exception at user level: `vector` with error `code`; the
+    /// thread's stack pointer and flags then.
+    Exception {
+        rip: u64,
+        vector: u64,
+        code: u64,
+        sp: u64,
+        flags: u64,
+    },
     /// A system call the kernel does not know (or an `int $n` through one
     /// of its user-level gates).
     UnknownSyscall { number: u64, rip: u64 },
@@ -111,6 +120,8 @@ impl Event {
                 rip: mr(abi.user_exception_ip),
                 vector: mr(abi.user_exception_number),
                 code: mr(abi.user_exception_code),
+                sp: mr(abi.user_exception_sp),
+                flags: mr(abi.user_exception_flags),
             };
         }
         if label == abi.unknown_syscall.label && length == abi.unknown_syscall.length {
@@ -154,6 +165,8 @@ pub(crate) mod tests {
             user_exception_ip: seL4_UserException_FaultIP as usize,
             user_exception_number: seL4_UserException_Number as usize,
             user_exception_code: seL4_UserException_Code as usize,
+            user_exception_sp: seL4_UserException_SP as usize,
+            user_exception_flags: seL4_UserException_FLAGS as usize,
             unknown_syscall: FaultLayout {
                 label: seL4_Fault_UnknownSyscall,
                 length: seL4_UnknownSyscall_Length as usize,

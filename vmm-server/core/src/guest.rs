@@ -13,6 +13,8 @@ use crate::interrupts::Interrupts;
 use crate::platform::Platform;
 use crate::ram::Ram;
 use crate::sites::Sites;
+use crate::trap::Fault;
+use crate::trap_guest::TrapCpu;
 use crate::vtlb::Vtlb;
 use crate::walk::{walk, walk_keeping_upper, Translation, ADDR};
 
@@ -79,6 +81,9 @@ pub struct Guest<'a, P: Platform> {
     pub irq: Interrupts,
     /// An end found while serving a tick, for the next message to report.
     pub ending: Option<Ending>,
+    /// Trap-and-emulate: the virtual CPU of a guest run without a wedge,
+    /// whose faults the VMM emulates ([`crate::trap_guest`]).
+    pub trap: Option<&'a mut TrapCpu>,
 }
 
 impl<P: Platform> core::fmt::Debug for Guest<'_, P> {
@@ -107,7 +112,22 @@ impl<P: Platform> Guest<'_, P> {
                     self.page_fault(rip, addr, write)
                 }
             }
-            Event::Exception { rip, vector, code } => match self.reflector {
+            Event::Exception {
+                rip,
+                vector,
+                code,
+                sp,
+                flags,
+            } => match self.reflector {
+                // Trap-and-emulate: emulated or delivered.
+                None if self.trap.is_some() && vector < 32 => {
+                    self.stats.user_exceptions[vector as usize] += 1;
+                    let fault = Fault::Exception {
+                        vector: vector as u8, // < 32
+                        error: code,
+                    };
+                    self.trap(fault, rip, Some([rip, sp, flags]))
+                }
                 // The guest's own exception (#UD, #DE, ...): into the guest,
                 // through the wedge.
                 Some(_) if !in_wedge(rip) && vector < 32 => {
@@ -127,6 +147,16 @@ impl<P: Platform> Guest<'_, P> {
             // leaves open to user level comes as one too, with the whole
             // frame saved: it gets the #GP every other `int $n` gets.
             Event::UnknownSyscall { number, rip } => match self.software_interrupt(number, rip) {
+                // Trap-and-emulate: the #GP decodes `int $n`.
+                Some(n) if self.trap.is_some() => {
+                    self.stats.user_exceptions[13] += 1;
+                    self.stats.software_interrupts += 1;
+                    let fault = Fault::Exception {
+                        vector: 13,
+                        error: n << 3 | 2,
+                    };
+                    self.trap(fault, rip, None)
+                }
                 Some(n) if self.reflector.is_some() && !in_wedge(rip) => {
                     self.stats.user_exceptions[13] += 1;
                     self.stats.software_interrupts += 1;
@@ -210,6 +240,16 @@ impl<P: Platform> Guest<'_, P> {
                     }
                 }
             }
+            // Trap-and-emulate: delivered by the VMM.
+            walked if self.trap.is_some() => {
+                let error = u64::from(walked.is_ok()) | (u64::from(write) << 1);
+                self.stats.reflected_by_vector[14] += 1;
+                let fault = Fault::PageFault {
+                    address: addr,
+                    error,
+                };
+                self.trap(fault, rip, None)
+            }
             // The guest's own page fault: a #PF with the error code its page
             // tables imply (present, write; supervisor: the guest kernel).
             walked if self.reflector.is_some() && !in_wedge(rip) => {
@@ -278,7 +318,7 @@ impl<P: Platform> Guest<'_, P> {
     }
 
     #[inline]
-    fn request(&mut self, request: Request) -> Step {
+    pub(crate) fn request(&mut self, request: Request) -> Step {
         let index = (request.label() as u64 - FIRST_LABEL) as usize;
         if let Some(count) = self.stats.requests.get_mut(index) {
             *count += 1;

@@ -188,6 +188,16 @@ impl<P: Platform> Guest<'_, P> {
         self.ram.read(self.irq.vcpu_gpa + VIF, &mut b).is_ok() && b[0] != 0
     }
 
+    /// Trap-and-emulate: whether the guest was waiting in `hlt` (no longer:
+    /// the caller wakes it), counting the time it waited.
+    pub(crate) fn take_halted(&mut self) -> bool {
+        let since = self.irq.halted_since.take();
+        if let Some(since) = since {
+            self.irq.stats.idle_tsc += self.platform.cycles().wrapping_sub(since);
+        }
+        since.is_some()
+    }
+
     /// `InterruptAck`: the acknowledge cycle, the vector as the reply.
     pub fn interrupt_ack(&mut self) -> Step {
         self.catch_up();
@@ -244,6 +254,10 @@ impl<P: Platform> Guest<'_, P> {
         self.signal_waiting();
         if !self.devices.interrupt_waiting() {
             return None;
+        }
+        // Trap-and-emulate: no wedge; the VMM delivers it.
+        if self.trap.is_some() {
+            return self.trap_tick();
         }
         if let Some(since) = self.irq.halted_since.take() {
             self.irq.stats.idle_tsc += self.platform.cycles().wrapping_sub(since);

@@ -4,8 +4,9 @@
 //! guest and its wedge ([`load`], with the ELF reader [`elf`]), the guest's
 //! sites ([`sites`]), its devices ([`devices`]), and the dispatch that turns
 //! each message ([`event`]) into an action ([`guest`], [`interrupts`],
-//! [`ending`]) through the machine's [`platform`]. The seL4 task is a shell
-//! around it.
+//! [`ending`]) through the machine's [`platform`], and trap-and-emulate
+//! over the wedge's own emulator ([`trap`], [`trap_guest`]). The seL4 task
+//! is a shell around it.
 //! Everything here takes untrusted input — the guest's page tables, the
 //! guest's image — and answers with typed errors, never a panic. `no_std`,
 //! no allocator; tested (and fuzzed) on the host.
@@ -24,5 +25,9 @@ pub mod platform;
 pub mod ram;
 pub mod regions;
 pub mod sites;
+pub mod trap;
+pub mod trap_guest;
+#[cfg(test)]
+mod trap_tests;
 pub mod vtlb;
 pub mod walk;

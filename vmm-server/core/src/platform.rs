@@ -6,6 +6,7 @@
 //! tests with a model.
 
 use vmm_devices::uart16550::TxSink;
+use wedge_l4::memory::GuestRegs;
 
 use crate::vtlb::Mapper;
 
@@ -41,8 +42,20 @@ pub trait Platform {
     /// Keeps the reply to the message being served, to answer later
     /// ([`Platform::answer_saved`]).
     fn save_reply(&mut self) -> Result<(), PlatformError>;
-    /// Answers the saved reply (status Ok, value 0).
+    /// Answers the saved reply (status Ok, value 0): a halted wedge goes on.
     fn answer_saved(&mut self);
+    /// Answers the saved reply with an empty message: a thread halted at a
+    /// fault restarts with the registers written meanwhile.
+    fn resume_saved(&mut self);
+
+    /// Trap-and-emulate: the guest thread's registers and its TLS base.
+    fn read_registers(&mut self) -> Result<(GuestRegs, u64), PlatformError>;
+    /// Trap-and-emulate: writes them back.
+    fn write_registers(&mut self, regs: &GuestRegs, tls_base: u64) -> Result<(), PlatformError>;
+    /// Trap-and-emulate: writes only rip, rsp and rflags.
+    fn write_frame(&mut self, rip: u64, rsp: u64, rflags: u64) -> Result<(), PlatformError>;
+    /// What `cpuid` says on the real CPU (the emulator filters it).
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
 
     /// A line for the VMM's log.
     fn log(&mut self, line: core::fmt::Arguments);

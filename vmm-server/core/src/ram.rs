@@ -134,7 +134,7 @@ pub(crate) mod host {
             let words = bytes.div_ceil(8).max(1);
             let buf = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<u64>();
             let ram = HostRam { buf, words, size };
-            ram.all().fill(0);
+            // RAM is zero already (the vector's); only the guard is filled.
             ram.all()[size as usize..].fill(fill);
             ram
         }
