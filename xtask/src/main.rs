@@ -108,9 +108,9 @@ enum Command {
     Experiment {
         /// Which experiment: `mapping`.
         name: String,
-        /// Operations per workload run.
-        #[arg(long, default_value_t = 1000)]
-        iterations: u64,
+        /// Operations per workload run [default: 1000; largepage 300].
+        #[arg(long)]
+        iterations: Option<u64>,
         /// Strategies, comma-separated [default: all].
         #[arg(long, value_delimiter = ',')]
         strategies: Vec<String>,
@@ -330,7 +330,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
 /// `cargo xtask experiment NAME`.
 fn experiment(
     name: &str,
-    iterations: u64,
+    iterations: Option<u64>,
     strategies: &[String],
     workloads: &[String],
 ) -> Result<(), String> {
