@@ -126,7 +126,7 @@ impl Platform for Model {
     }
 }
 
-const RAM: u64 = 8 << 20;
+const RAM: u64 = 4 << 20;
 const ROOT: u64 = 0x10_0000;
 /// The wedge's memory: the top of RAM, as the loader lays it out.
 const AREA: u64 = RAM - WEDGE_AREA;
@@ -568,7 +568,7 @@ fn a_cr3_outside_ram_is_refused_and_one_inside_reloads() {
             write: true,
         });
         // An empty PML4 elsewhere in RAM: the mapping goes.
-        let empty = 0x30_0000;
+        let empty = 0x2f_0000;
         assert_eq!(
             request(g, Request::LoadCr3 { value: empty }),
             Step::Reply(Status::Ok, 0)
