@@ -85,6 +85,9 @@ pub struct Report {
     pub opted_out_bytes: u64,
     /// Bytes of string data in code sections (not decoded).
     pub data_bytes: u64,
+    /// Deliberate traps (`int3`, `ud2`, `into`, `int $n`) outside sites:
+    /// not violations, they trap and are reflected wherever they are.
+    pub traps_without_site: usize,
 }
 
 impl Report {
@@ -113,11 +116,12 @@ impl Report {
             ));
         }
         s.push_str(&format!(
-            "{} sites, {} instructions decoded, {} bytes opted out, {} bytes of string data skipped, {} violations, {} notes\n",
+            "{} sites, {} instructions decoded, {} bytes opted out, {} bytes of string data skipped, {} deliberate traps without a site, {} violations, {} notes\n",
             self.sites,
             self.instructions,
             self.opted_out_bytes,
             self.data_bytes,
+            self.traps_without_site,
             self.violations.len(),
             self.notes.len()
         ));
@@ -146,6 +150,7 @@ impl Report {
             "instructions": self.instructions,
             "opted_out_bytes": self.opted_out_bytes,
             "data_bytes": self.data_bytes,
+            "traps_without_site": self.traps_without_site,
             "violations": list(&self.violations),
             "notes": list(&self.notes),
         })
@@ -428,7 +433,11 @@ fn audit_section(a: &mut Auditor<'_>, section: SectionIndex, data: &[u8], plan: 
                 continue;
             }
         }
-        if let Some(kind) = decode::kind_of(&instr) {
+        if let Some(kind) = decode::kind_of(&instr).filter(|k| {
+            let trap = k.is_deliberate_trap();
+            a.report.traps_without_site += usize::from(trap);
+            !trap
+        }) {
             a.finding(
                 Rule::Uncovered,
                 loc(pos),

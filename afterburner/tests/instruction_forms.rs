@@ -569,3 +569,27 @@ fn audit_resynchronises_at_mode_switches() {
     assert!(report.is_clean(), "{}", report.to_text());
     assert_eq!(report.sites, 2);
 }
+
+#[test]
+fn deliberate_traps_can_go_without_a_site_and_the_audit_counts_them() {
+    let mut config = afterburner::pass::Config::default();
+    config.apply_option("int3=none").unwrap();
+    config.apply_option("ud2=none").unwrap();
+    // Only traps: a cli without a site would be a hole.
+    assert!(config.apply_option("cli=none").is_err());
+    assert!(config.apply_option("none").is_err());
+    assert_eq!(config.site_size(Kind::Int3), 0);
+    // Linux's int3 self-test: the handler emulates a 5-byte call from the
+    // int3, so the 4 NOPs after it must follow it directly.
+    let out =
+        afterburner::pass::run(b"1:\tint3; nop; nop; nop; nop\n\tud2\n\tcli\n", &config).unwrap();
+    assert_eq!(out.sites.len(), 1);
+    let obj = common::assemble(&out.text).unwrap();
+    let image = afterburner::elf::ElfImage::parse(&obj).unwrap();
+    let text = common::text_of(&obj);
+    assert_eq!(&text[..7], &[0xcc, 0x90, 0x90, 0x90, 0x90, 0x0f, 0x0b]);
+    let report = afterburner::audit::audit(&image);
+    assert!(report.is_clean(), "{}", report.to_text());
+    assert_eq!(report.traps_without_site, 2);
+    assert_eq!(report.sites, 1);
+}
