@@ -593,3 +593,23 @@ fn deliberate_traps_can_go_without_a_site_and_the_audit_counts_them() {
     assert_eq!(report.traps_without_site, 2);
     assert_eq!(report.sites, 1);
 }
+
+#[test]
+fn alternatives_are_listed_apart_and_summarised() {
+    use afterburner::audit::Rule;
+    // Linux's ASM_CLAC: `.byte`-encoded in .altinstr_replacement, copied
+    // over the original NOPs only on a CPU with SMAP.
+    let (_, _, report) = burn_and_audit(
+        "\tnop; nop; nop\n\t.pushsection .altinstr_replacement,\"ax\"\n\t.byte 0x0f,0x01,0xca\n\t.popsection\n\t.byte 0x0f,0x01,0xca\n",
+    );
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, [Rule::Uncovered, Rule::UncoveredAlternative]);
+    let summary = report.summary();
+    assert_eq!(summary["uncovered-alternative"]["clac"], 1);
+    assert_eq!(summary["uncovered"]["clac"], 1);
+    let json = report.to_json();
+    assert_eq!(json["summary"]["uncovered-alternative"]["clac"], 1);
+    assert!(report
+        .to_text()
+        .contains("summary: uncovered-alternative: clac 1"));
+}
