@@ -6,7 +6,8 @@
 //! Everything comes from Debian packages (apt-get, as `setup` does): the
 //! source tarball, a static busybox, the kernel build's host tools. Builds
 //! are cached under `target/linux/`, keyed by the source package's version,
-//! the config fragment and (padded) the `afterburn` binary itself.
+//! the config fragment and (padded) the site sizes and the afterburner
+//! sources that shape what `afterburn cc` writes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
