@@ -106,6 +106,9 @@ pub fn linux() -> Result<(), String> {
         "xtask: linux: the audit is {}",
         if audit.clean { "clean" } else { "not clean" }
     );
+    if !audit.sites_sound {
+        return Err("the padded vmlinux has broken sites (above)".into());
+    }
     let (plain, padded) = boot_both(&kernels)?;
     let summary = compare(&plain, &padded)?;
     println!("xtask: linux: {summary}");
