@@ -169,6 +169,11 @@ struct Invocation {
     has_mf: bool,
     has_mt: bool,
     lto: bool,
+    /// The last of `-fpic`/`-fPIC`/`-fpie`/`-fPIE` and their `-fno-` forms
+    /// asked for position-independent code.
+    pic: bool,
+    /// `-m16` is the last of `-m16`/`-m32`/`-mx32`/`-m64`.
+    m16: bool,
     /// Indices of arguments the later steps must not see (inputs, `-o`,
     /// `-c`/`-S`, `-x`, dependency flags).
     step_only: Vec<bool>,
@@ -185,6 +190,8 @@ fn parse_args(args: Vec<OsString>) -> Invocation {
         has_mf: false,
         has_mt: false,
         lto: false,
+        pic: false,
+        m16: false,
         step_only: vec![false; n],
         dep_flag: vec![false; n],
         args: Vec::new(),
@@ -210,6 +217,10 @@ fn parse_args(args: Vec<OsString>) -> Invocation {
             "-E" | "-fsyntax-only" | "--version" | "-dumpversion" | "-dumpmachine"
             | "-dumpspecs" | "-###" | "--help" => pass_through = true,
             "-M" | "-MM" => only_deps = true,
+            "-fpic" | "-fPIC" | "-fpie" | "-fPIE" => inv.pic = true,
+            "-fno-pic" | "-fno-PIC" | "-fno-pie" | "-fno-PIE" => inv.pic = false,
+            "-m16" => inv.m16 = true,
+            "-m32" | "-mx32" | "-m64" => inv.m16 = false,
             "-MD" | "-MMD" => {
                 inv.dep_file_flag = true;
                 inv.dep_flag[i] = true;
@@ -329,7 +340,10 @@ pub fn run(raw_args: Vec<OsString>) -> Result<i32, CcError> {
 /// Runs the driver with explicit options.
 pub fn run_with(args: Vec<OsString>, opts: &DriverOptions) -> Result<i32, CcError> {
     let inv = parse_args(args);
-    if inv.mode == Mode::PassThrough {
+    if let Some(why) = inv.not_padded() {
+        if opts.verbose && inv.mode != Mode::PassThrough {
+            eprintln!("afterburn cc: not padded: {why}");
+        }
         return spawn(opts, &inv.args);
     }
     if inv.lto {
@@ -360,7 +374,6 @@ pub fn run_with(args: Vec<OsString>, opts: &DriverOptions) -> Result<i32, CcErro
         let out_path = match (inv.mode, &inv.output) {
             (Mode::Link, _) => tmp.path().join(format!("input{n}.o")),
             (_, Some(o)) => PathBuf::from(o),
-            (Mode::Assembly, None) => default_output(&input.path, "s"),
             (_, None) => default_output(&input.path, "o"),
         };
         match compile_one(&inv, input, &out_path, tmp.path(), n, opts) {
@@ -393,6 +406,32 @@ pub fn run_with(args: Vec<OsString>, opts: &DriverOptions) -> Result<i32, CcErro
         }
     }
     result
+}
+
+impl Invocation {
+    /// Why this invocation runs the real compiler unchanged, if it does.
+    /// Besides what produces no machine code, three kinds of code a kernel
+    /// build compiles never run in the kernel proper, where the wedge runs
+    /// (docs/afterburner.md, "What is not padded"):
+    fn not_padded(&self) -> Option<&'static str> {
+        match self.mode {
+            Mode::PassThrough => Some("no machine code is produced"),
+            // Build systems parse `-S` output (Kbuild's asm-offsets): it must
+            // be the compiler's. Assembling it (`-c x.s`) runs the pass.
+            Mode::Assembly => Some("-S output is the compiler's assembly, padded when assembled"),
+            // Real-mode code runs before the kernel proper (setup, wake-up,
+            // the AP trampoline), never under the wedge.
+            _ if self.m16 => Some("16-bit code (-m16) runs in real mode, never under the wedge"),
+            // A kernel proper is never position-independent on x86-64
+            // (-mcmodel=kernel); PIC code in a kernel build is user space
+            // (the vDSO, where every instruction runs natively at user level)
+            // or runs before the kernel proper (the bzImage decompressor).
+            _ if self.pic => {
+                Some("position-independent code (-fpic/-fpie) is user space or a pre-kernel stage")
+            }
+            _ => None,
+        }
+    }
 }
 
 fn is_x_flag(args: &[OsString], i: usize, a: &OsStr) -> bool {
@@ -526,18 +565,6 @@ fn compile_one(
             output.sites.len(),
             output.opt_out.len()
         );
-    }
-    if inv.mode == Mode::Assembly {
-        if out_path == Path::new(&input.path) {
-            return Err(CcError::Unsupported(
-                "-S would overwrite its own input".into(),
-            ));
-        }
-        crate::io::write_atomically(out_path, &output.text).map_err(|e| CcError::Io {
-            path: out_path.display().to_string(),
-            source: e,
-        })?;
-        return Ok(0);
     }
     std::fs::write(&padded, &output.text).map_err(|e| CcError::Io {
         path: padded.display().to_string(),

@@ -49,12 +49,15 @@ pub enum ConfigError {
     TooLarge(u32),
     #[error("unknown kind `{0}` (see `afterburn kinds`)")]
     UnknownKind(String),
-    #[error("expected SIZE or KIND=SIZE, got `{0}`")]
+    #[error("expected SIZE, KIND=SIZE or TRAP-KIND=none, got `{0}`")]
     Syntax(String),
+    #[error("`{0}=none`: only deliberate traps (int3, into, ud2, int) can go without a site")]
+    NoneForNonTrap(String),
 }
 
 impl Config {
-    /// The site size for `kind`.
+    /// The site size for `kind`; 0: no site (a deliberate trap left as it
+    /// is, `KIND=none`).
     pub fn site_size(&self, kind: Kind) -> u8 {
         self.site_size[usize::from(kind.number())]
     }
@@ -76,7 +79,10 @@ impl Config {
         Ok(())
     }
 
-    /// Applies a `SIZE` or `KIND=SIZE` option.
+    /// Applies a `SIZE`, `KIND=SIZE` or `KIND=none` option. `none` (no
+    /// site at all) is for deliberate traps only: Linux relies on the byte
+    /// after an `int3` being the next instruction (text poking emulates a
+    /// 5-byte call from it), which padding would break.
     pub fn apply_option(&mut self, opt: &str) -> Result<(), ConfigError> {
         let (kind, size) = match opt.split_once('=') {
             Some((k, s)) => {
@@ -86,6 +92,16 @@ impl Config {
             }
             None => (None, opt),
         };
+        if size.trim() == "none" {
+            return match kind {
+                Some(k) if k.is_deliberate_trap() => {
+                    self.site_size[usize::from(k.number())] = 0;
+                    Ok(())
+                }
+                Some(k) => Err(ConfigError::NoneForNonTrap(k.name().into())),
+                None => Err(ConfigError::Syntax(opt.into())),
+            };
+        }
         let size: u32 = size
             .trim()
             .parse()
@@ -365,6 +381,11 @@ pub fn run(input: &[u8], config: &Config) -> Result<Output, PassError> {
         let Some(sens) = classify(mnemonic, operands, line)? else {
             continue;
         };
+        let size = config.site_size(sens.kind);
+        if size == 0 {
+            // A deliberate trap configured to go without a site.
+            continue;
+        }
         // The instruction in the shadow joins the site.
         let mut pair_end = None;
         if sens.shadow {
@@ -382,7 +403,6 @@ pub fn run(input: &[u8], config: &Config) -> Result<Output, PassError> {
                 }),
             }
         }
-        let size = config.site_size(sens.kind);
         let mut flags = mode.flags();
         if rep {
             flags |= format::FLAG_REP;

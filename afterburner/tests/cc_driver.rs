@@ -112,11 +112,19 @@ fn several_inputs_and_assembly_output() {
         let (_, report) = audit_file(&dir.path().join(o));
         assert!(report.is_clean(), "{o}");
     }
+    // `-S` writes the compiler's own assembly (Kbuild parses it), byte for
+    // byte what gcc writes.
     ok(&cc(dir.path(), &["-S", "poke.c", "-o", "out/poke.s"]));
-    let s = std::fs::read_to_string(dir.path().join("out/poke.s")).unwrap();
-    assert!(s.contains(".pushsection .afterburn"));
+    let ours = std::fs::read(dir.path().join("out/poke.s")).unwrap();
+    let gcc = Command::new("gcc")
+        .args(["-S", "poke.c", "-o", "out/gcc.s"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(gcc.success());
+    assert_eq!(ours, std::fs::read(dir.path().join("out/gcc.s")).unwrap());
     // A build that compiles with -S and then assembles through the driver
-    // (seL4's Makefile does) must not pad twice.
+    // (seL4's Makefile does) gets the sites when it assembles.
     ok(&cc(dir.path(), &["-c", "out/poke.s", "-o", "out/poke2.o"]));
     let (image, report) = audit_file(&dir.path().join("out/poke2.o"));
     assert!(report.is_clean(), "{}", report.to_text());
@@ -184,12 +192,42 @@ fn failures_are_passed_on() {
         &[
             "--afterburn-cc=gcc",
             "--afterburn-site-size=cli=24",
-            "-S",
+            "-c",
             "poke.c",
         ],
     );
     ok(&out);
-    assert!(std::fs::read_to_string(dir.path().join("poke.s"))
-        .unwrap()
-        .contains("(24-("));
+    let (image, report) = audit_file(&dir.path().join("poke.o"));
+    assert!(report.is_clean(), "{}", report.to_text());
+    let cli = image
+        .records
+        .iter()
+        .find(|r| r.record.is_site() && r.record.kind == 1)
+        .expect("a cli site");
+    assert_eq!(cli.record.site_len, 24);
+}
+
+#[test]
+fn position_independent_and_16_bit_code_is_compiled_as_the_compiler_would() {
+    let dir = setup();
+    // The vDSO's and the decompressor's kind of code: the compiler's object,
+    // no sites.
+    for (flag, obj) in [("-fPIC", "pic.o"), ("-fpie", "pie.o"), ("-m16", "m16.o")] {
+        ok(&cc(dir.path(), &[flag, "-c", "poke.c", "-o", obj]));
+        let bytes = std::fs::read(dir.path().join(obj)).unwrap();
+        assert!(
+            !bytes.windows(10).any(|w| w == b".afterburn"),
+            "{flag}: no .afterburn section"
+        );
+    }
+    // -m16 objects are what gcc makes: 32-bit ELF.
+    let m16 = std::fs::read(dir.path().join("m16.o")).unwrap();
+    assert_eq!(m16[4], 1, "ELFCLASS32");
+    // The last flag wins: -fno-pie after -fPIE is kernel code again.
+    ok(&cc(
+        dir.path(),
+        &["-fPIE", "-fno-pie", "-c", "poke.c", "-o", "nopie.o"],
+    ));
+    let (image, _) = audit_file(&dir.path().join("nopie.o"));
+    assert!(!image.records.is_empty());
 }

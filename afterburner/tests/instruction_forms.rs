@@ -569,3 +569,47 @@ fn audit_resynchronises_at_mode_switches() {
     assert!(report.is_clean(), "{}", report.to_text());
     assert_eq!(report.sites, 2);
 }
+
+#[test]
+fn deliberate_traps_can_go_without_a_site_and_the_audit_counts_them() {
+    let mut config = afterburner::pass::Config::default();
+    config.apply_option("int3=none").unwrap();
+    config.apply_option("ud2=none").unwrap();
+    // Only traps: a cli without a site would be a hole.
+    assert!(config.apply_option("cli=none").is_err());
+    assert!(config.apply_option("none").is_err());
+    assert_eq!(config.site_size(Kind::Int3), 0);
+    // Linux's int3 self-test: the handler emulates a 5-byte call from the
+    // int3, so the 4 NOPs after it must follow it directly.
+    let out =
+        afterburner::pass::run(b"1:\tint3; nop; nop; nop; nop\n\tud2\n\tcli\n", &config).unwrap();
+    assert_eq!(out.sites.len(), 1);
+    let obj = common::assemble(&out.text).unwrap();
+    let image = afterburner::elf::ElfImage::parse(&obj).unwrap();
+    let text = common::text_of(&obj);
+    assert_eq!(&text[..7], &[0xcc, 0x90, 0x90, 0x90, 0x90, 0x0f, 0x0b]);
+    let report = afterburner::audit::audit(&image);
+    assert!(report.is_clean(), "{}", report.to_text());
+    assert_eq!(report.traps_without_site, 2);
+    assert_eq!(report.sites, 1);
+}
+
+#[test]
+fn alternatives_are_listed_apart_and_summarised() {
+    use afterburner::audit::Rule;
+    // Linux's ASM_CLAC: `.byte`-encoded in .altinstr_replacement, copied
+    // over the original NOPs only on a CPU with SMAP.
+    let (_, _, report) = burn_and_audit(
+        "\tnop; nop; nop\n\t.pushsection .altinstr_replacement,\"ax\"\n\t.byte 0x0f,0x01,0xca\n\t.popsection\n\t.byte 0x0f,0x01,0xca\n",
+    );
+    let rules: Vec<Rule> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, [Rule::Uncovered, Rule::UncoveredAlternative]);
+    let summary = report.summary();
+    assert_eq!(summary["uncovered-alternative"]["clac"], 1);
+    assert_eq!(summary["uncovered"]["clac"], 1);
+    let json = report.to_json();
+    assert_eq!(json["summary"]["uncovered-alternative"]["clac"], 1);
+    assert!(report
+        .to_text()
+        .contains("summary: uncovered-alternative: clac 1"));
+}

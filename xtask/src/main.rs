@@ -13,6 +13,7 @@ mod hostile_tests;
 mod images;
 mod interrupt_tests;
 mod kernel;
+mod linux;
 mod paths;
 mod process;
 mod qemu;
@@ -70,6 +71,9 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         minutes: f64,
     },
+    /// Linux 6.1 built plain and through `afterburn cc`, both booted bare
+    /// and their consoles compared (docs/linux.md).
+    Linux,
     /// Check the generated seL4 bindings against the compiled kernel.
     CheckBindings,
     /// Only the CapDL loader's QEMU tests.
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
             workloads,
         } => experiment(&name, iterations, &strategies, &workloads),
         Command::TestCapdl => test::capdl_only(),
+        Command::Linux => linux::linux(),
         Command::Soak { minutes } => soak::soak(minutes),
         Command::Stress {
             seconds,

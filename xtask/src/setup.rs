@@ -197,6 +197,43 @@ pub fn ensure_miri() -> Result<(), String> {
     rustup_add("component", "nightly", &missing)
 }
 
+/// Installs Debian `packages` (for the tools `names`) with apt-get when we
+/// are root, or says the command to run; `still_missing` checks afterwards.
+pub fn install(
+    names: &[&str],
+    packages: &[&str],
+    still_missing: impl Fn() -> Vec<&'static str>,
+) -> Result<(), String> {
+    let command = format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    );
+    if !(is_root() && has("apt-get", "--version")) {
+        return Err(format!(
+            "missing: {}. Install them with:\n    sudo {command}",
+            names.join(", ")
+        ));
+    }
+    eprintln!(
+        "xtask: installing {} ({})",
+        names.join(", "),
+        packages.join(" ")
+    );
+    let ok = Command::new("sh")
+        .args(["-c", &command])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    let still = still_missing();
+    if !ok || !still.is_empty() {
+        return Err(format!(
+            "installing packages failed; still missing: {}. Tried:\n    {command}",
+            still.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Makes sure every tool is there, installing what is missing when we can.
 pub fn ensure() -> Result<Tools, String> {
     ensure_rust()?;
@@ -208,37 +245,13 @@ pub fn ensure() -> Result<Tools, String> {
             .collect();
         packages.dedup();
         let names: Vec<&str> = missing.iter().map(|n| n.what).collect();
-        let command = format!(
-            "apt-get update && apt-get install -y {}",
-            packages.join(" ")
-        );
-        if !(is_root() && has("apt-get", "--version")) {
-            return Err(format!(
-                "missing: {}. Install them with:\n    sudo {command}",
-                names.join(", ")
-            ));
-        }
-        eprintln!(
-            "xtask: installing {} ({})",
-            names.join(", "),
-            packages.join(" ")
-        );
-        let ok = Command::new("sh")
-            .args(["-c", &command])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success());
-        let still: Vec<&str> = NEEDS
-            .iter()
-            .filter(|n| !(n.present)())
-            .map(|n| n.what)
-            .collect();
-        if !ok || !still.is_empty() {
-            return Err(format!(
-                "installing packages failed; still missing: {}. Tried:\n    {command}",
-                still.join(", ")
-            ));
-        }
+        install(&names, &packages, || {
+            NEEDS
+                .iter()
+                .filter(|n| !(n.present)())
+                .map(|n| n.what)
+                .collect()
+        })?;
     }
     let python = python().ok_or("no python3 with ply, six and tempita")?;
     let python = which(python).ok_or_else(|| format!("{python} is not on PATH"))?;

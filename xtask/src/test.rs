@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
-    bindings_check, capdl_tests, experiment, hostile_tests, images, interrupt_tests, kernel, paths,
-    qemu, selftest_checks, setup, tasks, trap_tests,
+    bindings_check, capdl_tests, experiment, hostile_tests, images, interrupt_tests, kernel, linux,
+    paths, qemu, selftest_checks, setup, tasks, trap_tests,
 };
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
@@ -327,6 +327,11 @@ fn suite(with_lint: bool) -> Vec<Entry> {
         Release,
         experiment::small,
     ));
+    // Linux 6.1 plain and padded (docs/linux.md): two kernel builds when
+    // their cache is cold, so it runs late.
+    entries.push(entry(linux::TEST_NAME, Group::Functional, |_, r| {
+        r.record(linux::TEST_NAME, linux::test())
+    }));
     // What the debug kernel exposes to a guest, shown rather than hidden.
     for (name, case) in hostile_tests::named(Debug, true) {
         entries.push(on_kernel(&name, Group::Security, Debug, move |k| {

@@ -409,6 +409,14 @@ impl Kind {
         ALL_KINDS.iter().copied().find(|k| k.name() == name)
     }
 
+    /// True for the instructions that exist to trap (`int3`, `into`, `ud2`,
+    /// `int $n`): reflected to the guest wherever they are, so a site is an
+    /// option for them, not a need. The pass can leave them unpadded
+    /// (`KIND=none`) and the audit does not count them as uncovered.
+    pub fn is_deliberate_trap(self) -> bool {
+        matches!(self, Kind::Int3 | Kind::Into | Kind::Ud2 | Kind::Int)
+    }
+
     /// True if loading the target leaves an interrupt shadow over the next
     /// instruction (which must then stay in the same site).
     pub fn has_interrupt_shadow(self) -> bool {

@@ -1,0 +1,968 @@
+//! `cargo xtask linux`: Debian's Linux 6.1 built twice, plain (gcc) and
+//! pre-virtualized (`CC="afterburn cc"`), from the same source and config,
+//! both booted bare under QEMU with the same initramfs, and their consoles
+//! compared after a short, named filter (docs/linux.md).
+//!
+//! Everything comes from Debian packages (apt-get, as `setup` does): the
+//! source tarball, a static busybox, the kernel build's host tools. Builds
+//! are cached under `target/linux/`, keyed by the source package's version,
+//! the config fragment and (padded) the site sizes and the afterburner
+//! sources that shape what `afterburn cc` writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fingerprint::Fingerprint;
+use crate::{paths, qemu, setup, tasks};
+
+/// Debian's source package and the tarball it installs.
+const SOURCE_PACKAGE: &str = "linux-source-6.1";
+const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.1.tar.xz";
+/// The folder the tarball unpacks to.
+const SOURCE_TOP: &str = "linux-source-6.1";
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Debian packages the build and the initramfs need, with what for.
+const PACKAGES: &[(&str, &str)] = &[
+    (SOURCE_PACKAGE, "the kernel source"),
+    ("busybox-static", "the initramfs's static busybox"),
+    ("gcc", "the compiler"),
+    ("make", "Kbuild"),
+    ("flex", "Kconfig's lexer"),
+    ("bison", "Kconfig's parser"),
+    ("bc", "Kbuild's generated timer constants"),
+    ("libelf-dev", "objtool"),
+    (
+        "libssl-dev",
+        "the kernel's host tools (sign-file, extract-cert)",
+    ),
+    ("xz-utils", "unpacking the source tarball"),
+];
+
+/// The kernel's command line for both boots: the console on COM1
+/// (earlyprintk for crashes before the 8250 driver), no APICs (the PIT
+/// through the 8259 is the timer, as on seL4 next), no HPET, and a panic
+/// ends the run at once. The rest keeps the console's order deterministic:
+/// the initramfs unpacked synchronously, and no PS/2 mouse, whose probe
+/// prints from a work queue at any time.
+pub const CMDLINE: &str = "console=ttyS0 earlyprintk=serial nolapic noapic hpet=disable \
+                           mitigations=off printk.time=0 panic=-1 initramfs_async=0 i8042.noaux";
+
+/// The last line `/init` prints before `reboot -f`.
+const DONE: &str = "init: done";
+
+const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
+const MEMORY_MIB: u32 = 128;
+
+/// Which of the two kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Plain,
+    Padded,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Plain => "plain",
+            Variant::Padded => "padded",
+        }
+    }
+}
+
+/// One built kernel.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub variant: Variant,
+    pub bzimage: PathBuf,
+    pub vmlinux: PathBuf,
+    /// Seconds `make bzImage` took, when this run built it (not cached).
+    pub build_seconds: Option<f64>,
+}
+
+/// Both kernels and the initramfs.
+pub struct Kernels {
+    pub plain: Build,
+    pub padded: Build,
+    pub initramfs: PathBuf,
+}
+
+/// `cargo xtask linux`: build (or reuse) both, boot both, compare.
+pub fn linux() -> Result<(), String> {
+    let kernels = build_all()?;
+    for b in [&kernels.plain, &kernels.padded] {
+        match b.build_seconds {
+            Some(s) => println!(
+                "xtask: linux ({}): make bzImage took {s:.0} s",
+                b.variant.name()
+            ),
+            None => println!("xtask: linux ({}): cached", b.variant.name()),
+        }
+    }
+    let audit = audit(&kernels)?;
+    print!("{}", audit.text);
+    println!(
+        "xtask: linux: the audit is {}",
+        if audit.clean { "clean" } else { "not clean" }
+    );
+    if !audit.sites_sound {
+        return Err("the padded vmlinux has broken sites (above)".into());
+    }
+    let (plain, padded) = boot_both(&kernels)?;
+    let summary = compare(&plain, &padded)?;
+    println!("xtask: linux: {summary}");
+    Ok(())
+}
+
+/// What `afterburn audit` finds in the padded vmlinux, and the numbers
+/// docs/linux.md reports.
+pub struct Audit {
+    pub clean: bool,
+    /// Every violation is an uncovered instruction (hidden from the text
+    /// pass): no site is broken, overlaps or points outside code.
+    pub sites_sound: bool,
+    pub sites: usize,
+    /// A readable summary, a line per fact.
+    pub text: String,
+}
+
+fn parse_elf(path: &Path) -> Result<afterburner::elf::ElfImage, String> {
+    afterburner::elf::ElfImage::parse(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Counts `items` by key, most frequent first.
+fn tally<K: Ord + Clone>(items: impl Iterator<Item = K>) -> Vec<(K, usize)> {
+    let mut map = std::collections::BTreeMap::new();
+    for k in items {
+        *map.entry(k).or_insert(0usize) += 1;
+    }
+    let mut v: Vec<(K, usize)> = map.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+fn joined<K: std::fmt::Display>(v: &[(K, usize)]) -> String {
+    v.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Audits the padded vmlinux (in process, the library `afterburn audit`
+/// runs) and compares its `.text` with the plain one's.
+pub fn audit(k: &Kernels) -> Result<Audit, String> {
+    use afterburner::format::Kind;
+    let started = Instant::now();
+    let padded = parse_elf(&k.padded.vmlinux)?;
+    let report = afterburner::audit::audit(&padded);
+    let seconds = started.elapsed().as_secs_f64();
+    let plain = parse_elf(&k.plain.vmlinux)?;
+    // Linux's `.text` is a fixed 2 MiB multiple, the gaps between
+    // functions and up to its end filled with int3 (and a few sections
+    // placed at its end): the code is its bytes other than int3.
+    let text_size = |image: &afterburner::elf::ElfImage| {
+        image
+            .code
+            .iter()
+            .find(|c| c.name == ".text")
+            .map_or(0, |c| c.data.iter().filter(|b| **b != 0xcc).count())
+    };
+    let (a, b) = (text_size(&plain), text_size(&padded));
+    let kinds = tally(
+        padded
+            .records
+            .iter()
+            .filter(|r| r.record.is_site())
+            .map(|r| Kind::from_number(r.record.kind).map_or("?", Kind::name)),
+    );
+    let sites: usize = kinds.iter().map(|(_, n)| n).sum();
+    let padding: u64 = padded
+        .records
+        .iter()
+        .filter(|r| r.record.is_site())
+        .map(|r| {
+            let rec = r.record;
+            let body = u64::from(rec.insn_len)
+                + if rec.flags & afterburner::format::FLAG_SHADOW_PAIR != 0 {
+                    u64::from(rec.pair_len)
+                } else {
+                    0
+                };
+            u64::from(rec.site_len).saturating_sub(body)
+        })
+        .sum();
+    let mut text = format!(
+        "xtask: linux: {sites} sites in vmlinux by kind: {}\n",
+        joined(&kinds)
+    );
+    text.push_str(&format!(
+        "xtask: linux: .text code (bytes other than int3) {a} plain, {b} padded (+{:.2}%); {padding} bytes of NOPs in sites, {} records\n",
+        (b as f64 - a as f64) * 100.0 / a.max(1) as f64,
+        padded.records.len()
+    ));
+    text.push_str(&format!(
+        "xtask: linux: afterburn audit of the padded vmlinux: {:.1} s, {} instructions, {} deliberate traps without a site, {} violations\n",
+        seconds,
+        report.instructions,
+        report.traps_without_site,
+        report.violations.len()
+    ));
+    let rules = tally(report.violations.iter().map(|v| v.rule.name()));
+    if !rules.is_empty() {
+        text.push_str(&format!(
+            "xtask: linux: violations by rule: {}\n",
+            joined(&rules)
+        ));
+        let uncovered = tally(
+            report
+                .violations
+                .iter()
+                .filter(|v| v.rule == afterburner::audit::Rule::Uncovered)
+                .map(|v| {
+                    format!(
+                        "{} in {}",
+                        v.disassembly.split_whitespace().next().unwrap_or("?"),
+                        v.section
+                    )
+                }),
+        );
+        text.push_str(&format!(
+            "xtask: linux: uncovered: {}\n",
+            joined(&uncovered)
+        ));
+        let log = linux_dir().join("audit.txt");
+        write(&log, report.to_text().as_bytes())?;
+        text.push_str(&format!(
+            "xtask: linux: the whole report: {}\n",
+            log.display()
+        ));
+    }
+    let sites_sound = report.violations.iter().all(|v| {
+        matches!(
+            v.rule,
+            afterburner::audit::Rule::Uncovered | afterburner::audit::Rule::UncoveredAlternative
+        )
+    });
+    Ok(Audit {
+        clean: report.is_clean(),
+        sites_sound,
+        sites,
+        text,
+    })
+}
+
+/// The suite's test: what `cargo xtask linux` does, as one result.
+pub const TEST_NAME: &str =
+    "linux: Linux 6.1 plain and through afterburn cc boot bare to the end of /init, consoles equal, every site sound";
+
+pub fn test() -> Result<String, String> {
+    let kernels = build_all()?;
+    let audit = audit(&kernels)?;
+    if !audit.sites_sound {
+        return Err(format!(
+            "the audit of the padded vmlinux finds broken sites:\n{}",
+            audit.text
+        ));
+    }
+    let (plain, padded) = boot_both(&kernels)?;
+    let mut summary = compare(&plain, &padded)?;
+    summary.push_str(&format!("; {} sites, every one sound", audit.sites));
+    for b in [&kernels.plain, &kernels.padded] {
+        if let Some(s) = b.build_seconds {
+            summary.push_str(&format!("; {} build {s:.0} s", b.variant.name()));
+        }
+    }
+    Ok(summary)
+}
+
+/// Installs what is missing, unpacks the source, builds both kernels and
+/// the initramfs (each only when its inputs changed).
+pub fn build_all() -> Result<Kernels, String> {
+    ensure_packages()?;
+    let afterburn = tasks::build_afterburn()?;
+    let (version, source) = unpack_source()?;
+    let fragment_path = paths::root().join("images/linux/config.fragment");
+    let fragment = read(&fragment_path)?;
+    let plain = build(Variant::Plain, &version, &source, &fragment, &afterburn)?;
+    let padded = build(Variant::Padded, &version, &source, &fragment, &afterburn)?;
+    let initramfs = build_initramfs()?;
+    Ok(Kernels {
+        plain,
+        padded,
+        initramfs,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .filter(|(p, _)| !dpkg_installed(p))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+fn ensure_packages() -> Result<(), String> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(p, _)| missing.contains(p))
+        .map(|(_, what)| *what)
+        .collect();
+    setup::install(&names, &missing, missing_packages)
+}
+
+/// The source package's version, e.g. `6.1.192-3`.
+fn source_version() -> Result<String, String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", SOURCE_PACKAGE])
+        .output()
+        .map_err(|e| format!("dpkg-query: {e}"))?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if v.is_empty() {
+        return Err(format!("{SOURCE_PACKAGE} is not installed"));
+    }
+    Ok(v)
+}
+
+fn linux_dir() -> PathBuf {
+    paths::target().join("linux")
+}
+
+/// Unpacks the tarball once per package version under `target/linux/`.
+fn unpack_source() -> Result<(String, PathBuf), String> {
+    let version = source_version()?;
+    let dest = linux_dir().join(format!("src-{version}"));
+    if dest.join("Makefile").is_file() {
+        return Ok((version, dest));
+    }
+    let partial = linux_dir().join(format!("src-{version}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+    println!("xtask: linux: unpacking {SOURCE_TARBALL} ({version})");
+    let status = Command::new("tar")
+        .args(["-xf", SOURCE_TARBALL, "-C"])
+        .arg(&partial)
+        .status()
+        .map_err(|e| format!("tar: {e}"))?;
+    if !status.success() {
+        return Err(format!("unpacking {SOURCE_TARBALL} failed ({status})"));
+    }
+    std::fs::rename(partial.join(SOURCE_TOP), &dest)
+        .map_err(|e| format!("{} -> {}: {e}", partial.display(), dest.display()))?;
+    let _ = std::fs::remove_dir_all(&partial);
+    Ok((version, dest))
+}
+
+/// The afterburner's sources that decide what `afterburn cc` makes of a
+/// file (the driver, the pass and what it reads, the record format): the
+/// padded build's cache key. The audit and the CLI's other commands are
+/// left out, so changing them does not rebuild Linux (30 minutes on a
+/// loaded 2-core machine).
+const AFTERBURN_SOURCES: &[&str] = &[
+    "afterburner/src/cc.rs",
+    "afterburner/src/pass.rs",
+    "afterburner/src/lexer.rs",
+    "afterburner/src/sensitive.rs",
+    "afterburner/src/io.rs",
+    "afterburner/format/src/lib.rs",
+];
+
+/// The cache key of one build: what its result depends on.
+fn build_key(variant: Variant, version: &str, fragment: &[u8]) -> Result<String, String> {
+    let mut f = Fingerprint::new();
+    f.add("variant", variant.name().as_bytes());
+    f.add("source", version.as_bytes());
+    f.add("fragment", fragment);
+    f.add("make", MAKE_ENV.concat().as_bytes());
+    if variant == Variant::Padded {
+        f.add("site sizes", SITE_SIZES.as_bytes());
+        for file in AFTERBURN_SOURCES {
+            f.add(file, &read(&paths::root().join(file))?);
+        }
+    }
+    Ok(f.hex())
+}
+
+/// The afterburner's per-kind choice for Linux (docs/linux.md): `int3`
+/// without a site. Linux emulates a 5-byte call from an `int3` (text
+/// poking, static calls, its boot self-test) and returns to int3 + 5, which
+/// padding would move into a NOP; a deliberate trap is reflected wherever
+/// it is, so it needs no site.
+pub const SITE_SIZES: &str = "int3=none";
+
+/// Fixed build identity, so both kernels print the same `Linux version`.
+const MAKE_ENV: &[&str] = &[
+    "KBUILD_BUILD_TIMESTAMP=2026-01-01",
+    "KBUILD_BUILD_USER=previrt",
+    "KBUILD_BUILD_HOST=previrt",
+    "KBUILD_BUILD_VERSION=1",
+];
+
+fn build(
+    variant: Variant,
+    version: &str,
+    source: &Path,
+    fragment: &[u8],
+    afterburn: &Path,
+) -> Result<Build, String> {
+    let key = build_key(variant, version, fragment)?;
+    let dir = linux_dir().join(format!("{}-{key}", variant.name()));
+    let obj = dir.join("obj");
+    let result = Build {
+        variant,
+        bzimage: obj.join("arch/x86/boot/bzImage"),
+        vmlinux: obj.join("vmlinux"),
+        build_seconds: None,
+    };
+    let stamp = dir.join("built");
+    if stamp.is_file() && result.bzimage.is_file() {
+        return Ok(result);
+    }
+    // Older builds of this variant are stale: they take a few hundred MB.
+    remove_others(variant, &dir);
+    std::fs::create_dir_all(&obj).map_err(|e| format!("{}: {e}", obj.display()))?;
+    let log = dir.join("build.log");
+    let cc = match variant {
+        Variant::Plain => "gcc".to_string(),
+        Variant::Padded => format!("{} cc", afterburn.display()),
+    };
+    let make = |targets: &[&str], what: &str| -> Result<f64, String> {
+        println!(
+            "xtask: linux ({}): {what} (log: {})",
+            variant.name(),
+            log.display()
+        );
+        let started = Instant::now();
+        let cpu_before = children_cpu_seconds();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err_file = log_file
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut cmd = Command::new("make");
+        if variant == Variant::Padded {
+            cmd.env("AFTERBURN_SITE_SIZE", SITE_SIZES);
+        }
+        let status = cmd
+            .arg("-C")
+            .arg(source)
+            .arg(format!("O={}", obj.display()))
+            .arg(format!("CC={cc}"))
+            .args(MAKE_ENV)
+            .args(["-j2"])
+            .args(targets)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .status()
+            .map_err(|e| format!("make: {e}"))?;
+        if !status.success() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!(
+                "linux ({}): {what} failed ({status}); the end of {}:\n{}",
+                variant.name(),
+                log.display(),
+                crate::process::tail(&text, 25)
+            ));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        // CPU time says what the build costs whatever else the machine runs.
+        let cpu = match (cpu_before, children_cpu_seconds()) {
+            (Some(a), Some(b)) => format!(", {:.0} s of CPU", b - a),
+            _ => String::new(),
+        };
+        println!(
+            "xtask: linux ({}): {what}: {secs:.0} s{cpu}",
+            variant.name()
+        );
+        Ok(secs)
+    };
+    make(&["tinyconfig"], "make tinyconfig")?;
+    let config_path = obj.join(".config");
+    let config = String::from_utf8_lossy(&read(&config_path)?).into_owned();
+    let fragment_text = String::from_utf8_lossy(fragment);
+    write(
+        &config_path,
+        merge_config(&config, &fragment_text).as_bytes(),
+    )?;
+    make(
+        &["olddefconfig"],
+        "make olddefconfig (the fragment over tinyconfig)",
+    )?;
+    let config = String::from_utf8_lossy(&read(&config_path)?).into_owned();
+    let unmet = unmet_settings(&config, &fragment_text);
+    if !unmet.is_empty() {
+        return Err(format!(
+            "linux ({}): Kconfig did not take these fragment settings (a dependency is missing): {}",
+            variant.name(),
+            unmet.join(", ")
+        ));
+    }
+    let secs = make(&["bzImage"], "make -j2 bzImage")?;
+    write(&stamp, format!("{secs:.1}\n").as_bytes())?;
+    Ok(Build {
+        build_seconds: Some(secs),
+        ..result
+    })
+}
+
+/// CPU seconds (user + system) of this process's waited-for children, from
+/// `/proc/self/stat` (fields 16 and 17, in USER_HZ = 100 ticks on x86).
+fn children_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of_stat(&stat)
+}
+
+fn cpu_of_stat(stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3.
+    let cutime: u64 = fields.get(16 - 3)?.parse().ok()?;
+    let cstime: u64 = fields.get(17 - 3)?.parse().ok()?;
+    Some((cutime + cstime) as f64 / 100.0)
+}
+
+fn remove_others(variant: Variant, keep: &Path) {
+    let prefix = format!("{}-", variant.name());
+    let Ok(entries) = std::fs::read_dir(linux_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && e.path() != keep {
+            println!(
+                "xtask: linux: removing the stale build {}",
+                e.path().display()
+            );
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A config line's setting: (`CONFIG_X`, `Some(value)` or `None` for "is
+/// not set"); other lines give nothing.
+fn setting(line: &str) -> Option<(&str, Option<&str>)> {
+    let line = line.trim();
+    if let Some(rest) = line.strip_prefix("# ") {
+        let name = rest.strip_suffix(" is not set")?;
+        return name.starts_with("CONFIG_").then_some((name, None));
+    }
+    let (name, value) = line.split_once('=')?;
+    name.starts_with("CONFIG_").then_some((name, Some(value)))
+}
+
+/// `config` with every setting of `fragment` replacing its own.
+fn merge_config(config: &str, fragment: &str) -> String {
+    let ours: Vec<(&str, Option<&str>)> = fragment.lines().filter_map(setting).collect();
+    let mut out = String::new();
+    for line in config.lines() {
+        let overridden = setting(line).is_some_and(|(n, _)| ours.iter().any(|(o, _)| *o == n));
+        if !overridden {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for (name, value) in ours {
+        match value {
+            Some(v) => out.push_str(&format!("{name}={v}\n")),
+            None => out.push_str(&format!("# {name} is not set\n")),
+        }
+    }
+    out
+}
+
+/// The fragment's settings the final config does not have.
+fn unmet_settings(config: &str, fragment: &str) -> Vec<String> {
+    let have: Vec<(&str, Option<&str>)> = config.lines().filter_map(setting).collect();
+    fragment
+        .lines()
+        .filter_map(setting)
+        .filter(|(name, want)| {
+            let got = have.iter().find(|(n, _)| n == name).and_then(|(_, v)| *v);
+            // "is not set" and absent are the same to Kconfig.
+            got != *want
+        })
+        .map(|(name, want)| format!("{name}={}", want.unwrap_or("n")))
+        .collect()
+}
+
+/// One file of a newc cpio archive.
+struct CpioEntry<'a> {
+    name: &'a str,
+    mode: u32,
+    /// For device nodes: (major, minor).
+    rdev: (u32, u32),
+    data: &'a [u8],
+}
+
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+const S_IFCHR: u32 = 0o020000;
+
+/// An uncompressed `newc` cpio archive (what the kernel unpacks as an
+/// initramfs): a header of 13 eight-digit hex fields per entry, the name
+/// and the data each padded to 4 bytes, and a `TRAILER!!!` entry.
+fn cpio(entries: &[CpioEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pad = |out: &mut Vec<u8>| {
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    };
+    let trailer = CpioEntry {
+        name: "TRAILER!!!",
+        mode: 0,
+        rdev: (0, 0),
+        data: &[],
+    };
+    for (ino, e) in entries.iter().chain([&trailer]).enumerate() {
+        let fields = [
+            ino as u32 + 1,
+            e.mode,
+            0,
+            0,
+            if e.mode & S_IFDIR == S_IFDIR { 2 } else { 1 },
+            0,
+            e.data.len() as u32,
+            0,
+            0,
+            e.rdev.0,
+            e.rdev.1,
+            e.name.len() as u32 + 1,
+            0,
+        ];
+        out.extend_from_slice(b"070701");
+        for f in fields {
+            out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        out.extend_from_slice(e.name.as_bytes());
+        out.push(0);
+        pad(&mut out);
+        out.extend_from_slice(e.data);
+        pad(&mut out);
+    }
+    out
+}
+
+/// The initramfs: busybox, `/init` (images/linux/init) and `/dev/console`.
+fn build_initramfs() -> Result<PathBuf, String> {
+    let busybox = read(Path::new(BUSYBOX))?;
+    let init = read(&paths::root().join("images/linux/init"))?;
+    let archive = cpio(&[
+        CpioEntry {
+            name: "dev",
+            mode: S_IFDIR | 0o755,
+            rdev: (0, 0),
+            data: &[],
+        },
+        CpioEntry {
+            name: "dev/console",
+            mode: S_IFCHR | 0o600,
+            rdev: (5, 1),
+            data: &[],
+        },
+        // A shell's background jobs read /dev/null.
+        CpioEntry {
+            name: "dev/null",
+            mode: S_IFCHR | 0o666,
+            rdev: (1, 3),
+            data: &[],
+        },
+        CpioEntry {
+            name: "proc",
+            mode: S_IFDIR | 0o755,
+            rdev: (0, 0),
+            data: &[],
+        },
+        CpioEntry {
+            name: "bin",
+            mode: S_IFDIR | 0o755,
+            rdev: (0, 0),
+            data: &[],
+        },
+        CpioEntry {
+            name: "bin/busybox",
+            mode: S_IFREG | 0o755,
+            rdev: (0, 0),
+            data: &busybox,
+        },
+        CpioEntry {
+            name: "bin/sh",
+            mode: S_IFLNK | 0o777,
+            rdev: (0, 0),
+            data: b"busybox",
+        },
+        CpioEntry {
+            name: "init",
+            mode: S_IFREG | 0o755,
+            rdev: (0, 0),
+            data: &init,
+        },
+    ]);
+    let path = linux_dir().join("initramfs.cpio");
+    if read(&path).ok().as_deref() != Some(&archive[..]) {
+        std::fs::create_dir_all(linux_dir())
+            .map_err(|e| format!("{}: {e}", linux_dir().display()))?;
+        write(&path, &archive)?;
+    }
+    Ok(path)
+}
+
+/// One boot's console.
+pub struct Console {
+    pub text: String,
+    pub seconds: f64,
+}
+
+/// Boots one kernel bare; it must reach the end of `/init` and reboot.
+pub fn boot(build: &Build, initramfs: &Path, echo: qemu::Echo) -> Result<Console, String> {
+    let machine = qemu::Machine {
+        kernel: &build.bzimage,
+        module: Some(initramfs),
+        append: Some(CMDLINE),
+        memory_mib: MEMORY_MIB,
+        accel: "tcg",
+        icount: None,
+        com2: false,
+        settle: None,
+    };
+    let run = machine.boot(QEMU_TIMEOUT, echo)?;
+    let name = build.variant.name();
+    let log = linux_dir().join(format!("console-{name}.txt"));
+    let _ = write(&log, run.serial.as_bytes());
+    if !run.serial.lines().any(|l| l.trim_end() == DONE) {
+        return Err(format!(
+            "the {name} kernel did not reach `{DONE}` ({}); its console: {}\n{}",
+            run.outcome,
+            log.display(),
+            crate::process::tail(&run.serial, 20)
+        ));
+    }
+    // `reboot -f` under `-no-reboot`: QEMU exits with status 0.
+    if run.outcome != qemu::Outcome::Exited(Some(0)) {
+        return Err(format!(
+            "the {name} kernel reached `{DONE}` but then ended with {} (console: {})",
+            run.outcome,
+            log.display()
+        ));
+    }
+    Ok(Console {
+        text: run.serial,
+        seconds: run.elapsed.as_secs_f64(),
+    })
+}
+
+fn boot_both(k: &Kernels) -> Result<(Console, Console), String> {
+    let mut consoles = Vec::new();
+    for b in [&k.plain, &k.padded] {
+        println!(
+            "xtask: linux ({}): booting bare under QEMU",
+            b.variant.name()
+        );
+        let c = boot(b, &k.initramfs, qemu::Echo::Quiet)?;
+        println!(
+            "xtask: linux ({}): reached `{DONE}` and rebooted in {:.1} s",
+            b.variant.name(),
+            c.seconds
+        );
+        consoles.push(c);
+    }
+    let padded = consoles.pop().ok_or("no padded console")?;
+    let plain = consoles.pop().ok_or("no plain console")?;
+    Ok((plain, padded))
+}
+
+/// Lines that legitimately differ between the two kernels, by name. They
+/// are left out of the comparison: how many there are differs too (the
+/// TSC's fast calibration fails on a loaded host and says so, or not).
+pub const FILTER: &[(&str, &[&str])] = &[
+    // The padded image is larger: the sizes it prints of itself.
+    (
+        "memory sizes",
+        &[
+            "Memory: ",
+            "Freeing unused kernel image",
+            "Write protecting the kernel read-only data",
+        ],
+    ),
+    // Measured against QEMU's clock, which follows the host's: differ from
+    // run to run (and the TSC's calibration may fail on a loaded host).
+    (
+        "clock calibration",
+        &[
+            "tsc: ",
+            "Calibrating delay",
+            "clocksource: ",
+            "sched_clock: ",
+        ],
+    ),
+];
+
+/// The filter's name for `line`, if it removes it.
+fn filtered(line: &str) -> Option<&'static str> {
+    FILTER
+        .iter()
+        .find(|(_, needles)| needles.iter().any(|n| line.contains(n)))
+        .map(|(name, _)| *name)
+}
+
+/// The console as compared: without the filtered lines; and how many
+/// lines each filter removed.
+fn normalise(text: &str) -> (Vec<String>, Vec<usize>) {
+    let mut removed = vec![0; FILTER.len()];
+    let kept = text
+        .lines()
+        .filter(|l| match filtered(l) {
+            Some(name) => {
+                if let Some(i) = FILTER.iter().position(|(n, _)| *n == name) {
+                    removed[i] += 1;
+                }
+                false
+            }
+            None => true,
+        })
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    (kept, removed)
+}
+
+/// The two consoles must be equal once the filtered lines are left out.
+pub fn compare(plain: &Console, padded: &Console) -> Result<String, String> {
+    let (a, removed_a) = normalise(&plain.text);
+    let (b, removed_b) = normalise(&padded.text);
+    if a != b {
+        let at = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()));
+        let show = |v: &[String]| {
+            v.iter()
+                .skip(at)
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n    ")
+        };
+        return Err(format!(
+            "the consoles differ at compared line {} ({} plain lines, {} padded, filtered lines left out):\n  plain:\n    {}\n  padded:\n    {}",
+            at + 1,
+            a.len(),
+            b.len(),
+            show(&a),
+            show(&b)
+        ));
+    }
+    let filters: Vec<String> = FILTER
+        .iter()
+        .zip(removed_a.iter().zip(&removed_b))
+        .map(|((name, _), (x, y))| format!("{name} {x}/{y}"))
+        .collect();
+    Ok(format!(
+        "both kernels reached `{DONE}`; consoles equal ({} lines compared; filtered out, plain/padded: {})",
+        a.len(),
+        filters.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fragment_replaces_settings_and_unmet_ones_are_named() {
+        let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n# comment\n";
+        let fragment = "# why\nCONFIG_B=y\n# CONFIG_A is not set\n";
+        let merged = merge_config(config, fragment);
+        assert_eq!(
+            merged,
+            "CONFIG_C=\"x\"\n# comment\nCONFIG_B=y\n# CONFIG_A is not set\n"
+        );
+        assert!(unmet_settings(&merged, fragment).is_empty());
+        // Absent is "not set"; a different value is unmet.
+        assert!(unmet_settings("CONFIG_B=y\n", fragment).is_empty());
+        assert_eq!(
+            unmet_settings("CONFIG_A=y\nCONFIG_B=m\n", fragment),
+            ["CONFIG_B=y", "CONFIG_A=n"]
+        );
+    }
+
+    #[test]
+    fn children_cpu_time_is_read_past_a_command_name_with_spaces() {
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 250 130 20 0 1";
+        assert_eq!(cpu_of_stat(stat), Some(3.8));
+        assert_eq!(cpu_of_stat("42 (x) S 1"), None);
+        assert!(children_cpu_seconds().is_some());
+    }
+
+    #[test]
+    fn cpio_entries_are_newc_with_4_byte_alignment_and_a_trailer() {
+        let a = cpio(&[CpioEntry {
+            name: "init",
+            mode: S_IFREG | 0o755,
+            rdev: (0, 0),
+            data: b"hello",
+        }]);
+        assert!(a.starts_with(b"070701"));
+        // Header 110 bytes, "init\0" -> 115, padded to 116, data 5 -> 121, padded to 124.
+        assert_eq!(&a[110..115], b"init\0");
+        assert_eq!(&a[116..121], b"hello");
+        assert_eq!(&a[124..130], b"070701");
+        assert_eq!(a.len() % 4, 0);
+        assert!(a.windows(10).any(|w| w == b"TRAILER!!!"));
+        // The mode and file size fields.
+        assert_eq!(&a[14..22], b"000081ed");
+        assert_eq!(&a[54..62], b"00000005");
+    }
+
+    #[test]
+    fn the_filter_names_lines_and_keeps_the_rest() {
+        let plain = Console {
+            text: "Linux version 6.1\nMemory: 100K\ninit: done\n".into(),
+            seconds: 0.0,
+        };
+        let mut padded = Console {
+            text: "Linux version 6.1\nMemory: 104K\ninit: done\n".into(),
+            seconds: 0.0,
+        };
+        let ok = compare(&plain, &padded).unwrap();
+        assert!(ok.contains("memory sizes 1/1"), "{ok}");
+        padded.text = "Linux version 6.1\nMemory: 104K\nOops\ninit: done\n".into();
+        let e = compare(&plain, &padded).unwrap_err();
+        assert!(e.contains("compared line 2"), "{e}");
+        // Filtered lines may come and go (a failed fast TSC calibration).
+        padded.text = "Linux version 6.1\ntsc: Fast TSC calibration failed\ninit: done\n".into();
+        let ok = compare(&plain, &padded).unwrap();
+        assert!(
+            ok.contains("memory sizes 1/0, clock calibration 0/1"),
+            "{ok}"
+        );
+        // A line of the kernel's own missing is a difference.
+        padded.text = "Memory: 104K\ninit: done\n".into();
+        assert!(compare(&plain, &padded).is_err());
+    }
+}
