@@ -78,10 +78,13 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             };
             let report = audit::audit(&image);
-            if json {
-                println!("{}", report.to_json());
+            let text = if json {
+                format!("{}\n", report.to_json())
             } else {
-                print!("{}", report.to_text());
+                report.to_text()
+            };
+            if !emit(&text) {
+                return ExitCode::FAILURE;
             }
             if report.is_clean() {
                 ExitCode::SUCCESS
@@ -94,23 +97,48 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             };
             let lines = sites::list(&image);
-            if json {
-                println!("{}", sites::to_json(&lines));
+            let text = if json {
+                format!("{}\n", sites::to_json(&lines))
             } else {
-                print!("{}", sites::to_text(&lines));
+                sites::to_text(&lines)
+            };
+            if emit(&text) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
-            ExitCode::SUCCESS
         }
         Command::Kinds => {
+            let mut text = String::new();
             for k in format::ALL_KINDS {
-                println!(
-                    "{:>3} {:<17} {}",
+                text.push_str(&format!(
+                    "{:>3} {:<17} {}\n",
                     k.number(),
                     k.name(),
                     k.default_site_size()
-                );
+                ));
             }
-            ExitCode::SUCCESS
+            if emit(&text) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Writes a report to stdout. A reader that stops early (`| head`) is not
+/// an error worth a message; any other write error is said. Returns false
+/// if the report did not all go out.
+fn emit(text: &str) -> bool {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            eprintln!("afterburn: <stdout>: {e}");
+            false
         }
     }
 }
