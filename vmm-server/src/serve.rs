@@ -6,20 +6,9 @@
 //! carries out the step with IPC.
 
 use previrt_protocol::vmm_layout::{guest_badge, TIMER_BADGE, VMM_ENDPOINT_SLOT};
-use previrt_sel4::sys::bitfield::{
-    seL4_Fault_CapFault, seL4_Fault_UnknownSyscall, seL4_Fault_UserException, seL4_Fault_VMFault,
-};
-use previrt_sel4::sys::constants::{
-    seL4_CapFault_Addr, seL4_CapFault_IP, seL4_CapFault_InRecvPhase,
-    seL4_CapFault_LookupFailureType, seL4_UnknownSyscall_FaultIP, seL4_UnknownSyscall_Length,
-    seL4_UnknownSyscall_Syscall, seL4_UserException_Code, seL4_UserException_FLAGS,
-    seL4_UserException_FaultIP, seL4_UserException_Length, seL4_UserException_Number,
-    seL4_UserException_SP, seL4_VMFault_Addr, seL4_VMFault_FSR, seL4_VMFault_IP,
-    seL4_VMFault_Length,
-};
 use previrt_sel4::{ipc, println, Message};
 use vmm_core::ending::Ending;
-use vmm_core::event::{Event, FaultAbi, FaultLayout};
+use vmm_core::event::{Event, FaultAbi, SEL4_ABI};
 use vmm_core::guest::{Guest, Step};
 
 use crate::irq_thread::lower_priority;
@@ -27,38 +16,7 @@ use crate::platform::Sel4Platform;
 use crate::shared::SHARED;
 
 /// seL4's fault messages on x86-64, from the kernel's own constants.
-const ABI: FaultAbi = FaultAbi {
-    vm_fault: FaultLayout {
-        label: seL4_Fault_VMFault,
-        length: seL4_VMFault_Length as usize,
-    },
-    vm_fault_ip: seL4_VMFault_IP as usize,
-    vm_fault_addr: seL4_VMFault_Addr as usize,
-    vm_fault_fsr: seL4_VMFault_FSR as usize,
-    user_exception: FaultLayout {
-        label: seL4_Fault_UserException,
-        length: seL4_UserException_Length as usize,
-    },
-    user_exception_ip: seL4_UserException_FaultIP as usize,
-    user_exception_number: seL4_UserException_Number as usize,
-    user_exception_code: seL4_UserException_Code as usize,
-    user_exception_sp: seL4_UserException_SP as usize,
-    user_exception_flags: seL4_UserException_FLAGS as usize,
-    unknown_syscall: FaultLayout {
-        label: seL4_Fault_UnknownSyscall,
-        length: seL4_UnknownSyscall_Length as usize,
-    },
-    unknown_syscall_ip: seL4_UnknownSyscall_FaultIP as usize,
-    unknown_syscall_number: seL4_UnknownSyscall_Syscall as usize,
-    // At least up to the lookup failure's type.
-    cap_fault: FaultLayout {
-        label: seL4_Fault_CapFault,
-        length: seL4_CapFault_LookupFailureType as usize + 1,
-    },
-    cap_fault_ip: seL4_CapFault_IP as usize,
-    cap_fault_addr: seL4_CapFault_Addr as usize,
-    cap_fault_in_recv: seL4_CapFault_InRecvPhase as usize,
-};
+const ABI: FaultAbi = SEL4_ABI;
 
 // Event::decode looks for requests first.
 const _: () = assert!(ABI.labels_below_requests());

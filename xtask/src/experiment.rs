@@ -46,20 +46,14 @@ pub struct Plan {
 pub struct Row {
     pub strategy: String,
     pub workload: String,
-    pub ops: u64,
-    /// Guest ticks (instructions) of the workload, unchecked run (checked
-    /// run if not timed).
-    pub ticks: u64,
-    pub faults: u64,
-    pub maps: u64,
-    pub unmaps: u64,
-    pub paging_objects: u64,
-    pub peak_mappings: u64,
+    /// The unchecked run (the checked one if the plan is not timed): its
+    /// ticks are the strategy's cost.
+    pub run: Figures,
     /// Found by the checked run.
     pub violations: u64,
     /// The checker's first violation, as the VMM said it.
     pub first_violation: Option<String>,
-    /// Reads the guest found wrong (a stale mapping it could see).
+    /// Reads the guest found wrong in either run (a stale mapping it saw).
     pub wrong_reads: u64,
 }
 
@@ -223,17 +217,10 @@ pub fn run(kernel: &KernelBuild, plan: &Plan) -> Result<Vec<Row>, String> {
                         )
                     })?;
                     row.first_violation = f.first_violation.clone();
-                    row.wrong_reads = row.wrong_reads.max(f.wrong_reads);
                 }
+                row.wrong_reads = row.wrong_reads.max(f.wrong_reads);
                 if !check || !plan.timed {
-                    row.ops = f.ops;
-                    row.ticks = f.ticks;
-                    row.faults = f.faults;
-                    row.maps = f.maps;
-                    row.unmaps = f.unmaps;
-                    row.paging_objects = f.paging_objects;
-                    row.peak_mappings = f.peak_mappings;
-                    row.wrong_reads = row.wrong_reads.max(f.wrong_reads);
+                    row.run = f;
                 }
             }
             rows.push(row);
@@ -253,13 +240,13 @@ pub fn csv(rows: &[Row]) -> String {
             "{},{},{},{},{},{},{},{},{},{}",
             r.strategy,
             r.workload,
-            r.ops,
-            r.ticks,
-            r.faults,
-            r.maps,
-            r.unmaps,
-            r.paging_objects,
-            r.peak_mappings,
+            r.run.ops,
+            r.run.ticks,
+            r.run.faults,
+            r.run.maps,
+            r.run.unmaps,
+            r.run.paging_objects,
+            r.run.peak_mappings,
             r.violations
         );
     }
@@ -285,11 +272,11 @@ pub fn summary(rows: &[Row]) -> String {
         "wrong"
     );
     for r in rows {
-        let per_op = r.ticks as f64 / r.ops.max(1) as f64;
+        let per_op = r.run.ticks as f64 / r.run.ops.max(1) as f64;
         let keep = rows
             .iter()
             .find(|k| k.workload == r.workload && k.strategy == "keep")
-            .map(|k| k.ticks as f64 / k.ops.max(1) as f64);
+            .map(|k| k.run.ticks as f64 / k.run.ops.max(1) as f64);
         let _ = writeln!(
             out,
             "{:<10} {:<16} {:>12.0} {:>9} {:>8} {:>8} {:>8} {:>6} {:>10} {:>6}",
@@ -297,10 +284,10 @@ pub fn summary(rows: &[Row]) -> String {
             r.strategy,
             per_op,
             keep.map_or("-".to_string(), |k| format!("{:.2}x", per_op / k)),
-            r.faults,
-            r.maps,
-            r.unmaps,
-            r.peak_mappings,
+            r.run.faults,
+            r.run.maps,
+            r.run.unmaps,
+            r.run.peak_mappings,
             r.violations,
             r.wrong_reads
         );
@@ -452,8 +439,11 @@ mod tests {
         Row {
             strategy: strategy.into(),
             workload: "ptmut".into(),
-            ops: 10,
-            ticks: 1000,
+            run: Figures {
+                ops: 10,
+                ticks: 1000,
+                ..Figures::default()
+            },
             violations,
             wrong_reads: wrong,
             ..Row::default()

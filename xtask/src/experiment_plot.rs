@@ -103,7 +103,7 @@ fn y_axis(out: &mut String, range: (i32, i32), width: f64, label: &str) {
 pub fn ticks_per_op(rows: &[Row]) -> String {
     let strategies = strategies(rows);
     let workloads = workloads(rows);
-    let per_op = |r: &Row| r.ticks as f64 / r.ops.max(1) as f64;
+    let per_op = |r: &Row| r.run.ticks as f64 / r.run.ops.max(1) as f64;
     let range = decades(rows.iter().map(per_op));
     let group = strategies.len() as f64 * BAR + GROUP_PAD;
     let width = (LEFT + group * workloads.len() as f64 + 40.0).max(480.0);
@@ -156,8 +156,8 @@ pub fn ticks_per_op(rows: &[Row]) -> String {
 /// with its workload.
 pub fn faults_vs_ticks(rows: &[Row]) -> String {
     let strategies = strategies(rows);
-    let x_range = decades(rows.iter().map(|r| r.faults as f64));
-    let y_range = decades(rows.iter().map(|r| r.ticks as f64));
+    let x_range = decades(rows.iter().map(|r| r.run.faults as f64));
+    let y_range = decades(rows.iter().map(|r| r.run.ticks as f64));
     let plot_width = 480.0;
     let width = LEFT + plot_width + 60.0;
     let height = TOP + HEIGHT + 60.0;
@@ -191,15 +191,15 @@ pub fn faults_vs_ticks(rows: &[Row]) -> String {
             .iter()
             .find(|(s, _)| *s == r.strategy)
             .map_or("#000", |(_, c)| c);
-        let x = LEFT + scale(r.faults as f64, x_range, plot_width);
-        let y = TOP + HEIGHT - scale(r.ticks as f64, y_range, HEIGHT);
+        let x = LEFT + scale(r.run.faults as f64, x_range, plot_width);
+        let y = TOP + HEIGHT - scale(r.run.ticks as f64, y_range, HEIGHT);
         let _ = writeln!(
             out,
             r#"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="{colour}"><title>{} × {}: {} faults, {} ticks</title></circle><text x="{:.1}" y="{:.1}" font-size="10">{}</text>"#,
             escape(&r.strategy),
             escape(&r.workload),
-            r.faults,
-            r.ticks,
+            r.run.faults,
+            r.run.ticks,
             x + 7.0,
             y + 3.0,
             escape(&r.workload)
@@ -212,6 +212,7 @@ pub fn faults_vs_ticks(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::Figures;
 
     fn rows() -> Vec<Row> {
         let mut out = Vec::new();
@@ -220,9 +221,12 @@ mod tests {
                 out.push(Row {
                     strategy: s.to_string(),
                     workload: w.to_string(),
-                    ops: 10,
-                    ticks: base * 10 * (3 - i as u64),
-                    faults: 100 * (3 - i as u64),
+                    run: Figures {
+                        ops: 10,
+                        ticks: base * 10 * (3 - i as u64),
+                        faults: 100 * (3 - i as u64),
+                        ..Figures::default()
+                    },
                     ..Row::default()
                 });
             }

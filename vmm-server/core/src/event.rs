@@ -141,46 +141,62 @@ impl Event {
     }
 }
 
+/// seL4 5.0.0's x86-64 fault ABI, from the kernel's generated constants.
+#[cfg(any(test, feature = "sel4-abi"))]
+pub const SEL4_ABI: FaultAbi = {
+    use previrt_sel4_sys::bitfield::{
+        seL4_Fault_CapFault, seL4_Fault_UnknownSyscall, seL4_Fault_UserException,
+        seL4_Fault_VMFault,
+    };
+    use previrt_sel4_sys::constants::{
+        seL4_CapFault_Addr, seL4_CapFault_IP, seL4_CapFault_InRecvPhase,
+        seL4_CapFault_LookupFailureType, seL4_UnknownSyscall_FaultIP, seL4_UnknownSyscall_Length,
+        seL4_UnknownSyscall_Syscall, seL4_UserException_Code, seL4_UserException_FLAGS,
+        seL4_UserException_FaultIP, seL4_UserException_Length, seL4_UserException_Number,
+        seL4_UserException_SP, seL4_VMFault_Addr, seL4_VMFault_FSR, seL4_VMFault_IP,
+        seL4_VMFault_Length,
+    };
+    FaultAbi {
+        vm_fault: FaultLayout {
+            label: seL4_Fault_VMFault,
+            length: seL4_VMFault_Length as usize,
+        },
+        vm_fault_ip: seL4_VMFault_IP as usize,
+        vm_fault_addr: seL4_VMFault_Addr as usize,
+        vm_fault_fsr: seL4_VMFault_FSR as usize,
+        user_exception: FaultLayout {
+            label: seL4_Fault_UserException,
+            length: seL4_UserException_Length as usize,
+        },
+        user_exception_ip: seL4_UserException_FaultIP as usize,
+        user_exception_number: seL4_UserException_Number as usize,
+        user_exception_code: seL4_UserException_Code as usize,
+        user_exception_sp: seL4_UserException_SP as usize,
+        user_exception_flags: seL4_UserException_FLAGS as usize,
+        unknown_syscall: FaultLayout {
+            label: seL4_Fault_UnknownSyscall,
+            length: seL4_UnknownSyscall_Length as usize,
+        },
+        unknown_syscall_ip: seL4_UnknownSyscall_FaultIP as usize,
+        unknown_syscall_number: seL4_UnknownSyscall_Syscall as usize,
+        // At least up to the lookup failure's type.
+        cap_fault: FaultLayout {
+            label: seL4_Fault_CapFault,
+            length: seL4_CapFault_LookupFailureType as usize + 1,
+        },
+        cap_fault_ip: seL4_CapFault_IP as usize,
+        cap_fault_addr: seL4_CapFault_Addr as usize,
+        cap_fault_in_recv: seL4_CapFault_InRecvPhase as usize,
+    }
+};
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// seL4 5.0.0's x86-64 fault ABI, from the kernel's generated
-    /// constants (the shell builds its `FaultAbi` from the same names).
+    /// The kernel's ABI (the one the shell uses).
     pub(crate) fn sel4_abi() -> FaultAbi {
-        use previrt_sel4_sys::bitfield::*;
-        use previrt_sel4_sys::constants::*;
-        FaultAbi {
-            vm_fault: FaultLayout {
-                label: seL4_Fault_VMFault,
-                length: seL4_VMFault_Length as usize,
-            },
-            vm_fault_ip: seL4_VMFault_IP as usize,
-            vm_fault_addr: seL4_VMFault_Addr as usize,
-            vm_fault_fsr: seL4_VMFault_FSR as usize,
-            user_exception: FaultLayout {
-                label: seL4_Fault_UserException,
-                length: seL4_UserException_Length as usize,
-            },
-            user_exception_ip: seL4_UserException_FaultIP as usize,
-            user_exception_number: seL4_UserException_Number as usize,
-            user_exception_code: seL4_UserException_Code as usize,
-            user_exception_sp: seL4_UserException_SP as usize,
-            user_exception_flags: seL4_UserException_FLAGS as usize,
-            unknown_syscall: FaultLayout {
-                label: seL4_Fault_UnknownSyscall,
-                length: seL4_UnknownSyscall_Length as usize,
-            },
-            unknown_syscall_ip: seL4_UnknownSyscall_FaultIP as usize,
-            unknown_syscall_number: seL4_UnknownSyscall_Syscall as usize,
-            cap_fault: FaultLayout {
-                label: seL4_Fault_CapFault,
-                length: seL4_CapFault_LookupFailureType as usize + 1,
-            },
-            cap_fault_ip: seL4_CapFault_IP as usize,
-            cap_fault_addr: seL4_CapFault_Addr as usize,
-            cap_fault_in_recv: seL4_CapFault_InRecvPhase as usize,
-        }
+        SEL4_ABI
     }
 
     #[test]

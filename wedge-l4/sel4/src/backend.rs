@@ -95,22 +95,7 @@ impl Backend for Sel4Backend {
     }
 
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        let (a, b, c, d): (u32, u32, u32, u32);
-        // SAFETY: cpuid is unprivileged and only writes the four registers;
-        // rbx is saved around it because Rust's asm may not name it.
-        unsafe {
-            core::arch::asm!(
-                "mov {tmp:r}, rbx",
-                "cpuid",
-                "xchg {tmp:r}, rbx",
-                tmp = out(reg) b,
-                inout("eax") leaf => a,
-                inout("ecx") subleaf => c,
-                out("edx") d,
-                options(nostack, preserves_flags),
-            );
-        }
-        [a, b, c, d]
+        previrt_sel4::cpu::cpuid(leaf, subleaf)
     }
 
     fn rdtsc(&mut self) -> u64 {
