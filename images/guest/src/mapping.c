@@ -10,16 +10,22 @@
  * Each workload ends with `mapping NAME: C reads checked, W wrong`. */
 #include "guest.h"
 
+/* Everything these workloads keep lives in its own section, which the
+ * linker script places after the rest of the kernel's: the 2 MiB-aligned
+ * block would otherwise move the kernel's other data (its page-table pool)
+ * into other 2 MiB regions and change what the other workloads measure. */
+#define MAPPING_DATA __attribute__((section(".bss.mapping")))
+
 #define DATA_FRAMES 32
-static u64 frames[DATA_FRAMES][PAGE_SIZE / 8] __attribute__((aligned(4096)));
+static u64 frames[DATA_FRAMES][PAGE_SIZE / 8] MAPPING_DATA __attribute__((aligned(4096)));
 /* A 2 MiB-aligned block, mapped as one large page and split again. */
-static u64 big[512][PAGE_SIZE / 8] __attribute__((aligned(2 << 20)));
+static u64 big[512][PAGE_SIZE / 8] MAPPING_DATA __attribute__((aligned(2 << 20)));
 
-static u64 checked, wrong;
+static u64 checked MAPPING_DATA, wrong MAPPING_DATA;
 /* Wrong reads of every mapping workload run: the guest's exit says so. */
-u64 mapping_wrong;
+u64 mapping_wrong MAPPING_DATA;
 
-static u64 rng;
+static u64 rng MAPPING_DATA;
 static u64 next_random(void)
 {
     rng ^= rng << 13;
@@ -62,7 +68,7 @@ struct mut_page {
     int writable;
     int stale; /* changed without invlpg since the last flush */
 };
-static struct mut_page mut[MUT_PAGES];
+static struct mut_page mut[MUT_PAGES] MAPPING_DATA;
 
 static void mut_set(u64 pml4, u64 i, i64 frame, int writable, int flush)
 {
@@ -208,8 +214,8 @@ static void largepage(u64 n)
  * first, the kernel's, is shared). */
 #define SPACE_VA 0x8000000000ul
 
-static u64 spaces[SPACES];
-static u64 space_frame[SPACES][SPACE_PAGES];
+static u64 spaces[SPACES] MAPPING_DATA;
+static u64 space_frame[SPACES][SPACE_PAGES] MAPPING_DATA;
 
 static void space_fill(u64 s, u64 seed)
 {
