@@ -502,6 +502,8 @@ impl<M: Mapper> Vtlb<M> {
             self.regions.settle(|packed| packed & Upper::LARGE != 0);
             return Ok(self.count);
         }
+        // Decided once, not per mapping: the loop is every CR3 load's cost.
+        let write_protect = self.strategy == VtlbStrategy::WriteProtect;
         let mut i = 0;
         while i < self.count {
             let Mapping {
@@ -519,10 +521,12 @@ impl<M: Mapper> Vtlb<M> {
             let upper = Upper::unpack(self.regions.new_upper(region));
             // Write-protect: a table no write reached since the mapping was
             // made from it, reached the same way, still says the same.
-            if let Ok(Upper::Table { at, writable: w }) = upper {
-                if at == table && (w || !writable) && self.is_protected(table) {
-                    i += 1;
-                    continue;
+            if write_protect {
+                if let Ok(Upper::Table { at, writable: w }) = upper {
+                    if at == table && (w || !writable) && self.is_protected(table) {
+                        i += 1;
+                        continue;
+                    }
                 }
             }
             if finish_walk(ram, upper, va).is_ok_and(|t| t.gpa == gpa && t.writable == writable) {
