@@ -283,7 +283,7 @@ pub fn audit(image: &ElfImage) -> Report {
                 loc,
                 None,
                 format!(
-                    "{what} record at .afterburn+{:#x} points outside code",
+                    "{what} record at {:#x} in the records' note section points outside code",
                     r.record_offset
                 ),
             );

@@ -52,7 +52,7 @@ pub struct Location {
 #[derive(Clone, Copy, Debug)]
 pub struct ResolvedRecord {
     pub record: Record,
-    /// Offset of the record in `.afterburn` (for messages).
+    /// Offset of the record in its note section (for messages).
     pub record_offset: usize,
     /// Where the record points, or `None` if outside every section.
     pub location: Option<Location>,
@@ -163,11 +163,33 @@ impl ElfImage {
         Ok(image)
     }
 
+    /// The records of every note section that holds our notes (an object
+    /// has `.note.afterburn`; a linked image may have merged it into `.notes`
+    /// with other notes).
     fn read_records(&self, file: &object::File<'_>) -> Result<Vec<ResolvedRecord>, ElfError> {
-        let Some(section) = file.section_by_name(format::SECTION_NAME) else {
-            return Ok(Vec::new());
-        };
-        let data = section.data()?;
+        let mut out = Vec::new();
+        for section in file.sections() {
+            if section.kind() != SectionKind::Note {
+                continue;
+            }
+            let data = section.data()?;
+            if !format::has_afterburn_notes(data) {
+                continue;
+            }
+            let name = section.name().unwrap_or("?").to_string();
+            self.read_section_records(file, &section, data, &name, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn read_section_records(
+        &self,
+        file: &object::File<'_>,
+        section: &object::Section<'_, '_>,
+        data: &[u8],
+        section_name: &str,
+        out: &mut Vec<ResolvedRecord>,
+    ) -> Result<(), ElfError> {
         // Relocations of the address fields, by offset in the section.
         let mut relocs: HashMap<u64, (RelocationTarget, i64)> = HashMap::new();
         for (offset, r) in section.relocations() {
@@ -175,8 +197,7 @@ impl ElfImage {
         }
         let mut raw = Vec::new();
         format::walk_records(data, |off, rec| raw.push((off, rec)))
-            .map_err(|e| ElfError::Format(format!("{e:?}")))?;
-        let mut out = Vec::with_capacity(raw.len());
+            .map_err(|e| ElfError::Format(format!("{section_name}: {e:?}")))?;
         for (off, record) in raw {
             let field = (off + format::RECORD_ADDRESS_OFFSET) as u64;
             let (location, address) = match relocs.get(&field) {
@@ -216,7 +237,7 @@ impl ElfImage {
                 address,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The code section location of a link-time address.

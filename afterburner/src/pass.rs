@@ -185,7 +185,7 @@ const L_MARKER: &str = "740000005";
 /// Label of this object's chunk header.
 const CHUNK_BEGIN: &str = ".Lafterburn_chunk_begin";
 const CHUNK_END: &str = ".Lafterburn_chunk_end";
-const SECTION_DIRECTIVE: &str = ".pushsection .afterburn,\"a\",@progbits";
+const SECTION_DIRECTIVE: &str = ".pushsection .note.afterburn,\"a\",@note";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -706,7 +706,20 @@ fn render(
 fn write_header(text: &mut Vec<u8>) -> std::fmt::Result {
     let mut s = String::new();
     writeln!(s, "\t{SECTION_DIRECTIVE}")?;
-    writeln!(s, "\t.balign {}", format::ALIGN)?;
+    // The note: namesz, descsz (the chunk), type, the name padded to 4.
+    writeln!(s, "\t.balign {}", format::NOTE_ALIGN)?;
+    writeln!(
+        s,
+        "\t.long {}, {CHUNK_END}-{CHUNK_BEGIN}, {}",
+        format::NOTE_NAME.len() + 1,
+        format::NOTE_TYPE
+    )?;
+    writeln!(
+        s,
+        "\t.asciz \"{}\"",
+        core::str::from_utf8(format::NOTE_NAME).unwrap_or("Afterburn")
+    )?;
+    writeln!(s, "\t.balign {}", format::NOTE_ALIGN)?;
     writeln!(s, "{CHUNK_BEGIN}:")?;
     writeln!(s, "\t.long {:#x}", format::MAGIC)?;
     writeln!(
@@ -733,5 +746,7 @@ fn is_afterburn_section(args: &[u8]) -> bool {
         .split(|b| *b == b',' || b.is_ascii_whitespace())
         .next()
         .unwrap_or(b"");
-    name == format::SECTION_NAME.as_bytes() || name == b"\".afterburn\""
+    [format::SECTION_NAME, format::LEGACY_SECTION_NAME]
+        .iter()
+        .any(|n| name == n.as_bytes() || name == format!("\"{n}\"").as_bytes())
 }

@@ -147,7 +147,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             }
         }
         _ => {
-            println!("vmm-server: guest{g}: refused: no .afterburn section (not a pre-virtualized image)");
+            println!("vmm-server: guest{g}: refused: no .afterburn records (not a pre-virtualized image)");
             return 1;
         }
     }

@@ -289,32 +289,35 @@ mod tests {
 
     #[test]
     fn bad_records_are_refused_with_their_offset() {
+        // The first record of the first note: after the note's header and
+        // the chunk's.
+        const FIRST: usize = fmt::NOTE_HEADER_SIZE + 16;
         let cases: [(Record, RecordError); 5] = [
             (
                 rec(0x1000, 999, 16, 1),
                 RecordError::UnknownKind {
-                    offset: 16,
+                    offset: FIRST,
                     kind: 999,
                 },
             ),
             (
                 rec(0x1000, 0x8999, 0, 0),
                 RecordError::UnknownMarker {
-                    offset: 16,
+                    offset: FIRST,
                     kind: 0x8999,
                 },
             ),
             (
                 rec(0x1000, Kind::Cli.number(), 4, 5),
-                RecordError::BadLengths { offset: 16 },
+                RecordError::BadLengths { offset: FIRST },
             ),
             (
                 rec(u64::MAX - 3, Kind::Cli.number(), 12, 1),
-                RecordError::Wraps { offset: 16 },
+                RecordError::Wraps { offset: FIRST },
             ),
             (
                 rec(0x1000, fmt::MARKER_OPT_OUT_END, 0, 0),
-                RecordError::UnbalancedOptOut { offset: 16 },
+                RecordError::UnbalancedOptOut { offset: FIRST },
             ),
         ];
         for (r, want) in cases {
@@ -326,12 +329,12 @@ mod tests {
         };
         assert_eq!(
             Records::parse(&section(&[&[pair_without_flag]])).unwrap_err(),
-            RecordError::BadLengths { offset: 16 }
+            RecordError::BadLengths { offset: FIRST }
         );
         let unended = section(&[&[rec(0x1000, fmt::MARKER_OPT_OUT_BEGIN, 0, 0)]]);
         assert_eq!(
             Records::parse(&unended).unwrap_err(),
-            RecordError::UnbalancedOptOut { offset: 16 }
+            RecordError::UnbalancedOptOut { offset: FIRST }
         );
         assert!(matches!(
             Records::parse(&[1, 2, 3, 4, 5, 6, 7, 8, 9]),

@@ -165,19 +165,11 @@ pub fn guest() -> (Vcpu, GuestRegs, ByteMem) {
     (vcpu, regs, mem)
 }
 
-/// Builds a section of one chunk per slice of records.
+/// Builds a note section of one chunk (one note) per slice of records.
 pub fn section(chunks: &[&[Record]]) -> Vec<u8> {
     let mut sec = Vec::new();
     for records in chunks {
-        sec.extend_from_slice(&fmt::MAGIC.to_le_bytes());
-        sec.extend_from_slice(&fmt::VERSION.to_le_bytes());
-        sec.extend_from_slice(&fmt::HEADER_SIZE.to_le_bytes());
-        sec.extend_from_slice(&fmt::RECORD_SIZE.to_le_bytes());
-        sec.extend_from_slice(&0u16.to_le_bytes());
-        sec.extend_from_slice(&(records.len() as u32).to_le_bytes());
-        for r in *records {
-            sec.extend_from_slice(&fmt::encode_record(r));
-        }
+        fmt::encode_chunk_note(records, &mut sec);
     }
     sec
 }

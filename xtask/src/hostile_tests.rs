@@ -617,7 +617,7 @@ fn unpadded_guest_refused(kernel: &KernelBuild) -> Result<String, String> {
         .and_then(|bundle| system::boot(kernel, &bundle, 512, None, qemu::Echo::Quiet))
         .and_then(|run| {
             let refusal =
-                "vmm-server: guest0: refused: no .afterburn section (not a pre-virtualized image)";
+                "vmm-server: guest0: refused: no .afterburn records (not a pre-virtualized image)";
             if run.outcome == qemu::Outcome::Failed && run.serial.contains(refusal) {
                 Ok(format!("{:.2} s", run.elapsed.as_secs_f64()))
             } else {

@@ -1,30 +1,49 @@
-//! The `.afterburn` section ABI: chunk header, site record and kind numbers.
+//! The `.afterburn` records ABI: the note that carries them, chunk header,
+//! site record and kind numbers.
 //!
 //! One `no_std` crate for every side of the contract: the afterburner
 //! writes it, the wedge and the VMM server read it.
 //! `docs/afterburn-format.md` is the prose version of the same contract;
 //! change both together and bump [`VERSION`] on any incompatible change.
 //!
-//! Layout of the section after linking: a sequence of *chunks*, one per
-//! object file that had sites. Each chunk is a [`ChunkHeader`] followed by
-//! `record_count` records of `record_size` bytes. Chunks are 8-byte aligned
-//! and a multiple of 8 bytes long, so the linker's concatenation inserts no
-//! padding; a reader nevertheless skips zero-filled 8-byte words between
-//! chunks (the magic is never zero).
+//! Each object file that has sites carries one ELF note (name
+//! [`NOTE_NAME`], type [`NOTE_TYPE`]) in its section [`SECTION_NAME`]. The
+//! note's descriptor is a *chunk*: a [`ChunkHeader`] followed by
+//! `record_count` records of `record_size` bytes. Notes, not a section of
+//! our own, because every linker script that keeps notes collects
+//! `.note.*` into one output section (Linux's `NOTES` puts them in `.notes`
+//! and a `PT_NOTE` segment), so a kernel linked by its own script places
+//! the records deliberately, with no orphan section. A reader walks the
+//! notes of a note section and takes only ours: other notes (a build id,
+//! Linux's own) may sit between them.
 #![cfg_attr(not(test), no_std)]
 
-/// Name of the ELF section that holds the records.
-pub const SECTION_NAME: &str = ".afterburn";
+/// Name of the ELF section the afterburner writes the records into (in
+/// object files; a linked image may have merged it into `.notes`).
+pub const SECTION_NAME: &str = ".note.afterburn";
+/// The section name of format version 1 (records without notes), which
+/// readers no longer accept; the pass still knows it to refuse input that
+/// went through an older afterburner.
+pub const LEGACY_SECTION_NAME: &str = ".afterburn";
+/// The name of the notes that carry chunks (NUL included on disk).
+pub const NOTE_NAME: &[u8] = b"Afterburn";
+/// The type of the notes that carry chunks (types are per note name).
+pub const NOTE_TYPE: u32 = 1;
+/// Bytes before a note's descriptor: `namesz`, `descsz`, `type`, then the
+/// name with its NUL, padded to 4 bytes.
+pub const NOTE_HEADER_SIZE: usize = 12 + (NOTE_NAME.len() + 1).next_multiple_of(4);
+/// Alignment of notes (and of their name and descriptor), as GNU tools and
+/// Linux lay them out in 64-bit files.
+pub const NOTE_ALIGN: usize = 4;
 /// `"AFBN"` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"AFBN");
-/// Format version; readers reject chunks with another version.
-pub const VERSION: u16 = 1;
+/// Format version; readers reject chunks with another version. Version 2:
+/// chunks inside notes.
+pub const VERSION: u16 = 2;
 /// Size of [`ChunkHeader`] in bytes.
 pub const HEADER_SIZE: u16 = 16;
 /// Size of one [`Record`] in bytes.
 pub const RECORD_SIZE: u16 = 16;
-/// Alignment of chunks in the section.
-pub const ALIGN: usize = 8;
 
 /// Record flag: the site holds a second instruction that sits in the first
 /// one's interrupt shadow (`sti; hlt`, `mov ..., %ss; ...`). Its length is
@@ -136,7 +155,7 @@ pub const MARKER_DATA_BEGIN: u16 = 0x8004;
 /// Marker: the string data that began last in the same section ends here.
 pub const MARKER_DATA_END: u16 = 0x8005;
 
-/// Errors met while walking a section's chunks.
+/// Errors met while walking a note section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkError {
     /// A chunk header at this offset has the wrong magic.
@@ -145,22 +164,91 @@ pub enum WalkError {
     BadVersion(usize, u16),
     /// A chunk's header or record size is smaller than this module knows.
     BadSizes(usize),
-    /// A chunk at this offset runs past the end of the section.
+    /// A chunk at this offset runs past the end of its note.
     Truncated(usize),
+    /// A note at this offset runs past the end of the section.
+    BadNote(usize),
 }
 
-/// Walks the chunks of a section's bytes and calls `f(offset, record)` for
-/// each record, `offset` being the record's byte offset in the section (so
-/// callers can look up the relocation of its address field).
-pub fn walk_records(section: &[u8], mut f: impl FnMut(usize, Record)) -> Result<(), WalkError> {
+/// One note of a note section: its name (without the NUL), type and
+/// descriptor, and where the descriptor starts in the section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Note<'a> {
+    pub name: &'a [u8],
+    pub kind: u32,
+    pub desc: &'a [u8],
+    pub desc_offset: usize,
+}
+
+/// Walks the notes of a note section's bytes and calls `f` for each.
+/// Trailing zero fill shorter than a note header ends the walk.
+pub fn walk_notes<'a>(
+    section: &'a [u8],
+    mut f: impl FnMut(Note<'a>) -> Result<(), WalkError>,
+) -> Result<(), WalkError> {
     let mut at = 0usize;
     while at < section.len() {
-        // Linker fill between chunks (if any) is zero; the magic never is.
-        if section[at..].len() >= ALIGN && section[at..at + ALIGN].iter().all(|&b| b == 0) {
-            at += ALIGN;
-            continue;
+        let rest = &section[at..];
+        if rest.len() < 12 {
+            if rest.iter().all(|&b| b == 0) {
+                return Ok(());
+            }
+            return Err(WalkError::BadNote(at));
         }
-        let header = ChunkHeader::parse(&section[at..]).ok_or(WalkError::Truncated(at))?;
+        let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+        let (namesz, descsz, kind) = (word(0) as usize, word(4) as usize, word(8));
+        let name_end = 12usize.checked_add(namesz).ok_or(WalkError::BadNote(at))?;
+        let desc_at = name_end
+            .checked_next_multiple_of(NOTE_ALIGN)
+            .ok_or(WalkError::BadNote(at))?;
+        let desc_end = desc_at.checked_add(descsz).ok_or(WalkError::BadNote(at))?;
+        let next = desc_end
+            .checked_next_multiple_of(NOTE_ALIGN)
+            .ok_or(WalkError::BadNote(at))?;
+        if desc_end > rest.len() {
+            return Err(WalkError::BadNote(at));
+        }
+        // The name's NUL is part of namesz; a name without one is taken whole.
+        let name = &rest[12..name_end];
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        f(Note {
+            name,
+            kind,
+            desc: &rest[desc_at..desc_end],
+            desc_offset: at + desc_at,
+        })?;
+        at = at.saturating_add(next.min(rest.len()));
+    }
+    Ok(())
+}
+
+/// True if `note` is one of ours (carries a chunk).
+pub fn is_afterburn_note(note: &Note<'_>) -> bool {
+    note.name == NOTE_NAME && note.kind == NOTE_TYPE
+}
+
+/// True if the note section holds at least one of our notes (whatever its
+/// chunk says: [`walk_records`] judges that).
+pub fn has_afterburn_notes(section: &[u8]) -> bool {
+    let mut found = false;
+    let _ = walk_notes(section, |n| {
+        found |= is_afterburn_note(&n);
+        Ok(())
+    });
+    found
+}
+
+/// Walks the chunks of a note section's bytes (skipping notes that are not
+/// ours) and calls `f(offset, record)` for each record, `offset` being the
+/// record's byte offset in the section (so callers can look up the
+/// relocation of its address field).
+pub fn walk_records(section: &[u8], mut f: impl FnMut(usize, Record)) -> Result<(), WalkError> {
+    walk_notes(section, |note| {
+        if !is_afterburn_note(&note) {
+            return Ok(());
+        }
+        let at = note.desc_offset;
+        let header = ChunkHeader::parse(note.desc).ok_or(WalkError::Truncated(at))?;
         if header.magic != MAGIC {
             return Err(WalkError::BadMagic(at));
         }
@@ -171,20 +259,46 @@ pub fn walk_records(section: &[u8], mut f: impl FnMut(usize, Record)) -> Result<
             return Err(WalkError::BadSizes(at));
         }
         let len = usize::try_from(header.chunk_len()).map_err(|_| WalkError::Truncated(at))?;
-        let end = at.checked_add(len).ok_or(WalkError::Truncated(at))?;
-        if end > section.len() {
+        if len > note.desc.len() {
             return Err(WalkError::Truncated(at));
         }
-        let mut rec = at + usize::from(header.header_size);
-        while rec < end {
-            if let Some(record) = Record::parse(&section[rec..]) {
-                f(rec, record);
+        let mut rec = usize::from(header.header_size);
+        while rec < len {
+            if let Some(record) = Record::parse(&note.desc[rec..len]) {
+                f(at + rec, record);
             }
             rec += usize::from(header.record_size);
         }
-        at = end;
+        Ok(())
+    })
+}
+
+/// The bytes of one of our notes before its descriptor, for a chunk of
+/// `chunk_len` bytes (used by tests and tools that write sections directly;
+/// the pass writes the same with assembler directives).
+pub fn encode_note_header(chunk_len: u32) -> [u8; NOTE_HEADER_SIZE] {
+    let mut out = [0u8; NOTE_HEADER_SIZE];
+    out[0..4].copy_from_slice(&(NOTE_NAME.len() as u32 + 1).to_le_bytes());
+    out[4..8].copy_from_slice(&chunk_len.to_le_bytes());
+    out[8..12].copy_from_slice(&NOTE_TYPE.to_le_bytes());
+    out[12..12 + NOTE_NAME.len()].copy_from_slice(NOTE_NAME);
+    out
+}
+
+/// One whole note holding a chunk of `records` (tests and tools).
+pub fn encode_chunk_note(records: &[Record], out: &mut impl Extend<u8>) {
+    let count = records.len() as u32;
+    let chunk_len = u32::from(HEADER_SIZE) + u32::from(RECORD_SIZE) * count;
+    out.extend(encode_note_header(chunk_len));
+    out.extend(MAGIC.to_le_bytes());
+    out.extend(VERSION.to_le_bytes());
+    out.extend(HEADER_SIZE.to_le_bytes());
+    out.extend(RECORD_SIZE.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out.extend(count.to_le_bytes());
+    for r in records {
+        out.extend(encode_record(r));
     }
-    Ok(())
 }
 
 /// What a site holds. The numbers are ABI: never renumber, only append.
@@ -474,47 +588,95 @@ mod tests {
         assert_eq!(Kind::from_number(61), None);
     }
 
-    #[test]
-    fn walk_two_chunks_with_zero_fill_between() {
-        let mut sec = Vec::new();
-        for count in [1u32, 2] {
-            sec.extend_from_slice(&MAGIC.to_le_bytes());
-            sec.extend_from_slice(&VERSION.to_le_bytes());
-            sec.extend_from_slice(&HEADER_SIZE.to_le_bytes());
-            sec.extend_from_slice(&RECORD_SIZE.to_le_bytes());
-            sec.extend_from_slice(&0u16.to_le_bytes());
-            sec.extend_from_slice(&count.to_le_bytes());
-            for i in 0..count {
-                let r = Record {
-                    address: 0x1000 + u64::from(i),
-                    kind: Kind::Cli.number(),
-                    flags: 0,
-                    site_len: 12,
-                    insn_len: 1,
-                    pair_len: 0,
-                    reserved: 0,
-                };
-                sec.extend_from_slice(&encode_record(&r));
-            }
-            sec.extend_from_slice(&[0u8; 8]);
+    fn cli(address: u64) -> Record {
+        Record {
+            address,
+            kind: Kind::Cli.number(),
+            flags: 0,
+            site_len: 12,
+            insn_len: 1,
+            pair_len: 0,
+            reserved: 0,
         }
-        let mut seen = Vec::new();
-        walk_records(&sec, |off, r| seen.push((off, r.address))).unwrap();
-        assert_eq!(
-            seen,
-            vec![(16, 0x1000), (16 + 16 + 8 + 16, 0x1000), (72, 0x1001)]
-        );
+    }
+
+    /// A foreign note (name "GNU", 3-byte name padded, odd descriptor).
+    fn foreign_note(out: &mut Vec<u8>) {
+        out.extend_from_slice(&4u32.to_le_bytes());
+        out.extend_from_slice(&5u32.to_le_bytes());
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(b"GNU\0");
+        out.extend_from_slice(&[0xaa; 5]);
+        out.extend_from_slice(&[0; 3]);
     }
 
     #[test]
-    fn walk_rejects_bad_magic_and_truncation() {
-        let mut sec = vec![1u8; 16];
-        assert_eq!(walk_records(&sec, |_, _| {}), Err(WalkError::BadMagic(0)));
-        sec[..4].copy_from_slice(&MAGIC.to_le_bytes());
-        sec[4..6].copy_from_slice(&VERSION.to_le_bytes());
-        sec[6..8].copy_from_slice(&HEADER_SIZE.to_le_bytes());
-        sec[8..10].copy_from_slice(&RECORD_SIZE.to_le_bytes());
-        sec[12..16].copy_from_slice(&5u32.to_le_bytes());
-        assert_eq!(walk_records(&sec, |_, _| {}), Err(WalkError::Truncated(0)));
+    fn walk_two_chunks_among_foreign_notes() {
+        let mut sec = Vec::new();
+        foreign_note(&mut sec);
+        encode_chunk_note(&[cli(0x1000)], &mut sec);
+        foreign_note(&mut sec);
+        encode_chunk_note(&[cli(0x2000), cli(0x2001)], &mut sec);
+        sec.extend_from_slice(&[0; 4]);
+        let mut seen = Vec::new();
+        walk_records(&sec, |off, r| seen.push((off, r.address))).unwrap();
+        let first = 24 + NOTE_HEADER_SIZE + 16;
+        let second = first + 16 + 24 + NOTE_HEADER_SIZE + 16;
+        assert_eq!(
+            seen,
+            vec![(first, 0x1000), (second, 0x2000), (second + 16, 0x2001)]
+        );
+        // The offsets point at the records' bytes.
+        assert_eq!(Record::parse(&sec[second + 16..]).unwrap().address, 0x2001);
+        assert!(has_afterburn_notes(&sec));
+        let mut only_foreign = Vec::new();
+        foreign_note(&mut only_foreign);
+        assert!(!has_afterburn_notes(&only_foreign));
+    }
+
+    #[test]
+    fn walk_rejects_bad_chunks_and_notes() {
+        let mut sec = Vec::new();
+        encode_chunk_note(&[cli(1)], &mut sec);
+        let desc = NOTE_HEADER_SIZE;
+        let mut bad = sec.clone();
+        bad[desc] ^= 1;
+        assert_eq!(
+            walk_records(&bad, |_, _| {}),
+            Err(WalkError::BadMagic(desc))
+        );
+        let mut bad = sec.clone();
+        bad[desc + 4] = 1;
+        assert_eq!(
+            walk_records(&bad, |_, _| {}),
+            Err(WalkError::BadVersion(desc, 1))
+        );
+        // A chunk claiming more records than its note holds.
+        let mut bad = sec.clone();
+        bad[desc + 12] = 2;
+        assert_eq!(
+            walk_records(&bad, |_, _| {}),
+            Err(WalkError::Truncated(desc))
+        );
+        // A note running past the section.
+        assert_eq!(
+            walk_records(&sec[..sec.len() - 1], |_, _| {}),
+            Err(WalkError::BadNote(0))
+        );
+        assert_eq!(
+            walk_records(&[1, 0, 0], |_, _| {}),
+            Err(WalkError::BadNote(0))
+        );
+        // A huge descsz does not overflow.
+        let mut bad = sec.clone();
+        bad[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(walk_records(&bad, |_, _| {}), Err(WalkError::BadNote(0)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn walk_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = walk_records(&bytes, |_, _| {});
+        }
     }
 }

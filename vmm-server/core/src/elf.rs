@@ -49,6 +49,22 @@ impl core::fmt::Display for ElfError {
     }
 }
 
+/// `sh_type` of a note section.
+const SHT_NOTE: u64 = 7;
+/// `sh_flags`: the section is loaded.
+const SHF_ALLOC: u64 = 2;
+
+/// The fields of a section header the loader reads.
+#[derive(Clone, Copy, Debug)]
+struct SectionHeader<'a> {
+    name: &'a [u8],
+    kind: u64,
+    flags: u64,
+    addr: u64,
+    offset: u64,
+    size: u64,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Elf<'a> {
     bytes: &'a [u8],
@@ -186,6 +202,35 @@ impl<'a> Elf<'a> {
 
     /// The address and size of the section named `name`.
     pub fn section(&self, name: &str) -> Result<Option<(u64, u64)>, ElfError> {
+        Ok(self
+            .find_section(|s| s.name == name.as_bytes())?
+            .map(|s| (s.addr, s.size)))
+    }
+
+    /// The address and size of the loaded note section that holds the
+    /// `.afterburn` records (docs/afterburn-format.md): `.notes` in a kernel
+    /// linked by Linux's script, `.note.afterburn` or another name in
+    /// others. The first such section: a linker keeps `.note.*` together.
+    pub fn afterburn_records(&self) -> Result<Option<(u64, u64)>, ElfError> {
+        let bytes = self.bytes;
+        Ok(self
+            .find_section(|s| {
+                s.kind == SHT_NOTE
+                    && s.flags & SHF_ALLOC != 0
+                    && usize::try_from(s.offset)
+                        .ok()
+                        .zip(usize::try_from(s.size).ok())
+                        .and_then(|(at, len)| bytes.get(at..at.checked_add(len)?))
+                        .is_some_and(afterburn_format::has_afterburn_notes)
+            })?
+            .map(|s| (s.addr, s.size)))
+    }
+
+    /// The first section header `pick` accepts.
+    fn find_section(
+        &self,
+        mut pick: impl FnMut(&SectionHeader<'a>) -> bool,
+    ) -> Result<Option<SectionHeader<'a>>, ElfError> {
         let b = self.bytes;
         let (off, size, count) = (
             word(b, 0x28, 8, "e_shoff")?,
@@ -221,11 +266,16 @@ impl<'a> Elf<'a> {
             let start = usize::try_from(name_at).map_err(|_| truncated)?;
             let tail = b.get(start..).ok_or(truncated)?;
             let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
-            if tail.get(..end) == Some(name.as_bytes()) {
-                return Ok(Some((
-                    word(b, offset(off, i, size, 16, "sh_addr")?, 8, "sh_addr")?,
-                    word(b, offset(off, i, size, 32, "sh_size")?, 8, "sh_size")?,
-                )));
+            let header = SectionHeader {
+                name: &tail[..end],
+                kind: word(b, offset(off, i, size, 4, "sh_type")?, 4, "sh_type")?,
+                flags: word(b, offset(off, i, size, 8, "sh_flags")?, 8, "sh_flags")?,
+                addr: word(b, offset(off, i, size, 16, "sh_addr")?, 8, "sh_addr")?,
+                offset: word(b, offset(off, i, size, 24, "sh_offset")?, 8, "sh_offset")?,
+                size: word(b, offset(off, i, size, 32, "sh_size")?, 8, "sh_size")?,
+            };
+            if pick(&header) {
+                return Ok(Some(header));
             }
         }
         Ok(None)
@@ -352,6 +402,45 @@ mod tests {
         assert_eq!(elf.section(".afterburn"), Ok(Some((0x20_0000, 0x10))));
         assert_eq!(elf.section(".text"), Ok(None));
         assert_eq!(elf.section(".after"), Ok(None));
+    }
+
+    #[test]
+    fn the_records_are_found_in_a_loaded_note_section_by_content() {
+        let mut b = image();
+        assert_eq!(Elf::parse(&b).unwrap().afterburn_records(), Ok(None));
+        // Section 1 becomes a loaded note section holding one of our notes.
+        let at = b.len();
+        let record = afterburn_format::Record {
+            address: 0x10_0000,
+            kind: 1,
+            flags: 0,
+            site_len: 12,
+            insn_len: 1,
+            pair_len: 0,
+            reserved: 0,
+        };
+        afterburn_format::encode_chunk_note(&[record], &mut b);
+        let len = b.len() - at;
+        put(&mut b, SHOFF + 64 + 4, SHT_NOTE, 4);
+        put(&mut b, SHOFF + 64 + 8, SHF_ALLOC, 8);
+        put(&mut b, SHOFF + 64 + 24, at as u64, 8);
+        put(&mut b, SHOFF + 64 + 32, len as u64, 8);
+        let found = Elf::parse(&b).unwrap().afterburn_records();
+        assert_eq!(found, Ok(Some((0x20_0000, len as u64))));
+        // Not loaded, or not a note, or holding only foreign notes: absent.
+        let mut unloaded = b.clone();
+        put(&mut unloaded, SHOFF + 64 + 8, 0, 8);
+        assert_eq!(Elf::parse(&unloaded).unwrap().afterburn_records(), Ok(None));
+        let mut progbits = b.clone();
+        put(&mut progbits, SHOFF + 64 + 4, 1, 4);
+        assert_eq!(Elf::parse(&progbits).unwrap().afterburn_records(), Ok(None));
+        let mut foreign = b.clone();
+        foreign[at + 12] = b'X';
+        assert_eq!(Elf::parse(&foreign).unwrap().afterburn_records(), Ok(None));
+        // Section bytes past the file: absent, not a panic.
+        let mut past = b;
+        put(&mut past, SHOFF + 64 + 32, u64::MAX, 8);
+        assert_eq!(Elf::parse(&past).unwrap().afterburn_records(), Ok(None));
     }
 
     #[test]

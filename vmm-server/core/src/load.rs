@@ -121,7 +121,7 @@ pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, Prepa
         entry: elf.pv_entry()?,
         cr3: pml4,
         boot_info: info,
-        afterburn: elf.section(".afterburn")?,
+        afterburn: elf.afterburn_records()?,
         code: (code_start, code_end),
         wedge_area: usable,
     })
