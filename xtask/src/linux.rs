@@ -79,6 +79,8 @@ pub struct Build {
     pub vmlinux: PathBuf,
     /// Seconds `make bzImage` took, when this run built it (not cached).
     pub build_seconds: Option<f64>,
+    /// The build's make output (kept with the cached build).
+    pub log: PathBuf,
 }
 
 /// Both kernels and the initramfs.
@@ -109,6 +111,9 @@ pub fn linux() -> Result<(), String> {
     if !audit.sites_sound {
         return Err("the padded vmlinux has broken sites (above)".into());
     }
+    if !audit.records_placed {
+        return Err("the linker placed the .afterburn records as an orphan section (above)".into());
+    }
     let (plain, padded) = boot_both(&kernels)?;
     let summary = compare(&plain, &padded)?;
     println!("xtask: linux: {summary}");
@@ -122,6 +127,9 @@ pub struct Audit {
     /// Every violation is an uncovered instruction (hidden from the text
     /// pass): no site is broken, overlaps or points outside code.
     pub sites_sound: bool,
+    /// The linker placed the records by the kernel's own script (no orphan
+    /// warning names them).
+    pub records_placed: bool,
     pub sites: usize,
     /// A readable summary, a line per fact.
     pub text: String,
@@ -238,6 +246,12 @@ pub fn audit(k: &Kernels) -> Result<Audit, String> {
             log.display()
         ));
     }
+    let orphans = orphan_warnings(&k.padded)?;
+    let records_orphaned = orphans.iter().filter(|l| l.contains("afterburn")).count();
+    text.push_str(&format!(
+        "xtask: linux: orphan-section warnings in the padded build: {} ({records_orphaned} about the records)\n",
+        orphans.len()
+    ));
     let sites_sound = report.violations.iter().all(|v| {
         matches!(
             v.rule,
@@ -247,9 +261,21 @@ pub fn audit(k: &Kernels) -> Result<Audit, String> {
     Ok(Audit {
         clean: report.is_clean(),
         sites_sound,
+        records_placed: records_orphaned == 0,
         sites,
         text,
     })
+}
+
+/// The linker's orphan-section warnings in a build's log (Linux links with
+/// `--orphan-handling=warn`): one line each.
+fn orphan_warnings(build: &Build) -> Result<Vec<String>, String> {
+    let log = String::from_utf8_lossy(&read(&build.log)?).into_owned();
+    Ok(log
+        .lines()
+        .filter(|l| l.contains("orphan section"))
+        .map(str::to_string)
+        .collect())
 }
 
 /// The suite's test: what `cargo xtask linux` does, as one result.
@@ -265,9 +291,18 @@ pub fn test() -> Result<String, String> {
             audit.text
         ));
     }
+    if !audit.records_placed {
+        return Err(format!(
+            "the linker placed the .afterburn records as an orphan section:\n{}",
+            audit.text
+        ));
+    }
     let (plain, padded) = boot_both(&kernels)?;
     let mut summary = compare(&plain, &padded)?;
-    summary.push_str(&format!("; {} sites, every one sound", audit.sites));
+    summary.push_str(&format!(
+        "; {} sites, every one sound, placed among the kernel's notes",
+        audit.sites
+    ));
     for b in [&kernels.plain, &kernels.padded] {
         if let Some(s) = b.build_seconds {
             summary.push_str(&format!("; {} build {s:.0} s", b.variant.name()));
@@ -432,6 +467,7 @@ fn build(
         bzimage: obj.join("arch/x86/boot/bzImage"),
         vmlinux: obj.join("vmlinux"),
         build_seconds: None,
+        log: dir.join("build.log"),
     };
     let stamp = dir.join("built");
     if stamp.is_file() && result.bzimage.is_file() {
@@ -440,7 +476,9 @@ fn build(
     // Older builds of this variant are stale: they take a few hundred MB.
     remove_others(variant, &dir);
     std::fs::create_dir_all(&obj).map_err(|e| format!("{}: {e}", obj.display()))?;
-    let log = dir.join("build.log");
+    let log = result.log.clone();
+    // A log of one build only: its warnings are judged.
+    let _ = std::fs::remove_file(&log);
     let cc = match variant {
         Variant::Plain => "gcc".to_string(),
         Variant::Padded => format!("{} cc", afterburn.display()),
