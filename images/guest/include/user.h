@@ -63,6 +63,7 @@ void prog_tls(ulong arg);
 void prog_spin(ulong arg);
 void prog_bad(ulong arg);
 void prog_bench(ulong arg);
+void prog_raw(ulong arg);
 
 /* prog_bad's modes. */
 #define BAD_CLI 0
@@ -72,9 +73,13 @@ void prog_bench(ulong arg);
 #define BAD_READ_KERNEL 4
 #define BAD_WRITE_KERNEL 5
 #define BAD_JUMP_KERNEL 6
-#define BAD_MODES 7
+#define BAD_JUMP_WEDGE 7
+#define BAD_MODES 8
 /* The kernel address prog_bad touches: the image's first page. */
 #define BAD_KERNEL_ADDRESS 0x200000ul
+/* Where a pre-virtualizing VMM puts its wedge (PML4 slot 255,
+ * docs/pv-boot.md): nothing a process may reach. */
+#define BAD_WEDGE_ADDRESS 0x7f8000000000ul
 
 /* prog_bench's workloads: arg = workload | iterations << 8; exits with the
  * TSC ticks the loop took. */

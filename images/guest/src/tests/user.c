@@ -104,6 +104,7 @@ static void hostile(struct checker *c)
         "a read of kernel memory is a user #PF",
         "a write to kernel memory is a user #PF",
         "a jump into the kernel is a user #PF",
+        "a jump to the wedge's address is a user #PF",
     };
     const void *sites[4] = { u_cli, u_hlt, u_out, u_read_cr3 };
     for (ulong mode = 0; mode < BAD_MODES; mode++) {
@@ -114,18 +115,24 @@ static void hostile(struct checker *c)
             check_eq(c, "  its error code", 0, fault.error);
             check_eq(c, "  at the instruction", user_va(sites[mode]), fault.rip);
         } else {
+            u64 target = mode == BAD_JUMP_WEDGE ? BAD_WEDGE_ADDRESS : BAD_KERNEL_ADDRESS;
             check_eq(c, what[mode], 14, fault.vector);
-            check_eq(c, "  at the kernel address", BAD_KERNEL_ADDRESS, fault.cr2);
-            if (mode != BAD_JUMP_KERNEL) {
+            check_eq(c, "  at the address", target, fault.cr2);
+            if (mode == BAD_READ_KERNEL || mode == BAD_WRITE_KERNEL) {
                 /* present, user, and write for the write */
                 check_eq(c, "  its error code", mode == BAD_WRITE_KERNEL ? 7 : 5, fault.error);
             } else {
-                check_eq(c, "  from the kernel address", BAD_KERNEL_ADDRESS, fault.rip);
+                check_eq(c, "  fetched there", target, fault.rip);
             }
         }
         check_eq(c, "  the process was killed", STATUS_KILLED | fault.vector, status);
     }
     check_eq(c, "no read of kernel memory was reported", 0, user_reports[32]);
+
+    u64 status = run_one(prog_raw, 0, NULL);
+    check_eq(c, "microkernel-looking system calls: the process lives", 0, status);
+    check_eq(c, "  every one reached the guest kernel", user_reports[41], user_reports[40]);
+    check_eq(c, "  all 40 of them", 40, user_reports[41]);
 }
 
 void test_user(struct checker *c)
