@@ -122,6 +122,19 @@ fn registers(serial: &str, _: u32) -> Result<(), String> {
     expect(serial, "selftest: registers ok")
 }
 
+/// Kernel patch 0003: a thread marked as having no system calls (a guest's
+/// user view) got every one of them, each seL4 number included, as an
+/// UnknownSyscall fault with its rsp.
+fn no_syscalls(serial: &str, _: u32) -> Result<(), String> {
+    let l = line(serial, "no-syscalls: ")?;
+    let seen = number_after(l, "no-syscalls: ", " of ")?;
+    let tried = number_after(l, " of ", " system calls")?;
+    if seen != tried || tried < 17 {
+        return Err(format!("{seen} of {tried} system calls were caught: {l:?}"));
+    }
+    expect(serial, "selftest: no-syscalls ok")
+}
+
 pub const CHECKS: &[Check] = &[
     Check {
         name: "bootinfo",
@@ -142,6 +155,10 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "registers",
         verify: registers,
+    },
+    Check {
+        name: "no-syscalls",
+        verify: no_syscalls,
     },
 ];
 
