@@ -11,10 +11,12 @@ use core::arch::global_asm;
 use previrt_sel4::sys::bitfield::seL4_Fault_UnknownSyscall;
 use previrt_sel4::sys::constants::{
     seL4_CapTableObject, seL4_UnknownSyscall_FaultIP, seL4_UnknownSyscall_Length,
-    seL4_UnknownSyscall_SP, seL4_UnknownSyscall_Syscall,
+    seL4_UnknownSyscall_SP, seL4_UnknownSyscall_Syscall, seL4_X64_PML4Object,
 };
 use previrt_sel4::tcb::TcbConfig;
-use previrt_sel4::{init, ipc, println, CNode, CapRights, Page, Priority, Slot, UserContext, Word};
+use previrt_sel4::{
+    init, ipc, println, CNode, CapRights, Page, Priority, Slot, UserContext, VSpace, Word,
+};
 
 use super::{check, Context, Outcome};
 use crate::objects::Objects;
@@ -65,12 +67,16 @@ global_asm!(
     "jnz 1b",
     "mov rdx, {done}",
     "syscall",
+    // Then null system calls for the cost figures, until suspended.
     "2:",
+    "xor edx, edx",
+    "syscall",
     "jmp 2b",
     "3:",
     "mov rdx, {lost}",
     "syscall",
-    "jmp 2b",
+    "4:",
+    "jmp 4b",
     ".section .rodata",
     ".balign 8",
     "no_syscalls_numbers:",
@@ -158,17 +164,38 @@ pub fn run(objects: &mut Objects) -> Outcome {
             "a system call arrived out of order or was lost",
         )?;
         seen += 1;
-        // Resume after the instruction, every register as it was.
-        let mut words = [0; seL4_UnknownSyscall_Syscall as usize];
-        for (i, w) in words.iter_mut().enumerate() {
-            *w = fault.mr(i);
-        }
-        let ip = words[seL4_UnknownSyscall_FaultIP as usize];
+        let ip = fault.mr(seL4_UnknownSyscall_FaultIP as usize);
         ips = (ips.0.min(ip), ips.1.max(ip));
-        words[seL4_UnknownSyscall_FaultIP as usize] = ip + 2;
-        fault = ipc::reply_recv(endpoint.0, 0, &words);
+        fault = ipc::reply_recv(endpoint.0, 0, &resume_words(&fault));
     }
-    let _ = tcb.suspend();
+    // What the mechanism costs (TSC ticks; exact only under -icount): a
+    // null system call of the thread, fault to reply with every register;
+    // and moving it to another VSpace and back, as a view switch would.
+    let rounds: Word = 1000;
+    let start = rdtsc();
+    for _ in 0..rounds {
+        fault = ipc::reply_recv(endpoint.0, 0, &resume_words(&fault));
+    }
+    let per_call = (rdtsc() - start) / rounds;
+    tcb.suspend().doing("suspend the thread")?;
+    let other = VSpace(
+        objects
+            .create(seL4_X64_PML4Object, 0)
+            .doing("create a second VSpace")?,
+    );
+    init::ASID_POOL
+        .assign(other)
+        .doing("give the second VSpace an ASID")?;
+    let start = rdtsc();
+    for i in 0..rounds {
+        let vspace = if i % 2 == 0 { other } else { init::VSPACE };
+        tcb.set_space(FAULT_CPTR, cnode, 0, vspace)
+            .doing("move the thread to another VSpace")?;
+    }
+    let per_switch = (rdtsc() - start) / rounds;
+    println!(
+        "no-syscalls: costs: a system call round trip (fault, reply with every register) {per_call} ticks; TCB_SetSpace {per_switch} ticks"
+    );
     let entry = no_syscalls_probe as *const () as Word;
     check(
         ips.0 == ips.1 && ips.0 > entry && ips.0 < entry + 64,
@@ -180,4 +207,22 @@ pub fn run(objects: &mut Objects) -> Outcome {
         seL4_UnknownSyscall_Length
     );
     check(seen == NUMBERS.len(), "not every system call arrived")
+}
+
+/// The reply that resumes a thread after its `syscall`: every register as
+/// the fault reported it, rip past the instruction.
+fn resume_words(fault: &previrt_sel4::Message) -> [Word; seL4_UnknownSyscall_Syscall as usize] {
+    let mut words = [0; seL4_UnknownSyscall_Syscall as usize];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = fault.mr(i);
+    }
+    words[seL4_UnknownSyscall_FaultIP as usize] += 2;
+    words
+}
+
+fn rdtsc() -> Word {
+    let (lo, hi): (u32, u32);
+    // SAFETY: rdtsc reads the time-stamp counter; no memory is touched.
+    unsafe { core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (Word::from(hi) << 32) | Word::from(lo)
 }
