@@ -24,5 +24,6 @@ pub mod platform;
 pub mod ram;
 pub mod regions;
 pub mod sites;
+pub mod views;
 pub mod vtlb;
 pub mod walk;
