@@ -40,8 +40,6 @@ static int next_pid;
 u64 user_reports[REPORT_SLOTS];
 volatile u64 proc_preemptions, proc_cow_copies, proc_zero_fills, proc_syscalls, proc_int80s;
 
-static trap_handler saved_tick;
-
 u64 user_va(const void *symbol)
 {
     return USER_BASE + ((u64)symbol - (u64)user_section_start);
@@ -501,7 +499,6 @@ void proc_init(void)
     wrmsr(MSR_GS_BASE, KERNEL_GS_VALUE);
     wrmsr(MSR_KERNEL_GS_BASE, USER_GS_VALUE);
     user_trap_hook = user_trap;
-    (void)saved_tick;
 }
 
 void proc_fini(void)
