@@ -495,6 +495,8 @@ fn map_wedge(
         let t = Translation {
             gpa: prepared.wedge_area + page * 4096,
             writable,
+            // Not the guest's: no user view ever holds it.
+            user: false,
         };
         if vtlb.map_fixed(WEDGE_BASE + page * 4096, t).is_err() {
             return Err(PrepareError::SegmentOutsideRam {

@@ -117,6 +117,10 @@ pub enum Insn {
     Into,
     Ud2,
     Rdtsc,
+    Swapgs,
+    /// `sysret` with the operand size (8: `sysretq`, to 64-bit user code;
+    /// 4: to compatibility mode).
+    Sysret(u8),
 }
 
 /// Why bytes did not decode. The instruction bytes (up to 15) come along so
@@ -488,6 +492,8 @@ fn decode_prefix(kind: Kind, bytes: &[u8]) -> Result<(Insn, usize), DecodeError>
                 _ => return Err(unsupported()),
             }
         }
+        (Kind::Swapgs, 0x0f) if c.byte()? == 0x01 && c.byte()? == 0xf8 => Insn::Swapgs,
+        (Kind::Sysret, 0x0f) if c.byte()? == 0x07 => Insn::Sysret(if p.w() { 8 } else { 4 }),
         (Kind::Clts, 0x0f) if c.byte()? == 0x06 => Insn::Clts,
         (Kind::Invd, 0x0f) if c.byte()? == 0x08 => Insn::Invd,
         (Kind::Wbinvd, 0x0f) if c.byte()? == 0x09 => Insn::Wbinvd,
@@ -781,6 +787,12 @@ mod tests {
         assert_eq!(d(Kind::Ud2, &[0x0f, 0x0b]), Insn::Ud2);
         assert_eq!(d(Kind::Rdmsr, &[0x0f, 0x32]), Insn::Rdmsr);
         assert_eq!(d(Kind::Wrmsr, &[0x0f, 0x30]), Insn::Wrmsr);
+        assert_eq!(d(Kind::Swapgs, &[0x0f, 0x01, 0xf8]), Insn::Swapgs);
+        assert_eq!(d(Kind::Sysret, &[0x48, 0x0f, 0x07]), Insn::Sysret(8));
+        assert_eq!(d(Kind::Sysret, &[0x0f, 0x07]), Insn::Sysret(4));
+        // rdtscp shares swapgs's opcode and group; syscall is not sysret.
+        assert!(decode(Kind::Swapgs, &[0x0f, 0x01, 0xf9]).is_err());
+        assert!(decode(Kind::Sysret, &[0x0f, 0x05]).is_err());
         assert_eq!(d(Kind::Cpuid, &[0x0f, 0xa2]), Insn::Cpuid);
         assert_eq!(d(Kind::Rdtsc, &[0x0f, 0x31]), Insn::Rdtsc);
         assert_eq!(d(Kind::Hlt, &[0xf4]), Insn::Hlt);
@@ -828,6 +840,8 @@ mod tests {
             (Kind::Int3, &[0xcc]),
             (Kind::Ud2, &[0x0f, 0x0b]),
             (Kind::Rdtsc, &[0x0f, 0x31]),
+            (Kind::Swapgs, &[0x0f, 0x01, 0xf8]),
+            (Kind::Sysret, &[0x48, 0x0f, 0x07]), // sysretq
         ];
         for (kind, bytes) in forms {
             assert!(decode(*kind, bytes).is_ok(), "{kind:?} {bytes:02x?}");

@@ -20,6 +20,16 @@ use afterburn_format::Kind;
 pub const MSR_EFER: u32 = 0xc000_0080;
 /// `MSR_FS_BASE`.
 pub const MSR_FS_BASE: u32 = 0xc000_0100;
+/// `MSR_GS_BASE`.
+pub const MSR_GS_BASE: u32 = 0xc000_0101;
+/// `MSR_KERNEL_GS_BASE`.
+pub const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// `MSR_STAR`.
+pub const MSR_STAR: u32 = 0xc000_0081;
+/// `MSR_LSTAR`.
+pub const MSR_LSTAR: u32 = 0xc000_0082;
+/// `MSR_SFMASK`.
+pub const MSR_SFMASK: u32 = 0xc000_0084;
 /// RFLAGS.DF.
 const FLAG_DF: u64 = 1 << 10;
 /// `#UD`.
@@ -61,6 +71,11 @@ pub enum EmulateError {
     TripleFault(DeliverError),
     /// A pending interrupt could not be delivered.
     Delivery(DeliverError),
+    /// The guest kernel returned to user mode (`iretq` to a CPL 3 frame,
+    /// `sysret`): its processes need address spaces without the guest
+    /// kernel in them, which this wedge cannot switch to yet. Running them
+    /// in the kernel's would let them read and write it.
+    UserMode,
 }
 
 impl From<DecodeError> for EmulateError {
@@ -309,6 +324,9 @@ impl Machine<'_> {
                     b.copy_from_slice(&f[i * 8..i * 8 + 8]);
                     u64::from_le_bytes(b)
                 };
+                if q(1) & 3 != 0 {
+                    return Err(EmulateError::UserMode);
+                }
                 self.vcpu.load_rflags(&mut self.regs.rflags, q(2));
                 self.vcpu.set_seg(SegReg::Cs, q(1) as u16);
                 self.vcpu.set_seg(SegReg::Ss, q(4) as u16);
@@ -437,10 +455,21 @@ impl Machine<'_> {
             }
             // Caches are the host's business.
             Insn::Invd | Insn::Wbinvd => {}
+            Insn::Swapgs => {
+                // The real GS base is the vCPU page; the guest's pair is
+                // virtual (docs/wedge.md, "FS and GS bases").
+                core::mem::swap(&mut self.vcpu.gs_base, &mut self.vcpu.kernel_gs_base);
+            }
+            Insn::Sysret(_) => return Err(EmulateError::UserMode),
             Insn::Rdmsr => {
                 let v = match self.regs.get(reg::RCX) as u32 {
                     MSR_EFER => self.vcpu.efer,
                     MSR_FS_BASE => self.vcpu.fs_base,
+                    MSR_GS_BASE => self.vcpu.gs_base,
+                    MSR_KERNEL_GS_BASE => self.vcpu.kernel_gs_base,
+                    MSR_STAR => self.vcpu.star,
+                    MSR_LSTAR => self.vcpu.lstar,
+                    MSR_SFMASK => self.vcpu.sfmask,
                     // Hardware raises #GP for an MSR it does not have.
                     _ => return self.fault(VEC_GP, Some(0)),
                 };
@@ -459,6 +488,17 @@ impl Machine<'_> {
                         self.backend.set_fs_base(v)?;
                         self.vcpu.fs_base = v;
                     }
+                    // Addresses: a non-canonical one is #GP, as on hardware.
+                    MSR_GS_BASE | MSR_KERNEL_GS_BASE | MSR_LSTAR if !is_canonical(v) => {
+                        return self.fault(VEC_GP, Some(0));
+                    }
+                    MSR_GS_BASE => self.vcpu.gs_base = v,
+                    MSR_KERNEL_GS_BASE => self.vcpu.kernel_gs_base = v,
+                    MSR_LSTAR => self.vcpu.lstar = v,
+                    MSR_STAR => self.vcpu.star = v,
+                    // SFMASK's upper half is reserved.
+                    MSR_SFMASK if v >> 32 != 0 => return self.fault(VEC_GP, Some(0)),
+                    MSR_SFMASK => self.vcpu.sfmask = v,
                     _ => return self.fault(VEC_GP, Some(0)),
                 }
             }

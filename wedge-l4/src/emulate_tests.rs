@@ -410,6 +410,100 @@ fn msrs() {
     assert_eq!(t.mem.qwords(t.regs.rsp(), 2), vec![0, AT]);
 }
 
+/// Writes MSR `msr` through the emulator.
+fn wrmsr(t: &mut T, msr: u32, v: u64) -> Outcome {
+    t.regs.set(reg::RCX, u64::from(msr));
+    t.regs.set(reg::RAX, v & 0xffff_ffff);
+    t.regs.set(reg::RDX, v >> 32);
+    t.run(Kind::Wrmsr, &[0x0f, 0x30])
+}
+
+/// Reads MSR `msr` through the emulator.
+fn rdmsr(t: &mut T, msr: u32) -> u64 {
+    t.regs.set(reg::RCX, u64::from(msr));
+    t.run(Kind::Rdmsr, &[0x0f, 0x32]);
+    t.regs.get(reg::RDX) << 32 | t.regs.get(reg::RAX)
+}
+
+#[test]
+fn system_call_msrs_and_gs_bases_round_trip_and_swapgs_swaps() {
+    let mut t = t();
+    let values = [
+        (MSR_STAR, 0x0038_0008_0000_0000),
+        (MSR_LSTAR, 0xffff_8000_0020_1000),
+        (MSR_SFMASK, 0x4_4700),
+        (MSR_GS_BASE, 0xffff_8000_0000_1000),
+        (MSR_KERNEL_GS_BASE, 0x7000_0000),
+    ];
+    for (msr, v) in values {
+        assert_eq!(wrmsr(&mut t, msr, v), Outcome::Resume);
+    }
+    for (msr, v) in values {
+        assert_eq!(rdmsr(&mut t, msr), v, "MSR {msr:#x}");
+    }
+    // None of them is a request: they live in the vCPU.
+    assert!(t.be.calls.is_empty());
+    assert_eq!(t.run(Kind::Swapgs, &[0x0f, 0x01, 0xf8]), Outcome::Resume);
+    assert_eq!(rdmsr(&mut t, MSR_GS_BASE), 0x7000_0000);
+    assert_eq!(rdmsr(&mut t, MSR_KERNEL_GS_BASE), 0xffff_8000_0000_1000);
+    assert_eq!(t.regs.rip, AT + u64::from(Kind::Swapgs.default_site_size()));
+}
+
+#[test]
+fn non_canonical_bases_and_reserved_sfmask_bits_are_gp() {
+    for (msr, v) in [
+        (MSR_LSTAR, 0x0000_8000_0000_0000u64),
+        (MSR_GS_BASE, 0x1234_0000_0000_0000),
+        (MSR_KERNEL_GS_BASE, 0x0000_8000_0000_0000),
+        (MSR_SFMASK, 1 << 32),
+    ] {
+        let mut t = t();
+        let before = (
+            t.vcpu.lstar,
+            t.vcpu.gs_base,
+            t.vcpu.kernel_gs_base,
+            t.vcpu.sfmask,
+        );
+        assert_eq!(
+            wrmsr(&mut t, msr, v),
+            Outcome::Delivered(13),
+            "MSR {msr:#x}"
+        );
+        let after = (
+            t.vcpu.lstar,
+            t.vcpu.gs_base,
+            t.vcpu.kernel_gs_base,
+            t.vcpu.sfmask,
+        );
+        assert_eq!(before, after, "MSR {msr:#x} unchanged");
+    }
+}
+
+#[test]
+fn returns_to_user_mode_are_refused_with_nothing_changed() {
+    let mut t = t();
+    t.regs.set_rsp(0x7000);
+    // An iretq frame to CPL 3: rip, cs 0x4b, rflags, rsp, ss 0x43.
+    for (i, v) in [0x1_0000_0000u64, 0x4b, 0x202, 0x7800, 0x43]
+        .iter()
+        .enumerate()
+    {
+        t.mem
+            .bytes_mut(0x7000 + 8 * i as u64, 8)
+            .copy_from_slice(&v.to_le_bytes());
+    }
+    let s = site(Kind::Iret, &[0x48, 0xcf]);
+    assert_eq!(t.run_site(&s, &[0x48, 0xcf]), Err(EmulateError::UserMode));
+    assert_eq!(t.regs.rsp(), 0x7000);
+    assert!(!t.vcpu.interrupts_enabled());
+    assert_eq!(t.vcpu.seg(SegReg::Cs) & 3, 0);
+    let s = site(Kind::Sysret, &[0x48, 0x0f, 0x07]);
+    assert_eq!(
+        t.run_site(&s, &[0x48, 0x0f, 0x07]),
+        Err(EmulateError::UserMode)
+    );
+}
+
 #[test]
 fn cpuid_is_masked() {
     let mut t = t();

@@ -201,6 +201,9 @@ pub fn loader(flavour: crate::kernel::Flavour) -> Result<(), String> {
 }
 
 /// The workloads that run on seL4 today (not `timer`: no virtual interrupts).
+/// Not the process workloads (`syscall`, `int80`, `ctxsw`, `fork`,
+/// `ufault`): on seL4 the wedge stops a guest that enters user mode until
+/// the VMM has guest-user views (docs/guest-processes.md).
 const SEL4_WORKLOADS: &str = "cpu,irqsave,pio,pagefault,cr3,invlpg,timer,mixed";
 
 /// The padded guest's workloads bare and on seL4 (through the loader, the

@@ -460,6 +460,7 @@ const GUEST_TESTS: &[&str] = &[
     "paging",
     "exceptions",
     "timer",
+    "user",
 ];
 
 /// The guest's self-tests include `timer`, which counts PIT periods and

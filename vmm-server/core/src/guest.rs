@@ -140,10 +140,10 @@ impl<P: Platform> Guest<'_, P> {
                     site_kind: self.sites.kind_at(rip),
                 }),
             },
-            // No #UD can be reflected for an unknown system call: seL4 keeps
-            // no stack pointer across `syscall`, so the guest's stack is
-            // unknown. (The guest kernel never needs the instruction: seL4
-            // is the wedge's business.) But an `int $n` through a gate seL4
+            // An unknown system call from the guest kernel ends it: at CPL 0
+            // the guest has no business executing `syscall` (seL4 is the
+            // wedge's business), and no #UD would match hardware, which
+            // would enter the guest's own LSTAR. But an `int $n` through a gate seL4
             // leaves open to user level comes as one too, with the whole
             // frame saved: it gets the #GP every other `int $n` gets.
             Event::UnknownSyscall { number, rip } => match self.software_interrupt(number, rip) {

@@ -29,5 +29,6 @@ pub mod trap;
 pub mod trap_guest;
 #[cfg(test)]
 mod trap_tests;
+pub mod views;
 pub mod vtlb;
 pub mod walk;

@@ -362,6 +362,7 @@ impl<M: Mapper> Vtlb<M> {
                     let upper = Upper::Table {
                         at: table,
                         writable: true,
+                        user: true,
                     };
                     let now = finish_walk(ram, Ok(upper), m.va);
                     if !now.is_ok_and(|t| t.gpa == m.gpa && (t.writable || !m.writable)) {
@@ -522,7 +523,10 @@ impl<M: Mapper> Vtlb<M> {
             // Write-protect: a table no write reached since the mapping was
             // made from it, reached the same way, still says the same.
             if write_protect {
-                if let Ok(Upper::Table { at, writable: w }) = upper {
+                if let Ok(Upper::Table {
+                    at, writable: w, ..
+                }) = upper
+                {
                     if at == table && (w || !writable) && self.is_protected(table) {
                         i += 1;
                         continue;

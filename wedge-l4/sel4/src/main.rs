@@ -27,7 +27,7 @@ use previrt_protocol::{
     VCPU_OFFSET, VCPU_PAGE, WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
-use wedge_l4::emulate::emulate_decoded;
+use wedge_l4::emulate::{emulate_decoded, EmulateError};
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
 use wedge_l4::rewrite::{rewrite, FastPaths, SiteTable};
@@ -175,6 +175,9 @@ core::arch::global_asm!(
     ".global wedge_iret_fast",
     "wedge_iret_fast:",
     "test byte ptr [rsp + 25], 0x30",
+    "jnz 2f",
+    // A return to CPL 3 changes views: the general path.
+    "test byte ptr [rsp + 16], 0x03",
     "jnz 2f",
     "test byte ptr [rsp + 25], 0x02",
     "setnz byte ptr gs:[{vif}]",
@@ -483,6 +486,7 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
             }
             resume_at(regs)
         }
+        Err(EmulateError::UserMode) => stop(ShutdownReason::UserModeUnsupported),
         Err(_) => stop(ShutdownReason::SiteNotEmulated),
     }
 }
