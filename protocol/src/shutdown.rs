@@ -18,7 +18,7 @@ pub enum ShutdownReason {
     TripleFault = 9,
     ReflectionUndeliverable = 10,
     InterruptUndeliverable = 11,
-    UserModeUnsupported = 12,
+    UserModeRefused = 12,
 }
 
 impl ShutdownReason {
@@ -35,7 +35,7 @@ impl ShutdownReason {
         ShutdownReason::TripleFault,
         ShutdownReason::ReflectionUndeliverable,
         ShutdownReason::InterruptUndeliverable,
-        ShutdownReason::UserModeUnsupported,
+        ShutdownReason::UserModeRefused,
     ];
 
     /// The code a `Shutdown` request carries.
@@ -72,8 +72,8 @@ impl ShutdownReason {
             ShutdownReason::InterruptUndeliverable => {
                 "a virtual interrupt could not be delivered through the guest's IDT (an absent or malformed gate, or an unwritable stack)"
             }
-            ShutdownReason::UserModeUnsupported => {
-                "the guest kernel entered user mode (iretq to CPL 3, or sysret); its processes need guest-user views this VMM does not have yet"
+            ShutdownReason::UserModeRefused => {
+                "the guest kernel returned to user mode (iretq to CPL 3, or sysret), and the VMM answered instead of starting the process in a user view"
             }
         }
     }

@@ -14,6 +14,9 @@ use crate::interrupts::{deliver, deliver_pending, DeliverError};
 use crate::memory::{read_sized, reg, write_sized, GuestMemory, GuestRegs, MemError};
 use crate::records::Site;
 use crate::vcpu::{SegReg, Vcpu, CR0_PE, CR0_TS, EFER_LMA, FLAG_OF};
+
+/// EFER.SCE: `syscall`/`sysret` enabled.
+pub const EFER_SCE: u64 = 1;
 use afterburn_format::Kind;
 
 /// `MSR_EFER`.
@@ -47,6 +50,13 @@ pub enum Outcome {
     /// An exception or virtual interrupt with this vector was delivered;
     /// `regs.rip` is its handler.
     Delivered(u8),
+    /// The guest kernel returned to user mode (`iretq` to a CPL 3 frame,
+    /// `sysretq`): the virtual CPU is at CPL 3 and `regs` hold the process's
+    /// registers. Its processes run in address spaces without the guest
+    /// kernel in them, which the backend switches to
+    /// (docs/guest-processes.md); the wedge's own `iretq` must not run them
+    /// in the kernel's.
+    EnterUser,
 }
 
 /// Why a site could not be emulated. The guest cannot continue correctly.
@@ -71,11 +81,6 @@ pub enum EmulateError {
     TripleFault(DeliverError),
     /// A pending interrupt could not be delivered.
     Delivery(DeliverError),
-    /// The guest kernel returned to user mode (`iretq` to a CPL 3 frame,
-    /// `sysret`): its processes need address spaces without the guest
-    /// kernel in them, which this wedge cannot switch to yet. Running them
-    /// in the kernel's would let them read and write it.
-    UserMode,
 }
 
 impl From<DecodeError> for EmulateError {
@@ -208,6 +213,16 @@ impl Machine<'_> {
         }
     }
 
+    /// After a return (`iretq`, `sysretq`): a pending interrupt first (at
+    /// the new CPL, so from CPL 3 its frame goes on RSP0's stack); else on
+    /// at CPL 0, or into user mode.
+    fn resume_at_cpl(&mut self) -> Result<Outcome, EmulateError> {
+        match self.resume_checking_pending()? {
+            Outcome::Resume if self.vcpu.seg(SegReg::Cs) & 3 != 0 => Ok(Outcome::EnterUser),
+            other => Ok(other),
+        }
+    }
+
     /// Raises an exception: `rip` is what the frame holds (the site for
     /// faults, past it for traps). Escalates to #DF, then shuts down.
     fn raise(&mut self, vector: u8, error: Option<u64>, rip: u64) -> Result<Outcome, EmulateError> {
@@ -324,15 +339,12 @@ impl Machine<'_> {
                     b.copy_from_slice(&f[i * 8..i * 8 + 8]);
                     u64::from_le_bytes(b)
                 };
-                if q(1) & 3 != 0 {
-                    return Err(EmulateError::UserMode);
-                }
                 self.vcpu.load_rflags(&mut self.regs.rflags, q(2));
                 self.vcpu.set_seg(SegReg::Cs, q(1) as u16);
                 self.vcpu.set_seg(SegReg::Ss, q(4) as u16);
                 self.regs.set_rsp(q(3));
                 self.regs.rip = q(0);
-                return self.resume_checking_pending();
+                return self.resume_at_cpl();
             }
             Insn::Iret(_) => return Err(EmulateError::Unsupported { kind: Kind::Iret }),
             Insn::FarRet { size, release } => {
@@ -460,7 +472,23 @@ impl Machine<'_> {
                 // virtual (docs/wedge.md, "FS and GS bases").
                 core::mem::swap(&mut self.vcpu.gs_base, &mut self.vcpu.kernel_gs_base);
             }
-            Insn::Sysret(_) => return Err(EmulateError::UserMode),
+            Insn::Sysret(size) => {
+                // Intel SDM vol. 2, SYSRET: rip from rcx, rflags from r11,
+                // CS and SS from STAR[63:48] (+16 for 64-bit code, +8 for
+                // the stack), both with RPL 3.
+                let base = (self.vcpu.star >> 48) as u16;
+                let (cs, rip) = if size == 8 {
+                    (base.wrapping_add(16) | 3, self.regs.get(reg::RCX))
+                } else {
+                    (base | 3, self.regs.get(reg::RCX) & 0xffff_ffff)
+                };
+                let image = self.regs.get(reg::R11);
+                self.vcpu.load_rflags(&mut self.regs.rflags, image);
+                self.vcpu.set_seg(SegReg::Cs, cs);
+                self.vcpu.set_seg(SegReg::Ss, base.wrapping_add(8) | 3);
+                self.regs.rip = rip;
+                return self.resume_at_cpl();
+            }
             Insn::Rdmsr => {
                 let v = match self.regs.get(reg::RCX) as u32 {
                     MSR_EFER => self.vcpu.efer,
@@ -650,6 +678,34 @@ pub fn mask_cpuid(leaf: u32, subleaf: u32, raw: [u32; 4]) -> [u32; 4] {
         _ => {}
     }
     [a, b, c, d]
+}
+
+/// A guest process's `syscall`, caught outside the wedge (on seL4: the
+/// kernel's UnknownSyscall fault of the thread in its user view): enters
+/// the guest kernel as the instruction does (Intel SDM vol. 2, SYSCALL):
+/// rcx = `next_rip`, r11 = the flags, the flags in SFMASK cleared, CS and SS
+/// from STAR[47:32], rip = LSTAR. Without EFER.SCE the instruction is #UD
+/// at `next_rip - 2`, delivered (from CPL 3) instead.
+pub fn enter_syscall(
+    next_rip: u64,
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut dyn GuestMemory,
+) -> Result<Outcome, DeliverError> {
+    if vcpu.efer & EFER_SCE == 0 {
+        regs.rip = next_rip.wrapping_sub(2);
+        deliver(VEC_UD, None, vcpu, regs, mem)?;
+        return Ok(Outcome::Delivered(VEC_UD));
+    }
+    let flags = vcpu.visible_rflags(regs.rflags);
+    regs.set(reg::RCX, next_rip);
+    regs.set(reg::R11, flags);
+    vcpu.load_rflags(&mut regs.rflags, flags & !vcpu.sfmask);
+    let base = (vcpu.star >> 32) as u16;
+    vcpu.set_seg(SegReg::Cs, base & !3);
+    vcpu.set_seg(SegReg::Ss, base.wrapping_add(8) & !3);
+    regs.rip = vcpu.lstar;
+    Ok(Outcome::Resume)
 }
 
 #[cfg(test)]

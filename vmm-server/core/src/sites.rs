@@ -56,6 +56,13 @@ impl Sites {
     }
 
     /// The kind of the site that covers `rip`, if any.
+    /// Whether a site starts at `rip` (where the wedge put its call).
+    pub fn starts_at(&self, rip: u64) -> bool {
+        self.sites[..self.count]
+            .iter()
+            .any(|(address, _, _)| *address == rip)
+    }
+
     pub fn kind_at(&self, rip: u64) -> Option<&'static str> {
         self.sites[..self.count]
             .iter()

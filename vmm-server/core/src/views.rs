@@ -1,17 +1,191 @@
 //! Guest privilege on seL4 (docs/guest-processes.md): seL4 mappings have no
 //! supervisor bit, so a guest process runs in a *user view*, an seL4 VSpace
 //! of its own that holds only what the guest's page tables give user mode.
-//! This module is that view's policy: for a fault there, what may be mapped
-//! and with which rights, or the #PF the guest kernel must see, or why the
-//! guest must end. (The kernel view's policy is the dispatch's, guest.rs.)
-//! The views themselves — the second VSpace, the switch — are not built yet;
-//! the policy is here to be tested first.
+//! This module holds the views ([`UserViews`]: one vTLB per seL4 VSpace,
+//! cached by the guest's CR3) and a user view's fault policy: what may be
+//! mapped and with which rights, or the #PF the guest kernel must see, or
+//! why the guest must end. (The kernel view's policy is the dispatch's,
+//! guest.rs; the switching is `user_mode.rs`.)
 
 use core::ops::Range;
 
+pub use previrt_protocol::vmm_layout::USER_VIEWS;
 use previrt_protocol::{WEDGE_AREA, WEDGE_BASE};
 
+use crate::vtlb::{Mapper, Vtlb};
 use crate::walk::{Translation, WalkFault};
+
+/// Which seL4 VSpace and CSpace the guest thread runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// The guest's own: its whole address space, the wedge, its endpoint.
+    Kernel,
+    /// User view `n` (< [`USER_VIEWS`]): only what the guest's tables give
+    /// user mode, and no capability but the fault endpoint.
+    User(usize),
+}
+
+/// What the views count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViewStats {
+    /// Entries into user mode (the wedge's `EnterUser`).
+    pub entries: u64,
+    /// Of those, into a view that held the CR3 already.
+    pub hits: u64,
+    /// Into a view taken over from another CR3 (or never used).
+    pub misses: u64,
+    /// Entries that re-validated the view's mappings (a CR3 load since it
+    /// was last entered).
+    pub revalidations: u64,
+    /// Exits from user mode, by cause.
+    pub syscalls: u64,
+    pub software_interrupts: u64,
+    pub exceptions: u64,
+    pub page_faults: u64,
+    pub interrupts: u64,
+    /// Faults a process sent just before an interrupt took it out of its
+    /// view: answered by restarting the thread (into the wedge, which
+    /// takes the interrupt; the process repeats the instruction later).
+    pub stale_faults: u64,
+}
+
+/// A guest's user views: a vTLB per seL4 VSpace, each holding the
+/// translations of one guest CR3 (its *key*), reused least recently used
+/// first.
+///
+/// The mapping-consistency invariant holds in every view: while the guest
+/// kernel runs with CR3 = a view's key it invalidates (`invlpg`, applied
+/// to that view too) what it changes; a CR3 load makes every view *stale*
+/// (the guest may change tables that are not current without invalidating
+/// anything, relying on the next CR3 load), and a stale view is
+/// re-validated against its key's tables (the vTLB's reload: kept only what
+/// they still translate the same way, for user mode) before the guest
+/// thread enters it.
+pub struct UserViews<M> {
+    pub vtlbs: [Vtlb<M>; USER_VIEWS],
+    keys: [Option<u64>; USER_VIEWS],
+    fresh: [bool; USER_VIEWS],
+    last_used: [u64; USER_VIEWS],
+    clock: u64,
+    /// The view the guest thread is in (`None`: the kernel view).
+    pub current: Option<usize>,
+    /// The process's rip when an interrupt took the thread out of its view
+    /// (`user_mode.rs`): a fault it had sent meanwhile is stale.
+    pub redirected_at: Option<u64>,
+    pub stats: ViewStats,
+}
+
+impl<M> core::fmt::Debug for UserViews<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("UserViews")
+            .field("keys", &self.keys)
+            .field("current", &self.current)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Mapper> UserViews<M> {
+    pub const fn new(vtlbs: [Vtlb<M>; USER_VIEWS]) -> UserViews<M> {
+        UserViews {
+            vtlbs,
+            keys: [None; USER_VIEWS],
+            fresh: [false; USER_VIEWS],
+            last_used: [0; USER_VIEWS],
+            clock: 0,
+            current: None,
+            redirected_at: None,
+            stats: ViewStats {
+                entries: 0,
+                hits: 0,
+                misses: 0,
+                revalidations: 0,
+                syscalls: 0,
+                software_interrupts: 0,
+                exceptions: 0,
+                page_faults: 0,
+                interrupts: 0,
+                stale_faults: 0,
+            },
+        }
+    }
+
+    /// Forgets every view, in place, for a new guest (the mappers are
+    /// reset by their owner).
+    pub fn clear(&mut self) {
+        for v in &mut self.vtlbs {
+            v.clear(crate::vtlb::VtlbStrategy::Keep, false, (0, 0));
+            v.user_only = true;
+        }
+        self.keys = [None; USER_VIEWS];
+        self.fresh = [false; USER_VIEWS];
+        self.last_used = [0; USER_VIEWS];
+        self.clock = 0;
+        self.current = None;
+        self.redirected_at = None;
+        self.stats = ViewStats::default();
+    }
+
+    /// The view for `cr3`: the one holding it, else the least recently
+    /// used, taken over. Returns it and whether it must be re-validated
+    /// (its mappings walked against `cr3`'s tables) before use.
+    pub fn select(&mut self, cr3: u64) -> (usize, bool) {
+        self.clock += 1;
+        self.stats.entries += 1;
+        let found = self.keys.iter().position(|&k| k == Some(cr3));
+        let n = match found {
+            Some(n) => {
+                self.stats.hits += 1;
+                n
+            }
+            None => {
+                self.stats.misses += 1;
+                let mut victim = 0;
+                for n in 1..USER_VIEWS {
+                    if self.last_used[n] < self.last_used[victim] {
+                        victim = n;
+                    }
+                }
+                self.keys[victim] = Some(cr3);
+                self.fresh[victim] = false;
+                victim
+            }
+        };
+        self.last_used[n] = self.clock;
+        let stale = !self.fresh[n];
+        if stale {
+            self.stats.revalidations += 1;
+        }
+        self.fresh[n] = true;
+        (n, stale)
+    }
+
+    /// A CR3 load: every view may be out of date now.
+    pub fn cr3_loaded(&mut self) {
+        self.fresh = [false; USER_VIEWS];
+    }
+
+    /// The view holding `cr3`'s translations, if any.
+    pub fn holding(&mut self, cr3: u64) -> Option<&mut Vtlb<M>> {
+        let n = self.keys.iter().position(|&k| k == Some(cr3))?;
+        Some(&mut self.vtlbs[n])
+    }
+
+    /// Whether view `n` was entered since the last CR3 load.
+    pub fn is_fresh(&self, n: usize) -> bool {
+        self.fresh.get(n).copied().unwrap_or(false)
+    }
+
+    /// Each view with the CR3 it holds, for the end-of-run consistency
+    /// check.
+    pub fn each(&self) -> impl Iterator<Item = (usize, u64, &Vtlb<M>)> {
+        self.keys
+            .iter()
+            .zip(&self.vtlbs)
+            .enumerate()
+            .filter_map(|(n, (k, v))| k.map(|k| (n, k, v)))
+    }
+}
 
 /// #PF error code bits (Intel SDM vol. 3, 4.7).
 pub const PF_PRESENT: u64 = 1;
@@ -82,8 +256,36 @@ fn present(walk: &Result<Translation, WalkFault>) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::boxed::Box;
+
+    /// `UserViews` built in place on the heap (too large for a test
+    /// thread's stack), with default mappers, cleared.
+    pub(crate) fn boxed_views<M: Mapper + Default>() -> Box<UserViews<M>> {
+        let mut v: Box<core::mem::MaybeUninit<UserViews<M>>> = Box::new_zeroed();
+        let p = v.as_mut_ptr();
+        // SAFETY: `p` points to the box's memory, zeroed: every field is
+        // integers, bools and arrays of them (zero is valid, and what
+        // `UserViews::new` gives them) except those written here before
+        // the box is read: each vTLB's mapper, statistics and strategy, the
+        // keys and the current view.
+        let mut views = unsafe {
+            for n in 0..USER_VIEWS {
+                let vtlb = core::ptr::addr_of_mut!((*p).vtlbs[n]);
+                core::ptr::addr_of_mut!((*vtlb).mapper).write(M::default());
+                core::ptr::addr_of_mut!((*vtlb).stats).write(Default::default());
+                core::ptr::addr_of_mut!((*vtlb).strategy).write(crate::vtlb::VtlbStrategy::Keep);
+            }
+            core::ptr::addr_of_mut!((*p).keys).write([None; USER_VIEWS]);
+            core::ptr::addr_of_mut!((*p).current).write(None);
+            core::ptr::addr_of_mut!((*p).redirected_at).write(None);
+            core::ptr::addr_of_mut!((*p).stats).write(ViewStats::default());
+            v.assume_init()
+        };
+        views.clear();
+        views
+    }
 
     const WEDGE_GPA: Range<u64> = 0x3f0_0000..0x400_0000;
 
