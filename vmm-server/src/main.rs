@@ -468,7 +468,7 @@ fn report_views(
         return true;
     }
     println!(
-        "vmm-server: guest{g}: user views: {USER_VIEWS}; {} entries into user mode ({} hits, {} misses, {} re-validated); exits: {} syscall, {} int $n, {} exceptions, {} page faults reflected, {} interrupts ({} faults sent just before them restarted); {} sites run without their call (a process's stack)",
+        "vmm-server: guest{g}: user views: {USER_VIEWS}; {} entries into user mode ({} hits, {} misses, {} re-validated); exits: {} syscall, {} int $n, {} exceptions, {} page faults reflected, {} interrupts ({} faults sent just before them restarted); {} faulting pages mapped at entry; {} sites run without their call (a process's stack)",
         s.entries,
         s.hits,
         s.misses,
@@ -479,6 +479,7 @@ fn report_views(
         s.page_faults,
         s.interrupts,
         s.stale_faults,
+        s.faults_premapped,
         sites_without_stack,
     );
     let mut ok = true;

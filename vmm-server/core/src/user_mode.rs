@@ -71,6 +71,24 @@ impl<P: Platform> Guest<'_, P> {
         if stale && views.vtlbs[view].reload(self.ram, self.cr3).is_err() {
             return Step::End(Ending::Failed("re-validating a user view failed"));
         }
+        // The process's last #PF: its kernel has usually just made that
+        // page present or writable, and the process will touch it again at
+        // once. Mapping what its tables now allow user mode saves that
+        // fault (a mapping a TLB could hold now: the invariant holds).
+        if let Some((addr, write)) = views.reflected_fault.take() {
+            let area = reflector.area_gpa..reflector.area_gpa + WEDGE_AREA;
+            let walked = walk_keeping_upper(self.ram, self.cr3, addr);
+            if let (Ok(t), UserFault::Map { writable }) =
+                (walked.result, user_fault(addr, walked.result, write, &area))
+            {
+                if writable || !write {
+                    let t = Translation { writable, ..t };
+                    if views.vtlbs[view].map(addr, t, walked.upper).is_ok() {
+                        views.stats.faults_premapped += 1;
+                    }
+                }
+            }
+        }
         if self.platform.set_view(View::User(view)).is_err() {
             return Step::End(Ending::Failed(
                 "moving the guest thread into a user view failed",
@@ -139,6 +157,7 @@ impl<P: Platform> Guest<'_, P> {
             UserFault::Reflect { error } => {
                 if let Some(v) = self.views.as_deref_mut() {
                     v.stats.page_faults += 1;
+                    v.reflected_fault = Some((addr, write));
                 }
                 self.exit_to_kernel(rip, 14, error, addr)
             }

@@ -370,3 +370,38 @@ fn a_fault_sent_just_before_an_interrupt_took_the_process_out_is_stale() {
         assert!(matches!(step, Step::End(Ending::UnknownSyscall { .. })));
     });
 }
+
+#[test]
+fn the_page_of_a_reflected_fault_is_mapped_at_entry_once_the_kernel_allows_it() {
+    with_user_guest(|g, ram| {
+        let heap = UDATA + 0x1000;
+        enter(g);
+        // Demand-zero: not present, the kernel's #PF.
+        g.handle(Event::PageFault {
+            rip: UCODE,
+            addr: heap + 8,
+            write: true,
+        });
+        assert_eq!(reflection(ram).error, 6);
+        // The kernel maps a page there and returns to the process.
+        let mut t = Tables::new_keeping(ram, ROOT);
+        t.set_user(heap, 0x28_2000, 3);
+        enter(g);
+        let views = g.views.as_ref().unwrap();
+        assert_eq!(views.stats.faults_premapped, 1);
+        assert_eq!(
+            views.vtlbs[0].mapper.pages.get(&heap).map(|p| (p.1, p.2)),
+            Some((0x28_2000, true))
+        );
+        assert!(views.vtlbs[0].check_consistency(ram, ROOT).is_ok());
+        // A fault its kernel did not resolve (the process is killed, say)
+        // maps nothing.
+        g.handle(Event::PageFault {
+            rip: UCODE,
+            addr: KPAGE,
+            write: false,
+        });
+        enter(g);
+        assert_eq!(g.views.as_ref().unwrap().stats.faults_premapped, 1);
+    });
+}

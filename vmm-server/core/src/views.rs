@@ -47,6 +47,9 @@ pub struct ViewStats {
     /// view: answered by restarting the thread (into the wedge, which
     /// takes the interrupt; the process repeats the instruction later).
     pub stale_faults: u64,
+    /// Pages mapped at entry: the page of the process's last #PF, which
+    /// its kernel made present (demand-zero) or writable (copy-on-write).
+    pub faults_premapped: u64,
 }
 
 /// A guest's user views: a vTLB per seL4 VSpace, each holding the
@@ -72,6 +75,9 @@ pub struct UserViews<M> {
     /// The process's rip when an interrupt took the thread out of its view
     /// (`user_mode.rs`): a fault it had sent meanwhile is stale.
     pub redirected_at: Option<u64>,
+    /// The last page fault of a process its kernel was given (address,
+    /// write): mapped at the next entry if the kernel made it allowed.
+    pub reflected_fault: Option<(u64, bool)>,
     pub stats: ViewStats,
 }
 
@@ -95,6 +101,7 @@ impl<M: Mapper> UserViews<M> {
             clock: 0,
             current: None,
             redirected_at: None,
+            reflected_fault: None,
             stats: ViewStats {
                 entries: 0,
                 hits: 0,
@@ -106,6 +113,7 @@ impl<M: Mapper> UserViews<M> {
                 page_faults: 0,
                 interrupts: 0,
                 stale_faults: 0,
+                faults_premapped: 0,
             },
         }
     }
@@ -123,6 +131,7 @@ impl<M: Mapper> UserViews<M> {
         self.clock = 0;
         self.current = None;
         self.redirected_at = None;
+        self.reflected_fault = None;
         self.stats = ViewStats::default();
     }
 
@@ -280,6 +289,7 @@ pub(crate) mod tests {
             core::ptr::addr_of_mut!((*p).keys).write([None; USER_VIEWS]);
             core::ptr::addr_of_mut!((*p).current).write(None);
             core::ptr::addr_of_mut!((*p).redirected_at).write(None);
+            core::ptr::addr_of_mut!((*p).reflected_fault).write(None);
             core::ptr::addr_of_mut!((*p).stats).write(ViewStats::default());
             v.assume_init()
         };
