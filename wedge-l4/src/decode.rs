@@ -392,6 +392,10 @@ fn identify_within(bytes: &[u8]) -> Result<Option<Kind>, ()> {
             0x0b => Kind::Ud2,
             0x22 => Kind::MovToCr,
             0x20 => Kind::MovFromCr,
+            0x07 => Kind::Sysret,
+            // Register forms of group 7 that are not invlpg.
+            0x01 if bytes.get(at + 2) == Some(&0xf8) => Kind::Swapgs,
+            0x01 if bytes.get(at + 2) == Some(&0xf9) => Kind::Rdtscp,
             0x01 => match ext(2)? {
                 0 => Kind::Sgdt,
                 1 => Kind::Sidt,
@@ -877,7 +881,9 @@ mod tests {
     fn an_instruction_found_at_a_fault_is_identified_by_its_opcode() {
         // With the bytes that follow it in memory: only the instruction's
         // own length counts.
-        let cases: [(&[u8], Kind, u8); 8] = [
+        let cases: [(&[u8], Kind, u8); 10] = [
+            (&[0x0f, 0x01, 0xf8, 0x90], Kind::Swapgs, 3),
+            (&[0x48, 0x0f, 0x07, 0xcc], Kind::Sysret, 3),
             (&[0xfa, 0x90, 0x90], Kind::Cli, 1),
             (&[0xfb, 0xf4], Kind::Sti, 1),
             (&[0x48, 0xcf, 0xcc], Kind::Iret, 2),

@@ -274,7 +274,7 @@ impl<P: Platform> Guest<'_, P> {
             // loaded the process's rsp), read-only for copy-on-write or
             // not there at all. Hardware pushes nothing there: the wedge
             // emulates the site without its call.
-            _ if write && self.reflector.is_some() && self.sites.starts_at(rip) => {
+            _ if write && self.reflector.is_some() && self.sites.runs_without_stack_at(rip) => {
                 self.stats.sites_without_stack += 1;
                 self.reflect(rip, REFLECT_SITE, 0, addr)
             }

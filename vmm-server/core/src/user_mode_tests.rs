@@ -6,7 +6,7 @@
 use std::boxed::Box;
 
 use previrt_protocol::{
-    Request, REFLECT_SOFTWARE_INTERRUPT, REFLECT_SYSCALL, WEDGE_AREA, WEDGE_BASE,
+    Request, REFLECT_SITE, REFLECT_SOFTWARE_INTERRUPT, REFLECT_SYSCALL, WEDGE_AREA, WEDGE_BASE,
 };
 use wedge_l4::memory::GuestRegs;
 
@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::guest::{Guest, Reflector, Stats, Step};
 use crate::interrupts::Interrupts;
 use crate::ram::Ram;
+use crate::sites::Sites;
 use crate::views::tests::boxed_views;
 use crate::views::{UserViews, View};
 use crate::vtlb::tests::{ModelSpace, Tables};
@@ -403,5 +404,36 @@ fn the_page_of_a_reflected_fault_is_mapped_at_entry_once_the_kernel_allows_it() 
         });
         enter(g);
         assert_eq!(g.views.as_ref().unwrap().stats.faults_premapped, 1);
+    });
+}
+
+#[test]
+fn a_site_whose_call_cannot_push_on_a_process_s_stack_is_run_by_the_wedge() {
+    with_user_guest(|g, ram| {
+        use afterburn_format::Kind;
+        // The kernel's exit: `swapgs; sysretq` on the process's stack,
+        // whose page is read-only (copy-on-write): the call's push faults.
+        let mut sites = Sites::empty();
+        sites.set(&[(0x40_0100, 12, Kind::Swapgs), (0x40_0200, 12, Kind::Pushf)]);
+        g.sites = Box::leak(Box::new(sites));
+        let mut t = Tables::new_keeping(ram, ROOT);
+        t.set_user(UDATA, 0x28_1000, 1);
+        let step = g.handle(Event::PageFault {
+            rip: 0x40_0100,
+            addr: UDATA + 0xff8,
+            write: true,
+        });
+        assert_eq!(step, Step::Resume);
+        let r = reflection(ram);
+        assert_eq!((r.vector, r.rip), (REFLECT_SITE, 0x40_0100));
+        assert_eq!(g.stats.sites_without_stack, 1);
+        // A pushf writes the stack itself: its fault is the guest's #PF.
+        g.handle(Event::PageFault {
+            rip: 0x40_0200,
+            addr: UDATA + 0xff8,
+            write: true,
+        });
+        let r = reflection(ram);
+        assert_eq!((r.vector, r.error), (14, 3));
     });
 }
