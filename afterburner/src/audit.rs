@@ -241,6 +241,11 @@ impl Auditor<'_> {
 }
 
 /// Audits a parsed ELF image.
+/// The symbols a kernel image may put around code it runs at user level
+/// (docs/afterburner.md, "The binary audit"): the audit skips it.
+pub const USER_CODE_START: &str = "afterburn_user_code_start";
+pub const USER_CODE_END: &str = "afterburn_user_code_end";
+
 pub fn audit(image: &ElfImage) -> Report {
     let mut a = Auditor {
         image,
@@ -337,6 +342,26 @@ pub fn audit(image: &ElfImage) -> Report {
             None,
             "region start without an end in the same section".into(),
         );
+    }
+    // Code the image runs at user level (a test kernel's processes):
+    // never under the wedge, so not audited, as an opted-out region.
+    if let (Some((section, start)), Some((end_section, end))) =
+        (image.symbol(USER_CODE_START), image.symbol(USER_CODE_END))
+    {
+        match plans.get_mut(&section) {
+            Some(plan) if section == end_section && start <= end => {
+                plan.regions.push((start, end, false));
+            }
+            _ => a.finding(
+                Rule::BadRegion,
+                Location {
+                    section,
+                    offset: start,
+                },
+                None,
+                format!("{USER_CODE_START} and {USER_CODE_END} do not bound one stretch of code"),
+            ),
+        }
     }
     for code in &image.code {
         let Some(mut plan) = plans.remove(&code.index) else {

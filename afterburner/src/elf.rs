@@ -74,6 +74,15 @@ pub struct ElfImage {
 }
 
 impl ElfImage {
+    /// The section and offset of the symbol `name`, if the image has it.
+    pub fn symbol(&self, name: &str) -> Option<(SectionIndex, u64)> {
+        self.symbols.iter().find_map(|(&section, syms)| {
+            syms.iter()
+                .find(|(_, n)| n == name)
+                .map(|&(offset, _)| (section, offset))
+        })
+    }
+
     /// Parses an ELF file's bytes.
     pub fn parse(data: &[u8]) -> Result<ElfImage, ElfError> {
         let file = object::File::parse(data)?;

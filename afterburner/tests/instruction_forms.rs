@@ -443,6 +443,32 @@ fn opted_out_regions_are_recorded_and_skipped_by_the_audit() {
 }
 
 #[test]
+fn code_between_the_user_code_symbols_is_not_audited() {
+    // A process's privileged instructions (they fault at CPL 3, as meant),
+    // between the symbols, unpadded (left to the compiler as PIC code).
+    let user = "\t.text\n\tcli\nafterburn_user_code_start:\n\tcli\n\tout %al,$0x80\n\tmovq %cr3,%rax\nafterburn_user_code_end:\n";
+    let obj = common::assemble(user.as_bytes()).unwrap();
+    let image = afterburner::elf::ElfImage::parse(&obj).unwrap();
+    let report = afterburner::audit::audit(&image);
+    // The first cli, outside them, is still uncovered.
+    assert_eq!(report.violations.len(), 1, "{}", report.to_text());
+    assert_eq!(report.violations[0].address, 0);
+    assert!(report.opted_out_bytes >= 6);
+    // Symbols the wrong way round are a bad region.
+    let swapped = user
+        .replace("afterburn_user_code_start", "x")
+        .replace("afterburn_user_code_end", "afterburn_user_code_start")
+        .replace("x:", "afterburn_user_code_end:");
+    let obj = common::assemble(swapped.as_bytes()).unwrap();
+    let image = afterburner::elf::ElfImage::parse(&obj).unwrap();
+    let report = afterburner::audit::audit(&image);
+    assert!(report
+        .violations
+        .iter()
+        .any(|v| v.rule == afterburner::audit::Rule::BadRegion));
+}
+
+#[test]
 fn code32_sites_are_flagged_and_decoded_in_their_mode() {
     let (_, image, report) =
         burn_and_audit("\t.code32\n\tmovl %eax,%cr3\n\tpush %ds\n\tinc %eax\n\t.code64\n\tcpuid\n");

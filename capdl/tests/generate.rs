@@ -8,12 +8,14 @@ use std::process::Command;
 
 use capdl::elf::ElfError;
 use capdl::generate::{
-    generate, generate_spec, guest_badge, guest_image_window, guest_pml4_slot, guest_ram_window,
-    guest_tcb_slot, guest_untyped_slot, At, GenerateError, ImageProblem, Problem, StartInfo,
+    generate, generate_spec, guest_badge, guest_cnode_slot, guest_image_window, guest_pml4_slot,
+    guest_ram_window, guest_tcb_slot, guest_untyped_slot, guest_user_cnode_slot,
+    guest_user_pml4_slot, At, GenerateError, ImageProblem, Problem, StartInfo,
     DEBUG_EXIT_PORT_SLOT, GUEST_CONSOLE_PORTS_SLOT, GUEST_ENDPOINT_SLOT, IRQ_THREAD_MARK,
     PIT_IRQ_SLOT, PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, TIMER_BADGE, TIMER_NOTIFICATION_SLOT,
-    VMM_CNODE_SLOT, VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR, VMM_IRQ_TCB_SLOT, VMM_PML4_SLOT,
-    VMM_STACK_BOTTOM, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VMM_WAKE_SIGNAL_SLOT, WEDGE_WINDOW,
+    USER_FAULT_ENDPOINT, USER_VIEWS, VMM_CNODE_SLOT, VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR,
+    VMM_IRQ_TCB_SLOT, VMM_PML4_SLOT, VMM_STACK_BOTTOM, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT,
+    VMM_WAKE_SIGNAL_SLOT, WEDGE_WINDOW,
 };
 use capdl::model::{Cap, ObjectKind, Rights, Slot};
 use capdl::Spec;
@@ -234,8 +236,10 @@ fn the_spec_validates_and_has_the_expected_objects() {
     };
     // The VMM's two threads (main, interrupt) and the guest's.
     assert_eq!(by_type("tcb"), 3);
-    assert_eq!(by_type("cnode"), 2);
-    assert_eq!(by_type("pml4"), 2);
+    // The VMM's, the guest's and its user views' CNodes; the VMM's PML4,
+    // the guest's and its user views'.
+    assert_eq!(by_type("cnode"), 3);
+    assert_eq!(by_type("pml4"), 2 + USER_VIEWS);
     assert_eq!(by_type("ep"), 1);
     // The timer's and the interrupt thread's wake-up.
     assert_eq!(by_type("notification"), 2);
@@ -294,6 +298,40 @@ fn a_guest_cnode_holds_only_its_badged_endpoint() {
     // The guest's VSpace is empty: the VMM fills it.
     let pml4 = tcb.slots[&Slot::VSpace].target;
     assert!(spec.objects[pml4 as usize].slots.is_empty());
+}
+
+#[test]
+fn the_user_views_cnode_holds_only_the_endpoint_at_the_marked_address() {
+    let (_, spec) = generated();
+    let user = find(&spec, "guest0_user_cnode");
+    assert_eq!(spec.objects[user as usize].slots.len(), 1);
+    // No guard: the top bit of USER_FAULT_ENDPOINT selects the slot.
+    let ObjectKind::CNode { size_bits } = spec.objects[user as usize].kind else {
+        panic!("not a CNode");
+    };
+    let slot_index = USER_FAULT_ENDPOINT >> (64 - u32::from(size_bits));
+    let cap = slot(&spec, user, slot_index).expect("endpoint cap");
+    let guest = slot(&spec, find(&spec, "guest0_cnode"), GUEST_ENDPOINT_SLOT).unwrap();
+    assert_eq!(
+        (cap.target, cap.badge, cap.rights),
+        (guest.target, guest.badge, guest.rights)
+    );
+    // The VMM holds the CSpace roots and the user views' VSpaces.
+    let vmm = find(&spec, "vmm_cnode");
+    let at = |s: u64| slot(&spec, vmm, s).expect("a VMM slot");
+    let kernel_view = at(guest_cnode_slot(0));
+    assert_eq!(kernel_view.target, find(&spec, "guest0_cnode"));
+    assert_eq!(u32::from(size_bits) + u32::from(kernel_view.guard_size), 64);
+    let user_view = at(guest_user_cnode_slot(0));
+    assert_eq!((user_view.target, user_view.guard_size), (user, 0));
+    for view in 0..USER_VIEWS as u64 {
+        let pml4 = at(guest_user_pml4_slot(0, view)).target;
+        assert_eq!(name_of(&spec, pml4), format!("guest0_user_pml4_{view}"));
+        assert!(
+            spec.objects[pml4 as usize].slots.is_empty(),
+            "empty: the VMM fills it"
+        );
+    }
 }
 
 #[test]

@@ -35,7 +35,10 @@ pub use vcpu_page::{
     VCPU_PAGE_OFFSET, WEDGE_AREA, WEDGE_STATS_MAGIC,
 };
 pub use vtlb_strategy::VtlbStrategy;
-pub use wedge_boot::{Reflection, WedgeBoot, REFLECTION_OFFSET, WEDGE_BASE, WEDGE_BOOT_MAGIC};
+pub use wedge_boot::{
+    Reflection, WedgeBoot, REFLECTION_OFFSET, REFLECT_SITE, REFLECT_SOFTWARE_INTERRUPT,
+    REFLECT_SYSCALL, WEDGE_BASE, WEDGE_BOOT_MAGIC,
+};
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.
-pub const PROTOCOL_VERSION: u64 = 3;
+pub const PROTOCOL_VERSION: u64 = 4;

@@ -22,10 +22,11 @@ pub enum Label {
     SetFsBase = FIRST_LABEL + 8,
     Shutdown = FIRST_LABEL + 9,
     InterruptAck = FIRST_LABEL + 10,
+    EnterUser = FIRST_LABEL + 11,
 }
 
 impl Label {
-    pub const ALL: [Label; 11] = [
+    pub const ALL: [Label; 12] = [
         Label::PortIn,
         Label::PortOut,
         Label::PortOutString,
@@ -37,6 +38,7 @@ impl Label {
         Label::SetFsBase,
         Label::Shutdown,
         Label::InterruptAck,
+        Label::EnterUser,
     ];
 
     pub fn from_number(n: u64) -> Option<Label> {
@@ -49,6 +51,7 @@ impl Label {
             Label::PortIn => 2,
             Label::PortOut => 3,
             Label::PortOutString => 4,
+            Label::EnterUser => 2,
             Label::Halt | Label::InterruptAck => 0,
             _ => 1,
         }
@@ -100,6 +103,16 @@ pub enum Request {
     /// The reply's value is the vector, or [`NO_VECTOR`] if none is waiting
     /// any more.
     InterruptAck,
+    /// The guest kernel returns to user mode (`iretq` to a CPL 3 frame, or
+    /// `sysretq`): the process's registers are a `GuestRegs` (16 general
+    /// registers in encoding order, rip, rflags) at `regs`, an address in
+    /// the wedge's area; `fs_base` is its FS base. The VMM moves the guest
+    /// thread into the user view of the current CR3 and starts it there
+    /// with those registers: no reply comes (docs/guest-processes.md).
+    EnterUser {
+        regs: u64,
+        fs_base: u64,
+    },
 }
 
 /// [`Request::InterruptAck`]'s reply when no interrupt is waiting.
@@ -171,6 +184,7 @@ impl Request {
             Request::SetFsBase { .. } => Label::SetFsBase,
             Request::Shutdown { .. } => Label::Shutdown,
             Request::InterruptAck => Label::InterruptAck,
+            Request::EnterUser { .. } => Label::EnterUser,
         }
     }
 
@@ -202,6 +216,7 @@ impl Request {
             Request::Invlpg { address } => mr[0] = address,
             Request::SetFsBase { base } => mr[0] = base,
             Request::Shutdown { reason } => mr[0] = reason,
+            Request::EnterUser { regs, fs_base } => mr[..2].copy_from_slice(&[regs, fs_base]),
             Request::Halt | Request::InterruptAck => {}
         }
         (self.label(), mr)
@@ -261,6 +276,10 @@ impl Request {
             },
             Label::Shutdown => Request::Shutdown { reason: mr[0] },
             Label::InterruptAck => Request::InterruptAck,
+            Label::EnterUser => Request::EnterUser {
+                regs: canonical("regs", mr[0])?,
+                fs_base: canonical("fs_base", mr[1])?,
+            },
         })
     }
 }
@@ -337,6 +356,10 @@ mod tests {
             Request::SetFsBase { base: 0x1234_5000 },
             Request::Shutdown { reason: 1 },
             Request::InterruptAck,
+            Request::EnterUser {
+                regs: 0xffff_8080_0000_7f00,
+                fs_base: 0x100_0000_2000,
+            },
         ] {
             assert_eq!(round_trip(r), r);
         }
@@ -401,6 +424,13 @@ mod tests {
             Err(DecodeError::BadValue {
                 field: "base",
                 value: 0x8000_0000_0000_0000
+            })
+        );
+        assert_eq!(
+            Request::decode(Label::EnterUser as u64, 2, [0x8000, 0x8000_0000_0000, 0, 0]),
+            Err(DecodeError::BadValue {
+                field: "fs_base",
+                value: 0x8000_0000_0000
             })
         );
         // The top half is canonical too.

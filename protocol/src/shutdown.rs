@@ -18,11 +18,12 @@ pub enum ShutdownReason {
     TripleFault = 9,
     ReflectionUndeliverable = 10,
     InterruptUndeliverable = 11,
+    UserModeRefused = 12,
 }
 
 impl ShutdownReason {
     /// Every reason, in code order.
-    pub const ALL: [ShutdownReason; 11] = [
+    pub const ALL: [ShutdownReason; 12] = [
         ShutdownReason::BadBootMagic,
         ShutdownReason::RecordsUnparsable,
         ShutdownReason::SitesNotRewritable,
@@ -34,6 +35,7 @@ impl ShutdownReason {
         ShutdownReason::TripleFault,
         ShutdownReason::ReflectionUndeliverable,
         ShutdownReason::InterruptUndeliverable,
+        ShutdownReason::UserModeRefused,
     ];
 
     /// The code a `Shutdown` request carries.
@@ -70,6 +72,9 @@ impl ShutdownReason {
             ShutdownReason::InterruptUndeliverable => {
                 "a virtual interrupt could not be delivered through the guest's IDT (an absent or malformed gate, or an unwritable stack)"
             }
+            ShutdownReason::UserModeRefused => {
+                "the guest kernel returned to user mode (iretq to CPL 3, or sysret), and the VMM answered instead of starting the process in a user view"
+            }
         }
     }
 }
@@ -97,7 +102,7 @@ mod tests {
             }
         }
         assert_eq!(ShutdownReason::from_code(0), None);
-        assert_eq!(ShutdownReason::from_code(12), None);
+        assert_eq!(ShutdownReason::from_code(13), None);
         assert_eq!(shutdown_reason(u64::MAX), unknown);
     }
 }

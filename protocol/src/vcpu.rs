@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 /// `"VCPU"` read as a little-endian `u32`.
 pub const VCPU_MAGIC: u32 = u32::from_le_bytes(*b"VCPU");
 /// Layout version of [`Vcpu`].
-pub const VCPU_VERSION: u32 = 2;
+pub const VCPU_VERSION: u32 = 3;
 
 /// RFLAGS.CF.
 pub const FLAG_CF: u64 = 1 << 0;
@@ -94,7 +94,7 @@ impl SegReg {
 /// | off | size | field |
 /// |---|---|---|
 /// | 0 | 4 | magic `"VCPU"` |
-/// | 4 | 4 | version (1) |
+/// | 4 | 4 | version (3) |
 /// | 8 | 8 | rflags (virtual IOPL; IF is `vif`; other bits unused) |
 /// | 16 | 8 | cr0 |
 /// | 24 | 8 | cr2 |
@@ -114,7 +114,12 @@ impl SegReg {
 /// | 102 | 1 | pending_any: nonzero if a bit of `pending` may be set |
 /// | 103 | 1 | reserved |
 /// | 104 | 32 | pending: 256-bit interrupt bitmap, vector v is bit v%64 of word v/64 |
-/// | 136 | | end |
+/// | 136 | 8 | gs_base (the guest's; the real GS base is the vCPU page) |
+/// | 144 | 8 | kernel_gs_base (what `swapgs` exchanges with gs_base) |
+/// | 152 | 8 | star |
+/// | 160 | 8 | lstar |
+/// | 168 | 8 | sfmask |
+/// | 176 | | end |
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Vcpu {
@@ -166,6 +171,19 @@ pub struct Vcpu {
     pub reserved: u8,
     /// Pending virtual interrupt vectors, set by the VMM server.
     pub pending: [AtomicU64; 4],
+    /// MSR_GS_BASE as the guest wrote it. The real GS base is the vCPU
+    /// page (seL4 loads it from the IPC buffer address), so the guest's is
+    /// virtual: it may write, read and `swapgs` it, never use it through
+    /// `%gs:` (the afterburner's audit reports any such use).
+    pub gs_base: u64,
+    /// MSR_KERNEL_GS_BASE: `swapgs` exchanges it with [`Vcpu::gs_base`].
+    pub kernel_gs_base: u64,
+    /// MSR_STAR: the selectors `syscall` and `sysret` load.
+    pub star: u64,
+    /// MSR_LSTAR: where a guest process's `syscall` enters its kernel.
+    pub lstar: u64,
+    /// MSR_SFMASK: the RFLAGS bits `syscall` clears.
+    pub sfmask: u64,
 }
 
 /// Where [`Vcpu::vif`] is in the `Vcpu` (the VMM reads it to decide whether
@@ -176,7 +194,9 @@ pub const PENDING_ANY_OFFSET: u64 = core::mem::offset_of!(Vcpu, pending_any) as 
 
 // The documented layout, checked when the crate compiles.
 const _: () = {
-    assert!(size_of::<Vcpu>() == 136);
+    assert!(size_of::<Vcpu>() == 176);
+    assert!(core::mem::offset_of!(Vcpu, gs_base) == 136);
+    assert!(core::mem::offset_of!(Vcpu, sfmask) == 168);
     assert!(core::mem::offset_of!(Vcpu, rflags) == 8);
     assert!(core::mem::offset_of!(Vcpu, cr3) == 32);
     assert!(core::mem::offset_of!(Vcpu, segs) == 88);
@@ -314,7 +334,12 @@ mod tests {
         assert_eq!(offset_of!(Vcpu, vif), 101);
         assert_eq!(offset_of!(Vcpu, pending_any), 102);
         assert_eq!(offset_of!(Vcpu, pending), 104);
-        assert_eq!(size_of::<Vcpu>(), 136);
+        assert_eq!(offset_of!(Vcpu, gs_base), 136);
+        assert_eq!(offset_of!(Vcpu, kernel_gs_base), 144);
+        assert_eq!(offset_of!(Vcpu, star), 152);
+        assert_eq!(offset_of!(Vcpu, lstar), 160);
+        assert_eq!(offset_of!(Vcpu, sfmask), 168);
+        assert_eq!(size_of::<Vcpu>(), 176);
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub struct WedgeStats {
     /// External interrupts the VMM sent the running guest into the wedge
     /// with.
     pub interrupts_redirected: u64,
+    /// Returns to a guest process the wedge asked the VMM for (`iretq` to
+    /// CPL 3, `sysretq`).
+    pub user_entries: u64,
+    /// Guest processes' `syscall`s the wedge entered the guest kernel with.
+    pub user_syscalls: u64,
 }
 
 impl Default for WedgeStats {
@@ -101,6 +106,8 @@ impl Default for WedgeStats {
             reflected: 0,
             interrupts_at_sites: 0,
             interrupts_redirected: 0,
+            user_entries: 0,
+            user_syscalls: 0,
         }
     }
 }
@@ -136,6 +143,8 @@ impl WedgeStats {
         s.reflected = u64_at(tail);
         s.interrupts_at_sites = u64_at(tail + 8);
         s.interrupts_redirected = u64_at(tail + 16);
+        s.user_entries = u64_at(tail + 24);
+        s.user_syscalls = u64_at(tail + 32);
         s
     }
 }
@@ -162,6 +171,7 @@ mod tests {
         want.rewritten[5] = 42;
         want.emulated[63] = 1 << 40;
         want.interrupts_redirected = 77;
+        want.user_syscalls = 5;
         // SAFETY: WedgeStats is repr(C) of integers with no padding (checked
         // below), so its bytes are initialised.
         let bytes: [u8; WedgeStats::SIZE] = unsafe { core::mem::transmute(want) };
@@ -170,7 +180,7 @@ mod tests {
         assert_eq!(offset_of!(WedgeStats, emulated), 16 + 4 * KIND_SLOTS);
         assert_eq!(
             WedgeStats::SIZE,
-            16 + 4 * KIND_SLOTS + 8 * KIND_SLOTS + 24,
+            16 + 4 * KIND_SLOTS + 8 * KIND_SLOTS + 40,
             "no padding"
         );
     }

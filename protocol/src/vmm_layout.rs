@@ -50,8 +50,13 @@ pub const VMM_WAKE_NOTIFICATION_SLOT: u64 = 12;
 pub const VMM_WAKE_SIGNAL_SLOT: u64 = 13;
 /// The first slot of the per-guest blocks; slots 14..16 are reserved.
 pub const GUEST_SLOTS_BASE: u64 = 16;
-/// Slots per guest block: TCB, PML4, page-table untyped, one reserved.
-pub const GUEST_SLOT_STRIDE: u64 = 4;
+/// Slots per guest block: TCB, PML4, page-table untyped, the guest's
+/// CNode, the user views' CNode, the user views' PML4s
+/// ([`USER_VIEWS`]).
+pub const GUEST_SLOT_STRIDE: u64 = 5 + USER_VIEWS as u64;
+/// The seL4 VSpaces a guest's processes run in (its *user views*,
+/// docs/guest-processes.md), one per guest address space, cached by CR3.
+pub const USER_VIEWS: usize = 3;
 /// The first RAM frame cap of guest 0; the guests' RAM frames follow one
 /// another from here, guest by guest, in frame order (see
 /// [`StartInfo::ram_first_slot`]). Every slot after the last RAM frame is
@@ -77,6 +82,26 @@ pub const fn guest_untyped_slot(guest: u64) -> u64 {
     guest_tcb_slot(guest) + 2
 }
 
+/// Guest `guest`'s own CNode (a CSpace root with its guard): to move the
+/// guest thread back into the kernel view.
+pub const fn guest_cnode_slot(guest: u64) -> u64 {
+    guest_tcb_slot(guest) + 3
+}
+
+/// Guest `guest`'s user-view CNode ([`USER_CNODE_BITS`], no guard): the
+/// CSpace of its processes, holding only its fault endpoint.
+pub const fn guest_user_cnode_slot(guest: u64) -> u64 {
+    guest_tcb_slot(guest) + 4
+}
+
+/// Guest `guest`'s user view `view` (< [`USER_VIEWS`]): an empty PML4.
+pub const fn guest_user_pml4_slot(guest: u64, view: u64) -> u64 {
+    guest_tcb_slot(guest) + 5 + view
+}
+
+// Every guest block ends before the RAM frames.
+const _: () = assert!(guest_tcb_slot(MAX_GUESTS as u64) <= GUEST_RAM_SLOTS_BASE);
+
 // ---------------------------------------------------------------------------
 // Badges.
 
@@ -100,6 +125,14 @@ pub const TIMER_BADGE: u64 = 1 << 27;
 pub const GUEST_ENDPOINT_SLOT: u64 = 1;
 /// Radix of a guest's CNode.
 pub const GUEST_CNODE_BITS: u8 = 1;
+/// Radix of a guest's user-view CNode; its cap has no guard, so a cap
+/// pointer's top bit selects the slot.
+pub const USER_CNODE_BITS: u8 = 1;
+/// The fault-endpoint address of a guest thread in a user view: slot 1 of
+/// the user-view CNode, and (the top bit) the mark that tells the kernel
+/// (patch 0003) the thread has no system calls: each `syscall` is an
+/// UnknownSyscall fault.
+pub const USER_FAULT_ENDPOINT: u64 = 1 << 63;
 
 // ---------------------------------------------------------------------------
 // The VMM server's address space. All of it is in the user half (PML4

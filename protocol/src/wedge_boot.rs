@@ -40,6 +40,24 @@ pub struct WedgeBoot {
 /// Where, from the boot block, the VMM writes a `Reflection`.
 pub const REFLECTION_OFFSET: u64 = 512;
 
+/// [`Reflection::vector`] for a guest process's `syscall` (no exception
+/// has this number): the wedge enters the guest kernel as the instruction
+/// would (rcx, r11, SFMASK, STAR's selectors, LSTAR), with
+/// [`Reflection::rip`] the instruction after it.
+pub const REFLECT_SYSCALL: u64 = 0x100;
+
+/// [`Reflection::vector`] `REFLECT_SOFTWARE_INTERRUPT + n` for a guest
+/// process's `int $n` (`cd n` at [`Reflection::rip`]) that seL4's IDT did
+/// not let through: the wedge checks the guest's gate as the CPU would
+/// (DPL 3: vector n, returning past the instruction; else #GP(8n+2) at it).
+pub const REFLECT_SOFTWARE_INTERRUPT: u64 = 0x200;
+
+/// [`Reflection::vector`] for a site at [`Reflection::rip`] whose call
+/// could not push its return address (the stack was a guest process's,
+/// not writable): the wedge emulates the site as if called, with nothing
+/// pushed, and goes on after it.
+pub const REFLECT_SITE: u64 = 0x300;
+
 /// An exception the guest must see. The VMM writes it, then moves the
 /// faulting guest thread's rip (only rip) to the wedge's `reflect_entry`:
 /// every other register still holds the guest's value at the fault, and the

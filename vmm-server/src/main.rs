@@ -17,8 +17,8 @@ mod shared;
 
 use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
-    StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT, VMM_TCB_SLOT,
-    VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, WEDGE_WINDOW,
+    guest_user_pml4_slot, StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT,
+    VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, WEDGE_WINDOW,
 };
 use previrt_protocol::{
     VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
@@ -34,6 +34,7 @@ use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
 use vmm_core::ram::Ram;
 use vmm_core::sites::{self, Sites};
 use vmm_core::trap_guest::TrapCpu;
+use vmm_core::views::{UserViews, USER_VIEWS};
 use vmm_core::vtlb::Vtlb;
 use vmm_core::walk::Translation;
 
@@ -55,6 +56,11 @@ pub const GUEST_CMDLINE: &str = match option_env!("PREVIRT_GUEST_CMDLINE") {
 pub const TRAP_AND_EMULATE: bool = option_env!("PREVIRT_TRAP").is_some();
 
 static mut VTLB: Vtlb<Sel4Mapper> = Vtlb::new(Sel4Mapper::new());
+static mut VIEWS: UserViews<Sel4Mapper> = UserViews::new([
+    Vtlb::new(Sel4Mapper::new()),
+    Vtlb::new(Sel4Mapper::new()),
+    Vtlb::new(Sel4Mapper::new()),
+]);
 static mut SITES: Sites = Sites::empty();
 static mut TRAP_CPU: Option<TrapCpu> = None;
 
@@ -134,9 +140,15 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }
     };
     // The VMM is single-threaded and these statics are used only here, once.
-    let (vtlb, sites, trap_cpu) = (&raw mut VTLB, &raw mut SITES, &raw mut TRAP_CPU);
+    let (vtlb, sites, trap_cpu, views) = (
+        &raw mut VTLB,
+        &raw mut SITES,
+        &raw mut TRAP_CPU,
+        &raw mut VIEWS,
+    );
     // SAFETY: (as above) the only references to these statics, made once.
-    let (vtlb, sites, trap_cpu) = unsafe { (&mut *vtlb, &mut *sites, &mut *trap_cpu) };
+    let (vtlb, sites, trap_cpu, views) =
+        unsafe { (&mut *vtlb, &mut *sites, &mut *trap_cpu, &mut *views) };
     match prepared.afterburn.map(|(at, len)| ram.slice(at, len)) {
         // Trap-and-emulate needs no records.
         _ if TRAP_AND_EMULATE => {}
@@ -169,13 +181,29 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         check,
         (prepared.wedge_area, prepared.wedge_area + WEDGE_AREA),
     );
+    // The first free slot holds a halted guest's saved reply; the kernel
+    // view's mapper gets half the rest, each user view an equal share of
+    // the other half (each maps at most every RAM frame once, plus tables:
+    // the generator sizes the CNode for that).
+    let (free, end) = (info.free_first_slot() + 1, 1u64 << info.cnode_bits);
+    let half = free + (end - free) / 2;
+    let share = (end - half) / USER_VIEWS as u64;
     vtlb.mapper.reset(
         VSpace(guest_pml4_slot(g as u64)),
         Untyped(guest_untyped_slot(g as u64)),
         ram_first,
-        // The first free slot holds a halted guest's saved reply.
-        (info.free_first_slot() + 1, 1 << info.cnode_bits),
+        (free, half),
     );
+    views.clear();
+    for (n, view) in (0..).zip(views.vtlbs.iter_mut()) {
+        let start = half + n * share;
+        view.mapper.reset(
+            VSpace(guest_user_pml4_slot(g as u64, n)),
+            Untyped(guest_untyped_slot(g as u64)),
+            ram_first,
+            (start, start + share),
+        );
+    }
     // With a wedge, the guest thread starts in it; without, at the guest's
     // PV entry, and stops at its first sensitive instruction.
     let mut regs = UserContext {
@@ -259,6 +287,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }),
         irq: Interrupts::new(Interrupts::vcpu_page(prepared.wedge_area)),
         ending: None,
+        views: wedge_code.map(|_| views),
         trap: TRAP_AND_EMULATE.then(|| {
             let vcpu_page = Interrupts::vcpu_page(prepared.wedge_area);
             trap_cpu.insert(TrapCpu::new(
@@ -360,6 +389,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         "fs-base",
         "shutdown",
         "interrupt-ack",
+        "enter-user",
     ];
     print!("vmm-server: guest{g}: requests:");
     for (name, n) in labels.iter().zip(stats.requests) {
@@ -379,7 +409,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             prepared.wedge_area + VCPU_PAGE_OFFSET + STATS_OFFSET,
         );
     }
-    let consistent = match run.vtlb.check_consistency(&ram, cr3) {
+    let mut consistent = match run.vtlb.check_consistency(&ram, cr3) {
         Ok(n) => {
             println!("vmm-server: guest{g}: mapping consistency: all {n} seL4 mappings justified by the guest's page tables");
             true
@@ -392,6 +422,9 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             false
         }
     };
+    if let Some(views) = run.views.as_deref() {
+        consistent &= report_views(g, &ram, views, stats.sites_without_stack);
+    }
     match verdict {
         Some(v) if consistent && run.vtlb.stats.violations == 0 => v,
         _ => 1,
@@ -417,6 +450,58 @@ fn print_trap_stats(g: usize, cpu: &TrapCpu) {
         "; interrupts delivered {}; {} faults served with the fault message's rip, rsp and rflags alone",
         cpu.interrupts, cpu.frame_only
     );
+}
+
+/// Prints what the user views did and checks each one's mappings against
+/// the tables of the CR3 it holds (for user mode: U=1 at every level).
+/// A view entered since the last CR3 load must be consistent as it
+/// stands; a stale one may hold what the guest changed since (its tables
+/// were not current), which re-validation drops at its next entry.
+fn report_views(
+    g: usize,
+    ram: &Ram,
+    views: &UserViews<Sel4Mapper>,
+    sites_without_stack: u64,
+) -> bool {
+    let s = views.stats;
+    if s.entries == 0 {
+        return true;
+    }
+    println!(
+        "vmm-server: guest{g}: user views: {USER_VIEWS}; {} entries into user mode ({} hits, {} misses, {} re-validated); exits: {} syscall, {} int $n, {} exceptions, {} page faults reflected, {} interrupts ({} faults sent just before them restarted); {} faulting pages mapped at entry; {} sites run without their call (a process's stack)",
+        s.entries,
+        s.hits,
+        s.misses,
+        s.revalidations,
+        s.syscalls,
+        s.software_interrupts,
+        s.exceptions,
+        s.page_faults,
+        s.interrupts,
+        s.stale_faults,
+        s.faults_premapped,
+        sites_without_stack,
+    );
+    let mut ok = true;
+    for (n, cr3, view) in views.each() {
+        match view.check_consistency(ram, cr3) {
+            Ok(count) => println!(
+                "vmm-server: guest{g}: user view {n} (CR3 {cr3:#x}): all {count} mappings justified by user-mode translations"
+            ),
+            Err(u) if !views.is_fresh(n) => println!(
+                "vmm-server: guest{g}: user view {n} (CR3 {cr3:#x}): stale, to be re-validated at its next entry ({:#x}: {})",
+                u.va, u.why
+            ),
+            Err(u) => {
+                println!(
+                    "vmm-server: guest{g}: user view {n} (CR3 {cr3:#x}): mapping consistency VIOLATED at {:#x}: {}",
+                    u.va, u.why
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 /// Prints the guest thread's faults by kind and the exceptions reflected
@@ -470,8 +555,12 @@ fn print_wedge_stats(g: usize, ram: &Ram, at: u64) {
     print!("vmm-server: guest{g}: site calls emulated in the wedge's general path:");
     print_by_kind(stats.emulated.iter().copied());
     println!(
-        "; {} exceptions delivered; interrupts taken after a site {}, on redirection {}",
-        stats.reflected, stats.interrupts_at_sites, stats.interrupts_redirected
+        "; {} exceptions delivered; interrupts taken after a site {}, on redirection {}; {} returns to user mode, {} process syscalls entered",
+        stats.reflected,
+        stats.interrupts_at_sites,
+        stats.interrupts_redirected,
+        stats.user_entries,
+        stats.user_syscalls
     );
 }
 
@@ -495,6 +584,8 @@ fn map_wedge(
         let t = Translation {
             gpa: prepared.wedge_area + page * 4096,
             writable,
+            // Not the guest's: no user view ever holds it.
+            user: false,
         };
         if vtlb.map_fixed(WEDGE_BASE + page * 4096, t).is_err() {
             return Err(PrepareError::SegmentOutsideRam {

@@ -3,11 +3,15 @@
 //! for a halted guest's saved reply, the guest's VSpace ([`Sel4Mapper`]) and
 //! its console ([`Console`]).
 
-use previrt_protocol::vmm_layout::{guest_tcb_slot, VMM_CNODE_SLOT};
+use previrt_protocol::vmm_layout::{
+    guest_cnode_slot, guest_pml4_slot, guest_tcb_slot, guest_user_cnode_slot, guest_user_pml4_slot,
+    GUEST_ENDPOINT_SLOT, USER_FAULT_ENDPOINT, VMM_CNODE_SLOT,
+};
 use previrt_protocol::Status;
 use previrt_sel4::cpu::rdtsc;
-use previrt_sel4::{ipc, println, CNode, Tcb, UserContext};
+use previrt_sel4::{ipc, println, CNode, Tcb, UserContext, VSpace};
 use vmm_core::platform::{Platform, PlatformError};
+use vmm_core::views::View;
 use wedge_l4::memory::GuestRegs;
 
 use crate::clock::Clock;
@@ -16,6 +20,7 @@ use crate::mapper::Sel4Mapper;
 
 pub struct Sel4Platform {
     pub clock: Clock,
+    number: u64,
     guest: Tcb,
     /// An empty slot of the VMM's CNode for a halted guest's saved reply.
     reply_slot: u64,
@@ -27,6 +32,7 @@ impl Sel4Platform {
     pub const fn new(number: u64, reply_slot: u64) -> Sel4Platform {
         Sel4Platform {
             clock: Clock::new(),
+            number,
             guest: Tcb(guest_tcb_slot(number)),
             reply_slot,
         }
@@ -119,6 +125,57 @@ impl Platform for Sel4Platform {
         };
         self.guest
             .write_registers(false, &context)
+            .map_err(|_| PlatformError)
+    }
+
+    fn set_view(&mut self, view: View) -> Result<(), PlatformError> {
+        let g = self.number;
+        // The fault endpoint is looked up in the thread's own CSpace: slot
+        // 1 of either; in a user view its address also marks the thread as
+        // one with no system calls (kernel patch 0003).
+        let (fault_endpoint, cspace, vspace) = match view {
+            View::Kernel => (GUEST_ENDPOINT_SLOT, guest_cnode_slot(g), guest_pml4_slot(g)),
+            View::User(n) => (
+                USER_FAULT_ENDPOINT,
+                guest_user_cnode_slot(g),
+                guest_user_pml4_slot(g, n as u64),
+            ),
+        };
+        self.guest
+            .set_space(fault_endpoint, CNode(cspace), 0, VSpace(vspace))
+            .map_err(|e| {
+                println!("vmm-server: guest{g}: TCB_SetSpace into {view:?}: {e}");
+                PlatformError
+            })
+    }
+
+    fn start_user(&mut self, r: &GuestRegs, fs_base: u64) -> Result<(), PlatformError> {
+        let g = r.gpr;
+        let context = UserContext {
+            rip: r.rip,
+            rsp: g[4],
+            rflags: r.rflags,
+            rax: g[0],
+            rbx: g[3],
+            rcx: g[1],
+            rdx: g[2],
+            rsi: g[6],
+            rdi: g[7],
+            rbp: g[5],
+            r8: g[8],
+            r9: g[9],
+            r10: g[10],
+            r11: g[11],
+            r12: g[12],
+            r13: g[13],
+            r14: g[14],
+            r15: g[15],
+            tls_base: fs_base,
+        };
+        // Resuming restarts the thread, which is waiting for the answer to
+        // its call: the call is cancelled (its reply capability deleted).
+        self.guest
+            .write_registers(true, &context)
             .map_err(|_| PlatformError)
     }
 

@@ -117,6 +117,10 @@ pub enum Insn {
     Into,
     Ud2,
     Rdtsc,
+    Swapgs,
+    /// `sysret` with the operand size (8: `sysretq`, to 64-bit user code;
+    /// 4: to compatibility mode).
+    Sysret(u8),
 }
 
 /// Why bytes did not decode. The instruction bytes (up to 15) come along so
@@ -388,6 +392,10 @@ fn identify_within(bytes: &[u8]) -> Result<Option<Kind>, ()> {
             0x0b => Kind::Ud2,
             0x22 => Kind::MovToCr,
             0x20 => Kind::MovFromCr,
+            0x07 => Kind::Sysret,
+            // Register forms of group 7 that are not invlpg.
+            0x01 if bytes.get(at + 2) == Some(&0xf8) => Kind::Swapgs,
+            0x01 if bytes.get(at + 2) == Some(&0xf9) => Kind::Rdtscp,
             0x01 => match ext(2)? {
                 0 => Kind::Sgdt,
                 1 => Kind::Sidt,
@@ -488,6 +496,8 @@ fn decode_prefix(kind: Kind, bytes: &[u8]) -> Result<(Insn, usize), DecodeError>
                 _ => return Err(unsupported()),
             }
         }
+        (Kind::Swapgs, 0x0f) if c.byte()? == 0x01 && c.byte()? == 0xf8 => Insn::Swapgs,
+        (Kind::Sysret, 0x0f) if c.byte()? == 0x07 => Insn::Sysret(if p.w() { 8 } else { 4 }),
         (Kind::Clts, 0x0f) if c.byte()? == 0x06 => Insn::Clts,
         (Kind::Invd, 0x0f) if c.byte()? == 0x08 => Insn::Invd,
         (Kind::Wbinvd, 0x0f) if c.byte()? == 0x09 => Insn::Wbinvd,
@@ -781,6 +791,12 @@ mod tests {
         assert_eq!(d(Kind::Ud2, &[0x0f, 0x0b]), Insn::Ud2);
         assert_eq!(d(Kind::Rdmsr, &[0x0f, 0x32]), Insn::Rdmsr);
         assert_eq!(d(Kind::Wrmsr, &[0x0f, 0x30]), Insn::Wrmsr);
+        assert_eq!(d(Kind::Swapgs, &[0x0f, 0x01, 0xf8]), Insn::Swapgs);
+        assert_eq!(d(Kind::Sysret, &[0x48, 0x0f, 0x07]), Insn::Sysret(8));
+        assert_eq!(d(Kind::Sysret, &[0x0f, 0x07]), Insn::Sysret(4));
+        // rdtscp shares swapgs's opcode and group; syscall is not sysret.
+        assert!(decode(Kind::Swapgs, &[0x0f, 0x01, 0xf9]).is_err());
+        assert!(decode(Kind::Sysret, &[0x0f, 0x05]).is_err());
         assert_eq!(d(Kind::Cpuid, &[0x0f, 0xa2]), Insn::Cpuid);
         assert_eq!(d(Kind::Rdtsc, &[0x0f, 0x31]), Insn::Rdtsc);
         assert_eq!(d(Kind::Hlt, &[0xf4]), Insn::Hlt);
@@ -828,6 +844,8 @@ mod tests {
             (Kind::Int3, &[0xcc]),
             (Kind::Ud2, &[0x0f, 0x0b]),
             (Kind::Rdtsc, &[0x0f, 0x31]),
+            (Kind::Swapgs, &[0x0f, 0x01, 0xf8]),
+            (Kind::Sysret, &[0x48, 0x0f, 0x07]), // sysretq
         ];
         for (kind, bytes) in forms {
             assert!(decode(*kind, bytes).is_ok(), "{kind:?} {bytes:02x?}");
@@ -863,7 +881,9 @@ mod tests {
     fn an_instruction_found_at_a_fault_is_identified_by_its_opcode() {
         // With the bytes that follow it in memory: only the instruction's
         // own length counts.
-        let cases: [(&[u8], Kind, u8); 8] = [
+        let cases: [(&[u8], Kind, u8); 10] = [
+            (&[0x0f, 0x01, 0xf8, 0x90], Kind::Swapgs, 3),
+            (&[0x48, 0x0f, 0x07, 0xcc], Kind::Sysret, 3),
             (&[0xfa, 0x90, 0x90], Kind::Cli, 1),
             (&[0xfb, 0xf4], Kind::Sti, 1),
             (&[0x48, 0xcf, 0xcc], Kind::Iret, 2),

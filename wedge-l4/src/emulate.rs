@@ -14,12 +14,25 @@ use crate::interrupts::{deliver, deliver_pending, DeliverError};
 use crate::memory::{read_sized, reg, write_sized, GuestMemory, GuestRegs, MemError};
 use crate::records::Site;
 use crate::vcpu::{SegReg, Vcpu, CR0_PE, CR0_TS, EFER_LMA, FLAG_OF};
+
+/// EFER.SCE: `syscall`/`sysret` enabled.
+pub const EFER_SCE: u64 = 1;
 use afterburn_format::Kind;
 
 /// `MSR_EFER`.
 pub const MSR_EFER: u32 = 0xc000_0080;
 /// `MSR_FS_BASE`.
 pub const MSR_FS_BASE: u32 = 0xc000_0100;
+/// `MSR_GS_BASE`.
+pub const MSR_GS_BASE: u32 = 0xc000_0101;
+/// `MSR_KERNEL_GS_BASE`.
+pub const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// `MSR_STAR`.
+pub const MSR_STAR: u32 = 0xc000_0081;
+/// `MSR_LSTAR`.
+pub const MSR_LSTAR: u32 = 0xc000_0082;
+/// `MSR_SFMASK`.
+pub const MSR_SFMASK: u32 = 0xc000_0084;
 /// RFLAGS.DF.
 const FLAG_DF: u64 = 1 << 10;
 /// `#UD`.
@@ -37,6 +50,13 @@ pub enum Outcome {
     /// An exception or virtual interrupt with this vector was delivered;
     /// `regs.rip` is its handler.
     Delivered(u8),
+    /// The guest kernel returned to user mode (`iretq` to a CPL 3 frame,
+    /// `sysretq`): the virtual CPU is at CPL 3 and `regs` hold the process's
+    /// registers. Its processes run in address spaces without the guest
+    /// kernel in them, which the backend switches to
+    /// (docs/guest-processes.md); the wedge's own `iretq` must not run them
+    /// in the kernel's.
+    EnterUser,
 }
 
 /// Why a site could not be emulated. The guest cannot continue correctly.
@@ -193,6 +213,16 @@ impl Machine<'_> {
         }
     }
 
+    /// After a return (`iretq`, `sysretq`): a pending interrupt first (at
+    /// the new CPL, so from CPL 3 its frame goes on RSP0's stack); else on
+    /// at CPL 0, or into user mode.
+    fn resume_at_cpl(&mut self) -> Result<Outcome, EmulateError> {
+        match self.resume_checking_pending()? {
+            Outcome::Resume if self.vcpu.seg(SegReg::Cs) & 3 != 0 => Ok(Outcome::EnterUser),
+            other => Ok(other),
+        }
+    }
+
     /// Raises an exception: `rip` is what the frame holds (the site for
     /// faults, past it for traps). Escalates to #DF, then shuts down.
     fn raise(&mut self, vector: u8, error: Option<u64>, rip: u64) -> Result<Outcome, EmulateError> {
@@ -314,7 +344,7 @@ impl Machine<'_> {
                 self.vcpu.set_seg(SegReg::Ss, q(4) as u16);
                 self.regs.set_rsp(q(3));
                 self.regs.rip = q(0);
-                return self.resume_checking_pending();
+                return self.resume_at_cpl();
             }
             Insn::Iret(_) => return Err(EmulateError::Unsupported { kind: Kind::Iret }),
             Insn::FarRet { size, release } => {
@@ -437,10 +467,37 @@ impl Machine<'_> {
             }
             // Caches are the host's business.
             Insn::Invd | Insn::Wbinvd => {}
+            Insn::Swapgs => {
+                // The real GS base is the vCPU page; the guest's pair is
+                // virtual (docs/wedge.md, "FS and GS bases").
+                core::mem::swap(&mut self.vcpu.gs_base, &mut self.vcpu.kernel_gs_base);
+            }
+            Insn::Sysret(size) => {
+                // Intel SDM vol. 2, SYSRET: rip from rcx, rflags from r11,
+                // CS and SS from STAR[63:48] (+16 for 64-bit code, +8 for
+                // the stack), both with RPL 3.
+                let base = (self.vcpu.star >> 48) as u16;
+                let (cs, rip) = if size == 8 {
+                    (base.wrapping_add(16) | 3, self.regs.get(reg::RCX))
+                } else {
+                    (base | 3, self.regs.get(reg::RCX) & 0xffff_ffff)
+                };
+                let image = self.regs.get(reg::R11);
+                self.vcpu.load_rflags(&mut self.regs.rflags, image);
+                self.vcpu.set_seg(SegReg::Cs, cs);
+                self.vcpu.set_seg(SegReg::Ss, base.wrapping_add(8) | 3);
+                self.regs.rip = rip;
+                return self.resume_at_cpl();
+            }
             Insn::Rdmsr => {
                 let v = match self.regs.get(reg::RCX) as u32 {
                     MSR_EFER => self.vcpu.efer,
                     MSR_FS_BASE => self.vcpu.fs_base,
+                    MSR_GS_BASE => self.vcpu.gs_base,
+                    MSR_KERNEL_GS_BASE => self.vcpu.kernel_gs_base,
+                    MSR_STAR => self.vcpu.star,
+                    MSR_LSTAR => self.vcpu.lstar,
+                    MSR_SFMASK => self.vcpu.sfmask,
                     // Hardware raises #GP for an MSR it does not have.
                     _ => return self.fault(VEC_GP, Some(0)),
                 };
@@ -459,6 +516,17 @@ impl Machine<'_> {
                         self.backend.set_fs_base(v)?;
                         self.vcpu.fs_base = v;
                     }
+                    // Addresses: a non-canonical one is #GP, as on hardware.
+                    MSR_GS_BASE | MSR_KERNEL_GS_BASE | MSR_LSTAR if !is_canonical(v) => {
+                        return self.fault(VEC_GP, Some(0));
+                    }
+                    MSR_GS_BASE => self.vcpu.gs_base = v,
+                    MSR_KERNEL_GS_BASE => self.vcpu.kernel_gs_base = v,
+                    MSR_LSTAR => self.vcpu.lstar = v,
+                    MSR_STAR => self.vcpu.star = v,
+                    // SFMASK's upper half is reserved.
+                    MSR_SFMASK if v >> 32 != 0 => return self.fault(VEC_GP, Some(0)),
+                    MSR_SFMASK => self.vcpu.sfmask = v,
                     _ => return self.fault(VEC_GP, Some(0)),
                 }
             }
@@ -610,6 +678,34 @@ pub fn mask_cpuid(leaf: u32, subleaf: u32, raw: [u32; 4]) -> [u32; 4] {
         _ => {}
     }
     [a, b, c, d]
+}
+
+/// A guest process's `syscall`, caught outside the wedge (on seL4: the
+/// kernel's UnknownSyscall fault of the thread in its user view): enters
+/// the guest kernel as the instruction does (Intel SDM vol. 2, SYSCALL):
+/// rcx = `next_rip`, r11 = the flags, the flags in SFMASK cleared, CS and SS
+/// from STAR[47:32], rip = LSTAR. Without EFER.SCE the instruction is #UD
+/// at `next_rip - 2`, delivered (from CPL 3) instead.
+pub fn enter_syscall(
+    next_rip: u64,
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut dyn GuestMemory,
+) -> Result<Outcome, DeliverError> {
+    if vcpu.efer & EFER_SCE == 0 {
+        regs.rip = next_rip.wrapping_sub(2);
+        deliver(VEC_UD, None, vcpu, regs, mem)?;
+        return Ok(Outcome::Delivered(VEC_UD));
+    }
+    let flags = vcpu.visible_rflags(regs.rflags);
+    regs.set(reg::RCX, next_rip);
+    regs.set(reg::R11, flags);
+    vcpu.load_rflags(&mut regs.rflags, flags & !vcpu.sfmask);
+    let base = (vcpu.star >> 32) as u16;
+    vcpu.set_seg(SegReg::Cs, base & !3);
+    vcpu.set_seg(SegReg::Ss, base.wrapping_add(8) & !3);
+    regs.rip = vcpu.lstar;
+    Ok(Outcome::Resume)
 }
 
 #[cfg(test)]

@@ -410,6 +410,193 @@ fn msrs() {
     assert_eq!(t.mem.qwords(t.regs.rsp(), 2), vec![0, AT]);
 }
 
+/// Writes MSR `msr` through the emulator.
+fn wrmsr(t: &mut T, msr: u32, v: u64) -> Outcome {
+    t.regs.set(reg::RCX, u64::from(msr));
+    t.regs.set(reg::RAX, v & 0xffff_ffff);
+    t.regs.set(reg::RDX, v >> 32);
+    t.run(Kind::Wrmsr, &[0x0f, 0x30])
+}
+
+/// Reads MSR `msr` through the emulator.
+fn rdmsr(t: &mut T, msr: u32) -> u64 {
+    t.regs.set(reg::RCX, u64::from(msr));
+    t.run(Kind::Rdmsr, &[0x0f, 0x32]);
+    t.regs.get(reg::RDX) << 32 | t.regs.get(reg::RAX)
+}
+
+#[test]
+fn system_call_msrs_and_gs_bases_round_trip_and_swapgs_swaps() {
+    let mut t = t();
+    let values = [
+        (MSR_STAR, 0x0038_0008_0000_0000),
+        (MSR_LSTAR, 0xffff_8000_0020_1000),
+        (MSR_SFMASK, 0x4_4700),
+        (MSR_GS_BASE, 0xffff_8000_0000_1000),
+        (MSR_KERNEL_GS_BASE, 0x7000_0000),
+    ];
+    for (msr, v) in values {
+        assert_eq!(wrmsr(&mut t, msr, v), Outcome::Resume);
+    }
+    for (msr, v) in values {
+        assert_eq!(rdmsr(&mut t, msr), v, "MSR {msr:#x}");
+    }
+    // None of them is a request: they live in the vCPU.
+    assert!(t.be.calls.is_empty());
+    assert_eq!(t.run(Kind::Swapgs, &[0x0f, 0x01, 0xf8]), Outcome::Resume);
+    assert_eq!(rdmsr(&mut t, MSR_GS_BASE), 0x7000_0000);
+    assert_eq!(rdmsr(&mut t, MSR_KERNEL_GS_BASE), 0xffff_8000_0000_1000);
+    assert_eq!(t.regs.rip, AT + u64::from(Kind::Swapgs.default_site_size()));
+}
+
+#[test]
+fn non_canonical_bases_and_reserved_sfmask_bits_are_gp() {
+    for (msr, v) in [
+        (MSR_LSTAR, 0x0000_8000_0000_0000u64),
+        (MSR_GS_BASE, 0x1234_0000_0000_0000),
+        (MSR_KERNEL_GS_BASE, 0x0000_8000_0000_0000),
+        (MSR_SFMASK, 1 << 32),
+    ] {
+        let mut t = t();
+        let before = (
+            t.vcpu.lstar,
+            t.vcpu.gs_base,
+            t.vcpu.kernel_gs_base,
+            t.vcpu.sfmask,
+        );
+        assert_eq!(
+            wrmsr(&mut t, msr, v),
+            Outcome::Delivered(13),
+            "MSR {msr:#x}"
+        );
+        let after = (
+            t.vcpu.lstar,
+            t.vcpu.gs_base,
+            t.vcpu.kernel_gs_base,
+            t.vcpu.sfmask,
+        );
+        assert_eq!(before, after, "MSR {msr:#x} unchanged");
+    }
+}
+
+#[test]
+fn iretq_to_cpl_3_enters_user_mode_with_the_frame_s_state() {
+    let mut t = t();
+    t.regs.set_rsp(0x7000);
+    // An iretq frame to CPL 3: rip, cs 0x4b, rflags, rsp, ss 0x43.
+    for (i, v) in [0x1_0000_0000u64, 0x4b, 0x202, 0x7800, 0x43]
+        .iter()
+        .enumerate()
+    {
+        t.mem
+            .bytes_mut(0x7000 + 8 * i as u64, 8)
+            .copy_from_slice(&v.to_le_bytes());
+    }
+    let s = site(Kind::Iret, &[0x48, 0xcf]);
+    assert_eq!(t.run_site(&s, &[0x48, 0xcf]), Ok(Outcome::EnterUser));
+    assert_eq!((t.regs.rip, t.regs.rsp()), (0x1_0000_0000, 0x7800));
+    assert!(t.vcpu.interrupts_enabled());
+    assert_eq!(
+        (t.vcpu.seg(SegReg::Cs), t.vcpu.seg(SegReg::Ss)),
+        (0x4b, 0x43)
+    );
+    assert!(
+        t.be.calls.is_empty(),
+        "the caller switches views, not the emulator"
+    );
+}
+
+#[test]
+fn iretq_to_cpl_3_with_an_interrupt_pending_delivers_it_from_cpl_3() {
+    let mut t = t();
+    // A TSS whose RSP0 is 0x9000 (GDT at 0x3000, TR 0x18, TSS at 0x3100).
+    t.vcpu.gdtr_base = 0x3000;
+    t.vcpu.gdtr_limit = 0x3f;
+    t.vcpu.tr = 0x18;
+    let d = t.mem.bytes_mut(0x3018, 16);
+    d[0] = 0x67;
+    d[3] = 0x31;
+    d[5] = 0x89;
+    t.mem
+        .bytes_mut(0x3100 + 4, 8)
+        .copy_from_slice(&0x9000u64.to_le_bytes());
+    t.regs.set_rsp(0x7000);
+    for (i, v) in [0x1_0000_0000u64, 0x4b, 0x202, 0x7800, 0x43]
+        .iter()
+        .enumerate()
+    {
+        t.mem
+            .bytes_mut(0x7000 + 8 * i as u64, 8)
+            .copy_from_slice(&v.to_le_bytes());
+    }
+    t.vcpu.raise(0x20);
+    let s = site(Kind::Iret, &[0x48, 0xcf]);
+    assert_eq!(t.run_site(&s, &[0x48, 0xcf]), Ok(Outcome::Delivered(0x20)));
+    // The frame on RSP0's stack returns to the process.
+    assert_eq!(
+        t.mem.qwords(t.regs.rsp(), 5),
+        vec![0x1_0000_0000, 0x4b, 0x202, 0x7800, 0x43]
+    );
+    assert_eq!(t.regs.rsp(), 0x9000 - 40);
+    assert_eq!(t.vcpu.seg(SegReg::Cs) & 3, 0);
+}
+
+#[test]
+fn sysretq_enters_user_mode_with_star_s_selectors() {
+    let mut t = t();
+    t.vcpu.star = 0x0038_0008u64 << 32;
+    t.regs.set(reg::RCX, 0x1_0000_0042);
+    t.regs.set(reg::R11, 0x202 | FLAG_CF);
+    t.regs.set_rsp(0x7800);
+    let s = site(Kind::Sysret, &[0x48, 0x0f, 0x07]);
+    assert_eq!(t.run_site(&s, &[0x48, 0x0f, 0x07]), Ok(Outcome::EnterUser));
+    assert_eq!(t.regs.rip, 0x1_0000_0042);
+    assert_eq!(t.regs.rsp(), 0x7800, "sysret keeps rsp");
+    assert_eq!(t.regs.rflags & FLAG_CF, FLAG_CF);
+    assert!(t.vcpu.interrupts_enabled());
+    assert_eq!(
+        (t.vcpu.seg(SegReg::Cs), t.vcpu.seg(SegReg::Ss)),
+        (0x4b, 0x43)
+    );
+}
+
+#[test]
+fn a_process_s_syscall_enters_lstar_as_the_instruction_does() {
+    let mut t = t();
+    t.vcpu.star = 0x0038_0008u64 << 32;
+    t.vcpu.lstar = 0xffff_8000_0010_0000;
+    // IF TF DF NT AC, as the test kernel's SFMASK.
+    t.vcpu.sfmask = 0x4_7700;
+    t.vcpu.efer |= EFER_SCE;
+    t.vcpu.set_seg(SegReg::Cs, 0x4b);
+    t.vcpu.set_seg(SegReg::Ss, 0x43);
+    t.vcpu.set_interrupts_enabled(true);
+    t.regs.rflags = 0x202 | FLAG_CF | (1 << 10);
+    t.regs.set_rsp(0x7800);
+    let out = enter_syscall(0x1_0000_0044, &mut t.vcpu, &mut t.regs, &mut t.mem);
+    assert_eq!(out, Ok(Outcome::Resume));
+    assert_eq!(t.regs.rip, 0xffff_8000_0010_0000);
+    assert_eq!(t.regs.get(reg::RCX), 0x1_0000_0044);
+    assert_eq!(t.regs.get(reg::R11), 0x202 | FLAG_CF | (1 << 10));
+    assert!(!t.vcpu.interrupts_enabled(), "SFMASK clears IF");
+    assert_eq!(t.regs.rflags & (1 << 10), 0, "and DF");
+    assert_eq!(t.regs.rflags & FLAG_CF, FLAG_CF);
+    assert_eq!(t.regs.rsp(), 0x7800, "syscall keeps rsp");
+    assert_eq!(
+        (t.vcpu.seg(SegReg::Cs), t.vcpu.seg(SegReg::Ss)),
+        (0x08, 0x10)
+    );
+}
+
+#[test]
+fn a_syscall_without_efer_sce_is_ud_at_the_instruction() {
+    let mut t = t();
+    t.vcpu.efer &= !EFER_SCE;
+    let out = enter_syscall(0x4_0002, &mut t.vcpu, &mut t.regs, &mut t.mem);
+    assert_eq!(out, Ok(Outcome::Delivered(6)));
+    assert_eq!(t.mem.qwords(t.regs.rsp(), 1), vec![0x4_0000]);
+}
+
 #[test]
 fn cpuid_is_masked() {
     let mut t = t();

@@ -3,10 +3,14 @@
 //! interrupt frame on the (16-byte aligned) guest stack, load CS:RIP, clear
 //! virtual IF for interrupt gates.
 //!
-//! The guest runs as virtual CPL 0 only (guest user mode is a later step),
-//! so there is no privilege stack switch, no gate DPL check and SS is kept.
-//! A gate with an IST index switches to that stack, read from the TSS the
-//! virtual TR selects in the virtual GDT.
+//! From virtual CPL 3 (a guest process, its CPL the RPL of the virtual CS)
+//! the CPU switches to the stack in the TSS's RSP0 and loads SS with the
+//! null selector; from CPL 0 the stack and SS are kept. A gate with an IST
+//! index switches to that stack either way. Both stacks are read from the
+//! TSS the virtual TR selects in the virtual GDT. `int $n` from CPL 3 must
+//! also pass the gate's DPL ([`software_interrupt_allowed`]). (On seL4 the
+//! wedge never delivers at CPL 3 yet: a return to CPL 3 stops the guest
+//! until the VMM has guest-user views, docs/guest-processes.md.)
 
 use crate::memory::{GuestMemory, GuestRegs, MemError};
 use crate::vcpu::{SegReg, Vcpu, FLAG_NT, FLAG_RF, FLAG_TF, FLAG_VM};
@@ -42,6 +46,8 @@ struct Gate {
     interrupt: bool,
     /// IST index (0: none).
     ist: u8,
+    /// The privilege level `int $n` needs (DPL).
+    dpl: u8,
 }
 
 fn read_gate(vector: u8, vcpu: &Vcpu, mem: &mut dyn GuestMemory) -> Result<Gate, DeliverError> {
@@ -68,11 +74,13 @@ fn read_gate(vector: u8, vcpu: &Vcpu, mem: &mut dyn GuestMemory) -> Result<Gate,
         selector: u16::from_le_bytes([g[2], g[3]]),
         interrupt,
         ist: g[4] & 7,
+        dpl: (type_byte >> 5) & 3,
     })
 }
 
-/// The stack pointer IST entry `ist` (1..7) of the TSS that TR selects.
-fn ist_stack(
+/// A stack pointer of the TSS that TR selects: RSP0 (`ist` 0) or IST entry
+/// `ist` (1..7).
+fn tss_stack(
     vector: u8,
     ist: u8,
     vcpu: &Vcpu,
@@ -95,10 +103,32 @@ fn ist_stack(
         | u64::from(d[4]) << 16
         | u64::from(d[7]) << 24
         | u64::from(u32::from_le_bytes([d[8], d[9], d[10], d[11]])) << 32;
-    // IST1 is at offset 0x24 of the 64-bit TSS.
+    // RSP0 is at offset 4 of the 64-bit TSS, IST1 at 0x24.
+    let offset = if ist == 0 {
+        4
+    } else {
+        0x24 + 8 * u64::from(ist - 1)
+    };
     let mut b = [0u8; 8];
-    mem.read(base.wrapping_add(0x24 + 8 * u64::from(ist - 1)), &mut b)?;
+    mem.read(base.wrapping_add(offset), &mut b)?;
     Ok(u64::from_le_bytes(b))
+}
+
+/// Whether `int $vector` at the current virtual CPL may use its gate: the
+/// gate's DPL must be at least the CPL (else the CPU raises #GP with
+/// error code `vector * 8 + 2`, which the caller delivers instead).
+pub fn software_interrupt_allowed(
+    vector: u8,
+    vcpu: &Vcpu,
+    mem: &mut dyn GuestMemory,
+) -> Result<bool, DeliverError> {
+    let gate = read_gate(vector, vcpu, mem)?;
+    Ok(gate.dpl >= cpl(vcpu))
+}
+
+/// The virtual CPL: the RPL of the virtual CS.
+fn cpl(vcpu: &Vcpu) -> u8 {
+    (vcpu.seg(SegReg::Cs) & 3) as u8
 }
 
 /// Delivers `vector` to the guest: `regs.rip` must already be the address
@@ -113,8 +143,9 @@ pub fn deliver(
 ) -> Result<(), DeliverError> {
     let gate = read_gate(vector, vcpu, mem)?;
     let old_rsp = regs.rsp();
-    let stack = if gate.ist != 0 {
-        ist_stack(vector, gate.ist, vcpu, mem)?
+    let from_user = cpl(vcpu) != 0;
+    let stack = if gate.ist != 0 || from_user {
+        tss_stack(vector, gate.ist, vcpu, mem)?
     } else {
         old_rsp
     };
@@ -146,6 +177,10 @@ pub fn deliver(
     regs.rip = gate.offset;
     regs.rflags &= !(FLAG_TF | FLAG_NT | FLAG_RF | FLAG_VM);
     vcpu.set_seg(SegReg::Cs, gate.selector);
+    if from_user {
+        // A privilege change in 64-bit mode loads SS with the null selector.
+        vcpu.set_seg(SegReg::Ss, 0);
+    }
     if gate.interrupt {
         vcpu.set_interrupts_enabled(false);
     }
@@ -257,6 +292,76 @@ mod tests {
             deliver(8, Some(0), &mut vcpu, &mut regs, &mut mem),
             Err(DeliverError::NoTss { vector: 8 })
         );
+    }
+
+    /// A GDT at 0x3000 with a TSS descriptor at 0x18 for a TSS at 0x3100
+    /// whose RSP0 is 0x9000 and IST2 0x6000.
+    fn with_tss(vcpu: &mut Vcpu, mem: &mut crate::testutil::ByteMem) {
+        vcpu.gdtr_base = 0x3000;
+        vcpu.gdtr_limit = 0x3f;
+        vcpu.tr = 0x18;
+        let d = mem.bytes_mut(0x3018, 16);
+        d[0] = 0x67;
+        d[3] = 0x31;
+        d[5] = 0x89;
+        mem.bytes_mut(0x3100 + 4, 8)
+            .copy_from_slice(&0x9000u64.to_le_bytes());
+        mem.bytes_mut(0x3100 + 0x24 + 8, 8)
+            .copy_from_slice(&0x6000u64.to_le_bytes());
+    }
+
+    #[test]
+    fn from_cpl_3_the_stack_is_rsp0_and_the_frame_keeps_the_user_s_ss_rsp() {
+        let (mut vcpu, mut regs, mut mem) = guest();
+        with_tss(&mut vcpu, &mut mem);
+        vcpu.set_seg(SegReg::Cs, 0x4b);
+        vcpu.set_seg(SegReg::Ss, 0x43);
+        vcpu.set_interrupts_enabled(true);
+        regs.rip = 0x1_0000_1234;
+        regs.set_rsp(0x7ff8);
+        deliver(13, Some(0), &mut vcpu, &mut regs, &mut mem).unwrap();
+        assert_eq!(regs.rsp(), 0x9000 - 48);
+        assert_eq!(
+            mem.qwords(regs.rsp(), 6),
+            vec![0, 0x1_0000_1234, 0x4b, 0x2 | FLAG_IF, 0x7ff8, 0x43]
+        );
+        assert_eq!(vcpu.seg(SegReg::Cs), 0x08);
+        assert_eq!(vcpu.seg(SegReg::Ss), 0, "null SS after a privilege change");
+        assert_eq!(regs.rip, crate::testutil::handler(13));
+        // An IST gate wins over RSP0.
+        let (mut vcpu, mut regs, mut mem) = guest();
+        with_tss(&mut vcpu, &mut mem);
+        vcpu.set_seg(SegReg::Cs, 0x4b);
+        regs.set_rsp(0x7ff8);
+        mem.bytes_mut(IDT + 16 * 8 + 4, 1)[0] = 2;
+        deliver(8, Some(0), &mut vcpu, &mut regs, &mut mem).unwrap();
+        assert_eq!(regs.rsp(), 0x6000 - 48);
+    }
+
+    #[test]
+    fn from_cpl_3_without_a_tss_nothing_changes() {
+        let (mut vcpu, mut regs, mut mem) = guest();
+        vcpu.set_seg(SegReg::Cs, 0x4b);
+        regs.set_rsp(0x7ff8);
+        let before = regs;
+        assert_eq!(
+            deliver(0x20, None, &mut vcpu, &mut regs, &mut mem),
+            Err(DeliverError::NoTss { vector: 0x20 })
+        );
+        assert_eq!(regs, before);
+        assert_eq!(vcpu.seg(SegReg::Cs), 0x4b);
+    }
+
+    #[test]
+    fn int_n_from_cpl_3_needs_a_dpl_3_gate() {
+        let (mut vcpu, _, mut mem) = guest();
+        // Gate 0x80 with DPL 3, gate 0x40 with DPL 0.
+        mem.bytes_mut(IDT + 16 * 0x80 + 5, 1)[0] = 0xee;
+        mem.bytes_mut(IDT + 16 * 0x40 + 5, 1)[0] = 0x8e;
+        assert_eq!(software_interrupt_allowed(0x40, &vcpu, &mut mem), Ok(true));
+        vcpu.set_seg(SegReg::Cs, 0x4b);
+        assert_eq!(software_interrupt_allowed(0x80, &vcpu, &mut mem), Ok(true));
+        assert_eq!(software_interrupt_allowed(0x40, &vcpu, &mut mem), Ok(false));
     }
 
     #[test]

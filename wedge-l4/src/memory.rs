@@ -76,6 +76,7 @@ pub mod reg {
     pub const RBP: u8 = 5;
     pub const RSI: u8 = 6;
     pub const RDI: u8 = 7;
+    pub const R11: u8 = 11;
 }
 
 impl GuestRegs {

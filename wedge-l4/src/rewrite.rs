@@ -263,6 +263,15 @@ impl<const N: usize> SiteTable<N> {
         self.entries.get(usize::from(index))?.as_ref()
     }
 
+    /// The site that starts at `address`, if any (a search: for the rare
+    /// lookups by address, such as the guest's `syscall` entry).
+    pub fn at(&self, address: u64) -> Option<&SiteEntry> {
+        self.entries[..self.len]
+            .iter()
+            .flatten()
+            .find(|e| e.site.address == address)
+    }
+
     /// The site whose call pushed `return_address`, found through the index
     /// stored after the call (general form) or after the short jump that
     /// follows it (fast form). The entry found must have its call end at

@@ -60,6 +60,18 @@ const CFLAGS: &[&str] = &[
     "-Werror",
 ];
 
+/// The guest's user programs (`images/guest/src/user/`): mapped at another
+/// address in every process than where the kernel image has them, so
+/// position-independent, with no jump tables (their tables would be data)
+/// and no calls to `memset`/`memcpy` the compiler might make up (the
+/// kernel's are not mapped in a process).
+const USER_CFLAGS: &[&str] = &[
+    "-fpie",
+    "-fno-jump-tables",
+    "-fno-tree-loop-distribute-patterns",
+    "-fvisibility=hidden",
+];
+
 const LDFLAGS: &[&str] = &[
     "-nostdlib",
     "-static",
@@ -131,8 +143,10 @@ fn build_now(image: Image) -> Result<PathBuf, String> {
         let rel = src.strip_prefix(&images).unwrap_or(&src);
         let object = out.join(rel.to_string_lossy().replace('/', "_") + ".o");
         let mut cmd = Command::new(&program);
+        let user = rel.starts_with("guest/src/user");
         cmd.args(&prefix)
             .args(CFLAGS)
+            .args(if user { USER_CFLAGS } else { &[] })
             .arg("-I")
             .arg(guest.join("include"))
             .arg("-c")

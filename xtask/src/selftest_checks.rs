@@ -122,6 +122,23 @@ fn registers(serial: &str, _: u32) -> Result<(), String> {
     expect(serial, "selftest: registers ok")
 }
 
+/// Kernel patch 0003: a thread marked as having no system calls (a guest's
+/// user view) got every one of them, each seL4 number included, as an
+/// UnknownSyscall fault with its rsp.
+fn no_syscalls(serial: &str, _: u32) -> Result<(), String> {
+    // Its verdict line (another line gives the costs, in host time).
+    let l = serial
+        .lines()
+        .find(|l| l.starts_with("no-syscalls: ") && l.contains(" system calls ("))
+        .ok_or("no line \"no-syscalls: N of M system calls (...\"")?;
+    let seen = number_after(l, "no-syscalls: ", " of ")?;
+    let tried = number_after(l, " of ", " system calls")?;
+    if seen != tried || tried < 17 {
+        return Err(format!("{seen} of {tried} system calls were caught: {l:?}"));
+    }
+    expect(serial, "selftest: no-syscalls ok")
+}
+
 pub const CHECKS: &[Check] = &[
     Check {
         name: "bootinfo",
@@ -143,6 +160,10 @@ pub const CHECKS: &[Check] = &[
         name: "registers",
         verify: registers,
     },
+    Check {
+        name: "no-syscalls",
+        verify: no_syscalls,
+    },
 ];
 
 #[cfg(test)]
@@ -153,6 +174,16 @@ mod tests {
     fn number_after_finds_the_value() {
         assert_eq!(number_after("a 12 KiB", "a ", " KiB"), Ok(12));
         assert!(number_after("a x KiB", "a ", " KiB").is_err());
+    }
+
+    #[test]
+    fn no_syscalls_reads_its_verdict_not_the_costs() {
+        let costs = "no-syscalls: costs: a system call round trip 1888 ticks\n";
+        let all = "no-syscalls: 17 of 17 system calls (...)\nselftest: no-syscalls ok\n";
+        let lost = "no-syscalls: 16 of 17 system calls (...)\nselftest: no-syscalls ok\n";
+        assert_eq!(no_syscalls(&format!("{costs}{all}"), 512), Ok(()));
+        assert!(no_syscalls(&format!("{costs}{lost}"), 512).is_err());
+        assert!(no_syscalls(costs, 512).is_err());
     }
 
     #[test]

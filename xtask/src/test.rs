@@ -452,7 +452,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
 }
 
 /// The guest's self-tests, every one, on bare QEMU.
-const GUEST_TESTS: &[&str] = &[
+pub(crate) const GUEST_TESTS: &[&str] = &[
     "console",
     "cpu",
     "flags",
@@ -460,6 +460,7 @@ const GUEST_TESTS: &[&str] = &[
     "paging",
     "exceptions",
     "timer",
+    "user",
 ];
 
 /// The guest's self-tests include `timer`, which counts PIT periods and

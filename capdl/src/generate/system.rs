@@ -191,7 +191,11 @@ fn vmm_cnode_bits(desc: &Description) -> u8 {
         .iter()
         .map(|g| 1u64 << (g.pt_untyped_bits - PAGE_BITS))
         .sum();
-    radix_for(GUEST_RAM_SLOTS_BASE + 2 * ram + tables)
+    // The RAM frames' own slots, then the VMM's mappers: the kernel view's
+    // half of the rest (a primary copy per frame, aliases, tables), the
+    // user views' equal shares of the other half (a copy per frame and
+    // tables each; vmm-server's main.rs splits them so).
+    radix_for(GUEST_RAM_SLOTS_BASE + ram + 2 * USER_VIEWS as u64 * (ram + tables))
 }
 
 fn start_info(
@@ -382,6 +386,41 @@ fn build(
             Slot::Index(guest_untyped_slot(n)),
             cap(untyped, Rights::NONE),
         )?;
+        // The user views (docs/guest-processes.md): the VMM moves the guest
+        // thread between its own CSpace and VSpace and these.
+        b.cap(
+            vmm_cnode,
+            Slot::Index(guest_cnode_slot(n)),
+            cspace_cap(cnode, GUEST_CNODE_BITS),
+        )?;
+        let user_cnode = b.object(
+            &format!("{name}_user_cnode"),
+            ObjectKind::CNode {
+                size_bits: USER_CNODE_BITS,
+            },
+        )?;
+        b.cap(
+            user_cnode,
+            Slot::Index(USER_FAULT_ENDPOINT >> (64 - USER_CNODE_BITS)),
+            Cap {
+                badge: guest_badge(n),
+                ..cap(vmm_ep, GUEST_EP_RIGHTS)
+            },
+        )?;
+        // No guard: the fault endpoint's address resolves by its top bit.
+        b.cap(
+            vmm_cnode,
+            Slot::Index(guest_user_cnode_slot(n)),
+            cap(user_cnode, Rights::NONE),
+        )?;
+        for view in 0..USER_VIEWS as u64 {
+            let pml4 = b.object(&format!("{name}_user_pml4_{view}"), ObjectKind::Pml4)?;
+            b.cap(
+                vmm_cnode,
+                Slot::Index(guest_user_pml4_slot(n, view)),
+                cap(pml4, Rights::NONE),
+            )?;
+        }
     }
 
     if let Some((file, bytes)) = wedge {

@@ -98,7 +98,14 @@ static inline void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
     __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
 }
 #define MSR_EFER 0xc0000080u
+#define MSR_STAR 0xc0000081u
+#define MSR_LSTAR 0xc0000082u
+#define MSR_SFMASK 0xc0000084u
 #define MSR_FS_BASE 0xc0000100u
+#define MSR_GS_BASE 0xc0000101u
+#define MSR_KERNEL_GS_BASE 0xc0000102u
+#define EFER_SCE 0x1ul
+static inline void swapgs(void) { __asm__ volatile("swapgs" ::: "memory"); }
 
 /* ---- console (COM1 16550) ---- */
 void console_init(void);
@@ -120,8 +127,22 @@ struct trap_frame {
     u64 rip, cs, rflags, rsp, ss;
 };
 typedef void (*trap_handler)(struct trap_frame *);
+/* The frame's vector for an entry through the `syscall` instruction. */
+#define VECTOR_SYSCALL 0x100
+/* Every trap from CPL 3 goes here when set (the process layer, proc.c). */
+extern trap_handler user_trap_hook;
+/* The syscall entry (traps.S) and the kernel stack it switches to. */
+extern const char syscall_entry[];
+extern u64 syscall_kstack;
+/* Kernel context switch: saves callee-saved registers and rsp in *save,
+ * continues on `next` (traps.S). */
+void switch_to(u64 *save, u64 next);
+/* Where a new process's kernel stack starts: restores its trap frame and
+ * returns to it with iretq (traps.S). */
+extern const char trap_return[];
 void traps_init(void);
 void trap_set_handler(u8 vector, trap_handler h);
+trap_handler trap_get_handler(u8 vector);
 /* Reads or writes a word, returning 0, or 1 if the access faulted (the fault's
  * CR2 and error code are left in probe_cr2 / probe_error). */
 int probe_read(u64 addr, u64 *value);
@@ -133,18 +154,38 @@ extern u64 probe_cr2, probe_error;
 #define SEL_DATA 0x10
 #define SEL_TSS 0x18
 #define SEL_LDT 0x28
+/* The user segments, in the order STAR's sysret base requires: base 0x38
+ * (a 32-bit user code segment, never used), data at base + 8, 64-bit code at
+ * base + 16. */
+#define SEL_USER_BASE 0x38
+#define SEL_USER_DATA 0x40
+#define SEL_USER_CODE 0x48
+#define GDT_ENTRIES 10
+extern u64 gdt[GDT_ENTRIES];
 void gdt_init(void);
+/* The stack the CPU switches to on an interrupt or exception from CPL 3. */
+void tss_set_rsp0(u64 rsp0);
 
 /* ---- paging ---- */
 #define PAGE_SIZE 4096ul
 #define PTE_P 0x1ul
 #define PTE_W 0x2ul
+#define PTE_U 0x4ul
 #define PTE_PS 0x80ul
+#define PTE_COW 0x200ul /* software: a copy-on-write page (available bit 9) */
 #define PTE_ADDR 0x000ffffffffff000ul
 u64 page_alloc(void); /* a zeroed 4 KiB frame (identity mapped) */
 u64 *pte_lookup(u64 pml4, u64 va, int create); /* the 4K PTE for va */
 void map_page(u64 pml4, u64 va, u64 pa, u64 flags);
 u64 address_space_new(void); /* a PML4 sharing the boot identity map */
+void page_free(u64 frame);
+/* Copy-on-write sharing: frames of the pool carry a reference count (1 when
+ * allocated); others (the kernel image) are never counted or freed. */
+void page_ref(u64 frame);
+u32 page_refs(u64 frame);
+u64 pages_free(void); /* frames left in the pool */
+/* pte_lookup, with every table it creates given `table_flags`. */
+u64 *pte_lookup_flags(u64 pml4, u64 va, int create, u64 table_flags);
 extern u64 boot_cr3;
 /* Demand paging: faults inside [base, base+size) map a fresh frame. */
 void demand_region(u64 base, u64 size);
@@ -180,6 +221,7 @@ void test_desc(struct checker *c);
 void test_paging(struct checker *c);
 void test_exceptions(struct checker *c);
 void test_timer(struct checker *c);
+void test_user(struct checker *c);
 
 struct workload {
     const char *name;

@@ -1,5 +1,6 @@
 /* Workloads, each timed with the TSC by the caller (`bench NAME n ticks`). */
 #include "guest.h"
+#include "user.h"
 
 static u8 buffer[16384];
 static volatile u64 sink;
@@ -269,9 +270,41 @@ void stress(u64 seconds)
             stress_worst_edge_after_on ? "with interrupts on" : "with interrupts off");
 }
 
+/* A process's workload (prog_bench): the loop times itself in user mode and
+ * exits with its ticks, so creating and reaping the process is not
+ * counted. */
+static void in_process(u64 which, u64 n)
+{
+    cli();
+    proc_init();
+    u64 status = 0;
+    struct proc_fault fault = { 0, 0, 0, 0 };
+    int pid = proc_spawn(prog_bench, which | n << 8);
+    int reaped = proc_wait(&status, &fault);
+    proc_fini();
+    /* Its status is a tick count: a killed process is known by its fault. */
+    if (pid < 0 || reaped != pid || fault.rip) {
+        kprintf("guest: the benchmark process failed (status 0x%lx)\n", status);
+        guest_exit(0);
+    }
+    bench_ticks = status;
+}
+
+static void syscall_loop(u64 n) { in_process(BENCH_SYSCALL, n); }
+static void int80_loop(u64 n) { in_process(BENCH_INT80, n); }
+static void ctxsw(u64 n) { in_process(BENCH_CTXSW, n); }
+static void fork_loop(u64 n) { in_process(BENCH_FORK, n); }
+static void ufault(u64 n) { in_process(BENCH_UFAULT, n); }
+
 const struct workload workloads[] = {
     { "cpu", 20, cpu },           { "irqsave", 100000, irqsave }, { "pio", 10000, pio },
     { "pagefault", 1000, pagefault }, { "cr3", 10000, cr3 },      { "invlpg", 10000, invlpg_loop },
     { "timer", 100, timer },      { "mixed", 10000, mixed },
+    /* Processes: a null system call each way; one switch between two
+     * processes that yield to each other; fork + exit + wait of a child
+     * that writes 16 pages; one demand-zero fault. */
+    { "syscall", 10000, syscall_loop }, { "int80", 10000, int80_loop },
+    { "ctxsw", 10000, ctxsw },          { "fork", 100, fork_loop },
+    { "ufault", 500, ufault },
 };
 const u64 workload_count = ARRAY_SIZE(workloads);

@@ -1,4 +1,5 @@
-/* The GDT the kernel runs on: flat code and data, a TSS and an LDT. */
+/* The GDT the kernel runs on: flat code and data, a TSS, an LDT and the
+ * user segments. */
 #include "guest.h"
 
 struct tss {
@@ -12,7 +13,7 @@ struct tss {
 
 static struct tss tss;
 static u64 ldt[2] = { 0, 0x00cf92000000ffff }; /* one data segment */
-u64 gdt[8] __attribute__((aligned(16)));
+u64 gdt[GDT_ENTRIES] __attribute__((aligned(16)));
 
 /* A 16-byte system descriptor (TSS type 9, LDT type 2) for 64-bit mode. */
 static void system_descriptor(int index, u64 base, u32 limit, u8 type)
@@ -29,10 +30,18 @@ void gdt_init(void)
     gdt[2] = 0x00cf92000000ffff; /* SEL_DATA */
     system_descriptor(3, (u64)&tss, sizeof(tss) - 1, 0x9); /* SEL_TSS */
     system_descriptor(5, (u64)ldt, sizeof(ldt) - 1, 0x2); /* SEL_LDT */
+    gdt[7] = 0x00cffa000000ffff; /* SEL_USER_BASE: 32-bit user code, unused */
+    gdt[8] = 0x00cff2000000ffff; /* SEL_USER_DATA: DPL 3 */
+    gdt[9] = 0x00affa000000ffff; /* SEL_USER_CODE: 64-bit, DPL 3 */
     tss.iomap_base = sizeof(tss);
     struct {
         u16 limit;
         u64 base;
     } __attribute__((packed)) p = { sizeof(gdt) - 1, (u64)gdt };
     __asm__ volatile("lgdt %0" : : "m"(p));
+}
+
+void tss_set_rsp0(u64 rsp0)
+{
+    tss.rsp[0] = rsp0;
 }

@@ -29,7 +29,7 @@ void multiboot_main(const struct multiboot_info *mbi)
 static const struct selftest selftests[] = {
     { "console", test_console }, { "cpu", test_cpu },       { "flags", test_flags },
     { "desc", test_desc },       { "paging", test_paging }, { "exceptions", test_exceptions },
-    { "timer", test_timer },
+    { "timer", test_timer },     { "user", test_user },
 };
 
 void guest_exit(int passed)

@@ -15,6 +15,11 @@ struct table_pointer {
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
 static trap_handler handlers[256];
+
+trap_handler trap_get_handler(u8 vector)
+{
+    return handlers[vector];
+}
 extern const u64 trap_stub_table[48];
 extern const u64 trap_stub_syscall;
 extern const char probe_read_access[], probe_read_fixup[], probe_write_access[], probe_write_fixup[];
@@ -70,9 +75,16 @@ static void page_fault(struct trap_frame *f)
     guest_exit(0);
 }
 
+trap_handler user_trap_hook;
+
 void trap_dispatch(struct trap_frame *f)
 {
-    if (handlers[f->vector]) {
+    if ((f->cs & 3) && user_trap_hook) {
+        user_trap_hook(f);
+    } else if (f->vector >= ARRAY_SIZE(handlers)) {
+        kprintf("guest: unexpected entry %lu at rip 0x%lx\n", f->vector, f->rip);
+        guest_exit(0);
+    } else if (handlers[f->vector]) {
         handlers[f->vector](f);
     } else if (f->vector == 14) {
         page_fault(f);

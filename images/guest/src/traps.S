@@ -1,6 +1,9 @@
 /* Interrupt and exception entry: one stub per vector pushes a uniform
  * (vector, error code) pair, then trap_common saves the registers into a
- * struct trap_frame and calls trap_dispatch. */
+ * struct trap_frame and calls trap_dispatch. A trap from CPL 3 swaps GS
+ * bases on the way in and out (the kernel's GS base is its own while it
+ * runs; it never dereferences %gs). The `syscall` entry builds the same
+ * frame and returns with sysretq. */
 
     .text
     .macro stub vector, has_error
@@ -77,6 +80,65 @@ trap_stub_syscall:
 
     .text
 trap_common:
+    testb $3, 24(%rsp) /* the frame's CS: from user mode? */
+    jz 1f
+    swapgs
+1:  push %r15
+    push %r14
+    push %r13
+    push %r12
+    push %r11
+    push %r10
+    push %r9
+    push %r8
+    push %rbp
+    push %rdi
+    push %rsi
+    push %rdx
+    push %rcx
+    push %rbx
+    push %rax
+    mov %rsp, %rdi
+    call trap_dispatch
+    .global trap_return
+trap_return:
+    pop %rax
+    pop %rbx
+    pop %rcx
+    pop %rdx
+    pop %rsi
+    pop %rdi
+    pop %rbp
+    pop %r8
+    pop %r9
+    pop %r10
+    pop %r11
+    pop %r12
+    pop %r13
+    pop %r14
+    pop %r15
+    add $16, %rsp
+    testb $3, 8(%rsp)
+    jz 2f
+    swapgs
+2:  iretq
+
+/* The `syscall` entry (LSTAR). SFMASK has cleared IF: nothing interrupts
+ * the switch to the kernel stack. The frame is a trap frame with vector
+ * VECTOR_SYSCALL, so a process that entered here can also leave through
+ * trap_return (a forked child does). */
+    .global syscall_entry
+syscall_entry:
+    swapgs
+    mov %rsp, syscall_user_rsp(%rip)
+    mov syscall_kstack(%rip), %rsp
+    pushq $0x43 /* SEL_USER_DATA | 3 */
+    pushq syscall_user_rsp(%rip)
+    push %r11 /* rflags */
+    pushq $0x4b /* SEL_USER_CODE | 3 */
+    push %rcx /* rip */
+    pushq $0
+    pushq $0x100 /* VECTOR_SYSCALL */
     push %r15
     push %r14
     push %r13
@@ -110,7 +172,38 @@ trap_common:
     pop %r14
     pop %r15
     add $16, %rsp
-    iretq
+    pop %rcx /* rip */
+    add $8, %rsp
+    pop %r11 /* rflags */
+    pop %rsp /* the user's stack; interrupts stay off until sysret */
+    swapgs
+    sysretq
+
+/* void switch_to(u64 *save, u64 next) */
+    .global switch_to
+switch_to:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, (%rdi)
+    mov %rsi, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+
+    .section .bss
+    .balign 8
+    .global syscall_kstack
+syscall_kstack: .skip 8
+syscall_user_rsp: .skip 8
+    .text
 
 /* int probe_read(u64 addr, u64 *value): rdi = addr, rsi = value. A fault at
  * probe_read_access resumes at probe_read_fixup with rax = 1. */

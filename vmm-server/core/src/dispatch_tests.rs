@@ -28,12 +28,13 @@ use crate::ram::host::HostRam;
 use crate::ram::Ram;
 use crate::sites::Sites;
 use crate::trap_guest::TrapCpu;
+use crate::views::View;
 use crate::vtlb::tests::{boxed_vtlb, ModelSpace, Tables};
 use crate::vtlb::Vtlb;
 
 /// The console: what the guest's UART sent.
 #[derive(Default)]
-struct Capture(Vec<u8>);
+pub(crate) struct Capture(Vec<u8>);
 
 impl TxSink for Capture {
     fn transmit(&mut self, byte: u8) {
@@ -43,10 +44,10 @@ impl TxSink for Capture {
 
 /// A machine whose time the test sets.
 #[derive(Default)]
-struct Model {
-    now: u64,
-    period: Option<u32>,
-    rip: u64,
+pub(crate) struct Model {
+    pub(crate) now: u64,
+    pub(crate) period: Option<u32>,
+    pub(crate) rip: u64,
     /// A reply is saved (the guest halted).
     saved: bool,
     answered: u32,
@@ -56,6 +57,10 @@ struct Model {
     regs: GuestRegs,
     /// Empty replies to the saved reply.
     resumed: u32,
+    /// The view the guest thread is in.
+    pub(crate) view: Option<View>,
+    /// The registers and FS base of the last process started.
+    pub(crate) started: Option<(GuestRegs, u64)>,
 }
 
 impl Platform for Model {
@@ -124,29 +129,38 @@ impl Platform for Model {
     fn cpuid(&mut self, _: u32, _: u32) -> [u32; 4] {
         [0; 4]
     }
+    fn set_view(&mut self, view: View) -> Result<(), PlatformError> {
+        self.view = Some(view);
+        Ok(())
+    }
+    fn start_user(&mut self, regs: &GuestRegs, fs_base: u64) -> Result<(), PlatformError> {
+        self.started = Some((*regs, fs_base));
+        self.rip = regs.rip;
+        Ok(())
+    }
 }
 
-const RAM: u64 = 4 << 20;
-const ROOT: u64 = 0x10_0000;
+pub(crate) const RAM: u64 = 4 << 20;
+pub(crate) const ROOT: u64 = 0x10_0000;
 /// The wedge's memory: the top of RAM, as the loader lays it out.
-const AREA: u64 = RAM - WEDGE_AREA;
-const BOOT_BLOCK: u64 = AREA + BOOT_BLOCK_OFFSET;
-const CODE: (u64, u64) = (WEDGE_BASE, WEDGE_BASE + 0x4000);
-const ENTRY: u64 = WEDGE_BASE + 0x100;
+pub(crate) const AREA: u64 = RAM - WEDGE_AREA;
+pub(crate) const BOOT_BLOCK: u64 = AREA + BOOT_BLOCK_OFFSET;
+pub(crate) const CODE: (u64, u64) = (WEDGE_BASE, WEDGE_BASE + 0x4000);
+pub(crate) const ENTRY: u64 = WEDGE_BASE + 0x100;
 /// The guest's code and data pages.
 const TEXT: u64 = 0x40_0000;
 const DATA: u64 = 0x40_1000;
 const RO: u64 = 0x40_2000;
 const ALIAS: u64 = 0x40_3000;
 
-struct Fixture {
-    host: HostRam,
-    vtlb: Box<Vtlb<ModelSpace>>,
-    sites: Box<Sites>,
+pub(crate) struct Fixture {
+    pub(crate) host: HostRam,
+    pub(crate) vtlb: Box<Vtlb<ModelSpace>>,
+    pub(crate) sites: Box<Sites>,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         let host = HostRam::new(RAM);
         let ram = host.ram();
         let mut t = Tables::new(&ram, ROOT);
@@ -187,11 +201,12 @@ fn with_guest<R>(wedge: bool, f: impl FnOnce(&mut Guest<'_, Model>, &Ram) -> R) 
         irq: Interrupts::new(Interrupts::vcpu_page(AREA)),
         ending: None,
         trap: None,
+        views: None,
     };
     f(&mut g, &ram)
 }
 
-fn request(g: &mut Guest<'_, Model>, r: Request) -> Step {
+pub(crate) fn request(g: &mut Guest<'_, Model>, r: Request) -> Step {
     let (label, mr) = r.encode();
     g.handle(Event::Request {
         label: label as u64,
@@ -200,7 +215,7 @@ fn request(g: &mut Guest<'_, Model>, r: Request) -> Step {
     })
 }
 
-fn reflection(ram: &Ram) -> Reflection {
+pub(crate) fn reflection(ram: &Ram) -> Reflection {
     let mut b = [0u8; 32];
     ram.read(BOOT_BLOCK + REFLECTION_OFFSET, &mut b).unwrap();
     let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
@@ -212,7 +227,7 @@ fn reflection(ram: &Ram) -> Reflection {
     }
 }
 
-fn set_vif(ram: &Ram, on: bool) {
+pub(crate) fn set_vif(ram: &Ram, on: bool) {
     ram.write(
         AREA + VCPU_PAGE_OFFSET + VCPU_OFFSET + VIF_OFFSET,
         &[u8::from(on)],
@@ -243,7 +258,7 @@ fn out(g: &mut Guest<'_, Model>, port: u16, value: u8) -> Step {
 
 /// Programs the PIC pair as a PC kernel does (vectors 0x20 and 0x28, only
 /// IRQ 0 unmasked) and the PIT's channel 0 as a rate generator of `count`.
-fn program_timer(g: &mut Guest<'_, Model>, count: u16) {
+pub(crate) fn program_timer(g: &mut Guest<'_, Model>, count: u16) {
     for (port, value) in [
         (0x20, 0x11),
         (0x21, 0x20),
@@ -751,6 +766,7 @@ fn without_a_wedge_a_trapped_cli_is_emulated_on_the_vmms_virtual_cpu() {
         irq: Interrupts::new(Interrupts::vcpu_page(AREA)),
         ending: None,
         trap: Some(&mut cpu),
+        views: None,
     };
     g.platform.regs.rip = TEXT;
     let step = g.handle(Event::Exception {

@@ -4,7 +4,7 @@
 //! them and carries the steps out; everything in between is here, tested
 //! on the host (docs/vmm-core.md, "Dispatch").
 
-use previrt_protocol::{Request, Status, FIRST_LABEL, WEDGE_AREA};
+use previrt_protocol::{Request, Status, FIRST_LABEL, REFLECT_SITE, WEDGE_AREA};
 
 use crate::devices::Devices;
 use crate::ending::{in_wedge, Ending};
@@ -15,6 +15,7 @@ use crate::ram::Ram;
 use crate::sites::Sites;
 use crate::trap::Fault;
 use crate::trap_guest::TrapCpu;
+use crate::views::UserViews;
 use crate::vtlb::Vtlb;
 use crate::walk::{walk, walk_keeping_upper, Translation, ADDR};
 
@@ -26,7 +27,7 @@ pub struct Stats {
     /// User exceptions of the guest thread, by vector (reflected).
     pub user_exceptions: [u64; 32],
     /// Requests, by label (from [`FIRST_LABEL`]).
-    pub requests: [u64; 11],
+    pub requests: [u64; 12],
     pub invalid_requests: u64,
     /// `int $n` through seL4's user-level gates, which seL4 reports as
     /// unknown system calls (reflected as #GP, also counted there).
@@ -35,6 +36,9 @@ pub struct Stats {
     /// Exceptions reflected, by vector (VM faults the guest's tables do
     /// not allow are #PF, 14).
     pub reflected_by_vector: [u64; 32],
+    /// Sites whose call found the stack unwritable (a process's), sent to
+    /// the wedge to be emulated without it.
+    pub sites_without_stack: u64,
 }
 
 /// Where the wedge takes reflected exceptions: its boot block (with the
@@ -84,6 +88,9 @@ pub struct Guest<'a, P: Platform> {
     /// Trap-and-emulate: the virtual CPU of a guest run without a wedge,
     /// whose faults the VMM emulates ([`crate::trap_guest`]).
     pub trap: Option<&'a mut TrapCpu>,
+    /// With a wedge: the user views its processes run in
+    /// ([`crate::views`], `user_mode.rs`).
+    pub views: Option<&'a mut UserViews<P::Mapper>>,
 }
 
 impl<P: Platform> core::fmt::Debug for Guest<'_, P> {
@@ -102,7 +109,19 @@ impl<P: Platform> Guest<'_, P> {
     /// One message from the guest's thread or its wedge: what to do.
     #[inline]
     pub fn handle(&mut self, event: Event) -> Step {
+        if self.stale_user_fault(&event) {
+            return Step::Resume;
+        }
         match event {
+            Event::PageFault { rip, addr, write } if self.in_user_mode() => {
+                self.user_page_fault(rip, addr, write)
+            }
+            Event::Exception {
+                rip, vector, code, ..
+            } if self.in_user_mode() => self.user_exception(rip, vector, code),
+            Event::UnknownSyscall { number, rip } if self.in_user_mode() => {
+                self.user_syscall(number, rip)
+            }
             Event::PageFault { rip, addr, write } => {
                 // Every page of the wedge is mapped: a fault there is a
                 // write to its read-only code.
@@ -140,10 +159,10 @@ impl<P: Platform> Guest<'_, P> {
                     site_kind: self.sites.kind_at(rip),
                 }),
             },
-            // No #UD can be reflected for an unknown system call: seL4 keeps
-            // no stack pointer across `syscall`, so the guest's stack is
-            // unknown. (The guest kernel never needs the instruction: seL4
-            // is the wedge's business.) But an `int $n` through a gate seL4
+            // An unknown system call from the guest kernel ends it: at CPL 0
+            // the guest has no business executing `syscall` (seL4 is the
+            // wedge's business), and no #UD would match hardware, which
+            // would enter the guest's own LSTAR. But an `int $n` through a gate seL4
             // leaves open to user level comes as one too, with the whole
             // frame saved: it gets the #GP every other `int $n` gets.
             Event::UnknownSyscall { number, rip } => match self.software_interrupt(number, rip) {
@@ -250,6 +269,15 @@ impl<P: Platform> Guest<'_, P> {
                 };
                 self.trap(fault, rip, None)
             }
+            // A site's call could not push its return address: the stack
+            // is a process's (a `swapgs` or `sysretq` after the kernel
+            // loaded the process's rsp), read-only for copy-on-write or
+            // not there at all. Hardware pushes nothing there: the wedge
+            // emulates the site without its call.
+            _ if write && self.reflector.is_some() && self.sites.runs_without_stack_at(rip) => {
+                self.stats.sites_without_stack += 1;
+                self.reflect(rip, REFLECT_SITE, 0, addr)
+            }
             // The guest's own page fault: a #PF with the error code its page
             // tables imply (present, write; supervisor: the guest kernel).
             walked if self.reflector.is_some() && !in_wedge(rip) => {
@@ -263,7 +291,7 @@ impl<P: Platform> Guest<'_, P> {
     /// Sends the guest thread (blocked on a fault at `rip`) into the wedge,
     /// which delivers `vector` through the guest's virtual IDT. Only rip
     /// changes: the wedge saves the guest's other registers itself.
-    fn reflect(&mut self, rip: u64, vector: u64, error: u64, cr2: u64) -> Step {
+    pub(crate) fn reflect(&mut self, rip: u64, vector: u64, error: u64, cr2: u64) -> Step {
         let entry = match self.reflection(rip, vector, error, cr2) {
             Ok(entry) => entry,
             Err(ending) => return Step::End(ending),
@@ -280,7 +308,7 @@ impl<P: Platform> Guest<'_, P> {
 
     /// Refuses a message that is not a valid request, saying why; the VMM
     /// keeps serving.
-    fn refuse(&mut self, why: core::fmt::Arguments) -> Step {
+    pub(crate) fn refuse(&mut self, why: core::fmt::Arguments) -> Step {
         self.stats.invalid_requests += 1;
         self.platform.log(format_args!(
             "vmm-server: guest{}: invalid request: {why}",
@@ -364,6 +392,9 @@ impl<P: Platform> Guest<'_, P> {
             }
             Request::LoadCr3 { value } => {
                 self.cr3 = value;
+                if let Some(views) = self.views.as_deref_mut() {
+                    views.cr3_loaded();
+                }
                 let r = self
                     .vtlb
                     .reload(self.ram, value)
@@ -372,12 +403,21 @@ impl<P: Platform> Guest<'_, P> {
                 result(r)
             }
             Request::Invlpg { address } => {
-                let r = self
-                    .vtlb
-                    .invlpg(self.ram, self.cr3, address)
-                    .map_err(|_| "invalidating a mapping failed");
-                result(r)
+                // In the kernel view, and in the user view of this CR3.
+                let (ram, cr3) = (self.ram, self.cr3);
+                let user_ok = self
+                    .views
+                    .as_deref_mut()
+                    .and_then(|v| v.holding(cr3))
+                    .is_none_or(|view| view.invlpg(ram, cr3, address).is_ok());
+                let kernel_ok = self.vtlb.invlpg(ram, cr3, address).is_ok();
+                result(if user_ok && kernel_ok {
+                    Ok(())
+                } else {
+                    Err("invalidating a mapping failed")
+                })
             }
+            Request::EnterUser { regs, fs_base } => self.enter_user(regs, fs_base),
             // Paging is always on for the guest; its WP and PAE bits do not
             // change what the virtual TLB maps yet.
             Request::WriteCr0 { .. } | Request::WriteCr4 { .. } => Step::Reply(Status::Ok, 0),

@@ -312,6 +312,22 @@ impl<P: Platform> Guest<'_, P> {
             Ok(entry) => entry,
             Err(ending) => return Some(ending),
         };
+        // A guest process: back into the kernel view first (the wedge is
+        // in no user view), to enter the guest kernel from CPL 3.
+        if self.in_user_mode() {
+            if let Some(v) = self.views.as_deref_mut() {
+                v.stats.interrupts += 1;
+            }
+            if let Err(ending) = self.leave_user() {
+                return Some(ending);
+            }
+            // The interrupt thread may serve this tick while the main
+            // thread holds a fault the process sent just before; it is
+            // stale once the thread is redirected.
+            if let Some(v) = self.views.as_deref_mut() {
+                v.redirected_at = Some(rip);
+            }
+        }
         // Writing rip moves a running (or restarting) thread's next
         // instruction, no stop needed; a thread still waiting for the
         // VMM's reply to a fault (the interrupt thread may serve a tick

@@ -29,5 +29,9 @@ pub mod trap;
 pub mod trap_guest;
 #[cfg(test)]
 mod trap_tests;
+mod user_mode;
+#[cfg(test)]
+mod user_mode_tests;
+pub mod views;
 pub mod vtlb;
 pub mod walk;

@@ -8,6 +8,7 @@
 use vmm_devices::uart16550::TxSink;
 use wedge_l4::memory::GuestRegs;
 
+use crate::views::View;
 use crate::vtlb::Mapper;
 
 /// An operation on the machine failed (the dispatch ends the guest with a
@@ -54,6 +55,12 @@ pub trait Platform {
     fn write_registers(&mut self, regs: &GuestRegs, tls_base: u64) -> Result<(), PlatformError>;
     /// Trap-and-emulate: writes only rip, rsp and rflags.
     fn write_frame(&mut self, rip: u64, rsp: u64, rflags: u64) -> Result<(), PlatformError>;
+    /// Moves the guest thread into `view` (its VSpace and CSpace, and the
+    /// fault endpoint's address there); the thread is not running.
+    fn set_view(&mut self, view: View) -> Result<(), PlatformError>;
+    /// Starts the guest thread (waiting for the VMM's answer to a call)
+    /// with these registers and TLS base (FS base), cancelling the call.
+    fn start_user(&mut self, regs: &GuestRegs, fs_base: u64) -> Result<(), PlatformError>;
     /// What `cpuid` says on the real CPU (the emulator filters it).
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
 

@@ -33,6 +33,15 @@ impl Sites {
         }
     }
 
+    /// Sites from `(address, site length, kind)` triples (tests).
+    #[cfg(test)]
+    pub(crate) fn set(&mut self, sites: &[(u64, u8, Kind)]) {
+        for (slot, &(address, len, kind)) in self.sites.iter_mut().zip(sites) {
+            *slot = (address, len, kind.number());
+        }
+        self.count = sites.len().min(MAX_SITES);
+    }
+
     /// Reads the records of a `.afterburn` section (already in guest memory
     /// with linked addresses). A malformed section yields an error message.
     pub fn read(&mut self, section: &[u8]) -> Result<(), &'static str> {
@@ -56,6 +65,31 @@ impl Sites {
     }
 
     /// The kind of the site that covers `rip`, if any.
+    /// Whether a site starts at `rip` (where the wedge put its call) whose
+    /// instruction touches no memory but the virtual CPU, so the wedge can
+    /// run it with the stack unwritable: those kernels run on a process's
+    /// stack on their way in and out (`swapgs`, `sysretq`, CR3 and MSR
+    /// moves, `cli`/`sti`). One that pushes or pops (`pushf`, `iretq`, ...)
+    /// would fault in the wedge instead: its fault stays the guest's.
+    pub fn runs_without_stack_at(&self, rip: u64) -> bool {
+        self.sites[..self.count].iter().any(|&(address, _, kind)| {
+            address == rip
+                && matches!(
+                    Kind::from_number(kind),
+                    Some(
+                        Kind::Swapgs
+                            | Kind::Sysret
+                            | Kind::MovToCr
+                            | Kind::MovFromCr
+                            | Kind::Rdmsr
+                            | Kind::Wrmsr
+                            | Kind::Cli
+                            | Kind::Sti
+                    )
+                )
+        })
+    }
+
     pub fn kind_at(&self, rip: u64) -> Option<&'static str> {
         self.sites[..self.count]
             .iter()

@@ -153,6 +153,11 @@ pub enum TrapError {
     },
     /// An external interrupt could not be delivered.
     InterruptUndeliverable { vector: u8, error: DeliverError },
+    /// The guest kernel returned to user mode (`iretq` to CPL 3,
+    /// `sysretq`) at `rip`: trap-and-emulate has no user views, and running
+    /// the process in the kernel's address space would let it reach the
+    /// kernel (docs/trap-and-emulate.md).
+    UserMode { rip: u64 },
 }
 
 impl core::fmt::Display for TrapError {
@@ -171,6 +176,10 @@ impl core::fmt::Display for TrapError {
             TrapError::InterruptUndeliverable { vector, error } => {
                 write!(f, "interrupt vector {vector} could not be delivered: {}", Why(error))
             }
+            TrapError::UserMode { rip } => write!(
+                f,
+                "its return to user mode at {rip:#x} needs user views, which trap-and-emulate does not have"
+            ),
         }
     }
 }
@@ -343,6 +352,7 @@ fn exception(
             vector,
             emulated: None,
         }),
+        Ok(Outcome::EnterUser) => Err(TrapError::UserMode { rip }),
         Err(EmulateError::TripleFault(error)) => Err(TrapError::TripleFault { rip, vector, error }),
         Err(error) => Err(TrapError::Emulate {
             rip,
@@ -418,6 +428,7 @@ fn emulate_at(
             }
             Ok(Handled::Emulated(kind))
         }
+        Ok(Outcome::EnterUser) => Err(TrapError::UserMode { rip }),
         // An operand the guest's tables do not map (or map read-only): the
         // #PF the instruction raises on hardware, at the instruction.
         Err(EmulateError::Memory(MemError { address })) => {

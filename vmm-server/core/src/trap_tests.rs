@@ -117,6 +117,23 @@ impl TrapHost for Host {
     }
 }
 
+#[test]
+fn a_return_to_user_mode_ends_trap_and_emulate_which_has_no_user_views() {
+    let mut g = guest();
+    let mut host = Host::default();
+    // An iretq frame to CPL 3: rip, cs 0x4b, rflags, rsp, ss 0x43.
+    let frame = [0x1_0000_0000u64, 0x4b, 0x202, 0x7000, 0x43];
+    for (i, q) in frame.iter().enumerate() {
+        g.ram.ram().write_u64(STACK + 8 * i as u64, *q).unwrap();
+    }
+    g.regs.set_rsp(STACK);
+    g.code(CODE, &[0x48, 0xcf]);
+    assert_eq!(g.gp(&mut host), Err(TrapError::UserMode { rip: CODE }));
+    // And sysretq.
+    g.code(CODE, &[0x48, 0x0f, 0x07]);
+    assert_eq!(g.gp(&mut host), Err(TrapError::UserMode { rip: CODE }));
+}
+
 impl Guest {
     fn code(&mut self, at: u64, bytes: &[u8]) {
         self.ram.ram().write(at, bytes).unwrap();

@@ -203,6 +203,10 @@ pub struct Vtlb<M> {
     reserved: (u64, u64),
     /// Write-protect: the guest frames protected as last-level tables.
     protected: [u64; TRACKED_FRAMES / 64],
+    /// A user view's vTLB (docs/guest-processes.md): a mapping is
+    /// justified only by a translation user mode may use (U=1 at every
+    /// level).
+    pub user_only: bool,
 }
 
 impl<M> core::fmt::Debug for Vtlb<M> {
@@ -235,6 +239,7 @@ impl<M: Mapper> Vtlb<M> {
             },
             reserved: (0, 0),
             protected: [0; TRACKED_FRAMES / 64],
+            user_only: false,
         }
     }
 
@@ -362,6 +367,7 @@ impl<M: Mapper> Vtlb<M> {
                     let upper = Upper::Table {
                         at: table,
                         writable: true,
+                        user: true,
                     };
                     let now = finish_walk(ram, Ok(upper), m.va);
                     if !now.is_ok_and(|t| t.gpa == m.gpa && (t.writable || !m.writable)) {
@@ -403,7 +409,7 @@ impl<M: Mapper> Vtlb<M> {
         for i in 0..self.count {
             let m = self.mappings[i];
             let guest = walk(ram, cr3, m.va);
-            if !justified(&m, guest) {
+            if !justified(&m, guest, self.user_only) {
                 self.violation(at, &m, guest);
             }
         }
@@ -522,14 +528,20 @@ impl<M: Mapper> Vtlb<M> {
             // Write-protect: a table no write reached since the mapping was
             // made from it, reached the same way, still says the same.
             if write_protect {
-                if let Ok(Upper::Table { at, writable: w }) = upper {
+                if let Ok(Upper::Table {
+                    at, writable: w, ..
+                }) = upper
+                {
                     if at == table && (w || !writable) && self.is_protected(table) {
                         i += 1;
                         continue;
                     }
                 }
             }
-            if finish_walk(ram, upper, va).is_ok_and(|t| t.gpa == gpa && t.writable == writable) {
+            let user_only = self.user_only;
+            if finish_walk(ram, upper, va)
+                .is_ok_and(|t| t.gpa == gpa && t.writable == writable && (t.user || !user_only))
+            {
                 i += 1;
             } else {
                 self.remove(i)?;
@@ -548,7 +560,7 @@ impl<M: Mapper> Vtlb<M> {
             let page = va & !0xfff;
             if let Some(m) = self.mappings().iter().find(|m| m.va == page).copied() {
                 let guest = walk(ram, cr3, page);
-                if !justified(&m, guest) {
+                if !justified(&m, guest, self.user_only) {
                     self.violation(InvalidationPoint::Invlpg(va), &m, guest);
                 }
             }
@@ -611,6 +623,12 @@ impl<M: Mapper> Vtlb<M> {
                     why: "writable, but the guest's entry is read-only",
                 });
             }
+            if self.user_only && !t.user {
+                return Err(Unjustified {
+                    va: m.va,
+                    why: "in a user view, but the guest's tables give it to the kernel only",
+                });
+            }
         }
         Ok(self.count)
     }
@@ -627,8 +645,8 @@ fn last_level_table(upper: u64) -> Option<u64> {
 
 /// Whether the guest's translation justifies mapping `m`: the same frame,
 /// with at least the rights given.
-fn justified(m: &Mapping, guest: Result<Translation, WalkFault>) -> bool {
-    guest.is_ok_and(|t| t.gpa == m.gpa && (t.writable || !m.writable))
+fn justified(m: &Mapping, guest: Result<Translation, WalkFault>, user_only: bool) -> bool {
+    guest.is_ok_and(|t| t.gpa == m.gpa && (t.writable || !m.writable) && (t.user || !user_only))
 }
 
 /// A mapping the guest's page tables do not justify.
@@ -723,9 +741,29 @@ pub(crate) mod tests {
             t
         }
 
+        /// Tables over the root at `root` as it is, adding new tables above
+        /// everything in `ram` below `root + 1 MiB` (tests that build more
+        /// after a fixture did).
+        pub(crate) fn new_keeping(ram: &'a Ram, root: u64) -> Tables<'a> {
+            Tables {
+                ram,
+                root,
+                next: root + 0x80000,
+            }
+        }
+
         /// Maps 4 KiB page `va` to `gpa` (`flags`: bit 1 writable; 0 for
         /// not present), creating tables on the way (present, writable).
         pub(crate) fn set(&mut self, va: u64, gpa: u64, flags: u64) {
+            self.set_with(va, gpa, flags, 0);
+        }
+
+        /// [`Tables::set`] for user mode: U=1 at every level on the way.
+        pub(crate) fn set_user(&mut self, va: u64, gpa: u64, flags: u64) {
+            self.set_with(va, gpa, if flags == 0 { 0 } else { flags | 4 }, 4);
+        }
+
+        fn set_with(&mut self, va: u64, gpa: u64, flags: u64, user: u64) {
             let mut table = self.root;
             for level in (1..4).rev() {
                 let index = (va >> (12 + 9 * level)) & 0x1ff;
@@ -733,9 +771,10 @@ pub(crate) mod tests {
                 let entry = self.ram.read_u64(at).unwrap();
                 table = if entry & 1 == 0 {
                     let t = self.table();
-                    self.ram.write_u64(at, t | 3).unwrap();
+                    self.ram.write_u64(at, t | 3 | user).unwrap();
                     t
                 } else {
+                    self.ram.write_u64(at, entry | user).unwrap();
                     entry & ADDR
                 };
             }

@@ -28,6 +28,8 @@ pub const PRESENT: u64 = 1;
 pub const WRITABLE: u64 = 2;
 /// Entry bit 7: a large page (PS) at the PDPT and the PD.
 pub const LARGE: u64 = 0x80;
+/// The user/supervisor bit of an entry: set, user mode may use it.
+pub const USER: u64 = 4;
 
 /// Where a guest-virtual page lives in guest-physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub struct Translation {
     /// The guest-physical address of the 4 KiB page (page-aligned).
     pub gpa: u64,
     pub writable: bool,
+    /// Every level allows user mode (U=1): a guest process may touch it
+    /// (`views.rs`).
+    pub user: bool,
 }
 
 /// Why a walk found no translation: the #PF the guest should see.
@@ -76,7 +81,7 @@ pub fn walk_keeping_upper(ram: &Ram, cr3: u64, va: u64) -> Walk {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upper {
     /// A page table at this guest-physical address (page-aligned).
-    Table { at: u64, writable: bool },
+    Table { at: u64, writable: bool, user: bool },
     /// A large page: the translation of the region's first byte (checked
     /// against RAM per 4 KiB page by [`finish_walk`]).
     Large(Translation),
@@ -89,17 +94,23 @@ impl Upper {
     pub const WRITABLE: u64 = 2;
     /// Packed flag: the result is a large page.
     pub const LARGE: u64 = 4;
+    /// Packed flag: every upper level allows user mode.
+    pub const USER: u64 = 8;
 
     /// One word: the (page-aligned) address and three flags. A fault packs
     /// as 0 and unpacks as a not-present entry: all a CR3 load needs of it.
     #[inline]
     pub fn pack(u: Result<Upper, WalkFault>) -> u64 {
         match u {
-            Ok(Upper::Table { at, writable }) => {
-                (at & ADDR) | Self::VALID | (u64::from(writable) << 1)
+            Ok(Upper::Table { at, writable, user }) => {
+                (at & ADDR) | Self::VALID | (u64::from(writable) << 1) | (u64::from(user) << 3)
             }
             Ok(Upper::Large(t)) => {
-                (t.gpa & ADDR) | Self::VALID | Self::LARGE | (u64::from(t.writable) << 1)
+                (t.gpa & ADDR)
+                    | Self::VALID
+                    | Self::LARGE
+                    | (u64::from(t.writable) << 1)
+                    | (u64::from(t.user) << 3)
             }
             Err(_) => 0,
         }
@@ -109,13 +120,17 @@ impl Upper {
     /// (their addresses are page-aligned and below 2^52).
     #[inline]
     pub fn unpack(w: u64) -> Result<Upper, WalkFault> {
-        let (at, writable) = (w & ADDR, w & Self::WRITABLE != 0);
+        let (at, writable, user) = (w & ADDR, w & Self::WRITABLE != 0, w & Self::USER != 0);
         if w & Self::VALID == 0 {
             Err(WalkFault::NotPresent { level: 2 })
         } else if w & Self::LARGE != 0 {
-            Ok(Upper::Large(Translation { gpa: at, writable }))
+            Ok(Upper::Large(Translation {
+                gpa: at,
+                writable,
+                user,
+            }))
         } else {
-            Ok(Upper::Table { at, writable })
+            Ok(Upper::Table { at, writable, user })
         }
     }
 }
@@ -129,6 +144,7 @@ pub fn upper_levels(ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
     }
     let mut table = cr3 & ADDR;
     let mut writable = true;
+    let mut user = true;
     for level in (2..=4u8).rev() {
         let shift = 12 + 9 * u32::from(level - 1);
         // `table` < 2^52 and the index < 4096: no overflow.
@@ -139,17 +155,23 @@ pub fn upper_levels(ram: &Ram, cr3: u64, va: u64) -> Result<Upper, WalkFault> {
             return Err(WalkFault::NotPresent { level });
         }
         writable &= entry & WRITABLE != 0;
+        user &= entry & USER != 0;
         // PS at the PML4 (level 4) is reserved: ignored (see the module).
         if level <= 3 && entry & LARGE != 0 {
             let span = 1u64 << shift;
             let gpa = ((entry & ADDR) & !(span - 1)) + (va & (span - 1) & !0x1f_ffff);
-            return Ok(Upper::Large(Translation { gpa, writable }));
+            return Ok(Upper::Large(Translation {
+                gpa,
+                writable,
+                user,
+            }));
         }
         table = entry & ADDR;
     }
     Ok(Upper::Table {
         at: table,
         writable,
+        user,
     })
 }
 
@@ -162,23 +184,31 @@ pub fn finish_walk(
     upper: Result<Upper, WalkFault>,
     va: u64,
 ) -> Result<Translation, WalkFault> {
-    let (gpa, writable) = match upper? {
+    let (gpa, writable, user) = match upper? {
         // A large page's base < 2^52, its offset < 2^30: no overflow.
-        Upper::Large(t) => (t.gpa + (va & 0x1f_f000), t.writable),
-        Upper::Table { at, writable } => {
+        Upper::Large(t) => (t.gpa + (va & 0x1f_f000), t.writable, t.user),
+        Upper::Table { at, writable, user } => {
             let entry = ram
                 .read_u64(at + ((va >> 12) & 511) * 8)
                 .map_err(WalkFault::OutsideRam)?;
             if entry & PRESENT == 0 {
                 return Err(WalkFault::NotPresent { level: 1 });
             }
-            (entry & ADDR, writable && entry & WRITABLE != 0)
+            (
+                entry & ADDR,
+                writable && entry & WRITABLE != 0,
+                user && entry & USER != 0,
+            )
         }
     };
     if !ram.contains(gpa, 4096) {
         return Err(WalkFault::OutsideRam(OutOfRam { gpa, len: 4096 }));
     }
-    Ok(Translation { gpa, writable })
+    Ok(Translation {
+        gpa,
+        writable,
+        user,
+    })
 }
 
 #[cfg(test)]
@@ -221,8 +251,57 @@ mod tests {
     /// The entry at each level on the way to `VA`, PML4 first.
     const PATH: [u64; 4] = [PML4, PDPT, PD + 8, PT + 5 * 8];
 
+    /// A translation the tests' tables give (U clear at every level, unless
+    /// a test sets it).
     fn ok(gpa: u64, writable: bool) -> Result<Translation, WalkFault> {
-        Ok(Translation { gpa, writable })
+        Ok(Translation {
+            gpa,
+            writable,
+            user: false,
+        })
+    }
+
+    #[test]
+    fn user_mode_needs_u_at_every_level() {
+        let h = four_levels();
+        for &at in &PATH {
+            h.set(at, h.ram().read_u64(at).unwrap() | USER);
+        }
+        let user = |gpa| {
+            Ok(Translation {
+                gpa,
+                writable: true,
+                user: true,
+            })
+        };
+        assert_eq!(walk(&h.ram(), PML4, VA), user(FRAME));
+        // Through the packed upper levels (a CR3 load's route) the same.
+        let w = walk_keeping_upper(&h.ram(), PML4, VA);
+        assert_eq!(w.result, user(FRAME));
+        assert_eq!(
+            finish_walk(&h.ram(), Upper::unpack(w.upper), VA),
+            user(FRAME)
+        );
+        for &at in &PATH {
+            let entry = h.ram().read_u64(at).unwrap();
+            h.set(at, entry & !USER);
+            assert_eq!(
+                walk(&h.ram(), PML4, VA),
+                ok(FRAME, true),
+                "U clear at {at:#x}"
+            );
+            let w = walk_keeping_upper(&h.ram(), PML4, VA);
+            assert_eq!(
+                finish_walk(&h.ram(), Upper::unpack(w.upper), VA),
+                ok(FRAME, true)
+            );
+            h.set(at, entry);
+        }
+        // A large page: U of the levels down to it.
+        h.set(PD + 8, 0x20_0000 | LARGE | PW | USER);
+        assert_eq!(walk(&h.ram(), PML4, 0x2f_5123), user(0x2f_5000));
+        h.set(PDPT, PD | PW);
+        assert_eq!(walk(&h.ram(), PML4, 0x2f_5123), ok(0x2f_5000, true));
     }
 
     #[test]
@@ -492,7 +571,8 @@ mod tests {
             Upper::unpack(w.upper),
             Ok(Upper::Table {
                 at: PT,
-                writable: true
+                writable: true,
+                user: false,
             })
         );
         h.set(PD + 8, 0x20_0000 | LARGE | P);
@@ -503,7 +583,8 @@ mod tests {
             Upper::unpack(w.upper),
             Ok(Upper::Large(Translation {
                 gpa: 0x20_0000,
-                writable: false
+                writable: false,
+                user: false,
             }))
         );
         h.set(PD + 8, 0);

@@ -23,15 +23,16 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use previrt_protocol::{
     Request, ShutdownReason, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, FAST_IRET,
-    FAST_PIC_COMMAND, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, STATS_OFFSET,
-    VCPU_OFFSET, VCPU_PAGE, WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
+    FAST_PIC_COMMAND, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, REFLECT_SITE,
+    REFLECT_SOFTWARE_INTERRUPT, REFLECT_SYSCALL, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
+    WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
-use wedge_l4::emulate::emulate_decoded;
+use wedge_l4::emulate::{emulate_decoded, enter_syscall, Outcome};
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
-use wedge_l4::rewrite::{rewrite, FastPaths, SiteTable};
-use wedge_l4::vcpu::{Vcpu, FLAG_IOPL, VCPU_MAGIC};
+use wedge_l4::rewrite::{rewrite, FastPaths, SiteEntry, SiteTable};
+use wedge_l4::vcpu::{SegReg, Vcpu, FLAG_IOPL, VCPU_MAGIC};
 
 use crate::backend::Sel4Backend;
 use crate::memory::DirectMemory;
@@ -175,6 +176,9 @@ core::arch::global_asm!(
     ".global wedge_iret_fast",
     "wedge_iret_fast:",
     "test byte ptr [rsp + 25], 0x30",
+    "jnz 2f",
+    // A return to CPL 3 changes views: the general path.
+    "test byte ptr [rsp + 16], 0x03",
     "jnz 2f",
     "test byte ptr [rsp + 25], 0x02",
     "setnz byte ptr gs:[{vif}]",
@@ -454,6 +458,13 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
     };
     // The call's return address is not the guest's: drop it.
     regs.gpr[usize::from(reg::RSP)] = rsp + 8;
+    run_site(&entry, vcpu, regs)
+}
+
+/// Emulates the site of `entry` (`regs` are the guest's as before its
+/// call) and resumes the guest where it goes on.
+fn run_site(entry: &SiteEntry, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
+    let mut mem = DirectMemory;
     regs.rip = entry.site.address;
     if let Some(n) = stats()
         .emulated
@@ -471,9 +482,9 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
         &mut mem,
         &mut backend,
     ) {
-        Ok(_) => {
+        Ok(outcome) => {
             // Only these can change the virtual IOPL the fast paths depend on.
-            if matches!(entry.site.kind, Kind::Popf | Kind::Iret) {
+            if matches!(entry.site.kind, Kind::Popf | Kind::Iret | Kind::Sysret) {
                 set_fast_slots(vcpu);
             }
             // An interrupt may be waiting (the VMM says so in pending_any):
@@ -481,10 +492,27 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
             if vcpu.interrupts_enabled() && vcpu.pending_any.load(Ordering::Acquire) != 0 {
                 take_interrupt(vcpu, regs, &mut mem, &mut backend);
             }
+            // Still bound for CPL 3 (no interrupt taken on the way): the
+            // process runs in its user view, never in this address space.
+            if outcome == Outcome::EnterUser && vcpu.seg(SegReg::Cs) & 3 != 0 {
+                enter_user(vcpu, regs, &mut backend);
+            }
             resume_at(regs)
         }
         Err(_) => stop(ShutdownReason::SiteNotEmulated),
     }
+}
+
+/// Asks the VMM to start the process whose registers are `regs` in its
+/// user view (docs/guest-processes.md): the VMM restarts this thread there,
+/// cancelling the call, so it does not return.
+fn enter_user(vcpu: &Vcpu, regs: &GuestRegs, backend: &mut Sel4Backend) -> ! {
+    stats().user_entries += 1;
+    backend.request(Request::EnterUser {
+        regs: regs as *const GuestRegs as u64,
+        fs_base: vcpu.fs_base,
+    });
+    stop(ShutdownReason::UserModeRefused)
 }
 
 /// Takes the interrupt the VMM says may be waiting: a vector already in the
@@ -518,6 +546,54 @@ fn take_interrupt(
     }
 }
 
+/// The guest's `syscall` entry (LSTAR) begins, as kernels' do, with
+/// `swapgs` while still on the process's stack: a site call there would push
+/// its return address onto that stack, which the process may have left
+/// unmapped or read-only (copy-on-write). So the wedge applies a `swapgs`
+/// site at LSTAR itself when it enters the guest kernel there, and starts
+/// it after the site. The lookup is remembered per LSTAR value.
+fn swapgs_at_syscall_entry(vcpu: &mut Vcpu, regs: &mut GuestRegs) {
+    static ENTRY: [AtomicU64; 2] = [const { AtomicU64::new(u64::MAX) }; 2];
+    let lstar = regs.rip;
+    let skip = if ENTRY[0].load(Ordering::Relaxed) == lstar {
+        ENTRY[1].load(Ordering::Relaxed)
+    } else {
+        let skip = state()
+            .sites
+            .at(lstar)
+            .filter(|e| e.site.kind == Kind::Swapgs)
+            .map_or(0, |e| u64::from(e.site.site_len));
+        ENTRY[0].store(lstar, Ordering::Relaxed);
+        ENTRY[1].store(skip, Ordering::Relaxed);
+        skip
+    };
+    if skip != 0 {
+        core::mem::swap(&mut vcpu.gs_base, &mut vcpu.kernel_gs_base);
+        regs.rip = lstar + skip;
+        if let Some(n) = stats().emulated.get_mut(usize::from(Kind::Swapgs.number())) {
+            *n += 1;
+        }
+    }
+}
+
+/// A process's `int $n` that seL4's own gate refused: the guest's gate
+/// decides, as the CPU's would (DPL 3: vector n after the 2-byte
+/// instruction; else #GP(8n+2) at it).
+fn software_interrupt(
+    n: u8,
+    vcpu: &mut Vcpu,
+    regs: &mut GuestRegs,
+    mem: &mut DirectMemory,
+) -> Result<(), wedge_l4::interrupts::DeliverError> {
+    if wedge_l4::interrupts::software_interrupt_allowed(n, vcpu, mem)? {
+        regs.rip = regs.rip.wrapping_add(2);
+        wedge_l4::interrupts::deliver(n, None, vcpu, regs, mem)
+    } else {
+        stats().reflected += 1;
+        wedge_l4::interrupts::deliver(13, Some(u64::from(n) << 3 | 2), vcpu, regs, mem)
+    }
+}
+
 /// The VMM sent the guest thread here with an exception to deliver (in the
 /// reflection block, with the guest's rip); `regs` holds the guest's other
 /// registers as they were at the fault.
@@ -536,13 +612,42 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
         // An external interrupt the VMM acknowledged for the running guest.
         stats().interrupts_redirected += 1;
     }
+    let mut mem = DirectMemory;
+    // A site whose call could not push (the stack is a process's): run as
+    // if called.
+    if r.vector == REFLECT_SITE {
+        let Some(entry) = state().sites.at(r.rip).copied() else {
+            stop(ShutdownReason::CallFromOutsideSite)
+        };
+        return run_site(&entry, vcpu, regs);
+    }
+    // A process's `syscall` (caught in its user view): into the guest
+    // kernel at LSTAR, as the instruction goes.
+    if r.vector == REFLECT_SYSCALL {
+        stats().user_syscalls += 1;
+        match enter_syscall(r.rip, vcpu, regs, &mut mem) {
+            Ok(Outcome::Resume) => {
+                swapgs_at_syscall_entry(vcpu, regs);
+                return resume_at(regs);
+            }
+            Ok(_) => return resume_at(regs),
+            Err(_) => stop(ShutdownReason::ReflectionUndeliverable),
+        }
+    }
+    if r.vector >= REFLECT_SOFTWARE_INTERRUPT && r.vector < REFLECT_SOFTWARE_INTERRUPT + 256 {
+        let n = (r.vector - REFLECT_SOFTWARE_INTERRUPT) as u8;
+        regs.rip = r.rip;
+        match software_interrupt(n, vcpu, regs, &mut mem) {
+            Ok(()) => return resume_at(regs),
+            Err(_) => stop(ShutdownReason::ReflectionUndeliverable),
+        }
+    }
     regs.rip = r.rip;
     if r.vector == 14 {
         vcpu.cr2 = r.cr2;
     }
     let vector = r.vector as u8;
     let error = wedge_l4::interrupts::has_error_code(vector).then_some(r.error);
-    let mut mem = DirectMemory;
     match wedge_l4::interrupts::deliver(vector, error, vcpu, regs, &mut mem) {
         Ok(()) => resume_at(regs),
         Err(_) => stop(ShutdownReason::ReflectionUndeliverable),

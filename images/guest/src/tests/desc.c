@@ -6,7 +6,6 @@ struct table_pointer {
     u64 base;
 } __attribute__((packed));
 
-extern u64 gdt[8];
 
 static u16 read_ds(void) { u16 v; __asm__ volatile("mov %%ds, %0" : "=r"(v)); return v; }
 static u16 read_cs(void) { u16 v; __asm__ volatile("mov %%cs, %0" : "=r"(v)); return v; }
@@ -17,7 +16,7 @@ void test_desc(struct checker *c)
     __asm__ volatile("sgdt %0" : "=m"(g));
     __asm__ volatile("sidt %0" : "=m"(i));
     check_eq(c, "sgdt base is the kernel's GDT", (u64)gdt, g.base);
-    check_eq(c, "sgdt limit", sizeof(u64) * 8 - 1, g.limit);
+    check_eq(c, "sgdt limit", sizeof(gdt) - 1, g.limit);
     check_eq(c, "sidt limit covers 256 gates", 256 * 16 - 1, i.limit);
 
     /* Reload the same GDT and IDT and read them back. */

@@ -4,6 +4,7 @@ pub mod bootinfo;
 pub mod fault;
 pub mod irq;
 pub mod memory;
+pub mod no_syscalls;
 pub mod registers;
 
 /// A test's failure: what went wrong, for the log.
