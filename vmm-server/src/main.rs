@@ -18,7 +18,7 @@ mod shared;
 use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
     StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT, VMM_TCB_SLOT,
-    VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, WEDGE_WINDOW,
+    VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, VTLB_RECORD, WEDGE_WINDOW,
 };
 use previrt_protocol::{
     VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
@@ -32,6 +32,7 @@ use vmm_core::guest::{Guest, Reflector, Stats};
 use vmm_core::interrupts::Interrupts;
 use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
 use vmm_core::ram::Ram;
+use vmm_core::record::Recorder;
 use vmm_core::sites::{self, Sites};
 use vmm_core::trap_guest::TrapCpu;
 use vmm_core::vtlb::Vtlb;
@@ -57,6 +58,7 @@ pub const TRAP_AND_EMULATE: bool = option_env!("PREVIRT_TRAP").is_some();
 static mut VTLB: Vtlb<Sel4Mapper> = Vtlb::new(Sel4Mapper::new());
 static mut SITES: Sites = Sites::empty();
 static mut TRAP_CPU: Option<TrapCpu> = None;
+static mut RECORDER: Recorder = Recorder::new();
 
 // The loader starts the VMM with its stack set up by the spec and the start
 // information in the six argument registers.
@@ -134,9 +136,15 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }
     };
     // The VMM is single-threaded and these statics are used only here, once.
-    let (vtlb, sites, trap_cpu) = (&raw mut VTLB, &raw mut SITES, &raw mut TRAP_CPU);
+    let (vtlb, sites, trap_cpu, recorder) = (
+        &raw mut VTLB,
+        &raw mut SITES,
+        &raw mut TRAP_CPU,
+        &raw mut RECORDER,
+    );
     // SAFETY: (as above) the only references to these statics, made once.
-    let (vtlb, sites, trap_cpu) = unsafe { (&mut *vtlb, &mut *sites, &mut *trap_cpu) };
+    let (vtlb, sites, trap_cpu, recorder) =
+        unsafe { (&mut *vtlb, &mut *sites, &mut *trap_cpu, &mut *recorder) };
     match prepared.afterburn.map(|(at, len)| ram.slice(at, len)) {
         // Trap-and-emulate needs no records.
         _ if TRAP_AND_EMULATE => {}
@@ -154,14 +162,15 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let Some(ram_first) = info.ram_first_slot(g) else {
         return 1;
     };
-    let Some(strategy) = VtlbStrategy::from_code(info.vtlb & !VTLB_CHECK) else {
+    let code = info.vtlb & !(VTLB_CHECK | VTLB_RECORD);
+    let Some(strategy) = VtlbStrategy::from_code(code) else {
         println!(
-            "vmm-server: guest{g}: refused: vTLB strategy code {} is not one this VMM has",
-            info.vtlb & !VTLB_CHECK
+            "vmm-server: guest{g}: refused: vTLB strategy code {code} is not one this VMM has"
         );
         return 1;
     };
     let check = info.vtlb & VTLB_CHECK != 0;
+    let record = info.vtlb & VTLB_RECORD != 0 && !TRAP_AND_EMULATE;
     // No strategy maps the wedge's memory ahead of a fault (the guest
     // may only read it, page by page).
     vtlb.clear(
@@ -266,11 +275,37 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                 vcpu_page + VCPU_OFFSET + previrt_protocol::vcpu::VIF_OFFSET,
             ))
         }),
+        recorder: record.then_some(recorder),
     };
+    if let Some(recorder) = run.recorder.as_deref_mut() {
+        let wedge = run.reflector.map(|r| r.area_gpa);
+        let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
+        if recorder
+            .start(&ram, run.vtlb, prepared.cr3, wedge, log)
+            .is_err()
+        {
+            println!("vmm-server: guest{g}: starting the page-table trace failed");
+            return 1;
+        }
+    }
     if info.devices & DEVICE_PIT != 0 {
         run.platform.clock.stop_real_timer();
     }
     let ending = serve::serve(&mut run);
+    if let Some(recorder) = run.recorder.as_deref_mut() {
+        let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
+        if recorder.finish(&ram, run.vtlb, log).is_err() {
+            println!("vmm-server: guest{g}: ending the page-table trace failed");
+        }
+        println!(
+            "vmm-server: guest{g}: vtlb record: {} trace records{}",
+            recorder.records,
+            match recorder.error {
+                Some(e) => unfaithful(e),
+                None => "",
+            }
+        );
+    }
     // Whatever it was doing, the guest thread runs no more: a guest that
     // ended itself with a send (no reply to wait for) must not run on
     // while the VMM reports.
@@ -332,7 +367,11 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let v = run.vtlb.stats;
     println!(
         "vmm-server: guest{g}: vtlb {}: {} mappings made ({} prefetched), at most {} at once, {} page-table writes trapped{}",
-        run.vtlb.strategy.name(),
+        if run.recorder.is_some() {
+            "record"
+        } else {
+            run.vtlb.strategy.name()
+        },
         v.maps,
         v.prefetched,
         v.peak,
@@ -480,6 +519,16 @@ fn print_by_kind(counts: impl Iterator<Item = u64>) {
     for (number, n) in counts.enumerate() {
         if n > 0 {
             print!(" {} {n}", sites::kind_name(number as u16));
+        }
+    }
+}
+
+/// What a recorder that could not go on faithfully says (its trace is
+/// refused on the host).
+fn unfaithful(e: vmm_core::record::RecordError) -> &'static str {
+    match e {
+        vmm_core::record::RecordError::Untracked(_) => {
+            "; NOT FAITHFUL: a page table lies beyond the frames the recorder tracks"
         }
     }
 }

@@ -187,6 +187,7 @@ fn with_guest<R>(wedge: bool, f: impl FnOnce(&mut Guest<'_, Model>, &Ram) -> R) 
         irq: Interrupts::new(Interrupts::vcpu_page(AREA)),
         ending: None,
         trap: None,
+        recorder: None,
     };
     f(&mut g, &ram)
 }
@@ -751,6 +752,7 @@ fn without_a_wedge_a_trapped_cli_is_emulated_on_the_vmms_virtual_cpu() {
         irq: Interrupts::new(Interrupts::vcpu_page(AREA)),
         ending: None,
         trap: Some(&mut cpu),
+        recorder: None,
     };
     g.platform.regs.rip = TEXT;
     let step = g.handle(Event::Exception {

@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::interrupts::Interrupts;
 use crate::platform::Platform;
 use crate::ram::Ram;
+use crate::record::Recorder;
 use crate::sites::Sites;
 use crate::trap::Fault;
 use crate::trap_guest::TrapCpu;
@@ -84,6 +85,9 @@ pub struct Guest<'a, P: Platform> {
     /// Trap-and-emulate: the virtual CPU of a guest run without a wedge,
     /// whose faults the VMM emulates ([`crate::trap_guest`]).
     pub trap: Option<&'a mut TrapCpu>,
+    /// Recording a page-table trace ([`crate::record`]): the recorder's
+    /// policy replaces the vTLB's strategy.
+    pub recorder: Option<&'a mut Recorder>,
 }
 
 impl<P: Platform> core::fmt::Debug for Guest<'_, P> {
@@ -102,6 +106,19 @@ impl<P: Platform> Guest<'_, P> {
     /// One message from the guest's thread or its wedge: what to do.
     #[inline]
     pub fn handle(&mut self, event: Event) -> Step {
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            let platform = &mut self.platform;
+            if recorder
+                .enter(self.ram, self.vtlb, &mut |line: core::fmt::Arguments<
+                    '_,
+                >| {
+                    platform.log(line)
+                })
+                .is_err()
+            {
+                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
+            }
+        }
         match event {
             Event::PageFault { rip, addr, write } => {
                 // Every page of the wedge is mapped: a fault there is a
@@ -225,10 +242,26 @@ impl<P: Platform> Guest<'_, P> {
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
         self.stats.page_faults += 1;
         let walked = walk_keeping_upper(self.ram, self.cr3, addr);
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            let platform = &mut self.platform;
+            let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+            if recorder
+                .fault(self.ram, self.vtlb, self.cr3, addr, write, log)
+                .is_err()
+            {
+                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
+            }
+        }
         match walked.result {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
             Ok(t) if t.writable || !write => {
-                match self.vtlb.fault(self.ram, addr, t, walked.upper, write) {
+                let mapped = match self.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        recorder.map(self.ram, self.vtlb, addr, t, walked.upper, write)
+                    }
+                    None => self.vtlb.fault(self.ram, addr, t, walked.upper, write),
+                };
+                match mapped {
                     // Resume the guest (or the wedge) where it faulted.
                     Ok(()) => Step::Resume,
                     Err(e) => {
@@ -311,7 +344,11 @@ impl<P: Platform> Guest<'_, P> {
             ..t
         };
         // Not the guest's rights: the region is checked page by page.
-        match self.vtlb.map(addr, read_only, 0) {
+        let mapped = match self.recorder.as_deref_mut() {
+            Some(recorder) => recorder.map(self.ram, self.vtlb, addr, read_only, 0, false),
+            None => self.vtlb.map(addr, read_only, 0),
+        };
+        match mapped {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("a mapping failed")),
         }
@@ -364,19 +401,26 @@ impl<P: Platform> Guest<'_, P> {
             }
             Request::LoadCr3 { value } => {
                 self.cr3 = value;
-                let r = self
-                    .vtlb
-                    .reload(self.ram, value)
-                    .map(drop)
-                    .map_err(|_| "reloading the virtual TLB failed");
-                result(r)
+                let r = match self.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        let platform = &mut self.platform;
+                        let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+                        recorder.cr3_load(self.ram, self.vtlb, value, log)
+                    }
+                    None => self.vtlb.reload(self.ram, value).map(drop),
+                };
+                result(r.map_err(|_| "reloading the virtual TLB failed"))
             }
             Request::Invlpg { address } => {
-                let r = self
-                    .vtlb
-                    .invlpg(self.ram, self.cr3, address)
-                    .map_err(|_| "invalidating a mapping failed");
-                result(r)
+                let r = match self.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        let platform = &mut self.platform;
+                        let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+                        recorder.invlpg(self.ram, self.vtlb, self.cr3, address, log)
+                    }
+                    None => self.vtlb.invlpg(self.ram, self.cr3, address),
+                };
+                result(r.map_err(|_| "invalidating a mapping failed"))
             }
             // Paging is always on for the guest; its WP and PAE bits do not
             // change what the virtual TLB maps yet.
