@@ -15,7 +15,8 @@
 //!   after a read faults here as it may under a strategy;
 //! - logs every page table when it first becomes known (every table
 //!   reachable at a CR3 load, every table on a fault's or an invlpg's
-//!   walk): its non-zero words;
+//!   walk): its non-zero words, before the event that reached it (the
+//!   replay reads them there);
 //! - keeps every known table read-only: a write to one faults, drops the
 //!   mappings made from the table (as the write-protect strategy does),
 //!   and maps the page writable until the VMM is next entered, when the
@@ -272,7 +273,8 @@ impl Recorder {
         Ok(())
     }
 
-    /// A VM fault at `va`: logged, and the tables on its walk learned.
+    /// A VM fault at `va`: the tables on its walk learned, then the fault
+    /// logged (the replay walks there with what was learned).
     pub fn fault<M: Mapper>(
         &mut self,
         ram: &Ram,
@@ -282,8 +284,9 @@ impl Recorder {
         write: bool,
         log: Log,
     ) -> Result<(), M::Error> {
+        self.learn_path(ram, vtlb, cr3, va, log)?;
         self.emit(log, Record::Fault { va, write });
-        self.learn_path(ram, vtlb, cr3, va, log)
+        Ok(())
     }
 
     /// Maps the page of a fault the guest's tables allow (`t`, from a walk
@@ -327,8 +330,8 @@ impl Recorder {
         vtlb.map(page, Translation { writable, ..t }, upper)
     }
 
-    /// A CR3 load: logged, every table it reaches learned, every mapping
-    /// gone.
+    /// A CR3 load: every table it reaches learned, then the load logged;
+    /// every mapping goes.
     pub fn cr3_load<M: Mapper>(
         &mut self,
         ram: &Ram,
@@ -336,13 +339,13 @@ impl Recorder {
         cr3: u64,
         log: Log,
     ) -> Result<(), M::Error> {
-        self.emit(log, Record::Cr3 { cr3 });
         self.learn_tree(ram, vtlb, cr3, log)?;
+        self.emit(log, Record::Cr3 { cr3 });
         vtlb.remove_all()
     }
 
-    /// An invlpg of `va` with the tables at `cr3`: logged, its walk's
-    /// tables learned, its page gone.
+    /// An invlpg of `va` with the tables at `cr3`: its walk's tables
+    /// learned, then the invlpg logged; its page goes.
     pub fn invlpg<M: Mapper>(
         &mut self,
         ram: &Ram,
@@ -351,8 +354,8 @@ impl Recorder {
         va: u64,
         log: Log,
     ) -> Result<(), M::Error> {
-        self.emit(log, Record::Invlpg { va });
         self.learn_path(ram, vtlb, cr3, va, log)?;
+        self.emit(log, Record::Invlpg { va });
         vtlb.invalidate(va)
     }
 
