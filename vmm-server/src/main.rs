@@ -32,7 +32,7 @@ use vmm_core::guest::{Guest, Reflector, Stats};
 use vmm_core::interrupts::Interrupts;
 use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
 use vmm_core::ram::Ram;
-use vmm_core::record::Recorder;
+use vmm_core::record::{RecordError, Recorder};
 use vmm_core::sites::{self, Sites};
 use vmm_core::trap_guest::TrapCpu;
 use vmm_core::vtlb::Vtlb;
@@ -292,25 +292,29 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         run.platform.clock.stop_real_timer();
     }
     let ending = serve::serve(&mut run);
-    if let Some(recorder) = run.recorder.as_deref_mut() {
-        let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
-        if recorder.finish(&ram, run.vtlb, log).is_err() {
-            println!("vmm-server: guest{g}: ending the page-table trace failed");
-        }
-        println!(
-            "vmm-server: guest{g}: vtlb record: {} trace records{}",
-            recorder.records,
-            match recorder.error {
-                Some(e) => unfaithful(e),
-                None => "",
-            }
-        );
-    }
     // Whatever it was doing, the guest thread runs no more: a guest that
     // ended itself with a send (no reply to wait for) must not run on
     // while the VMM reports.
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).suspend() {
         println!("vmm-server: guest{g}: suspending its thread failed: {e}");
+    }
+    // The trace ends once the guest thread is stopped: the last table
+    // words it wrote are final.
+    if let Some(recorder) = run.recorder.as_deref_mut() {
+        let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
+        if recorder.finish(&ram, run.vtlb, log).is_err() {
+            println!("vmm-server: guest{g}: ending the page-table trace failed");
+        }
+        print!(
+            "vmm-server: guest{g}: vtlb record: {} trace records",
+            recorder.records
+        );
+        match recorder.error {
+            Some(RecordError::Untracked(gpa)) => println!(
+                "; NOT FAITHFUL: the page table at {gpa:#x} lies beyond the frames the recorder tracks (the trace's end says so)"
+            ),
+            None => println!(),
+        }
     }
     let verdict = match ending {
         Ending::Exited(status) => {
@@ -519,16 +523,6 @@ fn print_by_kind(counts: impl Iterator<Item = u64>) {
     for (number, n) in counts.enumerate() {
         if n > 0 {
             print!(" {} {n}", sites::kind_name(number as u16));
-        }
-    }
-}
-
-/// What a recorder that could not go on faithfully says (its trace is
-/// refused on the host).
-fn unfaithful(e: vmm_core::record::RecordError) -> &'static str {
-    match e {
-        vmm_core::record::RecordError::Untracked(_) => {
-            "; NOT FAITHFUL: a page table lies beyond the frames the recorder tracks"
         }
     }
 }
