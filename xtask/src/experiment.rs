@@ -414,7 +414,7 @@ pub fn mapping(kernel: &KernelBuild, plan: &Plan) -> Result<(), String> {
 }
 
 /// The suite's small version of the experiment.
-pub const SMALL_NAME: &str = "experiment: mapping, small: every correct vTLB strategy keeps the invariant at every invalidation point (0 violations, 0 wrong reads on ptmut); broken-keep-all is caught; a trace recorded once replays every strategy on the host as QEMU ran it";
+pub const SMALL_NAME: &str = "experiment: mapping, small: every correct vTLB strategy keeps the invariant at every invalidation point (0 violations, 0 wrong reads on ptmut); broken-keep-all is caught; a trace recorded twice (the same both times) replays every strategy on the host as QEMU ran it";
 
 /// `cargo xtask test`'s small mapping experiment: every strategy, checked,
 /// on 300 operations of `ptmut` (remaps, protection changes, unmaps with
