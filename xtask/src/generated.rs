@@ -179,5 +179,14 @@ mod tests {
         );
         assert!(with_vtlb(text, "lazy", false).unwrap_err().contains("keep"));
         assert!(with_vtlb("[[guest]]\n", "keep", false).is_err());
+        // Recording: once, and gone again when not asked for.
+        let recording = with_vtlb_recording(text, "keep", false, true).unwrap();
+        assert_eq!(
+            recording.matches("vtlb_record = true").count(),
+            1,
+            "{recording}"
+        );
+        let again = with_vtlb(&recording, "keep", false).unwrap();
+        assert!(!again.contains("vtlb_record"), "{again}");
     }
 }

@@ -381,3 +381,138 @@ impl Default for Recorder {
         Recorder::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ram::host::HostRam;
+    use crate::replay::ModelSpace;
+    use crate::vtlb::tests::Tables;
+    use crate::walk::walk_keeping_upper;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    const ROOT: u64 = 0x10_0000;
+    const VA: u64 = 0x40_0000;
+
+    /// A recorder and its vTLB over tables mapping `VA` (frame 0x20_0000,
+    /// writable) and the last-level table itself at `VA + 4096`; returns
+    /// the table's address too.
+    fn setup(ram: &Ram) -> (Box<Recorder>, Box<Vtlb<ModelSpace>>, u64) {
+        let mut tables = Tables::new(ram, ROOT);
+        tables.set(VA, 0x20_0000, 3);
+        let table = walk_keeping_upper(ram, ROOT, VA).upper & ADDR;
+        tables.set(VA + 4096, table, 3);
+        (
+            Box::new(Recorder::new()),
+            Vtlb::boxed(ModelSpace::default()),
+            table,
+        )
+    }
+
+    /// Serves a fault at `va` as the VMM does while recording.
+    fn fault(
+        rec: &mut Recorder,
+        ram: &Ram,
+        vtlb: &mut Vtlb<ModelSpace>,
+        va: u64,
+        write: bool,
+        out: &mut Vec<String>,
+    ) {
+        let log = &mut |a: fmt::Arguments<'_>| out.push(a.to_string());
+        rec.enter(ram, vtlb, log).unwrap();
+        rec.fault(ram, vtlb, ROOT, va, write, log).unwrap();
+        let w = walk_keeping_upper(ram, ROOT, va);
+        rec.map(ram, vtlb, va, w.result.unwrap(), w.upper, write)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_read_maps_read_only_and_a_write_writable() {
+        let host = HostRam::new(4 << 20);
+        let ram = host.ram();
+        let (mut rec, mut vtlb, _) = setup(&ram);
+        let mut out = Vec::new();
+        rec.start(&ram, &mut vtlb, ROOT, None, &mut |a| {
+            out.push(a.to_string())
+        })
+        .unwrap();
+        fault(&mut rec, &ram, &mut vtlb, VA, false, &mut out);
+        assert!(vtlb.mapper.allows(VA, false) && !vtlb.mapper.allows(VA, true));
+        fault(&mut rec, &ram, &mut vtlb, VA, true, &mut out);
+        assert!(vtlb.mapper.allows(VA, true));
+        let faults: Vec<&String> = out.iter().filter(|l| l.contains(": F ")).collect();
+        assert_eq!(faults, ["vtlb-trace: F 400000 0", "vtlb-trace: F 400000 1"]);
+    }
+
+    #[test]
+    fn a_table_write_is_logged_at_the_next_entry_and_its_page_goes() {
+        let host = HostRam::new(4 << 20);
+        let ram = host.ram();
+        let (mut rec, mut vtlb, table) = setup(&ram);
+        let mut out = Vec::new();
+        rec.start(&ram, &mut vtlb, ROOT, None, &mut |a| {
+            out.push(a.to_string())
+        })
+        .unwrap();
+        // The table is known: read through its own mapping, read-only.
+        fault(&mut rec, &ram, &mut vtlb, VA, false, &mut out);
+        fault(&mut rec, &ram, &mut vtlb, VA + 4096, false, &mut out);
+        assert!(!vtlb.mapper.allows(VA + 4096, true));
+        // A write to it: what was made from it goes, its page is writable.
+        fault(&mut rec, &ram, &mut vtlb, VA + 4096, true, &mut out);
+        assert!(vtlb.mapper.allows(VA + 4096, true));
+        assert!(!vtlb.mapper.allows(VA, false));
+        let before = out.len();
+        // The guest remaps VA; at the next entry the word is logged and
+        // the page is read-only (unmapped) again.
+        ram.write_u64(table + ((VA >> 12) & 0x1ff) * 8, 0x20_1003)
+            .unwrap();
+        rec.enter(&ram, &mut vtlb, &mut |a| out.push(a.to_string()))
+            .unwrap();
+        assert_eq!(
+            out[before..],
+            [std::format!(
+                "vtlb-trace: W {:x} 201003",
+                table + ((VA >> 12) & 0x1ff) * 8
+            )]
+        );
+        assert!(!vtlb.mapper.allows(VA + 4096, false));
+        // The end counts every record and checks out on the host.
+        rec.finish(&ram, &mut vtlb, &mut |a| out.push(a.to_string()))
+            .unwrap();
+        let text: String = out.iter().map(|l| std::format!("{l}\n")).collect();
+        let trace = crate::replay::Trace::parse(&text).unwrap();
+        assert_eq!(trace.faults(), 3);
+    }
+
+    #[test]
+    fn past_its_set_the_recorder_unmaps_everything() {
+        let host = HostRam::new(4 << 20);
+        let ram = host.ram();
+        let mut tables = Tables::new(&ram, ROOT);
+        for i in 0..=SET as u64 {
+            tables.set(VA + i * 4096, 0x20_0000 + i * 4096, 3);
+        }
+        let mut rec = Box::new(Recorder::new());
+        let mut vtlb = Vtlb::boxed(ModelSpace::default());
+        let mut out = Vec::new();
+        rec.start(&ram, &mut vtlb, ROOT, None, &mut |a| {
+            out.push(a.to_string())
+        })
+        .unwrap();
+        for i in 0..SET as u64 {
+            fault(&mut rec, &ram, &mut vtlb, VA + i * 4096, false, &mut out);
+        }
+        assert_eq!(vtlb.count, SET);
+        fault(
+            &mut rec,
+            &ram,
+            &mut vtlb,
+            VA + SET as u64 * 4096,
+            false,
+            &mut out,
+        );
+        assert_eq!(vtlb.count, 1);
+    }
+}
