@@ -961,8 +961,8 @@ proptest::proptest! {
 }
 
 #[test]
-fn the_vtlb_strategy_and_checking_reach_the_vmm_start_registers() {
-    use capdl::generate::{VtlbStrategy, VTLB_CHECK};
+fn the_vtlb_strategy_checking_and_recording_reach_the_vmm_start_registers() {
+    use capdl::generate::{VtlbStrategy, VTLB_CHECK, VTLB_RECORD};
     let spec_of = |system: &str| capdl::check(&generate(system, &images()).unwrap()).unwrap();
     // By default: `keep`, not checking.
     let info = start_info(&spec_of(&small_system()));
@@ -983,7 +983,15 @@ fn the_vtlb_strategy_and_checking_reach_the_vmm_start_registers() {
             strategy.name()
         );
         assert_eq!(info.vtlb & VTLB_CHECK, VTLB_CHECK);
+        assert_eq!(info.vtlb & VTLB_RECORD, 0);
     }
+    // Recording: its own bit, beside the strategy's code and checking's.
+    let system = small_system().replace(
+        "stack_pages = 4\n",
+        "stack_pages = 4\nvtlb = \"flush\"\nvtlb_record = true\n",
+    );
+    let info = start_info(&spec_of(&system));
+    assert_eq!(info.vtlb, VtlbStrategy::Flush.code() | VTLB_RECORD);
 }
 
 #[test]

@@ -218,7 +218,8 @@ pub struct StartInfo {
     /// Size of the wedge's ELF file in [`WEDGE_WINDOW`], 0 if none.
     pub wedge_bytes: u32,
     /// The vTLB: its strategy's code ([`crate::VtlbStrategy::code`], bits
-    /// 0..=6) and whether the VMM checks the invariant at every
+    /// 0..=5), whether the VMM records a page-table trace (bit 6,
+    /// [`VTLB_RECORD`]) and whether it checks the invariant at every
     /// invalidation point (bit 7, [`VTLB_CHECK`]).
     pub vtlb: u8,
     /// Per guest: RAM in 4 KiB frames, image in bytes.
@@ -228,6 +229,11 @@ pub struct StartInfo {
 /// [`StartInfo::vtlb`]'s bit: check the mapping invariant at every
 /// invalidation point.
 pub const VTLB_CHECK: u8 = 0x80;
+
+/// [`StartInfo::vtlb`]'s bit: record the guest's page-table trace for
+/// replay on the host (docs/vtlb.md, "Record and replay"); the strategy
+/// is then the recorder's own.
+pub const VTLB_RECORD: u8 = 0x40;
 
 /// One guest's sizes in [`StartInfo`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@ mod shared;
 use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
     guest_user_pml4_slot, StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT,
-    VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, WEDGE_WINDOW,
+    VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, VTLB_RECORD, WEDGE_WINDOW,
 };
 use previrt_protocol::{
     VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
@@ -32,6 +32,7 @@ use vmm_core::guest::{Guest, Reflector, Stats};
 use vmm_core::interrupts::Interrupts;
 use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
 use vmm_core::ram::Ram;
+use vmm_core::record::{RecordError, Recorder};
 use vmm_core::sites::{self, Sites};
 use vmm_core::trap_guest::TrapCpu;
 use vmm_core::views::{UserViews, USER_VIEWS};
@@ -63,6 +64,7 @@ static mut VIEWS: UserViews<Sel4Mapper> = UserViews::new([
 ]);
 static mut SITES: Sites = Sites::empty();
 static mut TRAP_CPU: Option<TrapCpu> = None;
+static mut RECORDER: Recorder = Recorder::new();
 
 // The loader starts the VMM with its stack set up by the spec and the start
 // information in the six argument registers.
@@ -140,15 +142,23 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         }
     };
     // The VMM is single-threaded and these statics are used only here, once.
-    let (vtlb, sites, trap_cpu, views) = (
+    let (vtlb, sites, trap_cpu, views, recorder) = (
         &raw mut VTLB,
         &raw mut SITES,
         &raw mut TRAP_CPU,
         &raw mut VIEWS,
+        &raw mut RECORDER,
     );
     // SAFETY: (as above) the only references to these statics, made once.
-    let (vtlb, sites, trap_cpu, views) =
-        unsafe { (&mut *vtlb, &mut *sites, &mut *trap_cpu, &mut *views) };
+    let (vtlb, sites, trap_cpu, views, recorder) = unsafe {
+        (
+            &mut *vtlb,
+            &mut *sites,
+            &mut *trap_cpu,
+            &mut *views,
+            &mut *recorder,
+        )
+    };
     match prepared.afterburn.map(|(at, len)| ram.slice(at, len)) {
         // Trap-and-emulate needs no records.
         _ if TRAP_AND_EMULATE => {}
@@ -166,14 +176,15 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let Some(ram_first) = info.ram_first_slot(g) else {
         return 1;
     };
-    let Some(strategy) = VtlbStrategy::from_code(info.vtlb & !VTLB_CHECK) else {
+    let code = info.vtlb & !(VTLB_CHECK | VTLB_RECORD);
+    let Some(strategy) = VtlbStrategy::from_code(code) else {
         println!(
-            "vmm-server: guest{g}: refused: vTLB strategy code {} is not one this VMM has",
-            info.vtlb & !VTLB_CHECK
+            "vmm-server: guest{g}: refused: vTLB strategy code {code} is not one this VMM has"
         );
         return 1;
     };
     let check = info.vtlb & VTLB_CHECK != 0;
+    let record = info.vtlb & VTLB_RECORD != 0 && !TRAP_AND_EMULATE;
     // No strategy maps the wedge's memory ahead of a fault (the guest
     // may only read it, page by page).
     vtlb.clear(
@@ -295,7 +306,19 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                 vcpu_page + VCPU_OFFSET + previrt_protocol::vcpu::VIF_OFFSET,
             ))
         }),
+        recorder: record.then_some(recorder),
     };
+    if let Some(recorder) = run.recorder.as_deref_mut() {
+        let wedge = run.reflector.map(|r| r.area_gpa);
+        let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
+        if recorder
+            .start(&ram, run.vtlb, prepared.cr3, wedge, log)
+            .is_err()
+        {
+            println!("vmm-server: guest{g}: starting the page-table trace failed");
+            return 1;
+        }
+    }
     if info.devices & DEVICE_PIT != 0 {
         run.platform.clock.stop_real_timer();
     }
@@ -305,6 +328,24 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     // while the VMM reports.
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).suspend() {
         println!("vmm-server: guest{g}: suspending its thread failed: {e}");
+    }
+    // The trace ends once the guest thread is stopped: the last table
+    // words it wrote are final.
+    if let Some(recorder) = run.recorder.as_deref_mut() {
+        let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
+        if recorder.finish(&ram, run.vtlb, log).is_err() {
+            println!("vmm-server: guest{g}: ending the page-table trace failed");
+        }
+        print!(
+            "vmm-server: guest{g}: vtlb record: {} trace records",
+            recorder.records
+        );
+        match recorder.error {
+            Some(RecordError::Untracked(gpa)) => println!(
+                "; NOT FAITHFUL: the page table at {gpa:#x} lies beyond the frames the recorder tracks (the trace's end says so)"
+            ),
+            None => println!(),
+        }
     }
     let verdict = match ending {
         Ending::Exited(status) => {
@@ -361,7 +402,11 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let v = run.vtlb.stats;
     println!(
         "vmm-server: guest{g}: vtlb {}: {} mappings made ({} prefetched), at most {} at once, {} page-table writes trapped{}",
-        run.vtlb.strategy.name(),
+        if run.recorder.is_some() {
+            "record"
+        } else {
+            run.vtlb.strategy.name()
+        },
         v.maps,
         v.prefetched,
         v.peak,

@@ -39,6 +39,10 @@ pub struct Plan {
     /// Also time each pair without the checker (the full experiment);
     /// without, only the checked run (the test's small version).
     pub timed: bool,
+    /// Also record each workload once and replay every strategy on the
+    /// host, comparing each replay with its QEMU run
+    /// ([`crate::experiment_replay`]).
+    pub replay: bool,
 }
 
 /// One strategy on one workload.
@@ -55,6 +59,9 @@ pub struct Row {
     pub first_violation: Option<String>,
     /// Reads the guest found wrong in either run (a stale mapping it saw).
     pub wrong_reads: u64,
+    /// The QEMU run's wall time, in milliseconds (the unchecked one's if
+    /// the plan is timed).
+    pub qemu_ms: u64,
 }
 
 /// What one run's serial output says.
@@ -221,6 +228,7 @@ pub fn run(kernel: &KernelBuild, plan: &Plan) -> Result<Vec<Row>, String> {
                 row.wrong_reads = row.wrong_reads.max(f.wrong_reads);
                 if !check || !plan.timed {
                     row.run = f;
+                    row.qemu_ms = started.elapsed().as_millis() as u64;
                 }
             }
             rows.push(row);
@@ -369,7 +377,35 @@ pub fn mapping(kernel: &KernelBuild, plan: &Plan) -> Result<(), String> {
         crate::write_atomically(&path, bytes.as_bytes())?;
         eprintln!("xtask: wrote {}", path.display());
     }
-    let verdict = judge(&rows);
+    let mut verdict = judge(&rows);
+    if plan.replay {
+        let (recordings, replays) = crate::experiment_replay::record_and_replay(
+            kernel,
+            &plan.workloads,
+            plan.iterations,
+            &plan.strategies,
+        )?;
+        for rec in &recordings {
+            let path = dir.join(format!("trace-{}.txt", rec.workload));
+            crate::write_atomically(&path, rec.text.as_bytes())?;
+            eprintln!("xtask: wrote {}", path.display());
+        }
+        let path = dir.join("mapping-replay.csv");
+        crate::write_atomically(
+            &path,
+            crate::experiment_replay::csv(&rows, &replays).as_bytes(),
+        )?;
+        eprintln!("xtask: wrote {}", path.display());
+        let agreed = crate::experiment_replay::agreement(&replays, &rows);
+        match &agreed {
+            Ok(lines) | Err(lines) => eprint!("{lines}"),
+        }
+        verdict = match (verdict, agreed) {
+            (Ok(v), Ok(_)) => Ok(format!("{v}; every replay agrees with its QEMU run")),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(_)) => Err("a replay differs from its QEMU run (above)".into()),
+        };
+    }
     eprintln!(
         "xtask: experiment finished in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -378,7 +414,7 @@ pub fn mapping(kernel: &KernelBuild, plan: &Plan) -> Result<(), String> {
 }
 
 /// The suite's small version of the experiment.
-pub const SMALL_NAME: &str = "experiment: mapping, small: every correct vTLB strategy keeps the invariant at every invalidation point (0 violations, 0 wrong reads on ptmut); broken-keep-all is caught";
+pub const SMALL_NAME: &str = "experiment: mapping, small: every correct vTLB strategy keeps the invariant at every invalidation point (0 violations, 0 wrong reads on ptmut); broken-keep-all is caught; a trace recorded twice (the same both times) replays every strategy on the host as QEMU ran it";
 
 /// `cargo xtask test`'s small mapping experiment: every strategy, checked,
 /// on 300 operations of `ptmut` (remaps, protection changes, unmaps with
@@ -389,9 +425,35 @@ pub fn small(kernel: &KernelBuild) -> Result<String, String> {
         workloads: vec!["ptmut".into()],
         iterations: Some(300),
         timed: false,
+        replay: false,
     };
     let rows = run(kernel, &plan)?;
-    judge(&rows)
+    let verdict = judge(&rows)?;
+    // Recorded (twice: the trace must be the same), replayed under every
+    // strategy: each replay must agree with the QEMU run above, the broken
+    // strategy caught in replay too.
+    let recording = crate::experiment_replay::record(kernel, "ptmut", 300)?;
+    let again = crate::experiment_replay::record(kernel, "ptmut", 300)?;
+    if again.text != recording.text {
+        return Err(format!(
+            "recording ptmut twice gave two traces ({} and {} bytes)",
+            recording.trace.bytes, again.trace.bytes
+        ));
+    }
+    let replays = crate::experiment_replay::replay_all(&recording, &plan.strategies)?;
+    crate::experiment_replay::agreement(&replays, &rows)?;
+    let caught = replays
+        .iter()
+        .filter(|r| !r.strategy.is_correct())
+        .all(|r| r.violations > 0);
+    if !caught {
+        return Err("the broken strategy went uncaught in replay".into());
+    }
+    Ok(format!(
+        "{verdict}; recorded twice, the same trace ({} records); its {} replays agree with QEMU on faults, mappings and violations",
+        recording.trace.records.len(),
+        replays.len()
+    ))
 }
 
 #[cfg(test)]

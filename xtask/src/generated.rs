@@ -88,6 +88,17 @@ pub fn description_with_ram(ram_mib: u32) -> Result<String, String> {
 /// `description` (TOML) with its VMM's vTLB strategy and checking set
 /// (docs/vtlb.md).
 pub fn with_vtlb(description: &str, strategy: &str, check: bool) -> Result<String, String> {
+    with_vtlb_recording(description, strategy, check, false)
+}
+
+/// As [`with_vtlb`], and whether the VMM records a page-table trace
+/// (docs/vtlb.md, "Record and replay").
+pub fn with_vtlb_recording(
+    description: &str,
+    strategy: &str,
+    check: bool,
+    record: bool,
+) -> Result<String, String> {
     if capdl::generate::VtlbStrategy::from_name(strategy).is_none() {
         let names: Vec<&str> = capdl::generate::VtlbStrategy::ALL
             .iter()
@@ -102,7 +113,7 @@ pub fn with_vtlb(description: &str, strategy: &str, check: bool) -> Result<Strin
     let mut found = false;
     for line in description.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
-        if key == "vtlb" || key == "vtlb_check" {
+        if key == "vtlb" || key == "vtlb_check" || key == "vtlb_record" {
             continue;
         }
         out.push_str(line);
@@ -110,6 +121,9 @@ pub fn with_vtlb(description: &str, strategy: &str, check: bool) -> Result<Strin
         if line.trim() == "[vmm]" {
             found = true;
             out.push_str(&format!("vtlb = \"{strategy}\"\nvtlb_check = {check}\n"));
+            if record {
+                out.push_str("vtlb_record = true\n");
+            }
         }
     }
     if !found {
@@ -165,5 +179,14 @@ mod tests {
         );
         assert!(with_vtlb(text, "lazy", false).unwrap_err().contains("keep"));
         assert!(with_vtlb("[[guest]]\n", "keep", false).is_err());
+        // Recording: once, and gone again when not asked for.
+        let recording = with_vtlb_recording(text, "keep", false, true).unwrap();
+        assert_eq!(
+            recording.matches("vtlb_record = true").count(),
+            1,
+            "{recording}"
+        );
+        let again = with_vtlb(&recording, "keep", false).unwrap();
+        assert!(!again.contains("vtlb_record"), "{again}");
     }
 }

@@ -7,6 +7,7 @@ mod capdl_tests;
 mod chart;
 mod experiment;
 mod experiment_plot;
+mod experiment_replay;
 mod fingerprint;
 mod generated;
 mod hostile_tests;
@@ -121,6 +122,11 @@ enum Command {
         /// Workloads, comma-separated [default: ptmut,largepage,aschurn].
         #[arg(long, value_delimiter = ',')]
         workloads: Vec<String>,
+        /// Also record each workload once and replay every strategy on the
+        /// host, checking each replay against its QEMU run
+        /// (`mapping-replay.csv`).
+        #[arg(long)]
+        replay: bool,
     },
 }
 
@@ -171,6 +177,10 @@ struct RunArgs {
     /// the first violation.
     #[arg(long, conflicts_with_all = ["bare", "selftest"])]
     vtlb_check: bool,
+    /// Record the guest's page-table trace on the VMM's serial, for replay
+    /// on the host (docs/vtlb.md, "Record and replay").
+    #[arg(long, conflicts_with_all = ["bare", "selftest"])]
+    vtlb_record: bool,
     /// Write exactly the guest's console bytes to this file (on seL4: what
     /// the VMM wrote to COM2).
     #[arg(long, conflicts_with = "selftest")]
@@ -211,7 +221,8 @@ fn main() -> ExitCode {
             iterations,
             strategies,
             workloads,
-        } => experiment(&name, iterations, &strategies, &workloads),
+            replay,
+        } => experiment(&name, iterations, &strategies, &workloads, replay),
         Command::TestCapdl => test::capdl_only(),
         Command::Linux => linux::linux(),
         Command::Soak { minutes } => soak::soak(minutes),
@@ -273,9 +284,14 @@ fn run(args: &RunArgs) -> Result<(), String> {
             let path = generated::example_description();
             let mut text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if args.vtlb.is_some() || args.vtlb_check {
+            if args.vtlb.is_some() || args.vtlb_check || args.vtlb_record {
                 let strategy = args.vtlb.as_deref().unwrap_or("keep");
-                text = generated::with_vtlb(&text, strategy, args.vtlb_check)?;
+                text = generated::with_vtlb_recording(
+                    &text,
+                    strategy,
+                    args.vtlb_check,
+                    args.vtlb_record,
+                )?;
             }
             let cmdline = args.guest_cmdline.as_deref();
             let bundle = generated::bundle_for("system", &text, image, cmdline, args.trap)?;
@@ -338,6 +354,7 @@ fn experiment(
     iterations: Option<u64>,
     strategies: &[String],
     workloads: &[String],
+    replay: bool,
 ) -> Result<(), String> {
     if name != "mapping" {
         return Err(format!(
@@ -378,6 +395,7 @@ fn experiment(
         workloads,
         iterations,
         timed: true,
+        replay,
     };
     experiment::mapping(&kernel, &plan)
 }

@@ -49,6 +49,7 @@ struct RawVmm {
     stack_pages: Option<Spanned<i64>>,
     vtlb: Option<Spanned<String>>,
     vtlb_check: Option<bool>,
+    vtlb_record: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +107,9 @@ pub struct Vmm {
     /// Whether it checks the mapping invariant at every invalidation point
     /// (`vtlb_check`, default false).
     pub vtlb_check: bool,
+    /// Whether it records a page-table trace for replay on the host
+    /// (`vtlb_record`, default false; docs/vtlb.md).
+    pub vtlb_record: bool,
 }
 
 /// One `[[guest]]`.
@@ -242,6 +246,7 @@ impl Description {
                 None => VtlbStrategy::default(),
             },
             vtlb_check: raw_vmm.vtlb_check.unwrap_or(false),
+            vtlb_record: raw_vmm.vtlb_record.unwrap_or(false),
         };
         if raw.guest.is_empty() {
             return Err(error(At::Key("guest".into()), Problem::NoGuest));

@@ -216,7 +216,9 @@ fn start_info(
         .iter()
         .filter(|(present, _)| *present)
         .fold(0, |bits, (_, bit)| bits | bit),
-        vtlb: desc.vmm.vtlb.code() | if desc.vmm.vtlb_check { VTLB_CHECK } else { 0 },
+        vtlb: desc.vmm.vtlb.code()
+            | if desc.vmm.vtlb_check { VTLB_CHECK } else { 0 }
+            | if desc.vmm.vtlb_record { VTLB_RECORD } else { 0 },
         // Checked to be at most 2^28 bytes.
         wedge_bytes: wedge.map_or(0, |(_, bytes)| bytes.len() as u32),
         ..StartInfo::default()

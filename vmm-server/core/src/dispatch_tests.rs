@@ -202,6 +202,7 @@ fn with_guest<R>(wedge: bool, f: impl FnOnce(&mut Guest<'_, Model>, &Ram) -> R) 
         ending: None,
         trap: None,
         views: None,
+        recorder: None,
     };
     f(&mut g, &ram)
 }
@@ -767,6 +768,7 @@ fn without_a_wedge_a_trapped_cli_is_emulated_on_the_vmms_virtual_cpu() {
         ending: None,
         trap: Some(&mut cpu),
         views: None,
+        recorder: None,
     };
     g.platform.regs.rip = TEXT;
     let step = g.handle(Event::Exception {

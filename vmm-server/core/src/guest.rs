@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::interrupts::Interrupts;
 use crate::platform::Platform;
 use crate::ram::Ram;
+use crate::record::Recorder;
 use crate::sites::Sites;
 use crate::trap::Fault;
 use crate::trap_guest::TrapCpu;
@@ -91,6 +92,9 @@ pub struct Guest<'a, P: Platform> {
     /// With a wedge: the user views its processes run in
     /// ([`crate::views`], `user_mode.rs`).
     pub views: Option<&'a mut UserViews<P::Mapper>>,
+    /// Recording a page-table trace ([`crate::record`]): the recorder's
+    /// policy replaces the vTLB's strategy.
+    pub recorder: Option<&'a mut Recorder>,
 }
 
 impl<P: Platform> core::fmt::Debug for Guest<'_, P> {
@@ -111,6 +115,19 @@ impl<P: Platform> Guest<'_, P> {
     pub fn handle(&mut self, event: Event) -> Step {
         if self.stale_user_fault(&event) {
             return Step::Resume;
+        }
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            let platform = &mut self.platform;
+            if recorder
+                .enter(self.ram, self.vtlb, &mut |line: core::fmt::Arguments<
+                    '_,
+                >| {
+                    platform.log(line)
+                })
+                .is_err()
+            {
+                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
+            }
         }
         match event {
             Event::PageFault { rip, addr, write } if self.in_user_mode() => {
@@ -244,10 +261,26 @@ impl<P: Platform> Guest<'_, P> {
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
         self.stats.page_faults += 1;
         let walked = walk_keeping_upper(self.ram, self.cr3, addr);
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            let platform = &mut self.platform;
+            let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+            if recorder
+                .fault(self.ram, self.vtlb, self.cr3, addr, write, log)
+                .is_err()
+            {
+                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
+            }
+        }
         match walked.result {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
             Ok(t) if t.writable || !write => {
-                match self.vtlb.fault(self.ram, addr, t, walked.upper, write) {
+                let mapped = match self.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        recorder.map(self.ram, self.vtlb, addr, t, walked.upper, write)
+                    }
+                    None => self.vtlb.fault(self.ram, addr, t, walked.upper, write),
+                };
+                match mapped {
                     // Resume the guest (or the wedge) where it faulted.
                     Ok(()) => Step::Resume,
                     Err(e) => {
@@ -339,7 +372,11 @@ impl<P: Platform> Guest<'_, P> {
             ..t
         };
         // Not the guest's rights: the region is checked page by page.
-        match self.vtlb.map(addr, read_only, 0) {
+        let mapped = match self.recorder.as_deref_mut() {
+            Some(recorder) => recorder.map(self.ram, self.vtlb, addr, read_only, 0, false),
+            None => self.vtlb.map(addr, read_only, 0),
+        };
+        match mapped {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("a mapping failed")),
         }
@@ -395,12 +432,15 @@ impl<P: Platform> Guest<'_, P> {
                 if let Some(views) = self.views.as_deref_mut() {
                     views.cr3_loaded();
                 }
-                let r = self
-                    .vtlb
-                    .reload(self.ram, value)
-                    .map(drop)
-                    .map_err(|_| "reloading the virtual TLB failed");
-                result(r)
+                let r = match self.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        let platform = &mut self.platform;
+                        let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+                        recorder.cr3_load(self.ram, self.vtlb, value, log)
+                    }
+                    None => self.vtlb.reload(self.ram, value).map(drop),
+                };
+                result(r.map_err(|_| "reloading the virtual TLB failed"))
             }
             Request::Invlpg { address } => {
                 // In the kernel view, and in the user view of this CR3.
@@ -410,8 +450,15 @@ impl<P: Platform> Guest<'_, P> {
                     .as_deref_mut()
                     .and_then(|v| v.holding(cr3))
                     .is_none_or(|view| view.invlpg(ram, cr3, address).is_ok());
-                let kernel_ok = self.vtlb.invlpg(ram, cr3, address).is_ok();
-                result(if user_ok && kernel_ok {
+                let kernel = match self.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        let platform = &mut self.platform;
+                        let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+                        recorder.invlpg(ram, self.vtlb, cr3, address, log)
+                    }
+                    None => self.vtlb.invlpg(ram, cr3, address),
+                };
+                result(if user_ok && kernel.is_ok() {
                     Ok(())
                 } else {
                     Err("invalidating a mapping failed")

@@ -10,7 +10,7 @@
 //! Everything here takes untrusted input — the guest's page tables, the
 //! guest's image — and answers with typed errors, never a panic. `no_std`,
 //! no allocator; tested (and fuzzed) on the host.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "replay")), no_std)]
 
 pub mod devices;
 #[cfg(test)]
@@ -23,8 +23,12 @@ pub mod interrupts;
 pub mod load;
 pub mod platform;
 pub mod ram;
+pub mod record;
 pub mod regions;
+#[cfg(any(test, feature = "replay"))]
+pub mod replay;
 pub mod sites;
+pub mod trace;
 pub mod trap;
 pub mod trap_guest;
 #[cfg(test)]

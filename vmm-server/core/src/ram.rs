@@ -109,13 +109,15 @@ impl Ram {
     }
 }
 
-/// Guest RAM over a host buffer, for tests: `size` bytes, then `guard`
-/// bytes past the end of RAM that a correct caller never reads.
-#[cfg(test)]
-pub(crate) mod host {
+/// Guest RAM over a host buffer, for tests and the replay: `size` bytes,
+/// then `guard` bytes past the end of RAM that a correct caller never
+/// reads.
+#[cfg(any(test, feature = "replay"))]
+pub mod host {
     use super::Ram;
 
-    pub(crate) struct HostRam {
+    #[derive(Debug)]
+    pub struct HostRam {
         /// The buffer, leaked from a `Box<[u64]>` (8-byte aligned) and
         /// reached only through this pointer until `drop`.
         buf: *mut u64,
@@ -124,7 +126,7 @@ pub(crate) mod host {
     }
 
     impl HostRam {
-        pub(crate) fn new(size: u64) -> HostRam {
+        pub fn new(size: u64) -> HostRam {
             HostRam::with_guard(size, 0, 0)
         }
 
@@ -147,13 +149,14 @@ pub(crate) mod host {
             unsafe { core::slice::from_raw_parts_mut(self.buf.cast::<u8>(), self.words * 8) }
         }
 
-        pub(crate) fn ram(&self) -> Ram {
+        pub fn ram(&self) -> Ram {
             // SAFETY: `[buf, buf + size)` is this buffer's, mapped read-write
             // for as long as `self` lives, which outlives each test's use.
             unsafe { Ram::new(self.buf as u64, self.size) }
         }
 
         /// Writes a 64-bit entry at `gpa` (in RAM).
+        #[cfg(test)]
         pub(crate) fn set(&self, gpa: u64, value: u64) {
             self.ram()
                 .write_u64(gpa, value)

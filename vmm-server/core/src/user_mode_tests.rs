@@ -80,6 +80,7 @@ fn with_user_guest<R>(f: impl FnOnce(&mut Guest<'_, Model>, &Ram) -> R) -> R {
         ending: None,
         trap: None,
         views: Some(&mut views),
+        recorder: None,
     };
     f(&mut g, &ram)
 }

@@ -218,6 +218,29 @@ impl<M> core::fmt::Debug for Vtlb<M> {
     }
 }
 
+#[cfg(any(test, feature = "replay"))]
+impl<M> Vtlb<M> {
+    /// A `Vtlb` built in place on the heap (it is too large for a host
+    /// thread's stack, where `Vtlb::new` would build it first).
+    // Host only, built with the pinned toolchain (rust-toolchain.toml),
+    // which has `Box::new_zeroed`.
+    #[allow(clippy::incompatible_msrv)]
+    pub fn boxed(mapper: M) -> Box<Vtlb<M>> {
+        let mut v: Box<core::mem::MaybeUninit<Vtlb<M>>> = Box::new_zeroed();
+        let p = v.as_mut_ptr();
+        // SAFETY: `p` points to the box's memory, zeroed: every field but
+        // these three is integers, bools and arrays of them, for which zero
+        // is valid (and what `Vtlb::new` gives them); these three are
+        // written before the box is read.
+        unsafe {
+            core::ptr::addr_of_mut!((*p).mapper).write(mapper);
+            core::ptr::addr_of_mut!((*p).stats).write(VtlbStats::default());
+            core::ptr::addr_of_mut!((*p).strategy).write(VtlbStrategy::Keep);
+            v.assume_init()
+        }
+    }
+}
+
 impl<M: Mapper> Vtlb<M> {
     pub const fn new(mapper: M) -> Vtlb<M> {
         Vtlb {
@@ -582,6 +605,40 @@ impl<M: Mapper> Vtlb<M> {
         }
     }
 
+    /// Removes every mapping (the recorder's set at a CR3 load).
+    pub fn remove_all(&mut self) -> Result<(), M::Error> {
+        while self.count > 0 {
+            self.remove(self.count - 1)?;
+        }
+        self.regions.reset();
+        Ok(())
+    }
+
+    /// Removes every mapping of guest frame `gpa` (the recorder: a frame
+    /// that is a page table).
+    pub fn remove_frame(&mut self, gpa: u64) -> Result<(), M::Error> {
+        self.remove_where(|m| m.gpa == gpa & ADDR)
+    }
+
+    /// Removes every mapping made from the last-level page table at
+    /// `table` (the recorder: what the write-protect strategy drops at a
+    /// write to it).
+    pub fn remove_made_from(&mut self, table: u64) -> Result<(), M::Error> {
+        self.remove_where(|m| m.table == table & ADDR)
+    }
+
+    fn remove_where(&mut self, doomed: impl Fn(&Mapping) -> bool) -> Result<(), M::Error> {
+        let mut i = 0;
+        while i < self.count {
+            if doomed(&self.mappings[i]) {
+                self.remove(i)?;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
     fn remove(&mut self, i: usize) -> Result<(), M::Error> {
         let Mapping {
             gpa,
@@ -794,21 +851,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// A `Vtlb` built in place on the heap (it is too large for a test
-    /// thread's stack, where `Vtlb::new` would build it first).
     pub(crate) fn boxed_vtlb<M>(mapper: M) -> Box<Vtlb<M>> {
-        let mut v: Box<core::mem::MaybeUninit<Vtlb<M>>> = Box::new_zeroed();
-        let p = v.as_mut_ptr();
-        // SAFETY: `p` points to the box's memory, zeroed: every field but
-        // these three is integers, bools and arrays of them, for which zero
-        // is valid (and what `Vtlb::new` gives them); these three are
-        // written before the box is read.
-        unsafe {
-            core::ptr::addr_of_mut!((*p).mapper).write(mapper);
-            core::ptr::addr_of_mut!((*p).stats).write(VtlbStats::default());
-            core::ptr::addr_of_mut!((*p).strategy).write(VtlbStrategy::Keep);
-            v.assume_init()
-        }
+        Vtlb::boxed(mapper)
     }
 
     fn boxed() -> Box<Vtlb<ModelSpace>> {
