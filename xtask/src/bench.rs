@@ -62,6 +62,7 @@ fn run_bare(image: Image, cmdline: &str) -> Result<Vec<Sample>, String> {
         icount: Some(0),
         com2: false,
         settle: None,
+        debugcons: &[],
     };
     let run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
     if run.outcome != qemu::Outcome::Passed {

@@ -19,6 +19,7 @@ mod process;
 mod qemu;
 mod selftest_checks;
 mod setup;
+mod several;
 mod soak;
 mod system;
 mod tasks;
@@ -172,9 +173,15 @@ struct RunArgs {
     #[arg(long, conflicts_with_all = ["bare", "selftest"])]
     vtlb_check: bool,
     /// Write exactly the guest's console bytes to this file (on seL4: what
-    /// the VMM wrote to COM2).
+    /// the VMM wrote to COM2). With --guests N, a folder: each guest's
+    /// console goes to DIR/guest0.log, DIR/guest1.log, ...
     #[arg(long, conflicts_with = "selftest")]
     console_out: Option<PathBuf>,
+    /// Run N copies of the guest on seL4, each with a VMM of its own
+    /// (docs/vmm-server.md, "Several guests"); the run fails if any guest
+    /// fails.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8), conflicts_with_all = ["bare", "selftest"])]
+    guests: u32,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
     #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "trap", "guest_cmdline", "console_out"])]
     spec: Option<PathBuf>,
@@ -262,6 +269,9 @@ fn run(args: &RunArgs) -> Result<(), String> {
     } else {
         images::Image::Padded
     };
+    if args.guests > 1 {
+        return run_several(args, image, timeout);
+    }
     if !args.bare {
         let tools = setup::ensure()?;
         let kernel = kernel::build(&tools, flavour(args.debug_kernel))?;
@@ -297,6 +307,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             // The VMM writes the guest's console to COM2.
             com2: !args.selftest,
             settle: None,
+            debugcons: &[],
         };
         let run = machine.boot(timeout, qemu::Echo::Terminal)?;
         let console = run.com2.as_deref().unwrap_or_default();
@@ -323,6 +334,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         icount: None,
         com2: false,
         settle: None,
+        debugcons: &[],
     };
     // A bare guest's console is COM1, and nothing else writes there.
     let run = machine.boot(timeout, qemu::Echo::Terminal)?;
@@ -330,6 +342,49 @@ fn run(args: &RunArgs) -> Result<(), String> {
         &run,
         args.console_out.as_deref().map(|p| (p, &run.bytes[..])),
     )
+}
+
+/// `cargo xtask run --guests N`: N copies of the guest, each with its own
+/// VMM, consoles in DIR/guestN.log.
+fn run_several(args: &RunArgs, image: images::Image, timeout: Duration) -> Result<(), String> {
+    let tools = setup::ensure()?;
+    let kernel = kernel::build(&tools, flavour(args.debug_kernel))?;
+    let image_name = match image {
+        images::Image::Hostile => "hostile",
+        images::Image::Plain => "plain",
+        _ => "guest",
+    };
+    let guests: Vec<generated::GuestSpec> = (0..args.guests)
+        .map(|n| generated::GuestSpec {
+            name: format!("guest{n}"),
+            image: image_name,
+            cmdline: args
+                .guest_cmdline
+                .clone()
+                .unwrap_or_else(|| capdl_tests::SEL4_GUEST_TESTS.to_string()),
+            trap: args.trap,
+            ram_mib: 32,
+        })
+        .collect();
+    eprintln!(
+        "xtask: booting the {} seL4 kernel with {} guests of 32 MiB, each with a VMM of its own, in QEMU ({})",
+        kernel.flavour.name(),
+        args.guests,
+        args.accel
+    );
+    let several = several::run(
+        &kernel,
+        "several",
+        &guests,
+        args.memory,
+        None,
+        qemu::Echo::Terminal,
+        timeout,
+    )?;
+    if let Some(dir) = &args.console_out {
+        several::save_consoles(dir, &guests, &several)?;
+    }
+    finish_run(&several.run, None)
 }
 
 /// `cargo xtask experiment NAME`.
@@ -463,6 +518,7 @@ fn run_spec(
         // A spec may give a task COM2, as the generated system gives the VMM.
         com2: true,
         settle: None,
+        debugcons: &[],
     };
     finish_run(&machine.boot(timeout, qemu::Echo::Terminal)?, None)
 }

@@ -421,6 +421,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         icount: None,
         com2: false,
         settle: None,
+        debugcons: &[],
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
         Ok(run) => run,
@@ -478,6 +479,7 @@ pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, Str
         icount: Some(GUEST_TEST_ICOUNT_SHIFT),
         com2: false,
         settle: None,
+        debugcons: &[],
     }
     .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)
 }

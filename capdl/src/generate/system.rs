@@ -477,10 +477,16 @@ fn irq_thread(
     vmm_elf: &Elf,
     name: &str,
     vmm: &mut crate::build::TaskObjects,
+    shared_ticks: bool,
 ) -> Result<(), BuildError> {
     let vmm_cnode = vmm.cnode;
     let irq_prio = desc.vmm.priority + 1; // at most 255 (description)
-    let irq_init = [IRQ_THREAD_MARK, u64::from(irq_prio)];
+                                          // The third value: the supervisor signals the ticks (no IRQ to ack).
+    let irq_init = [
+        IRQ_THREAD_MARK,
+        u64::from(irq_prio),
+        u64::from(shared_ticks),
+    ];
     let irq_thread = b.thread(
         vmm,
         &Thread {
@@ -598,7 +604,7 @@ fn build_one(
         )?;
         b.cap(vmm_cnode, Slot::Index(PIT_IRQ_SLOT), cap(irq, Rights::NONE))?;
         ports(b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT)?;
-        irq_thread(b, desc, vmm_elf, "vmm", &mut vmm)?;
+        irq_thread(b, desc, vmm_elf, "vmm", &mut vmm, false)?;
     }
     if desc.devices.serial {
         ports(b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT)?;
@@ -767,7 +773,7 @@ fn build_several(
                     ..cap(ticks, Rights::WRITE)
                 },
             )?;
-            irq_thread(b, desc, vmm_elf, &name, &mut vmm)?;
+            irq_thread(b, desc, vmm_elf, &name, &mut vmm, true)?;
         }
         vmm.vspace.finish(b)?;
     }
