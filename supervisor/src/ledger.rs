@@ -96,3 +96,77 @@ impl Ledger {
         Ok(Report::AllEnded { value })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_report_ends_the_run_with_the_first_failure() {
+        let mut ledger = Ledger::new(3);
+        let ended = |ledger: &mut Ledger, badge, value| {
+            ledger.report(badge, SUPERVISOR_ENDED_LABEL, 1, value)
+        };
+        assert_eq!(
+            ended(&mut ledger, 2, 0),
+            Ok(Report::Ended {
+                guest: 1,
+                value: 0,
+                left: 2
+            })
+        );
+        assert_eq!(
+            ended(&mut ledger, 3, 1),
+            Ok(Report::Ended {
+                guest: 2,
+                value: 1,
+                left: 1
+            })
+        );
+        assert_eq!(ended(&mut ledger, 3, 0), Err(ReportError::Twice(2)));
+        assert_eq!(ended(&mut ledger, 1, 0), Ok(Report::AllEnded { value: 1 }));
+    }
+
+    #[test]
+    fn bad_reports_are_refused_and_change_nothing() {
+        let mut ledger = Ledger::new(2);
+        assert_eq!(
+            ledger.report(0, SUPERVISOR_ENDED_LABEL, 1, 0),
+            Err(ReportError::Badge(0))
+        );
+        assert_eq!(
+            ledger.report(3, SUPERVISOR_ENDED_LABEL, 1, 0),
+            Err(ReportError::Badge(3))
+        );
+        assert_eq!(
+            ledger.report(1, 7, 1, 0),
+            Err(ReportError::Message {
+                label: 7,
+                length: 1
+            })
+        );
+        assert_eq!(
+            ledger.report(1, SUPERVISOR_ENDED_LABEL, 2, 0),
+            Err(ReportError::Message {
+                label: SUPERVISOR_ENDED_LABEL,
+                length: 2
+            })
+        );
+        assert_eq!(
+            ledger.report(1, SUPERVISOR_ENDED_LABEL, 1, 256),
+            Err(ReportError::Value(256))
+        );
+        assert_eq!(
+            ledger.report(1, SUPERVISOR_ENDED_LABEL, 1, 0),
+            Ok(Report::Ended {
+                guest: 0,
+                value: 0,
+                left: 1
+            })
+        );
+        assert_eq!(
+            ledger.report(2, SUPERVISOR_ENDED_LABEL, 1, 0),
+            Ok(Report::AllEnded { value: 0 })
+        );
+    }
+}

@@ -16,8 +16,6 @@
 #![no_std]
 #![no_main]
 
-mod ledger;
-
 use previrt_protocol::vmm_layout::{
     supervisor_ticks_slot, DEVICE_DEBUG_EXIT, DEVICE_PIT, DEVICE_SERIAL, MAX_SYSTEM_GUESTS,
     SHARED_TICK_PERIOD, SUPERVISOR_DEBUG_EXIT_SLOT, SUPERVISOR_OWN_ENDPOINT_SLOT,
@@ -26,7 +24,7 @@ use previrt_protocol::vmm_layout::{
 };
 use previrt_sel4::{println, Endpoint, IoPort, IrqHandler, Notification, Tcb, Word};
 
-use crate::ledger::{Ledger, Report};
+use supervisor::ledger::{Ledger, Report};
 
 // The loader starts the task with its stack set up by the spec and the
 // start registers (rdi: the number of guests, rsi: device bits).
