@@ -337,7 +337,12 @@ fn vmm_cspace_slots_match_the_published_constants() {
         main.prio + 1,
         "the interrupt thread preempts the main one"
     );
-    assert_eq!(irq.init.as_slice(), &[IRQ_THREAD_MARK, u64::from(irq.prio)]);
+    // The third value: 0, the VMM acknowledges the PIT's IRQ itself (with
+    // several guests the supervisor does, and it is 1).
+    assert_eq!(
+        irq.init.as_slice(),
+        &[IRQ_THREAD_MARK, u64::from(irq.prio), 0]
+    );
     assert_eq!(irq.ip, main.ip, "both start at the VMM's entry");
     assert_eq!(target(SERIAL_PORTS_SLOT).as_deref(), Some("serial_ports"));
     assert_eq!(
@@ -504,6 +509,12 @@ fn several_guests_get_a_vmm_each_and_a_supervisor() {
         assert_eq!(page.index, n as u32);
         let cmdline: &[u8] = if n == 0 { b"tests=all" } else { b"attack=ipc" };
         assert_eq!(page.cmdline, cmdline);
+        let ObjectKind::Tcb(irq) =
+            &spec.objects[find(&spec, &format!("{vmm}_irq_tcb")) as usize].kind
+        else {
+            panic!("no interrupt thread");
+        };
+        assert_eq!(irq.init[2], 1, "the supervisor acknowledges the PIT's IRQ");
         let pml4 = find(&spec, &format!("{vmm}_pml4"));
         let (frame, rights) = mapped(&spec, pml4, START_PAGE_ADDR).unwrap();
         assert_eq!(name_of(&spec, frame), format!("{vmm}_start"));

@@ -24,7 +24,8 @@ pub fn images() -> Result<BTreeMap<String, Vec<u8>>, String> {
 }
 
 /// The images with the given guest image (the plain one, to see it refused).
-/// `cmdline`, if given, is the guest's command line (built into the VMM).
+/// `cmdline`, if given, is the guest's command line (set in the description by
+/// [`bundle_for`], read by the VMM from its start page).
 pub fn images_with(
     image: Image,
     cmdline: Option<&str>,

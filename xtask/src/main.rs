@@ -104,6 +104,11 @@ enum Command {
         /// The CapDL loader on generated systems of 8 to 64 MiB guest RAM.
         #[arg(long, conflicts_with = "bare")]
         loader: bool,
+        /// Systems of 1, 2, 4 and 8 guests of 64 MiB, each with its own VMM:
+        /// the loader's time and untyped memory, and each guest's `cpu` and
+        /// `mixed` figures against one guest alone (target/bench/scale.txt).
+        #[arg(long, conflicts_with_all = ["bare", "loader"])]
+        guests: bool,
         /// On the debug kernel instead of the release kernel.
         #[arg(long, conflicts_with = "bare")]
         debug_kernel: bool,
@@ -212,6 +217,11 @@ fn main() -> ExitCode {
             debug_kernel,
             ..
         } => bench::loader(flavour(debug_kernel)),
+        Command::Bench {
+            guests: true,
+            debug_kernel,
+            ..
+        } => bench::scale(flavour(debug_kernel)),
         Command::Bench { debug_kernel, .. } => bench::sel4(flavour(debug_kernel)),
         Command::Experiment {
             name,
