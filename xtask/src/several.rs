@@ -251,3 +251,87 @@ pub fn test(kernel: &KernelBuild) -> Result<String, String> {
         several.run.elapsed.as_secs_f64()
     ))
 }
+
+/// The suite's test of a guest ended early.
+pub const ENDED_NAME: &str =
+    "several: a guest its VMM ends at once leaves the other running to its end";
+
+/// Two guests: the hostile one halts with interrupts off at once, and its
+/// VMM ends it; the other, running the timer self-test, goes on to pass it
+/// (its console as alone), and only then does the run end, with the
+/// hostile guest's failure.
+pub fn ended_early(kernel: &KernelBuild) -> Result<String, String> {
+    let guests = [
+        GuestSpec {
+            name: "hostile".to_string(),
+            image: "hostile",
+            cmdline: "attack=halt".to_string(),
+            trap: false,
+            ram_mib: RAM_MIB,
+        },
+        GuestSpec {
+            name: "guest1".to_string(),
+            image: "guest",
+            cmdline: "tests=timer".to_string(),
+            trap: false,
+            ram_mib: RAM_MIB,
+        },
+    ];
+    let several = run(
+        kernel,
+        "several-ended",
+        &guests,
+        512,
+        Some(crate::test::GUEST_TEST_ICOUNT_SHIFT),
+        qemu::Echo::Quiet,
+        Duration::from_secs(120),
+    )?;
+    let serial = &several.run.serial;
+    let context = || {
+        let mut text = crate::process::tail(serial, 8);
+        for (g, log) in guests.iter().zip(&several.logs) {
+            text.push_str(&format!(
+                "\n[vmm {}]\n{}",
+                g.name,
+                crate::process::tail(log, 4)
+            ));
+        }
+        text
+    };
+    let first = "supervisor: guest 0 ended with exit value 1 (1 still running";
+    let Some(at) = serial.find(first) else {
+        return Err(format!(
+            "the hostile guest's end is not first:\n{}",
+            context()
+        ));
+    };
+    let last = "supervisor: every guest has ended; exit value 1";
+    if !serial[at..].contains(last) || several.run.outcome != qemu::Outcome::Failed {
+        return Err(format!(
+            "the run did not end after both, with the hostile guest's failure ({}):\n{}",
+            several.run.outcome,
+            context()
+        ));
+    }
+    let ended = "vmm-server: guest0: terminated: it halted with interrupts disabled";
+    if !several.logs[0].contains(ended) {
+        return Err(format!("no line {ended:?}:\n{}", context()));
+    }
+    let console = String::from_utf8_lossy(&several.consoles[1]);
+    let expected = "guest: previrt test kernel; tests=timer bench=\ntimer: passed (5 checks)\nselftest: 1 passed, 0 failed\n";
+    if console != expected {
+        return Err(format!(
+            "the other guest's console is not the timer test's alone:\n{console}"
+        ));
+    }
+    if !several.logs[1].contains("vmm-server: guest1: exited with status 1") {
+        return Err(format!(
+            "the other guest's VMM did not report its exit:\n{}",
+            context()
+        ));
+    }
+    Ok(format!(
+        "the hostile guest ended first; the other passed its timer test after; {:.1} s",
+        several.run.elapsed.as_secs_f64()
+    ))
+}

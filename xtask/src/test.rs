@@ -323,6 +323,12 @@ fn suite(with_lint: bool) -> Vec<Entry> {
         Release,
         several::test,
     ));
+    entries.push(on_kernel(
+        several::ENDED_NAME,
+        Group::Security,
+        Release,
+        several::ended_early,
+    ));
     // Trap-and-emulate, the baseline pre-virtualization is measured against.
     entries.push(on_kernel(
         trap_tests::NAME,
