@@ -7,8 +7,4 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=--no-pie");
     }
     println!("cargo:rerun-if-changed=../sel4/root-task.ld");
-    // The guest's command line is part of the system image (see main.rs).
-    println!("cargo:rerun-if-env-changed=PREVIRT_GUEST_CMDLINE");
-    // So is trap-and-emulate mode (`cargo xtask run --trap`).
-    println!("cargo:rerun-if-env-changed=PREVIRT_TRAP");
 }

@@ -15,11 +15,11 @@ mod error;
 mod system;
 
 #[cfg(feature = "std")]
-pub use description::{Description, Devices, Guest, Vmm};
+pub use description::{Description, Devices, Guest, Vmm, DEFAULT_CMDLINE};
 #[cfg(feature = "std")]
 pub use error::{At, DescriptionError, GenerateError, ImageProblem, Problem};
 #[cfg(feature = "std")]
-pub use system::{generate, generate_spec};
+pub use system::{generate, generate_spec, generate_system, GeneratedFile};
 
 pub use previrt_protocol::vmm_layout::*;
 pub use previrt_protocol::VtlbStrategy;

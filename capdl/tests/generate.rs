@@ -8,11 +8,14 @@ use std::process::Command;
 
 use capdl::elf::ElfError;
 use capdl::generate::{
-    generate, generate_spec, guest_badge, guest_cnode_slot, guest_image_window, guest_pml4_slot,
-    guest_ram_window, guest_tcb_slot, guest_untyped_slot, guest_user_cnode_slot,
-    guest_user_pml4_slot, At, GenerateError, ImageProblem, Problem, StartInfo,
-    DEBUG_EXIT_PORT_SLOT, GUEST_CONSOLE_PORTS_SLOT, GUEST_ENDPOINT_SLOT, IRQ_THREAD_MARK,
-    PIT_IRQ_SLOT, PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, TIMER_BADGE, TIMER_NOTIFICATION_SLOT,
+    generate, generate_spec, generate_system, guest_badge, guest_cnode_slot, guest_console_port,
+    guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
+    guest_user_cnode_slot, guest_user_pml4_slot, supervisor_ticks_slot, At, GenerateError,
+    ImageProblem, Problem, StartInfo, StartPage, DEBUG_EXIT_PORT_SLOT, DEVICE_DEBUGCON,
+    DEVICE_GUEST_CONSOLE, DEVICE_SERIAL, DEVICE_SHARED_TICKS, DEVICE_SUPERVISOR,
+    GUEST_CONSOLE_PORTS_SLOT, GUEST_ENDPOINT_SLOT, GUEST_RAM_SLOTS_BASE, IRQ_THREAD_MARK,
+    PIT_IRQ_SLOT, PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, START_PAGE_ADDR, SUPERVISOR_DEBUG_EXIT_SLOT,
+    SUPERVISOR_ENDPOINT_SLOT, SUPERVISOR_PIT_IRQ_SLOT, TIMER_BADGE, TIMER_NOTIFICATION_SLOT,
     USER_FAULT_ENDPOINT, USER_VIEWS, VMM_CNODE_SLOT, VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR,
     VMM_IRQ_TCB_SLOT, VMM_PML4_SLOT, VMM_STACK_BOTTOM, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT,
     VMM_WAKE_SIGNAL_SLOT, WEDGE_WINDOW,
@@ -372,7 +375,12 @@ fn vmm_cspace_slots_match_the_published_constants() {
         main.prio + 1,
         "the interrupt thread preempts the main one"
     );
-    assert_eq!(irq.init.as_slice(), &[IRQ_THREAD_MARK, u64::from(irq.prio)]);
+    // The third value: 0, the VMM acknowledges the PIT's IRQ itself (with
+    // several guests the supervisor does, and it is 1).
+    assert_eq!(
+        irq.init.as_slice(),
+        &[IRQ_THREAD_MARK, u64::from(irq.prio), 0]
+    );
     assert_eq!(irq.ip, main.ip, "both start at the VMM's entry");
     assert_eq!(target(SERIAL_PORTS_SLOT).as_deref(), Some("serial_ports"));
     assert_eq!(
@@ -452,26 +460,223 @@ fn vmm_cspace_slots_match_the_published_constants() {
     );
 }
 
+/// [`SYSTEM`] with three small guests (each of its own VMM) and a supervisor.
+fn three_guest_system() -> String {
+    let mut text = SYSTEM.replace("ram_mib = 64", "ram_kib = 2048").replace(
+        "stack_pages = 4",
+        "stack_pages = 4\nsupervisor = \"supervisor\"",
+    );
+    for name in ["beta", "gamma"] {
+        text = text.replace(
+            "[devices]",
+            &format!("[[guest]]\nname = \"{name}\"\nimage = \"guest\"\nram_kib = 2048\npriority = 100\npt_untyped_bits = 16\ncmdline = \"attack=ipc\"\n\n[devices]"),
+        );
+    }
+    text
+}
+
+fn images_with_supervisor() -> BTreeMap<String, Vec<u8>> {
+    let mut images = images();
+    images.insert("supervisor".to_string(), vmm_elf());
+    images
+}
+
+fn start_info_of(spec: &Spec, tcb: &str) -> StartInfo {
+    let ObjectKind::Tcb(t) = &spec.objects[find(spec, tcb) as usize].kind else {
+        panic!("{tcb} is not a TCB");
+    };
+    let regs: [u64; 6] = t.init.as_slice().try_into().expect("six init values");
+    StartInfo::from_registers(regs)
+}
+
 #[test]
-fn two_guests_get_their_own_slots_windows_and_badges() {
-    let system = SYSTEM.replace("[devices]", "[[guest]]\nname = \"second\"\nimage = \"guest\"\nram_kib = 8192\npriority = 90\npt_untyped_bits = 16\n\n[devices]");
-    let text = generate(&system, &images()).expect("generates");
-    let spec = capdl::check(&text).expect("validates");
-    let info = start_info(&spec);
-    assert_eq!(info.guest_count, 2);
-    assert_eq!(info.guests[1].ram_frames, 2048);
-    let cnode = find(&spec, "vmm_cnode");
-    let target = |s: u64| slot(&spec, cnode, s).map(|c| name_of(&spec, c.target));
-    assert_eq!(target(guest_tcb_slot(1)).as_deref(), Some("second_tcb"));
-    let second = info.ram_first_slot(1).unwrap();
-    assert_eq!(target(second).as_deref(), Some("second_ram[0]"));
-    assert_eq!(target(second + 2047).as_deref(), Some("second_ram[2047]"));
-    assert_eq!(target(second - 1).as_deref(), Some("guest0_ram[16383]"));
-    let ep = slot(&spec, find(&spec, "second_cnode"), GUEST_ENDPOINT_SLOT).unwrap();
-    assert_eq!(ep.badge, 2);
-    let pml4 = find(&spec, "vmm_pml4");
-    let (frame, _) = mapped(&spec, pml4, guest_ram_window(1) + 5 * PAGE).unwrap();
-    assert_eq!(name_of(&spec, frame), "second_ram[5]");
+fn several_guests_get_a_vmm_each_and_a_supervisor() {
+    let system = three_guest_system();
+    let (spec, files) = generate_system(&system, &images_with_supervisor()).expect("generates");
+    // Each VMM serves one guest, at the first guest's slots and windows.
+    for (n, name) in ["guest0", "beta", "gamma"].iter().enumerate() {
+        let vmm = format!("vmm_{name}");
+        let info = start_info_of(&spec, &format!("{vmm}_tcb"));
+        assert_eq!(info.guest_count, 1);
+        assert_eq!(
+            info.devices,
+            DEVICE_SERIAL
+                | DEVICE_GUEST_CONSOLE
+                | DEVICE_DEBUGCON
+                | DEVICE_SHARED_TICKS
+                | DEVICE_SUPERVISOR
+        );
+        let cnode = find(&spec, &format!("{vmm}_cnode"));
+        let target = |s: u64| slot(&spec, cnode, s).map(|c| name_of(&spec, c.target));
+        assert_eq!(target(guest_tcb_slot(0)), Some(format!("{name}_tcb")));
+        assert_eq!(target(guest_tcb_slot(1)), None);
+        assert_eq!(target(GUEST_RAM_SLOTS_BASE), Some(format!("{name}_ram[0]")));
+        assert_eq!(
+            target(TIMER_NOTIFICATION_SLOT),
+            Some(format!("{vmm}_ticks"))
+        );
+        assert_eq!(target(PIT_IRQ_SLOT), None);
+        assert_eq!(target(PIT_PORTS_SLOT), None);
+        assert_eq!(target(DEBUG_EXIT_PORT_SLOT), None);
+        let report = slot(&spec, cnode, SUPERVISOR_ENDPOINT_SLOT).unwrap();
+        assert_eq!(name_of(&spec, report.target), "supervisor_ep");
+        assert_eq!((report.rights, report.badge), (Rights::WRITE, n as u64 + 1));
+        let console = slot(&spec, cnode, GUEST_CONSOLE_PORTS_SLOT).unwrap();
+        let port = guest_console_port(n as u64);
+        assert_eq!(
+            spec.objects[console.target as usize].kind,
+            ObjectKind::IoPorts {
+                first: port,
+                last: port
+            }
+        );
+        let ep = slot(
+            &spec,
+            find(&spec, &format!("{name}_cnode")),
+            GUEST_ENDPOINT_SLOT,
+        )
+        .unwrap();
+        assert_eq!(name_of(&spec, ep.target), format!("{vmm}_ep"));
+        assert_eq!(ep.badge, 1);
+        // The start page names the guest's number and command line.
+        let file = files
+            .iter()
+            .find(|f| f.name == format!("{vmm}-start"))
+            .expect("a start page");
+        let page = StartPage::from_bytes(&file.bytes).expect("reads");
+        assert_eq!(page.index, n as u32);
+        let cmdline: &[u8] = if n == 0 { b"tests=all" } else { b"attack=ipc" };
+        assert_eq!(page.cmdline, cmdline);
+        let ObjectKind::Tcb(irq) =
+            &spec.objects[find(&spec, &format!("{vmm}_irq_tcb")) as usize].kind
+        else {
+            panic!("no interrupt thread");
+        };
+        assert_eq!(irq.init[2], 1, "the supervisor acknowledges the PIT's IRQ");
+        let pml4 = find(&spec, &format!("{vmm}_pml4"));
+        let (frame, rights) = mapped(&spec, pml4, START_PAGE_ADDR).unwrap();
+        assert_eq!(name_of(&spec, frame), format!("{vmm}_start"));
+        assert_eq!(rights, Rights::READ);
+    }
+    // The supervisor holds the PIT, COM1, the exit port and a write cap
+    // to each VMM's tick notification.
+    let sup = find(&spec, "supervisor_cnode");
+    let target = |s: u64| slot(&spec, sup, s).map(|c| name_of(&spec, c.target));
+    assert_eq!(target(SUPERVISOR_PIT_IRQ_SLOT).as_deref(), Some("pit_irq"));
+    assert_eq!(
+        target(SUPERVISOR_DEBUG_EXIT_SLOT).as_deref(),
+        Some("debug_exit_port")
+    );
+    assert_eq!(
+        target(supervisor_ticks_slot(2)).as_deref(),
+        Some("vmm_gamma_ticks")
+    );
+    assert_eq!(target(supervisor_ticks_slot(3)), None);
+    // Without a supervisor image, several guests are refused.
+    let without = system.replace("supervisor = \"supervisor\"", "");
+    let err = generate_spec(&without, &images()).unwrap_err().to_string();
+    assert!(err.contains("need `supervisor = IMAGE`"), "{err}");
+}
+
+/// Every object reachable from `roots` through capabilities: CNode slots,
+/// a TCB's CSpace, VSpace and IPC buffer, paging structures' entries.
+fn reachable(spec: &Spec, roots: &[u32]) -> BTreeMap<u32, Vec<Cap>> {
+    let mut seen: BTreeMap<u32, Vec<Cap>> = roots.iter().map(|&r| (r, Vec::new())).collect();
+    let mut todo: Vec<u32> = roots.to_vec();
+    while let Some(at) = todo.pop() {
+        for cap in spec.objects[at as usize].slots.values() {
+            let entry = seen.entry(cap.target).or_default();
+            let first = entry.is_empty() && !roots.contains(&cap.target);
+            entry.push(*cap);
+            if first {
+                todo.push(cap.target);
+            }
+        }
+    }
+    seen
+}
+
+/// The isolation proof on the spec: walks every CSpace and VSpace from
+/// each guest's thread and its VMM's threads, and finds only that guest's
+/// own objects (named after it or its VMM), plus one write-only cap to the
+/// supervisor's endpoint with that guest's badge. No frame, TCB, endpoint,
+/// notification, I/O port or IRQ is reachable from two guests' sides.
+#[test]
+fn each_guest_and_its_vmm_reach_only_their_own_objects() {
+    let (spec, _) =
+        generate_system(&three_guest_system(), &images_with_supervisor()).expect("generates");
+    let names = ["guest0", "beta", "gamma"];
+    let mut owner: BTreeMap<u32, &str> = BTreeMap::new();
+    for (n, name) in names.iter().enumerate() {
+        let vmm = format!("vmm_{name}");
+        let roots = [
+            find(&spec, &format!("{vmm}_tcb")),
+            find(&spec, &format!("{vmm}_irq_tcb")),
+            find(&spec, &format!("{name}_tcb")),
+        ];
+        let domain = reachable(&spec, &roots);
+        // The walk went through the CSpace and the VSpace: RAM and image.
+        assert!(domain.contains_key(&find(&spec, &format!("{name}_ram[0]"))));
+        assert!(domain.contains_key(&find(&spec, &format!("{vmm}_start"))));
+        for (&object, caps) in &domain {
+            let object_name = name_of(&spec, object);
+            if object_name == "supervisor_ep" {
+                for cap in caps {
+                    assert_eq!(
+                        (cap.rights, cap.badge),
+                        (Rights::WRITE, n as u64 + 1),
+                        "{name}'s side holds the supervisor's endpoint only to report, with its own badge"
+                    );
+                }
+                continue;
+            }
+            assert!(
+                object_name.starts_with(&format!("{name}_"))
+                    || object_name.starts_with(&format!("{vmm}_")),
+                "{name}'s side reaches {object_name}, which is not its own"
+            );
+            assert!(
+                !matches!(spec.objects[object as usize].kind, ObjectKind::IoApicIrq(_)),
+                "{name}'s side reaches an IRQ: {object_name}"
+            );
+            if let Some(other) = owner.insert(object, name) {
+                panic!("{object_name} is reachable from both {other} and {name}");
+            }
+        }
+        // The guest itself holds one cap: its VMM's endpoint, send only.
+        let guest = reachable(&spec, &[find(&spec, &format!("{name}_tcb"))]);
+        let ep = find(&spec, &format!("{vmm}_ep"));
+        let caps = &guest[&ep];
+        assert_eq!(caps.len(), 1);
+        assert!(!caps[0].rights.contains(Rights::READ));
+        let ObjectKind::CNode { .. } =
+            spec.objects[find(&spec, &format!("{name}_cnode")) as usize].kind
+        else {
+            panic!("no guest CNode");
+        };
+        assert_eq!(
+            spec.objects[find(&spec, &format!("{name}_cnode")) as usize]
+                .slots
+                .len(),
+            1
+        );
+        // The guest's VSpace is empty: the VMM fills it.
+        assert!(spec.objects[find(&spec, &format!("{name}_pml4")) as usize]
+            .slots
+            .is_empty());
+    }
+    // The supervisor reaches no guest's memory, thread or VMM endpoint:
+    // only the tick notifications, written to.
+    let sup = reachable(&spec, &[find(&spec, "supervisor_tcb")]);
+    for (&object, caps) in &sup {
+        if let Some(guest) = owner.get(&object) {
+            let object_name = name_of(&spec, object);
+            assert!(
+                object_name.ends_with("_ticks") && caps.iter().all(|c| c.rights == Rights::WRITE),
+                "the supervisor reaches {guest}'s {object_name}"
+            );
+        }
+    }
 }
 
 #[test]

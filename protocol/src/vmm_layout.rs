@@ -48,7 +48,10 @@ pub const VMM_WAKE_NOTIFICATION_SLOT: u64 = 12;
 /// The same notification, badged [`TIMER_BADGE`], write only: what the
 /// interrupt thread signals. Empty without `pit`.
 pub const VMM_WAKE_SIGNAL_SLOT: u64 = 13;
-/// The first slot of the per-guest blocks; slots 14..16 are reserved.
+/// With [`DEVICE_SUPERVISOR`]: the supervisor's endpoint, write only, badged
+/// with the system guest number + 1: where the VMM reports its guest's end.
+pub const SUPERVISOR_ENDPOINT_SLOT: u64 = 14;
+/// The first slot of the per-guest blocks; slot 15 is reserved.
 pub const GUEST_SLOTS_BASE: u64 = 16;
 /// Slots per guest block: TCB, PML4, page-table untyped, the guest's
 /// CNode, the user views' CNode, the user views' PML4s
@@ -63,9 +66,15 @@ pub const USER_VIEWS: usize = 3;
 /// free for the VMM ([`StartInfo::free_first_slot`]).
 pub const GUEST_RAM_SLOTS_BASE: u64 = 64;
 
-/// At most this many guests: five per-guest words fit in the start
+/// At most this many guests per VMM: five per-guest words fit in the start
 /// registers after the summary word ([`StartInfo`]).
 pub const MAX_GUESTS: usize = 5;
+
+/// At most this many guests in a system. One guest has one VMM that owns
+/// the devices itself; with two or more, each guest has a VMM of its own
+/// and the machine's shared devices (the PIT, the exit port) belong to the
+/// supervisor (docs/vmm-server.md, "Several guests").
+pub const MAX_SYSTEM_GUESTS: usize = 8;
 
 /// Guest `guest`'s TCB (no `ip`/`sp` set: the VMM sets them).
 pub const fn guest_tcb_slot(guest: u64) -> u64 {
@@ -101,6 +110,41 @@ pub const fn guest_user_pml4_slot(guest: u64, view: u64) -> u64 {
 
 // Every guest block ends before the RAM frames.
 const _: () = assert!(guest_tcb_slot(MAX_GUESTS as u64) <= GUEST_RAM_SLOTS_BASE);
+
+// ---------------------------------------------------------------------------
+// The supervisor's CSpace (systems of several guests). Its start registers:
+// rdi the number of guests, rsi the `DEVICE_SERIAL`, `DEVICE_PIT` and
+// `DEVICE_DEBUG_EXIT` bits of what it holds.
+
+/// The supervisor's CNode radix.
+pub const SUPERVISOR_CNODE_BITS: u8 = 5;
+/// Its priority: above every VMM's interrupt thread, so a tick is passed
+/// on at once.
+pub const SUPERVISOR_PRIORITY: u8 = 255;
+/// Its endpoint, read only: the VMMs' reports arrive badged with their
+/// guest's number + 1 ([`guest_badge`]).
+pub const SUPERVISOR_OWN_ENDPOINT_SLOT: u64 = 1;
+/// Its own TCB, to bind the timer notification to itself.
+pub const SUPERVISOR_TCB_SLOT: u64 = 2;
+/// The notification the PIT's IRQ signals ([`TIMER_BADGE`]). With `pit`.
+pub const SUPERVISOR_TIMER_SLOT: u64 = 3;
+/// The PIT's IRQ handler. With `pit`.
+pub const SUPERVISOR_PIT_IRQ_SLOT: u64 = 4;
+/// The PIT's ports 0x40..=0x43. With `pit`.
+pub const SUPERVISOR_PIT_PORTS_SLOT: u64 = 5;
+/// COM1, for its own lines. With `serial`.
+pub const SUPERVISOR_SERIAL_SLOT: u64 = 6;
+/// The isa-debug-exit port. With `debug_exit`.
+pub const SUPERVISOR_DEBUG_EXIT_SLOT: u64 = 7;
+
+/// The supervisor's write cap to guest `guest`'s VMM's tick notification.
+pub const fn supervisor_ticks_slot(guest: u64) -> u64 {
+    16 + guest
+}
+
+/// The message label of a VMM's report to the supervisor: its guest ended;
+/// message register 0 holds the exit value (0 passed).
+pub const SUPERVISOR_ENDED_LABEL: u64 = 1;
 
 // ---------------------------------------------------------------------------
 // Badges.
@@ -194,8 +238,138 @@ pub const DEVICE_DEBUG_EXIT: u8 = 4;
 /// `StartInfo::devices` bit: COM2's ports are in [`GUEST_CONSOLE_PORTS_SLOT`].
 pub const DEVICE_GUEST_CONSOLE: u8 = 8;
 
+/// `StartInfo::devices` bit: the notification in [`TIMER_NOTIFICATION_SLOT`]
+/// is signalled by the supervisor at every tick of the real PIT, which runs
+/// at [`SHARED_TICK_PERIOD`]; the VMM holds no PIT port and no IRQ.
+pub const DEVICE_SHARED_TICKS: u8 = 16;
+/// `StartInfo::devices` bit: the guest's console is a one-port console
+/// (QEMU's `isa-debugcon`) at [`guest_console_port`] of the VMM's system
+/// guest number, in [`GUEST_CONSOLE_PORTS_SLOT`]; the VMM's own lines go to
+/// one at [`vmm_log_port`], in [`SERIAL_PORTS_SLOT`].
+pub const DEVICE_DEBUGCON: u8 = 32;
+/// `StartInfo::devices` bit: the VMM reports its guest's end to the
+/// supervisor ([`SUPERVISOR_ENDPOINT_SLOT`]) instead of ending the machine.
+pub const DEVICE_SUPERVISOR: u8 = 64;
+
 /// COM2's I/O ports, first and last: the guest's console (`guest_console`).
 pub const GUEST_CONSOLE_PORTS: (u16, u16) = (0x2f8, 0x2ff);
+
+/// The real PIT's period, in input ticks, when the supervisor owns it: 1 kHz.
+pub const SHARED_TICK_PERIOD: u32 = 1193;
+
+/// With several guests, guest `n`'s console: one I/O port, each byte written
+/// to it leaves the machine on a line of its own (QEMU's `isa-debugcon`).
+/// 0x780.. is free on QEMU's pc (the firmware puts ACPI at 0x600, SMBus at
+/// 0x700, PCI I/O BARs from 0xc000).
+pub const fn guest_console_port(n: u64) -> u16 {
+    0x780 + n as u16
+}
+
+/// With several guests, the console of guest `n`'s VMM (its own lines).
+pub const fn vmm_log_port(n: u64) -> u16 {
+    0x790 + n as u16
+}
+
+/// The start page: a read-only page of the VMM's address space the
+/// generator fills with what the VMM needs at run time and the start
+/// registers cannot hold ([`StartPage`]).
+pub const START_PAGE_ADDR: u64 = VMM_IRQ_STACK_BOTTOM + (VMM_IRQ_STACK_PAGES + 1) * 0x1000;
+
+/// [`StartPage`]'s first word: "PVSTART1".
+pub const START_PAGE_MAGIC: u64 = u64::from_le_bytes(*b"PVSTART1");
+
+/// The longest guest command line the start page holds.
+pub const MAX_CMDLINE: usize = 1024;
+
+/// [`StartPage::flags`]: the guest runs by trap-and-emulate, with no wedge
+/// (docs/trap-and-emulate.md).
+pub const START_TRAP: u32 = 1;
+
+/// What the start page says, per VMM: which guest of the system it serves
+/// (its lines name it), how, and the guest's command line.
+///
+/// Layout (little-endian): magic (u64), system guest number (u32), flags
+/// (u32), command-line length (u32), reserved (u32), the command line's
+/// bytes (at most [`MAX_CMDLINE`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartPage<'a> {
+    /// The guest's number in the system (0 for the only guest).
+    pub index: u32,
+    /// `START_*` bits.
+    pub flags: u32,
+    /// The guest's command line.
+    pub cmdline: &'a [u8],
+}
+
+/// Why a start page cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPageError {
+    /// The first word is not [`START_PAGE_MAGIC`] (it holds this).
+    Magic(u64),
+    /// The command line's length is over [`MAX_CMDLINE`] or the page.
+    CmdlineLength(u32),
+}
+
+impl core::fmt::Display for StartPageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StartPageError::Magic(m) => write!(f, "the start page begins {m:#x}, not the magic"),
+            StartPageError::CmdlineLength(n) => write!(
+                f,
+                "the start page's command line is {n} bytes long, over {MAX_CMDLINE}"
+            ),
+        }
+    }
+}
+
+/// Bytes before the command line.
+const START_HEADER: usize = 24;
+
+impl<'a> StartPage<'a> {
+    /// The page's bytes (at most a page).
+    pub fn to_bytes(&self, out: &mut [u8; START_HEADER + MAX_CMDLINE]) -> usize {
+        let len = self.cmdline.len().min(MAX_CMDLINE);
+        out[..8].copy_from_slice(&START_PAGE_MAGIC.to_le_bytes());
+        out[8..12].copy_from_slice(&self.index.to_le_bytes());
+        out[12..16].copy_from_slice(&self.flags.to_le_bytes());
+        out[16..20].copy_from_slice(&(len as u32).to_le_bytes());
+        out[20..24].copy_from_slice(&0u32.to_le_bytes());
+        out[START_HEADER..START_HEADER + len].copy_from_slice(&self.cmdline[..len]);
+        START_HEADER + len
+    }
+
+    /// Reads a start page.
+    pub fn from_bytes(page: &'a [u8]) -> Result<StartPage<'a>, StartPageError> {
+        let word = |at: usize| -> u32 {
+            let mut b = [0u8; 4];
+            if let Some(s) = page.get(at..at + 4) {
+                b.copy_from_slice(s);
+            }
+            u32::from_le_bytes(b)
+        };
+        let mut magic = [0u8; 8];
+        if let Some(s) = page.get(..8) {
+            magic.copy_from_slice(s);
+        }
+        let magic = u64::from_le_bytes(magic);
+        if magic != START_PAGE_MAGIC {
+            return Err(StartPageError::Magic(magic));
+        }
+        let len = word(16);
+        let cmdline = page
+            .get(START_HEADER..START_HEADER + len as usize)
+            .filter(|_| len as usize <= MAX_CMDLINE)
+            .ok_or(StartPageError::CmdlineLength(len))?;
+        Ok(StartPage {
+            index: word(8),
+            flags: word(12),
+            cmdline,
+        })
+    }
+}
+
+/// The size of a start page's bytes ([`StartPage::to_bytes`]'s buffer).
+pub const START_PAGE_BYTES: usize = START_HEADER + MAX_CMDLINE;
 
 /// What the VMM cannot know from the constants above: how many guests, how
 /// big each one's RAM and image are, how big its CNode is, which devices it
@@ -334,11 +508,45 @@ const _: () = {
     assert!(VMM_STACK_BOTTOM + (MAX_VMM_STACK_PAGES << 12) < RAM_WINDOW_BASE);
     // Guest badges never collide with the timer's bit.
     assert!(guest_badge(MAX_GUESTS as u64) < TIMER_BADGE);
+    assert!(guest_badge(MAX_SYSTEM_GUESTS as u64) < TIMER_BADGE);
+    // The start page is above the interrupt thread's stack, below the windows.
+    assert!(START_PAGE_ADDR + 0x1000 < RAM_WINDOW_BASE);
+    assert!(START_PAGE_BYTES <= 0x1000);
+    // The supervisor's tick caps fit its CNode.
+    assert!(supervisor_ticks_slot(MAX_SYSTEM_GUESTS as u64) <= 1 << SUPERVISOR_CNODE_BITS);
+    // The per-guest console ports do not meet.
+    assert!(guest_console_port(MAX_SYSTEM_GUESTS as u64) <= vmm_log_port(0));
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_page_round_trips_and_refuses_bad_pages() {
+        let page = StartPage {
+            index: 3,
+            flags: START_TRAP,
+            cmdline: b"tests=all",
+        };
+        let mut bytes = [0u8; START_PAGE_BYTES];
+        let n = page.to_bytes(&mut bytes);
+        assert_eq!(StartPage::from_bytes(&bytes[..n]), Ok(page));
+        assert_eq!(StartPage::from_bytes(&bytes), Ok(page));
+        let mut bad = bytes;
+        bad[0] ^= 1;
+        assert!(matches!(
+            StartPage::from_bytes(&bad),
+            Err(StartPageError::Magic(_))
+        ));
+        let mut long = bytes;
+        long[16..20].copy_from_slice(&2000u32.to_le_bytes());
+        assert_eq!(
+            StartPage::from_bytes(&long),
+            Err(StartPageError::CmdlineLength(2000))
+        );
+        assert!(StartPage::from_bytes(&bytes[..4]).is_err());
+    }
 
     #[test]
     fn start_info_round_trips() {

@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use previrt_protocol::vmm_layout::PIT_PORTS_SLOT;
+use previrt_protocol::vmm_layout::{PIT_PORTS_SLOT, SHARED_TICK_PERIOD};
 use previrt_sel4::cpu::rdtsc;
 use previrt_sel4::{println, IoPort};
 
@@ -47,6 +47,11 @@ pub struct Clock {
     last: u64,
     /// Real ticks counted, for the statistics.
     pub real_ticks: u64,
+    /// While shared: whether the guest's PIT runs in a periodic mode.
+    guest_running: bool,
+    /// The supervisor runs the real PIT at [`SHARED_TICK_PERIOD`] for every
+    /// VMM ([`Clock::share_ticks`]); the guest's period is only recorded.
+    shared: bool,
 }
 
 impl Clock {
@@ -59,7 +64,23 @@ impl Clock {
             tsc_at_base: 0,
             last: 0,
             real_ticks: 0,
+            guest_running: false,
+            shared: false,
         }
+    }
+
+    /// The real PIT is the supervisor's (several guests): it runs at
+    /// [`SHARED_TICK_PERIOD`] from now on, whatever the guest programs, and
+    /// guest time counts its ticks. A guest's own period then only decides
+    /// when its virtual PIT's edges fall; they are seen at the next real
+    /// tick or request, so a guest at the shared rate (1 kHz, as the test
+    /// guest's) gets every edge within one period.
+    pub fn share_ticks(&mut self) {
+        self.shared = true;
+        self.base = 0;
+        self.ticks_at_base = TICKS.load(Ordering::Acquire);
+        self.tsc_at_base = rdtsc();
+        self.period = u64::from(SHARED_TICK_PERIOD);
     }
 
     /// Stops the real PIT the firmware left running (at 18.2 Hz): guest
@@ -70,8 +91,11 @@ impl Clock {
         }
     }
 
-    /// True while the real PIT runs.
+    /// True while the real PIT runs (shared: while the guest's PIT runs).
     pub fn running(&self) -> bool {
+        if self.shared {
+            return self.guest_running;
+        }
         self.period != 0
     }
 
@@ -104,6 +128,10 @@ impl Clock {
     /// in a periodic mode), or stops it (`None`). Guest time carries on
     /// from where it is.
     pub fn set_period(&mut self, period: Option<u32>) {
+        if self.shared {
+            self.guest_running = period.is_some();
+            return;
+        }
         let period = u64::from(period.unwrap_or(0));
         if period == self.period {
             return;

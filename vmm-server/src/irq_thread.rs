@@ -27,8 +27,9 @@ pub static TICKS_SERVED_HERE: AtomicU64 = AtomicU64::new(0);
 pub static TICKS_PASSED_ON: AtomicU64 = AtomicU64::new(0);
 
 /// The interrupt thread's body (`priority` is its own, from its start
-/// registers).
-pub fn irq_thread(priority: u8) -> ! {
+/// registers; `shared`: the supervisor owns the PIT and signals this VMM's
+/// tick notification, so there is no IRQ to acknowledge).
+pub fn irq_thread(priority: u8, shared: bool) -> ! {
     IRQ_PRIORITY.store(priority, Ordering::Release);
     let irq = IrqHandler(PIT_IRQ_SLOT);
     let timer = Notification(TIMER_NOTIFICATION_SLOT);
@@ -37,14 +38,18 @@ pub fn irq_thread(priority: u8) -> ! {
     // seL4 masks an IRQ each time it arrives, delivered or not, until it
     // is acknowledged: one that came before the loader bound the handler
     // (the firmware leaves the PIT running) would keep it masked.
-    if let Err(e) = irq.ack() {
-        println!("vmm-server: the interrupt thread cannot acknowledge the timer IRQ: {e}");
+    if !shared {
+        if let Err(e) = irq.ack() {
+            println!("vmm-server: the interrupt thread cannot acknowledge the timer IRQ: {e}");
+        }
     }
     let mut reported = false;
     loop {
         timer.wait();
         record_tick();
-        if let Err(e) = irq.ack() {
+        if shared {
+            // Nothing to acknowledge: the supervisor did.
+        } else if let Err(e) = irq.ack() {
             if !reported {
                 println!("vmm-server: the interrupt thread: {e}");
                 reported = true;

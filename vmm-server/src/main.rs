@@ -17,8 +17,9 @@ mod shared;
 
 use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
-    guest_user_pml4_slot, StartInfo, DEVICE_PIT, DEVICE_SERIAL, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT,
-    VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, VTLB_RECORD, WEDGE_WINDOW,
+    guest_user_pml4_slot, vmm_log_port, StartInfo, StartPage, DEVICE_DEBUGCON, DEVICE_PIT,
+    DEVICE_SERIAL, DEVICE_SHARED_TICKS, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT, START_PAGE_ADDR,
+    START_TRAP, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, VTLB_RECORD, WEDGE_WINDOW,
 };
 use previrt_protocol::{
     VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
@@ -43,18 +44,16 @@ use crate::console::Console;
 use crate::mapper::Sel4Mapper;
 use crate::platform::Sel4Platform;
 
-/// The command line the guest gets: `PREVIRT_GUEST_CMDLINE` when the VMM is
-/// built (`cargo xtask run --guest-cmdline`, `cargo xtask bench`), otherwise
-/// every self-test.
-pub const GUEST_CMDLINE: &str = match option_env!("PREVIRT_GUEST_CMDLINE") {
-    Some(line) => line,
-    None => "tests=all",
-};
-
-/// Trap-and-emulate (`cargo xtask run --trap`, docs/trap-and-emulate.md):
-/// the guest runs with no wedge, plain or padded, and the VMM emulates what
-/// faults.
-pub const TRAP_AND_EMULATE: bool = option_env!("PREVIRT_TRAP").is_some();
+/// What the generated system's start page says: the guest's number in the
+/// system (the VMM's lines name it), its command line, and whether it runs
+/// by trap-and-emulate (docs/trap-and-emulate.md): with no wedge, the VMM
+/// emulating what faults.
+fn start_page() -> Result<StartPage<'static>, previrt_protocol::vmm_layout::StartPageError> {
+    // SAFETY: the generated spec maps the start page read-only at
+    // START_PAGE_ADDR for the VMM's whole life; nothing writes it.
+    let page = unsafe { core::slice::from_raw_parts(START_PAGE_ADDR as *const u8, 4096) };
+    StartPage::from_bytes(page)
+}
 
 static mut VTLB: Vtlb<Sel4Mapper> = Vtlb::new(Sel4Mapper::new());
 static mut VIEWS: UserViews<Sel4Mapper> = UserViews::new([
@@ -81,24 +80,30 @@ core::arch::global_asm!(
 extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9: Word) -> ! {
     // The interrupt thread starts here too, told apart by its mark.
     if rdi == IRQ_THREAD_MARK {
-        irq_thread::irq_thread(rsi as u8);
+        irq_thread::irq_thread(rsi as u8, rdx != 0);
     }
     let start = previrt_sel4::cpu::rdtsc();
     let info = StartInfo::from_registers([rdi, rsi, rdx, rcx, r8, r9]);
     // The VMM's lines go to COM1 through the ports its spec gives it; the
     // kernel has no debug console to fall back on. Without them it runs
     // silent, and its exit status still tells the outcome.
+    let page = start_page();
+    let index = page.map_or(0, |p| p.index);
     if info.devices & DEVICE_SERIAL != 0 {
-        let _ = previrt_sel4::debug::init(
-            previrt_sel4::IoPort(SERIAL_PORTS_SLOT),
-            previrt_sel4::debug::COM1_BASE,
-        );
+        let ports = previrt_sel4::IoPort(SERIAL_PORTS_SLOT);
+        let _ = if info.devices & DEVICE_DEBUGCON != 0 {
+            // With several guests, each VMM's lines leave on a port of
+            // their own, never split by another VMM's.
+            previrt_sel4::debug::init_debugcon(ports, vmm_log_port(u64::from(index)))
+        } else {
+            previrt_sel4::debug::init(ports, previrt_sel4::debug::COM1_BASE)
+        };
     }
     println!(
         "vmm-server: started at TSC {start}: {} guest(s), CNode of 2^{} slots, devices {:#x}",
         info.guest_count, info.cnode_bits, info.devices
     );
-    let ok = bringup::check(&info);
+    let ok = bringup::check(&info, index);
     println!(
         "vmm-server: bring-up {}",
         if ok { "passed" } else { "FAILED" }
@@ -110,16 +115,30 @@ extern "C" fn vmm_main(rdi: Word, rsi: Word, rdx: Word, rcx: Word, r8: Word, r9:
             println!("vmm-server: cannot take the interrupt thread's wake-ups: {e}");
         }
     }
+    let page = match page {
+        Ok(page) => page,
+        Err(e) => {
+            println!("vmm-server: {e}");
+            bringup::exit_with(&info, 1);
+        }
+    };
     if !ok || info.guest_count == 0 {
         bringup::exit_with(&info, u8::from(!ok));
     }
-    let exit = run_guest(&info, 0);
+    let exit = run_guest(&info, &page, 0);
     bringup::exit_with(&info, exit)
 }
 
-/// Prepares guest `g` and serves it until it stops. Returns the exit value
-/// to give QEMU's exit port (0 pass, 1 fail).
-fn run_guest(info: &StartInfo, g: usize) -> u8 {
+/// Prepares guest `g` (of this VMM's layout; `page` says which of the
+/// system's it is) and serves it until it stops. Returns the exit value to
+/// give QEMU's exit port (0 pass, 1 fail).
+fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
+    let trap_and_emulate = page.flags & START_TRAP != 0;
+    let Ok(cmdline) = core::str::from_utf8(page.cmdline) else {
+        println!("vmm-server: the command line in the start page is not UTF-8");
+        return 1;
+    };
+    let id = page.index;
     let guest = info.guests[g];
     let ram_bytes = u64::from(guest.ram_frames) * 4096;
     // SAFETY: the generated spec maps the guest's RAM frames read-write at
@@ -134,10 +153,10 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             guest.image_bytes as usize,
         )
     };
-    let prepared = match load::prepare(&ram, image, GUEST_CMDLINE) {
+    let prepared = match load::prepare(&ram, image, cmdline) {
         Ok(p) => p,
         Err(e) => {
-            println!("vmm-server: guest{g}: refused: {e}");
+            println!("vmm-server: guest{id}: refused: {e}");
             return 1;
         }
     };
@@ -161,15 +180,15 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     };
     match prepared.afterburn.map(|(at, len)| ram.slice(at, len)) {
         // Trap-and-emulate needs no records.
-        _ if TRAP_AND_EMULATE => {}
+        _ if trap_and_emulate => {}
         Some(Ok(section)) => {
             if let Err(e) = sites.read(section) {
-                println!("vmm-server: guest{g}: {e}");
+                println!("vmm-server: guest{id}: {e}");
                 return 1;
             }
         }
         _ => {
-            println!("vmm-server: guest{g}: refused: no .afterburn records (not a pre-virtualized image)");
+            println!("vmm-server: guest{id}: refused: no .afterburn records (not a pre-virtualized image)");
             return 1;
         }
     }
@@ -179,12 +198,12 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     let code = info.vtlb & !(VTLB_CHECK | VTLB_RECORD);
     let Some(strategy) = VtlbStrategy::from_code(code) else {
         println!(
-            "vmm-server: guest{g}: refused: vTLB strategy code {code} is not one this VMM has"
+            "vmm-server: guest{id}: refused: vTLB strategy code {code} is not one this VMM has"
         );
         return 1;
     };
     let check = info.vtlb & VTLB_CHECK != 0;
-    let record = info.vtlb & VTLB_RECORD != 0 && !TRAP_AND_EMULATE;
+    let record = info.vtlb & VTLB_RECORD != 0 && !trap_and_emulate;
     // No strategy maps the wedge's memory ahead of a fault (the guest
     // may only read it, page by page).
     vtlb.clear(
@@ -224,7 +243,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         ..UserContext::default()
     };
     // With a wedge: its code's range in the guest's address space.
-    let wedge_code = if info.wedge_bytes > 0 && !TRAP_AND_EMULATE {
+    let wedge_code = if info.wedge_bytes > 0 && !trap_and_emulate {
         // SAFETY: the spec maps the wedge's ELF read-only at the wedge window.
         let file = unsafe {
             core::slice::from_raw_parts(WEDGE_WINDOW as *const u8, info.wedge_bytes as usize)
@@ -239,7 +258,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                 let frame = ram_first + ((prepared.wedge_area + VCPU_PAGE_OFFSET) >> 12);
                 if let Err(e) = Tcb(guest_tcb_slot(g as u64)).set_ipc_buffer(VCPU_PAGE, Page(frame))
                 {
-                    println!("vmm-server: guest{g}: cannot give the wedge its vCPU page: {e}");
+                    println!("vmm-server: guest{id}: cannot give the wedge its vCPU page: {e}");
                     return 1;
                 }
                 regs = UserContext {
@@ -251,7 +270,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
                 Some(w.code)
             }
             Err(e) => {
-                println!("vmm-server: guest{g}: the wedge: {e}");
+                println!("vmm-server: guest{id}: the wedge: {e}");
                 return 1;
             }
         }
@@ -259,26 +278,26 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         None
     };
     println!(
-        "vmm-server: guest{g}: loaded; PV entry {:#x}, {} pre-virtualized sites, page tables at {:#x}, {}, command line \"{GUEST_CMDLINE}\"",
+        "vmm-server: guest{id}: loaded; PV entry {:#x}, {} pre-virtualized sites, page tables at {:#x}, {}, command line \"{cmdline}\"",
         prepared.entry,
         sites.count,
         prepared.cr3,
         if wedge_code.is_some() {
             "entering through the wedge"
-        } else if TRAP_AND_EMULATE {
+        } else if trap_and_emulate {
             "no wedge: trap-and-emulate"
         } else {
             "no wedge"
         }
     );
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).write_registers(true, &regs) {
-        println!("vmm-server: guest{g}: cannot start its thread: {e}");
+        println!("vmm-server: guest{id}: cannot start its thread: {e}");
         return 1;
     }
-    let devices = match Devices::new(Console::open(info)) {
+    let devices = match Devices::new(Console::open(info, id)) {
         Ok(d) => d,
         Err(e) => {
-            println!("vmm-server: guest{g}: its devices: {e}");
+            println!("vmm-server: guest{id}: its devices: {e}");
             return 1;
         }
     };
@@ -299,7 +318,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         irq: Interrupts::new(Interrupts::vcpu_page(prepared.wedge_area)),
         ending: None,
         views: wedge_code.map(|_| views),
-        trap: TRAP_AND_EMULATE.then(|| {
+        trap: trap_and_emulate.then(|| {
             let vcpu_page = Interrupts::vcpu_page(prepared.wedge_area);
             trap_cpu.insert(TrapCpu::new(
                 prepared.cr3,
@@ -315,29 +334,32 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             .start(&ram, run.vtlb, prepared.cr3, wedge, log)
             .is_err()
         {
-            println!("vmm-server: guest{g}: starting the page-table trace failed");
+            println!("vmm-server: guest{id}: starting the page-table trace failed");
             return 1;
         }
     }
     if info.devices & DEVICE_PIT != 0 {
         run.platform.clock.stop_real_timer();
     }
+    if info.devices & DEVICE_SHARED_TICKS != 0 {
+        run.platform.clock.share_ticks();
+    }
     let ending = serve::serve(&mut run);
     // Whatever it was doing, the guest thread runs no more: a guest that
     // ended itself with a send (no reply to wait for) must not run on
     // while the VMM reports.
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).suspend() {
-        println!("vmm-server: guest{g}: suspending its thread failed: {e}");
+        println!("vmm-server: guest{id}: suspending its thread failed: {e}");
     }
     // The trace ends once the guest thread is stopped: the last table
     // words it wrote are final.
     if let Some(recorder) = run.recorder.as_deref_mut() {
         let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
         if recorder.finish(&ram, run.vtlb, log).is_err() {
-            println!("vmm-server: guest{g}: ending the page-table trace failed");
+            println!("vmm-server: guest{id}: ending the page-table trace failed");
         }
         print!(
-            "vmm-server: guest{g}: vtlb record: {} trace records",
+            "vmm-server: guest{id}: vtlb record: {} trace records",
             recorder.records
         );
         match recorder.error {
@@ -349,7 +371,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     }
     let verdict = match ending {
         Ending::Exited(status) => {
-            println!("vmm-server: guest{g}: exited with status {status}");
+            println!("vmm-server: guest{id}: exited with status {status}");
             // QEMU's exit status 2V+1: pass the guest's V on.
             Some(((status.saturating_sub(1)) / 2) as u8)
         }
@@ -359,25 +381,25 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
             site_kind: Some(kind),
         } if wedge_code.is_none() => {
             println!(
-                "vmm-server: guest{g}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
+                "vmm-server: guest{id}: stopped at its first pre-virtualized site: `{kind}` at {rip:#x} (exception {vector}); rewriting sites is the wedge's job, and no wedge was given"
             );
             Some(0)
         }
         // Every other ending is the VMM ending the guest, in one line that
         // says why; the report and the exit follow as for any ending.
         other => {
-            println!("vmm-server: guest{g}: terminated: {other}");
+            println!("vmm-server: guest{id}: terminated: {other}");
             None
         }
     };
     let (cr3, stats) = (run.cr3, run.stats);
     let (irq, real_ticks) = (run.irq.stats, run.platform.clock.real_ticks);
     if let Some(cpu) = &run.trap {
-        print_trap_stats(g, cpu);
+        print_trap_stats(id, cpu);
     }
     if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
         println!(
-            "vmm-server: guest{g}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; {} EOIs deferred by the wedge; ticks served by the interrupt thread {}, by the main thread {}",
+            "vmm-server: guest{id}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; {} EOIs deferred by the wedge; ticks served by the interrupt thread {}, by the main thread {}",
             irq.pit_edges,
             irq.merged,
             irq.most_owed,
@@ -393,7 +415,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         );
     }
     println!(
-        "vmm-server: guest{g}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
+        "vmm-server: guest{id}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
         stats.page_faults,
         run.vtlb.count as u64 + run.vtlb.removed,
         run.vtlb.removed,
@@ -401,7 +423,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     );
     let v = run.vtlb.stats;
     println!(
-        "vmm-server: guest{g}: vtlb {}: {} mappings made ({} prefetched), at most {} at once, {} page-table writes trapped{}",
+        "vmm-server: guest{id}: vtlb {}: {} mappings made ({} prefetched), at most {} at once, {} page-table writes trapped{}",
         if run.recorder.is_some() {
             "record"
         } else {
@@ -415,11 +437,11 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
     );
     if check {
         println!(
-            "vmm-server: guest{g}: vtlb check: {} invalidation points checked, {} violations",
+            "vmm-server: guest{id}: vtlb check: {} invalidation points checked, {} violations",
             v.checks, v.violations
         );
         if let Some(first) = v.first_violation {
-            println!("vmm-server: guest{g}: vtlb check: first violation {first}");
+            println!("vmm-server: guest{id}: vtlb check: first violation {first}");
         }
     }
     let labels = [
@@ -436,7 +458,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         "interrupt-ack",
         "enter-user",
     ];
-    print!("vmm-server: guest{g}: requests:");
+    print!("vmm-server: guest{id}: requests:");
     for (name, n) in labels.iter().zip(stats.requests) {
         if n > 0 {
             print!(" {name} {n}");
@@ -446,29 +468,29 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
         ", invalid {}; {} exceptions reflected into the guest",
         stats.invalid_requests, stats.reflected
     );
-    print_faults(g, &stats);
+    print_faults(id, &stats);
     if wedge_code.is_some() {
         print_wedge_stats(
-            g,
+            id,
             &ram,
             prepared.wedge_area + VCPU_PAGE_OFFSET + STATS_OFFSET,
         );
     }
     let mut consistent = match run.vtlb.check_consistency(&ram, cr3) {
         Ok(n) => {
-            println!("vmm-server: guest{g}: mapping consistency: all {n} seL4 mappings justified by the guest's page tables");
+            println!("vmm-server: guest{id}: mapping consistency: all {n} seL4 mappings justified by the guest's page tables");
             true
         }
         Err(u) => {
             println!(
-                "vmm-server: guest{g}: mapping consistency VIOLATED at {:#x}: {}",
+                "vmm-server: guest{id}: mapping consistency VIOLATED at {:#x}: {}",
                 u.va, u.why
             );
             false
         }
     };
     if let Some(views) = run.views.as_deref() {
-        consistent &= report_views(g, &ram, views, stats.sites_without_stack);
+        consistent &= report_views(id, &ram, views, stats.sites_without_stack);
     }
     match verdict {
         Some(v) if consistent && run.vtlb.stats.violations == 0 => v,
@@ -478,7 +500,7 @@ fn run_guest(info: &StartInfo, g: usize) -> u8 {
 
 /// Prints what trap-and-emulate did: instructions emulated by kind,
 /// exceptions and interrupts delivered.
-fn print_trap_stats(g: usize, cpu: &TrapCpu) {
+fn print_trap_stats(g: u32, cpu: &TrapCpu) {
     print!("vmm-server: guest{g}: trap-and-emulate: emulated");
     for (number, &n) in cpu.emulated.iter().enumerate() {
         if n > 0 {
@@ -503,7 +525,7 @@ fn print_trap_stats(g: usize, cpu: &TrapCpu) {
 /// stands; a stale one may hold what the guest changed since (its tables
 /// were not current), which re-validation drops at its next entry.
 fn report_views(
-    g: usize,
+    g: u32,
     ram: &Ram,
     views: &UserViews<Sel4Mapper>,
     sites_without_stack: u64,
@@ -551,7 +573,7 @@ fn report_views(
 
 /// Prints the guest thread's faults by kind and the exceptions reflected
 /// by vector.
-fn print_faults(g: usize, stats: &Stats) {
+fn print_faults(g: u32, stats: &Stats) {
     let user: u64 = stats.user_exceptions.iter().sum();
     print!(
         "vmm-server: guest{g}: faults: {} VM faults ({} mapped, {} reflected as #PF), {user} user exceptions",
@@ -580,7 +602,7 @@ fn print_faults(g: usize, stats: &Stats) {
 /// Prints what the wedge counted (it keeps its statistics in the vCPU page,
 /// in guest RAM: the guest could have overwritten them, so they are only
 /// printed, never trusted).
-fn print_wedge_stats(g: usize, ram: &Ram, at: u64) {
+fn print_wedge_stats(g: u32, ram: &Ram, at: u64) {
     let mut bytes = [0u8; WedgeStats::SIZE];
     if ram.read(at, &mut bytes).is_err() {
         return;

@@ -247,7 +247,7 @@ pub fn all(kernel: &KernelBuild, record: &mut dyn FnMut(&str, Result<String, Str
     );
 }
 
-/// The guest's self-tests the seL4 system runs (vmm-server's GUEST_CMDLINE):
+/// The guest's self-tests the seL4 system runs (the description's default `cmdline`):
 /// every one, `timer` included.
 pub const SEL4_GUEST_TESTS: &str = "tests=all";
 

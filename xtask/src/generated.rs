@@ -12,17 +12,9 @@ pub fn example_description() -> PathBuf {
     paths::root().join("capdl/examples/system.toml")
 }
 
-fn build_vmm_server(cmdline: Option<&str>, trap: bool) -> Result<Vec<u8>, String> {
-    let mut env: Vec<(&str, &std::ffi::OsStr)> = cmdline
-        .map(|c| ("PREVIRT_GUEST_CMDLINE", std::ffi::OsStr::new(c)))
-        .into_iter()
-        .collect();
-    // Trap-and-emulate: the VMM runs the guest with no wedge
-    // (docs/trap-and-emulate.md).
-    if trap {
-        env.push(("PREVIRT_TRAP", std::ffi::OsStr::new("1")));
-    }
-    let path = tasks::build_sel4_binary("vmm-server", &env)?;
+/// Builds a seL4 task and reads its ELF.
+fn task_image(package: &str) -> Result<Vec<u8>, String> {
+    let path = tasks::build_sel4_binary(package, &[])?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -32,7 +24,8 @@ pub fn images() -> Result<BTreeMap<String, Vec<u8>>, String> {
 }
 
 /// The images with the given guest image (the plain one, to see it refused).
-/// `cmdline`, if given, is the guest's command line (built into the VMM).
+/// `cmdline`, if given, is the guest's command line (set in the description by
+/// [`bundle_for`], read by the VMM from its start page).
 pub fn images_with(
     image: Image,
     cmdline: Option<&str>,
@@ -40,27 +33,102 @@ pub fn images_with(
     images_for(image, cmdline, false)
 }
 
-/// [`images_with`], with the VMM in trap-and-emulate mode if `trap`.
+/// [`images_with`]; the command line and trap mode are the description's
+/// now (the VMM reads them from its start page), so they change no image.
 pub fn images_for(
     image: Image,
-    cmdline: Option<&str>,
-    trap: bool,
+    _cmdline: Option<&str>,
+    _trap: bool,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let guest = images::build(image)?;
     let guest = std::fs::read(&guest).map_err(|e| format!("{}: {e}", guest.display()))?;
-    let wedge = tasks::build_sel4_binary("wedge-sel4", &[])?;
-    let wedge = std::fs::read(&wedge).map_err(|e| format!("{}: {e}", wedge.display()))?;
     Ok(BTreeMap::from([
-        ("vmm-server".to_string(), build_vmm_server(cmdline, trap)?),
+        ("vmm-server".to_string(), task_image("vmm-server")?),
+        ("supervisor".to_string(), task_image("supervisor")?),
         ("guest".to_string(), guest),
-        ("wedge-l4".to_string(), wedge),
+        ("wedge-l4".to_string(), task_image("wedge-sel4")?),
     ]))
 }
 
-/// The spec of `description` (TOML).
-pub fn spec(description: &str, images: &BTreeMap<String, Vec<u8>>) -> Result<capdl::Spec, String> {
-    capdl::generate::generate_spec(description, images)
-        .map_err(|e| format!("{}: {e}", example_description().display()))
+/// The images of a system of several guests: every guest image by its
+/// name (`guest` padded, `plain`, `hostile`), the VMM, the supervisor and
+/// the wedge.
+pub fn images_several() -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut all = images_for(Image::Padded, None, false)?;
+    for (name, image) in [("plain", Image::Plain), ("hostile", Image::Hostile)] {
+        let path = images::build(image)?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        all.insert(name.to_string(), bytes);
+    }
+    Ok(all)
+}
+
+/// One guest of a system of several.
+#[derive(Clone, Debug)]
+pub struct GuestSpec {
+    pub name: String,
+    /// `guest` (padded), `plain` or `hostile`.
+    pub image: &'static str,
+    pub cmdline: String,
+    pub trap: bool,
+    pub ram_mib: u32,
+}
+
+/// The description of a system of several guests, with the example's VMM
+/// and devices.
+pub fn several_description(guests: &[GuestSpec]) -> String {
+    let mut text = String::from(
+        "[vmm]\nimage = \"vmm-server\"\npriority = 200\nstack_pages = 4\nwedge = \"wedge-l4\"\nsupervisor = \"supervisor\"\n\n",
+    );
+    for g in guests {
+        text.push_str(&format!(
+            "[[guest]]\nname = \"{}\"\nimage = \"{}\"\nram_mib = {}\npriority = 200\npt_untyped_bits = 22\ncmdline = {}\ntrap = {}\n\n",
+            g.name,
+            g.image,
+            g.ram_mib,
+            toml_string(&g.cmdline),
+            g.trap
+        ));
+    }
+    text.push_str(
+        "[devices]\nserial = true\npit = true\ndebug_exit = true\nguest_console = true\n",
+    );
+    text
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `description` with every guest's command line and trap mode set.
+pub fn with_guest_options(description: &str, cmdline: Option<&str>, trap: bool) -> String {
+    let mut out = String::new();
+    for line in description.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if (key == "cmdline" && cmdline.is_some()) || key == "trap" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[[guest]]" {
+            if let Some(c) = cmdline {
+                out.push_str(&format!("cmdline = {}\n", toml_string(c)));
+            }
+            out.push_str(&format!("trap = {trap}\n"));
+        }
+    }
+    out
 }
 
 /// The example description with its guest's RAM set to `ram_mib`.
@@ -156,11 +224,28 @@ pub fn bundle_for(
     trap: bool,
 ) -> Result<PathBuf, String> {
     let images = images_for(image, cmdline, trap)?;
-    let spec = spec(description, &images)?;
-    let files: Vec<(&str, &[u8])> = images
+    let description = with_guest_options(description, cmdline, trap);
+    bundle_images(name, &description, &images)
+}
+
+/// Generates, checks and bundles `description` with `images` and the
+/// files the generator makes (the VMMs' start pages).
+pub fn bundle_images(
+    name: &str,
+    description: &str,
+    images: &BTreeMap<String, Vec<u8>>,
+) -> Result<PathBuf, String> {
+    let (spec, generated) = capdl::generate::generate_system(description, images)
+        .map_err(|e| format!("{}: {e}", example_description().display()))?;
+    let mut files: Vec<(&str, &[u8])> = images
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
+    files.extend(
+        generated
+            .iter()
+            .map(|f| (f.name.as_str(), f.bytes.as_slice())),
+    );
     system::bundle(name, &spec, &files)
 }
 

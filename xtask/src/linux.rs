@@ -787,6 +787,7 @@ pub fn boot(build: &Build, initramfs: &Path, echo: qemu::Echo) -> Result<Console
         icount: None,
         com2: false,
         settle: None,
+        debugcons: &[],
     };
     let run = machine.boot(QEMU_TIMEOUT, echo)?;
     let name = build.variant.name();

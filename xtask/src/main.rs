@@ -20,6 +20,7 @@ mod process;
 mod qemu;
 mod selftest_checks;
 mod setup;
+mod several;
 mod soak;
 mod system;
 mod tasks;
@@ -104,6 +105,11 @@ enum Command {
         /// The CapDL loader on generated systems of 8 to 64 MiB guest RAM.
         #[arg(long, conflicts_with = "bare")]
         loader: bool,
+        /// Systems of 1, 2, 4 and 8 guests of 64 MiB, each with its own VMM:
+        /// the loader's time and untyped memory, and each guest's `cpu` and
+        /// `mixed` figures against one guest alone (target/bench/scale.txt).
+        #[arg(long, conflicts_with_all = ["bare", "loader"])]
+        guests: bool,
         /// On the debug kernel instead of the release kernel.
         #[arg(long, conflicts_with = "bare")]
         debug_kernel: bool,
@@ -182,9 +188,15 @@ struct RunArgs {
     #[arg(long, conflicts_with_all = ["bare", "selftest"])]
     vtlb_record: bool,
     /// Write exactly the guest's console bytes to this file (on seL4: what
-    /// the VMM wrote to COM2).
+    /// the VMM wrote to COM2). With --guests N, a folder: each guest's
+    /// console goes to DIR/guest0.log, DIR/guest1.log, ...
     #[arg(long, conflicts_with = "selftest")]
     console_out: Option<PathBuf>,
+    /// Run N copies of the guest on seL4, each with a VMM of its own
+    /// (docs/vmm-server.md, "Several guests"); the run fails if any guest
+    /// fails.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8), conflicts_with_all = ["bare", "selftest"])]
+    guests: u32,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
     #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "trap", "guest_cmdline", "console_out"])]
     spec: Option<PathBuf>,
@@ -215,6 +227,11 @@ fn main() -> ExitCode {
             debug_kernel,
             ..
         } => bench::loader(flavour(debug_kernel)),
+        Command::Bench {
+            guests: true,
+            debug_kernel,
+            ..
+        } => bench::scale(flavour(debug_kernel)),
         Command::Bench { debug_kernel, .. } => bench::sel4(flavour(debug_kernel)),
         Command::Experiment {
             name,
@@ -273,6 +290,9 @@ fn run(args: &RunArgs) -> Result<(), String> {
     } else {
         images::Image::Padded
     };
+    if args.guests > 1 {
+        return run_several(args, image, timeout);
+    }
     if !args.bare {
         let tools = setup::ensure()?;
         let kernel = kernel::build(&tools, flavour(args.debug_kernel))?;
@@ -313,6 +333,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             // The VMM writes the guest's console to COM2.
             com2: !args.selftest,
             settle: None,
+            debugcons: &[],
         };
         let run = machine.boot(timeout, qemu::Echo::Terminal)?;
         let console = run.com2.as_deref().unwrap_or_default();
@@ -339,6 +360,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         icount: None,
         com2: false,
         settle: None,
+        debugcons: &[],
     };
     // A bare guest's console is COM1, and nothing else writes there.
     let run = machine.boot(timeout, qemu::Echo::Terminal)?;
@@ -346,6 +368,49 @@ fn run(args: &RunArgs) -> Result<(), String> {
         &run,
         args.console_out.as_deref().map(|p| (p, &run.bytes[..])),
     )
+}
+
+/// `cargo xtask run --guests N`: N copies of the guest, each with its own
+/// VMM, consoles in DIR/guestN.log.
+fn run_several(args: &RunArgs, image: images::Image, timeout: Duration) -> Result<(), String> {
+    let tools = setup::ensure()?;
+    let kernel = kernel::build(&tools, flavour(args.debug_kernel))?;
+    let image_name = match image {
+        images::Image::Hostile => "hostile",
+        images::Image::Plain => "plain",
+        _ => "guest",
+    };
+    let guests: Vec<generated::GuestSpec> = (0..args.guests)
+        .map(|n| generated::GuestSpec {
+            name: format!("guest{n}"),
+            image: image_name,
+            cmdline: args
+                .guest_cmdline
+                .clone()
+                .unwrap_or_else(|| capdl_tests::SEL4_GUEST_TESTS.to_string()),
+            trap: args.trap,
+            ram_mib: 32,
+        })
+        .collect();
+    eprintln!(
+        "xtask: booting the {} seL4 kernel with {} guests of 32 MiB, each with a VMM of its own, in QEMU ({})",
+        kernel.flavour.name(),
+        args.guests,
+        args.accel
+    );
+    let several = several::run(
+        &kernel,
+        "several",
+        &guests,
+        args.memory,
+        None,
+        qemu::Echo::Terminal,
+        timeout,
+    )?;
+    if let Some(dir) = &args.console_out {
+        several::save_consoles(dir, &guests, &several)?;
+    }
+    finish_run(&several.run, None)
 }
 
 /// `cargo xtask experiment NAME`.
@@ -481,6 +546,7 @@ fn run_spec(
         // A spec may give a task COM2, as the generated system gives the VMM.
         com2: true,
         settle: None,
+        debugcons: &[],
     };
     finish_run(&machine.boot(timeout, qemu::Echo::Terminal)?, None)
 }

@@ -40,6 +40,19 @@ pub struct Machine<'a> {
     /// For a machine expected to stop: once a COM1 line contains the
     /// marker, the run ends this long after it ([`Outcome::Settled`]).
     pub settle: Option<(&'a str, Duration)>,
+    /// One-port consoles (`isa-debugcon`): each port's bytes go to its file,
+    /// shown live with the name before each line (a system of several
+    /// guests: each guest's console and each VMM's lines).
+    pub debugcons: &'a [Debugcon<'a>],
+}
+
+/// A one-port console of the machine and where its bytes go.
+#[derive(Clone, Copy, Debug)]
+pub struct Debugcon<'a> {
+    pub port: u16,
+    pub file: &'a Path,
+    /// What the terminal shows before each of its lines.
+    pub name: &'a str,
 }
 
 /// Where serial output goes while it is collected.
@@ -132,8 +145,10 @@ fn com2_file() -> Result<PathBuf, String> {
 /// each stream is shown in whole lines, so the two never split each other's.
 struct Terminal {
     com2: Option<File>,
-    /// Each stream's bytes after its last newline: COM1, COM2.
-    partial: [Vec<u8>; 2],
+    /// The one-port consoles followed, with the name shown before each line.
+    others: Vec<(File, String)>,
+    /// Each stream's bytes after its last newline: COM1, COM2, the others.
+    partial: Vec<Vec<u8>>,
 }
 
 impl Terminal {
@@ -148,31 +163,50 @@ impl Terminal {
             let _ = file.read_to_end(&mut new);
         }
         self.show(1, &new);
+        for k in 0..self.others.len() {
+            let mut new = Vec::new();
+            let _ = self.others[k].0.read_to_end(&mut new);
+            self.show(2 + k, &new);
+        }
+    }
+
+    /// The prefix of stream `stream`'s lines.
+    fn prefix(&self, stream: usize) -> String {
+        match stream.checked_sub(2).and_then(|k| self.others.get(k)) {
+            Some((_, name)) => format!("[{name}] "),
+            None => String::new(),
+        }
     }
 
     fn show(&mut self, stream: usize, bytes: &[u8]) {
         let mut out = std::io::stdout().lock();
-        if self.com2.is_none() {
+        if self.com2.is_none() && self.others.is_empty() {
             let _ = out.write_all(bytes);
             let _ = out.flush();
             return;
         }
+        let prefix = self.prefix(stream);
         let pending = &mut self.partial[stream];
         pending.extend_from_slice(bytes);
         if let Some(last) = pending.iter().rposition(|&b| b == b'\n') {
-            let _ = out.write_all(&pending[..=last]);
+            for line in pending[..=last].split_inclusive(|&b| b == b'\n') {
+                let _ = out.write_all(prefix.as_bytes());
+                let _ = out.write_all(line);
+            }
             let _ = out.flush();
             pending.drain(..=last);
         }
     }
 
-    /// The end of the run: the rest of COM2, then both streams' last
-    /// unfinished lines.
+    /// The end of the run: the rest of COM2 and the others, then every
+    /// stream's last unfinished line.
     fn finish(&mut self) {
         self.follow_com2();
+        let prefixes: Vec<String> = (0..self.partial.len()).map(|k| self.prefix(k)).collect();
         let mut out = std::io::stdout().lock();
-        for pending in &mut self.partial {
+        for (pending, prefix) in self.partial.iter_mut().zip(prefixes) {
             if !pending.is_empty() {
+                let _ = out.write_all(prefix.as_bytes());
                 let _ = out.write_all(pending);
                 let _ = out.write_all(b"\n");
                 pending.clear();
@@ -215,6 +249,16 @@ impl Machine<'_> {
             arg.push(path);
             cmd.arg("-serial").arg(arg);
         }
+        for (k, con) in self.debugcons.iter().enumerate() {
+            // `path=` ends at the next comma: the files are xtask's own,
+            // under target/, with no comma in their names.
+            let mut chardev = std::ffi::OsString::from(format!("file,id=debugcon{k},path="));
+            chardev.push(con.file);
+            cmd.arg("-chardev").arg(chardev).args([
+                "-device",
+                &format!("isa-debugcon,iobase={:#x},chardev=debugcon{k}", con.port),
+            ]);
+        }
         if let Some(shift) = self.icount {
             cmd.arg("-icount")
                 .arg(format!("shift={shift},align=off,sleep=off"));
@@ -241,9 +285,20 @@ impl Machine<'_> {
                     }
                     None => None,
                 };
+                let mut others = Vec::new();
+                for con in self.debugcons {
+                    // Created (empty) before QEMU starts, so it can be
+                    // followed at once.
+                    File::create(con.file).map_err(|e| format!("{}: {e}", con.file.display()))?;
+                    let file =
+                        File::open(con.file).map_err(|e| format!("{}: {e}", con.file.display()))?;
+                    others.push((file, con.name.to_string()));
+                }
+                let streams = 2 + others.len();
                 Some(Arc::new(Mutex::new(Terminal {
                     com2: follow,
-                    partial: [Vec::new(), Vec::new()],
+                    others,
+                    partial: vec![Vec::new(); streams],
                 })))
             }
         };

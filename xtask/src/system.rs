@@ -112,6 +112,7 @@ pub fn boot_for(
         memory_mib,
         icount,
         settle: None,
+        debugcons: &[],
     };
     boot_with(kernel, bundle, settings, echo, timeout)
 }
@@ -130,6 +131,7 @@ pub fn boot_until_settled(
         memory_mib: 512,
         icount: None,
         settle: Some((marker, grace)),
+        debugcons: &[],
     };
     boot_with(
         kernel,
@@ -140,11 +142,33 @@ pub fn boot_until_settled(
     )
 }
 
+/// Boots a system of several guests: each guest's console and each VMM's
+/// lines on one-port consoles of their own (`debugcons`), under `-icount`
+/// if `icount` is given.
+pub fn boot_several(
+    kernel: &KernelBuild,
+    bundle: &Path,
+    memory_mib: u32,
+    icount: Option<u32>,
+    debugcons: &[qemu::Debugcon],
+    echo: qemu::Echo,
+    timeout: Duration,
+) -> Result<qemu::Run, String> {
+    let settings = Settings {
+        memory_mib,
+        icount,
+        settle: None,
+        debugcons,
+    };
+    boot_with(kernel, bundle, settings, echo, timeout)
+}
+
 /// What differs between the system boots.
 struct Settings<'a> {
     memory_mib: u32,
     icount: Option<u32>,
     settle: Option<(&'a str, Duration)>,
+    debugcons: &'a [qemu::Debugcon<'a>],
 }
 
 fn boot_with(
@@ -165,6 +189,7 @@ fn boot_with(
         // A system's guest console (`guest_console`): the VMM writes it there.
         com2: true,
         settle: settings.settle,
+        debugcons: settings.debugcons,
     }
     .boot(timeout, echo)
 }

@@ -13,6 +13,7 @@ pub const SEL4_CRATES: &[&str] = &[
     "sel4-selftest",
     "capdl-loader",
     "capdl-test-task",
+    "supervisor",
     "vmm-server",
     "wedge-sel4",
 ];

@@ -8,10 +8,10 @@ use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
     bindings_check, capdl_tests, experiment, hostile_tests, images, interrupt_tests, kernel, linux,
-    paths, qemu, selftest_checks, setup, tasks, trap_tests,
+    paths, qemu, selftest_checks, setup, several, tasks, trap_tests,
 };
 
-const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
+pub const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
 const QEMU_MEMORY_MIB: u32 = 512;
 
 struct Report {
@@ -216,6 +216,16 @@ fn suite(with_lint: bool) -> Vec<Entry> {
         }
         .entry(Group::Static),
     );
+    // The supervisor is an seL4 task (not a default member); its ledger is
+    // host-tested on its own.
+    entries.push(
+        CargoStep {
+            name: "host tests: the supervisor's ledger",
+            args: vec!["test", "--quiet", "-p", "supervisor", "--lib"],
+            what: "cargo test",
+        }
+        .entry(Group::Static),
+    );
     const MIRI: &str =
         "Miri: the wedge core's and the contract crate's host tests have no undefined behaviour";
     entries.push(entry(MIRI, Group::Static, |_, r| r.record(MIRI, miri())));
@@ -306,6 +316,19 @@ fn suite(with_lint: bool) -> Vec<Entry> {
             hostile_tests::run_named(k, case.as_ref())
         }));
     }
+    // Several guests, each with its own VMM (docs/vmm-server.md).
+    entries.push(on_kernel(
+        several::NAME,
+        Group::Security,
+        Release,
+        several::test,
+    ));
+    entries.push(on_kernel(
+        several::ENDED_NAME,
+        Group::Security,
+        Release,
+        several::ended_early,
+    ));
     // Trap-and-emulate, the baseline pre-virtualization is measured against.
     entries.push(on_kernel(
         trap_tests::NAME,
@@ -421,6 +444,7 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         icount: None,
         com2: false,
         settle: None,
+        debugcons: &[],
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
         Ok(run) => run,
@@ -479,6 +503,7 @@ pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, Str
         icount: Some(GUEST_TEST_ICOUNT_SHIFT),
         com2: false,
         settle: None,
+        debugcons: &[],
     }
     .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)
 }

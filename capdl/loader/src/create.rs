@@ -14,9 +14,11 @@ use crate::error::{Doing, LoadError};
 use crate::slots::{root, Slots};
 use crate::untyped::Pool;
 
-/// The most objects one spec may have (a guest with 64 MiB of RAM is
-/// 16384 frames).
-pub const MAX_OBJECTS: usize = 32 * 1024;
+/// The most objects one spec may have: eight guests of 64 MiB (16,384
+/// frames each) with their VMMs. The table costs about 55 bytes an object
+/// of the loader's .bss; each object's cap also takes a slot of the root
+/// CNode (2^18 slots, `CONFIG_ROOT_CNODE_SIZE_BITS`).
+pub const MAX_OBJECTS: usize = 160 * 1024;
 
 /// What the loader remembers of each object between its passes.
 pub struct Table {

@@ -8,7 +8,7 @@ use toml::Spanned;
 use previrt_protocol::VtlbStrategy;
 
 use super::error::{At, DescriptionError, Problem};
-use super::{MAX_GUESTS, MAX_VMM_STACK_PAGES};
+use super::{MAX_CMDLINE, MAX_SYSTEM_GUESTS, MAX_VMM_STACK_PAGES};
 use crate::objects::{MAX_PRIORITY, PAGE_BITS};
 
 /// Default VMM stack: 16 KiB.
@@ -20,9 +20,12 @@ pub(crate) const MAX_TOTAL_RAM_FRAMES: u64 = 1 << 19;
 /// structures map far more than the largest guest RAM, and the VMM's CNode
 /// gets a free slot for each one it can make.
 pub(crate) const MAX_PT_UNTYPED_BITS: u8 = 28;
+/// A guest's command line when its table gives none: every self-test.
+pub const DEFAULT_CMDLINE: &str = "tests=all";
 /// Object names the system's own objects start with.
-const RESERVED_NAMES: [&str; 6] = [
+const RESERVED_NAMES: [&str; 7] = [
     "vmm",
+    "supervisor",
     "pit",
     "serial",
     "debug_exit",
@@ -45,6 +48,7 @@ struct RawDescription {
 struct RawVmm {
     image: Spanned<String>,
     wedge: Option<Spanned<String>>,
+    supervisor: Option<Spanned<String>>,
     priority: Spanned<i64>,
     stack_pages: Option<Spanned<i64>>,
     vtlb: Option<Spanned<String>>,
@@ -61,6 +65,9 @@ struct RawGuest {
     ram_kib: Option<Spanned<i64>>,
     priority: Spanned<i64>,
     pt_untyped_bits: Spanned<i64>,
+    cmdline: Option<Spanned<String>>,
+    #[serde(default)]
+    trap: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +104,9 @@ pub struct Vmm {
     /// The wedge's ELF image, if the VMM is to carry one, and where its
     /// name is written.
     pub wedge: Option<(String, At)>,
+    /// The supervisor's ELF image (systems of several guests), and where
+    /// its name is written.
+    pub supervisor: Option<(String, At)>,
     /// Its priority (and maximum controlled priority).
     pub priority: u8,
     /// Its stack, in 4 KiB pages.
@@ -127,6 +137,11 @@ pub struct Guest {
     pub priority: u8,
     /// log2 of the untyped the VMM makes its page tables from.
     pub pt_untyped_bits: u8,
+    /// Its kernel's command line (`cmdline`, default [`DEFAULT_CMDLINE`]).
+    pub cmdline: String,
+    /// Trap-and-emulate (`trap`, default false): the VMM runs it with no
+    /// wedge (docs/trap-and-emulate.md).
+    pub trap: bool,
 }
 
 /// `[devices]`.
@@ -224,6 +239,10 @@ impl Description {
                 Some(wedge) => Some((image_name(source, wedge)?, at(source, wedge))),
                 None => None,
             },
+            supervisor: match &raw_vmm.supervisor {
+                Some(sup) => Some((image_name(source, sup)?, at(source, sup))),
+                None => None,
+            },
             // The VMM's interrupt thread runs one level above it.
             priority: ranged(
                 source,
@@ -251,8 +270,8 @@ impl Description {
         if raw.guest.is_empty() {
             return Err(error(At::Key("guest".into()), Problem::NoGuest));
         }
-        if raw.guest.len() > MAX_GUESTS {
-            let extra = &raw.guest[MAX_GUESTS];
+        if raw.guest.len() > MAX_SYSTEM_GUESTS {
+            let extra = &raw.guest[MAX_SYSTEM_GUESTS];
             return Err(error(
                 at(source, extra),
                 Problem::TooManyGuests(raw.guest.len()),
@@ -316,6 +335,17 @@ impl Description {
                     i64::from(PAGE_BITS),
                     i64::from(MAX_PT_UNTYPED_BITS),
                 )? as u8,
+                cmdline: match &g.cmdline {
+                    Some(line) if line.get_ref().len() > MAX_CMDLINE => {
+                        return Err(error(
+                            at(source, line),
+                            Problem::CmdlineTooLong(line.get_ref().len()),
+                        ))
+                    }
+                    Some(line) => line.get_ref().clone(),
+                    None => DEFAULT_CMDLINE.to_string(),
+                },
+                trap: g.trap,
             });
         }
         Ok(Description {

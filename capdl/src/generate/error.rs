@@ -52,9 +52,15 @@ pub enum Problem {
     /// A `vtlb` strategy the VMM does not have.
     #[error("unknown vtlb strategy `{0}`: one of {names}", names = crate::generate::vtlb_names())]
     UnknownVtlbStrategy(String),
-    /// More guests than the VMM's start registers describe.
-    #[error("{0} guests: at most {max}", max = crate::generate::MAX_GUESTS)]
+    /// More guests than a system holds.
+    #[error("{0} guests: at most {max}", max = crate::generate::MAX_SYSTEM_GUESTS)]
     TooManyGuests(usize),
+    /// Several guests, but no supervisor image to share the machine's devices.
+    #[error("{0} guests need `supervisor = IMAGE` in [vmm]: the task that owns the timer and the exit port for them")]
+    NoSupervisor(usize),
+    /// A command line longer than the VMM's start page holds.
+    #[error("the command line is {0} bytes long: at most {max}", max = crate::generate::MAX_CMDLINE)]
+    CmdlineTooLong(usize),
     /// A number outside its range.
     #[error("`{key}` is {value}: must be {min}..={max}")]
     OutOfRange {

@@ -55,6 +55,15 @@ pub fn generate_spec(
     source: &str,
     images: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Spec, GenerateError> {
+    generate_system(source, images).map(|(spec, _)| spec)
+}
+
+/// Generates the spec and the files its frames are filled from that no
+/// image gives (the VMMs' start pages): bundle both with the images.
+pub fn generate_system(
+    source: &str,
+    images: &BTreeMap<String, Vec<u8>>,
+) -> Result<(Spec, Vec<GeneratedFile>), GenerateError> {
     let desc = Description::parse(source)?;
     let image = |name: &str, at: &At| -> Result<&[u8], GenerateError> {
         images.get(name).map(Vec::as_slice).ok_or_else(|| {
@@ -90,13 +99,30 @@ pub fn generate_spec(
         }
         None => None,
     };
+    let supervisor = match (&desc.vmm.supervisor, desc.guests.len()) {
+        (_, 1) => None,
+        (Some((name, at)), _) => {
+            let elf = elf::read(image(name, at)?)
+                .map_err(ImageProblem::from)
+                .and_then(|e| check_vmm_elf(&e).map(|()| e))
+                .map_err(image_error(name))?;
+            Some((name.as_str(), elf))
+        }
+        (None, n) => {
+            return Err(GenerateError::Description(DescriptionError {
+                at: At::Key("vmm.supervisor".into()),
+                problem: Problem::NoSupervisor(n),
+            }))
+        }
+    };
     let mut guest_images = Vec::new();
     for guest in &desc.guests {
         let bytes = image(&guest.image, &guest.image_at)?;
         check_guest_image(guest, bytes).map_err(image_error(&guest.image))?;
         guest_images.push(bytes);
     }
-    build(&desc, &vmm_elf, wedge, &guest_images).map_err(GenerateError::Invalid)
+    let supervisor = supervisor.as_ref().map(|(name, elf)| (*name, elf));
+    build(&desc, &vmm_elf, supervisor, wedge, &guest_images).map_err(GenerateError::Invalid)
 }
 
 /// The VMM's segments: inside the region reserved for them, not
@@ -180,42 +206,19 @@ fn radix_for(slots: u64) -> u8 {
     (u64::BITS - slots.saturating_sub(1).leading_zeros()).max(1) as u8
 }
 
-/// The VMM CNode's radix: the fixed slots, every RAM frame, and as many free
-/// slots again as the VMM may need caps at run time: one copy of each RAM
-/// frame cap (to map it into its guest) and one slot per page-table object
-/// its guests' untypeds can make.
-fn vmm_cnode_bits(desc: &Description) -> u8 {
-    let ram: u64 = desc.guests.iter().map(|g| g.ram_frames).sum();
-    let tables: u64 = desc
-        .guests
-        .iter()
-        .map(|g| 1u64 << (g.pt_untyped_bits - PAGE_BITS))
-        .sum();
-    // The RAM frames' own slots, then the VMM's mappers: the kernel view's
-    // half of the rest (a primary copy per frame, aliases, tables), the
-    // user views' equal shares of the other half (a copy per frame and
-    // tables each; vmm-server's main.rs splits them so).
-    radix_for(GUEST_RAM_SLOTS_BASE + ram + 2 * USER_VIEWS as u64 * (ram + tables))
-}
-
+/// The start registers of a VMM serving `guests` (with their images),
+/// with the `devices` bits it gets.
 fn start_info(
     desc: &Description,
+    guests: &[(u64, &Guest, &[u8])],
     cnode_bits: u8,
+    devices: u8,
     wedge: Option<(&str, &[u8])>,
-    guest_images: &[&[u8]],
 ) -> StartInfo {
     let mut info = StartInfo {
-        guest_count: desc.guests.len() as u8,
+        guest_count: guests.len() as u8,
         cnode_bits,
-        devices: [
-            (desc.devices.serial, DEVICE_SERIAL),
-            (desc.devices.pit, DEVICE_PIT),
-            (desc.devices.debug_exit, DEVICE_DEBUG_EXIT),
-            (desc.devices.guest_console, DEVICE_GUEST_CONSOLE),
-        ]
-        .iter()
-        .filter(|(present, _)| *present)
-        .fold(0, |bits, (_, bit)| bits | bit),
+        devices,
         vtlb: desc.vmm.vtlb.code()
             | if desc.vmm.vtlb_check { VTLB_CHECK } else { 0 }
             | if desc.vmm.vtlb_record { VTLB_RECORD } else { 0 },
@@ -223,7 +226,7 @@ fn start_info(
         wedge_bytes: wedge.map_or(0, |(_, bytes)| bytes.len() as u32),
         ..StartInfo::default()
     };
-    for (k, (guest, bytes)) in desc.guests.iter().zip(guest_images).enumerate() {
+    for (k, (_, guest, bytes)) in guests.iter().enumerate() {
         // Both were checked to fit: RAM frames < 2^20, image bytes <= 2^28.
         info.guests[k] = GuestInfo {
             ram_frames: guest.ram_frames as u32,
@@ -231,6 +234,19 @@ fn start_info(
         };
     }
     info
+}
+
+/// The devices of the description as `StartInfo` bits (a system of one guest).
+fn solo_devices(desc: &Description) -> u8 {
+    [
+        (desc.devices.serial, DEVICE_SERIAL),
+        (desc.devices.pit, DEVICE_PIT),
+        (desc.devices.debug_exit, DEVICE_DEBUG_EXIT),
+        (desc.devices.guest_console, DEVICE_GUEST_CONSOLE),
+    ]
+    .iter()
+    .filter(|(present, _)| *present)
+    .fold(0, |bits, (_, bit)| bits | bit)
 }
 
 /// Frames `PREFIX@0xOFFSET` that hold the file `name` (`bytes`), byte for
@@ -262,22 +278,49 @@ fn file_window(
     Ok(())
 }
 
-/// Builds every object and cap. Errors are the generator's own mistakes:
-/// the description and the images were checked before.
-fn build(
+/// A file the generated spec fills frames from that no `--image` gives:
+/// the VMMs' start pages. Bundle them with the images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedFile {
+    /// Its name, as the fills name it.
+    pub name: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Builds VMM task `name` serving `guests` (system number, description,
+/// image; numbered 0.. in its own layout), with its start page and the
+/// wedge window; its devices are the caller's. Returns its objects; its
+/// start page's file is pushed to `files`.
+#[allow(clippy::too_many_arguments)]
+fn vmm_task(
+    b: &mut Builder,
     desc: &Description,
     vmm_elf: &Elf,
+    name: &str,
+    guests: &[(u64, &Guest, &[u8])],
+    devices: u8,
     wedge: Option<(&str, &[u8])>,
-    guest_images: &[&[u8]],
-) -> Result<Spec, BuildError> {
-    let mut b = Builder::new();
-
-    // The VMM server.
-    let cnode_bits = vmm_cnode_bits(desc);
-    let info = start_info(desc, cnode_bits, wedge, guest_images);
+    files: &mut Vec<GeneratedFile>,
+) -> Result<crate::build::TaskObjects, BuildError> {
+    // The CNode holds the fixed slots, every RAM frame, and as many free
+    // slots again as the VMM may need caps at run time: one copy of each
+    // RAM frame cap (to map it into its guest) and one slot per page-table
+    // object its guests' untypeds can make.
+    let ram: u64 = guests.iter().map(|(_, g, _)| g.ram_frames).sum();
+    let tables: u64 = guests
+        .iter()
+        .map(|(_, g, _)| 1u64 << (g.pt_untyped_bits - PAGE_BITS))
+        .sum();
+    // The RAM frames' own slots come first, then the VMM's mappers: the
+    // kernel view's half of the rest (a primary copy per frame, aliases,
+    // tables), the user views' equal shares of the other half (a copy per
+    // frame and tables each; vmm-server's main.rs splits them so).
+    let cnode_bits = radix_for(GUEST_RAM_SLOTS_BASE + ram + 2 * USER_VIEWS as u64 * (ram + tables));
+    let info = start_info(desc, guests, cnode_bits, devices, wedge);
     let init = info.to_registers();
     let mut vmm = b.task(&Task {
-        name: "vmm",
+        name,
         image: &desc.vmm.image,
         elf: vmm_elf,
         image_region: 0..VMM_IMAGE_LIMIT,
@@ -296,7 +339,7 @@ fn build(
     })?;
     let (vmm_tcb, vmm_cnode, cnode_cap) = (vmm.tcb, vmm.cnode, vmm.cspace);
     let vmm_pml4 = vmm.vspace.pml4();
-    let vmm_ep = b.object("vmm_ep", ObjectKind::Endpoint)?;
+    let vmm_ep = b.object(&format!("{name}_ep"), ObjectKind::Endpoint)?;
     b.cap(vmm_cnode, Slot::Index(VMM_CNODE_SLOT), cnode_cap)?;
     b.cap(
         vmm_cnode,
@@ -314,13 +357,41 @@ fn build(
         cap(vmm_ep, ALL_EP_RIGHTS),
     )?;
 
+    // The start page: which guest of the system, how, its command line.
+    // Each VMM serves one guest (several are possible in the layout, but
+    // the page describes the first).
+    let (index, first, _) = guests[0];
+    let page = StartPage {
+        index: index as u32,
+        flags: if first.trap { START_TRAP } else { 0 },
+        cmdline: first.cmdline.as_bytes(),
+    };
+    let mut bytes = [0u8; START_PAGE_BYTES];
+    let len = page.to_bytes(&mut bytes);
+    let file = format!("{name}-start");
+    let start = b.object(&format!("{name}_start"), small_frame())?;
+    b.fill(
+        start,
+        Fill {
+            dest_offset: 0,
+            length: len as u64,
+            file: file.clone(),
+            file_offset: 0,
+        },
+    )?;
+    vmm.vspace.map(START_PAGE_ADDR, start, Rights::READ)?;
+    files.push(GeneratedFile {
+        name: file,
+        bytes: bytes[..len].to_vec(),
+    });
+
     // The guests.
     let mut ram_slot = GUEST_RAM_SLOTS_BASE;
-    for (n, (guest, image)) in desc.guests.iter().zip(guest_images).enumerate() {
+    for (n, (_, guest, image)) in guests.iter().enumerate() {
         let n = n as u64;
-        let name = &guest.name;
+        let gname = &guest.name;
         let tcb = b.object(
-            &format!("{name}_tcb"),
+            &format!("{gname}_tcb"),
             ObjectKind::Tcb(Tcb {
                 prio: guest.priority,
                 max_prio: guest.priority,
@@ -329,14 +400,14 @@ fn build(
             }),
         )?;
         let cnode = b.object(
-            &format!("{name}_cnode"),
+            &format!("{gname}_cnode"),
             ObjectKind::CNode {
                 size_bits: GUEST_CNODE_BITS,
             },
         )?;
-        let pml4 = b.object(&format!("{name}_pml4"), ObjectKind::Pml4)?;
+        let pml4 = b.object(&format!("{gname}_pml4"), ObjectKind::Pml4)?;
         let untyped = b.object(
-            &format!("{name}_untyped"),
+            &format!("{gname}_untyped"),
             ObjectKind::Untyped {
                 size_bits: guest.pt_untyped_bits,
                 paddr: None,
@@ -344,7 +415,7 @@ fn build(
         )?;
         // At most 2^19 frames in all (checked with the description).
         let ram = b.array(
-            &format!("{name}_ram"),
+            &format!("{gname}_ram"),
             guest.ram_frames as u32,
             small_frame(),
         )?;
@@ -356,10 +427,10 @@ fn build(
         }
         ram_slot += u64::from(ram.len());
         file_window(
-            &mut b,
+            b,
             &mut vmm.vspace,
             guest_image_window(n),
-            &format!("{name}_image"),
+            &format!("{gname}_image"),
             &guest.image,
             image,
         )?;
@@ -396,7 +467,7 @@ fn build(
             cspace_cap(cnode, GUEST_CNODE_BITS),
         )?;
         let user_cnode = b.object(
-            &format!("{name}_user_cnode"),
+            &format!("{gname}_user_cnode"),
             ObjectKind::CNode {
                 size_bits: USER_CNODE_BITS,
             },
@@ -416,7 +487,7 @@ fn build(
             cap(user_cnode, Rights::NONE),
         )?;
         for view in 0..USER_VIEWS as u64 {
-            let pml4 = b.object(&format!("{name}_user_pml4_{view}"), ObjectKind::Pml4)?;
+            let pml4 = b.object(&format!("{gname}_user_pml4_{view}"), ObjectKind::Pml4)?;
             b.cap(
                 vmm_cnode,
                 Slot::Index(guest_user_pml4_slot(n, view)),
@@ -427,95 +498,161 @@ fn build(
 
     if let Some((file, bytes)) = wedge {
         file_window(
-            &mut b,
+            b,
             &mut vmm.vspace,
             WEDGE_WINDOW,
-            "vmm_wedge",
+            &format!("{name}_wedge"),
             file,
             bytes,
         )?;
     }
+    Ok(vmm)
+}
 
-    // The devices.
+/// The VMM's interrupt thread, and the notification it wakes the main
+/// thread with: same CSpace and VSpace as the main thread, its own IPC
+/// buffer and stack, one priority level higher.
+fn irq_thread(
+    b: &mut Builder,
+    desc: &Description,
+    vmm_elf: &Elf,
+    name: &str,
+    vmm: &mut crate::build::TaskObjects,
+    shared_ticks: bool,
+) -> Result<(), BuildError> {
+    let vmm_cnode = vmm.cnode;
+    let irq_prio = desc.vmm.priority + 1; // at most 255 (description)
+                                          // The third value: the supervisor signals the ticks (no IRQ to ack).
+    let irq_init = [
+        IRQ_THREAD_MARK,
+        u64::from(irq_prio),
+        u64::from(shared_ticks),
+    ];
+    let irq_thread = b.thread(
+        vmm,
+        &Thread {
+            name: &format!("{name}_irq"),
+            ip: vmm_elf.entry,
+            ipc_buffer: VMM_IRQ_IPC_BUFFER_ADDR,
+            stack: Some(Stack {
+                bottom: VMM_IRQ_STACK_BOTTOM,
+                pages: VMM_IRQ_STACK_PAGES as u32,
+            }),
+            prio: irq_prio,
+            max_prio: irq_prio,
+            fault_ep: None,
+            init: &irq_init,
+        },
+    )?;
+    b.cap(
+        vmm_cnode,
+        Slot::Index(VMM_IRQ_TCB_SLOT),
+        cap(irq_thread.tcb, Rights::NONE),
+    )?;
+    let wake = b.object(&format!("{name}_wake"), ObjectKind::Notification)?;
+    b.cap(
+        vmm_cnode,
+        Slot::Index(VMM_WAKE_NOTIFICATION_SLOT),
+        cap(wake, RW),
+    )?;
+    b.cap(
+        vmm_cnode,
+        Slot::Index(VMM_WAKE_SIGNAL_SLOT),
+        Cap {
+            badge: TIMER_BADGE,
+            ..cap(wake, Rights::WRITE)
+        },
+    )
+}
+
+/// The PIT's IRQ handler, signalling `notification` with [`TIMER_BADGE`].
+fn pit_irq(
+    b: &mut Builder,
+    notification: crate::build::ObjectId,
+) -> Result<crate::build::ObjectId, BuildError> {
+    let irq = b.object(
+        "pit_irq",
+        // ISA IRQs are edge-triggered, active high.
+        ObjectKind::IoApicIrq(IoApicIrq {
+            ioapic: 0,
+            pin: PIT_IOAPIC_PIN,
+            level: 0,
+            polarity: 0,
+        }),
+    )?;
+    b.irq(PIT_IRQ, irq)?;
+    b.cap(
+        irq,
+        Slot::Index(0),
+        Cap {
+            badge: TIMER_BADGE,
+            ..cap(notification, Rights::WRITE)
+        },
+    )?;
+    Ok(irq)
+}
+
+/// Builds every object and cap. Errors are the generator's own mistakes:
+/// the description and the images were checked before.
+fn build(
+    desc: &Description,
+    vmm_elf: &Elf,
+    supervisor: Option<(&str, &Elf)>,
+    wedge: Option<(&str, &[u8])>,
+    guest_images: &[&[u8]],
+) -> Result<(Spec, Vec<GeneratedFile>), BuildError> {
+    let mut b = Builder::new();
+    let mut files = Vec::new();
+    let guests: Vec<(u64, &Guest, &[u8])> = desc
+        .guests
+        .iter()
+        .zip(guest_images)
+        .enumerate()
+        .map(|(n, (g, image))| (n as u64, g, *image))
+        .collect();
+    match supervisor {
+        Some(sup) if guests.len() > 1 => {
+            build_several(&mut b, desc, vmm_elf, sup, wedge, &guests, &mut files)?
+        }
+        _ => build_one(&mut b, desc, vmm_elf, wedge, &guests, &mut files)?,
+    }
+    Ok((b.finish()?, files))
+}
+
+/// A system of one guest: one VMM, which owns the devices.
+fn build_one(
+    b: &mut Builder,
+    desc: &Description,
+    vmm_elf: &Elf,
+    wedge: Option<(&str, &[u8])>,
+    guests: &[(u64, &Guest, &[u8])],
+    files: &mut Vec<GeneratedFile>,
+) -> Result<(), BuildError> {
+    let devices = solo_devices(desc);
+    let mut vmm = vmm_task(b, desc, vmm_elf, "vmm", guests, devices, wedge, files)?;
+    let vmm_cnode = vmm.cnode;
     let ports = |b: &mut Builder, name: &str, (first, last): (u16, u16), slot: u64| {
         let object = b.object(name, ObjectKind::IoPorts { first, last })?;
         b.cap(vmm_cnode, Slot::Index(slot), cap(object, Rights::NONE))
     };
     if desc.devices.pit {
         let notification = b.object("timer_notification", ObjectKind::Notification)?;
-        let irq = b.object(
-            "pit_irq",
-            // ISA IRQs are edge-triggered, active high.
-            ObjectKind::IoApicIrq(IoApicIrq {
-                ioapic: 0,
-                pin: PIT_IOAPIC_PIN,
-                level: 0,
-                polarity: 0,
-            }),
-        )?;
-        b.irq(PIT_IRQ, irq)?;
-        b.cap(
-            irq,
-            Slot::Index(0),
-            Cap {
-                badge: TIMER_BADGE,
-                ..cap(notification, Rights::WRITE)
-            },
-        )?;
+        let irq = pit_irq(b, notification)?;
         b.cap(
             vmm_cnode,
             Slot::Index(TIMER_NOTIFICATION_SLOT),
             cap(notification, RW),
         )?;
         b.cap(vmm_cnode, Slot::Index(PIT_IRQ_SLOT), cap(irq, Rights::NONE))?;
-        ports(&mut b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT)?;
-
-        // The interrupt thread: same CSpace and VSpace as the main thread,
-        // its own IPC buffer and stack, one priority level higher.
-        let irq_prio = desc.vmm.priority + 1; // at most 255 (description)
-        let irq_init = [IRQ_THREAD_MARK, u64::from(irq_prio)];
-        let irq_thread = b.thread(
-            &mut vmm,
-            &Thread {
-                name: "vmm_irq",
-                ip: vmm_elf.entry,
-                ipc_buffer: VMM_IRQ_IPC_BUFFER_ADDR,
-                stack: Some(Stack {
-                    bottom: VMM_IRQ_STACK_BOTTOM,
-                    pages: VMM_IRQ_STACK_PAGES as u32,
-                }),
-                prio: irq_prio,
-                max_prio: irq_prio,
-                fault_ep: None,
-                init: &irq_init,
-            },
-        )?;
-        b.cap(
-            vmm_cnode,
-            Slot::Index(VMM_IRQ_TCB_SLOT),
-            cap(irq_thread.tcb, Rights::NONE),
-        )?;
-        let wake = b.object("vmm_wake", ObjectKind::Notification)?;
-        b.cap(
-            vmm_cnode,
-            Slot::Index(VMM_WAKE_NOTIFICATION_SLOT),
-            cap(wake, RW),
-        )?;
-        b.cap(
-            vmm_cnode,
-            Slot::Index(VMM_WAKE_SIGNAL_SLOT),
-            Cap {
-                badge: TIMER_BADGE,
-                ..cap(wake, Rights::WRITE)
-            },
-        )?;
+        ports(b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT)?;
+        irq_thread(b, desc, vmm_elf, "vmm", &mut vmm, false)?;
     }
     if desc.devices.serial {
-        ports(&mut b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT)?;
+        ports(b, "serial_ports", SERIAL_PORTS, SERIAL_PORTS_SLOT)?;
     }
     if desc.devices.guest_console {
         ports(
-            &mut b,
+            b,
             "guest_console_ports",
             GUEST_CONSOLE_PORTS,
             GUEST_CONSOLE_PORTS_SLOT,
@@ -523,14 +660,163 @@ fn build(
     }
     if desc.devices.debug_exit {
         ports(
-            &mut b,
+            b,
             "debug_exit_port",
             (DEBUG_EXIT_PORT, DEBUG_EXIT_PORT),
             DEBUG_EXIT_PORT_SLOT,
         )?;
     }
-
     // The VMM's paging structures last: they depend on every page above.
-    vmm.vspace.finish(&mut b)?;
-    b.finish()
+    vmm.vspace.finish(b)
+}
+
+/// A system of several guests: a VMM per guest, holding only its guest's
+/// objects, its own console ports and a notification the supervisor
+/// signals at each timer tick; the supervisor owns what the machine has
+/// one of (the PIT, COM1, the exit port) and ends the run when every VMM
+/// has reported its guest's end (docs/vmm-server.md, "Several guests").
+fn build_several(
+    b: &mut Builder,
+    desc: &Description,
+    vmm_elf: &Elf,
+    (supervisor_image, supervisor_elf): (&str, &Elf),
+    wedge: Option<(&str, &[u8])>,
+    guests: &[(u64, &Guest, &[u8])],
+    files: &mut Vec<GeneratedFile>,
+) -> Result<(), BuildError> {
+    let count = guests.len() as u64;
+    let init = [count, u64::from(solo_devices(desc))];
+    let sup = b.task(&Task {
+        name: "supervisor",
+        image: supervisor_image,
+        elf: supervisor_elf,
+        image_region: 0..VMM_IMAGE_LIMIT,
+        ipc_buffer: VMM_IPC_BUFFER_ADDR,
+        stack: Some(Stack {
+            bottom: VMM_STACK_BOTTOM,
+            pages: 4,
+        }),
+        cnode_bits: SUPERVISOR_CNODE_BITS,
+        // Above every VMM and guest: a tick is passed on at once, and its
+        // lines are never split.
+        prio: SUPERVISOR_PRIORITY,
+        max_prio: SUPERVISOR_PRIORITY,
+        fault_ep: None,
+        init: &init,
+    })?;
+    let sup_cnode = sup.cnode;
+    let sup_ep = b.object("supervisor_ep", ObjectKind::Endpoint)?;
+    b.cap(
+        sup_cnode,
+        Slot::Index(SUPERVISOR_OWN_ENDPOINT_SLOT),
+        cap(sup_ep, Rights::READ),
+    )?;
+    b.cap(
+        sup_cnode,
+        Slot::Index(SUPERVISOR_TCB_SLOT),
+        cap(sup.tcb, Rights::NONE),
+    )?;
+    let sup_ports = |b: &mut Builder, name: &str, (first, last): (u16, u16), slot: u64| {
+        let object = b.object(name, ObjectKind::IoPorts { first, last })?;
+        b.cap(sup_cnode, Slot::Index(slot), cap(object, Rights::NONE))
+    };
+    if desc.devices.pit {
+        let notification = b.object("timer_notification", ObjectKind::Notification)?;
+        let irq = pit_irq(b, notification)?;
+        b.cap(
+            sup_cnode,
+            Slot::Index(SUPERVISOR_TIMER_SLOT),
+            cap(notification, RW),
+        )?;
+        b.cap(
+            sup_cnode,
+            Slot::Index(SUPERVISOR_PIT_IRQ_SLOT),
+            cap(irq, Rights::NONE),
+        )?;
+        sup_ports(b, "pit_ports", PIT_PORTS, SUPERVISOR_PIT_PORTS_SLOT)?;
+    }
+    if desc.devices.serial {
+        sup_ports(b, "serial_ports", SERIAL_PORTS, SUPERVISOR_SERIAL_SLOT)?;
+    }
+    if desc.devices.debug_exit {
+        sup_ports(
+            b,
+            "debug_exit_port",
+            (DEBUG_EXIT_PORT, DEBUG_EXIT_PORT),
+            SUPERVISOR_DEBUG_EXIT_SLOT,
+        )?;
+    }
+
+    for &(n, guest, image) in guests {
+        let name = format!("vmm_{}", guest.name);
+        let mut devices = DEVICE_SUPERVISOR;
+        if desc.devices.serial {
+            devices |= DEVICE_SERIAL | DEVICE_DEBUGCON;
+        }
+        if desc.devices.guest_console {
+            devices |= DEVICE_GUEST_CONSOLE | DEVICE_DEBUGCON;
+        }
+        if desc.devices.pit {
+            devices |= DEVICE_SHARED_TICKS;
+        }
+        let mut vmm = vmm_task(
+            b,
+            desc,
+            vmm_elf,
+            &name,
+            &[(n, guest, image)],
+            devices,
+            wedge,
+            files,
+        )?;
+        let vmm_cnode = vmm.cnode;
+        let port = |b: &mut Builder, what: &str, port: u16, slot: u64| {
+            let object = b.object(
+                &format!("{name}_{what}"),
+                ObjectKind::IoPorts {
+                    first: port,
+                    last: port,
+                },
+            )?;
+            b.cap(vmm_cnode, Slot::Index(slot), cap(object, Rights::NONE))
+        };
+        if desc.devices.serial {
+            port(b, "log_port", vmm_log_port(n), SERIAL_PORTS_SLOT)?;
+        }
+        if desc.devices.guest_console {
+            port(
+                b,
+                "console_port",
+                guest_console_port(n),
+                GUEST_CONSOLE_PORTS_SLOT,
+            )?;
+        }
+        b.cap(
+            vmm_cnode,
+            Slot::Index(SUPERVISOR_ENDPOINT_SLOT),
+            Cap {
+                badge: guest_badge(n),
+                ..cap(sup_ep, Rights::WRITE)
+            },
+        )?;
+        if desc.devices.pit {
+            let ticks = b.object(&format!("{name}_ticks"), ObjectKind::Notification)?;
+            b.cap(
+                vmm_cnode,
+                Slot::Index(TIMER_NOTIFICATION_SLOT),
+                cap(ticks, Rights::READ),
+            )?;
+            b.cap(
+                sup_cnode,
+                Slot::Index(supervisor_ticks_slot(n)),
+                Cap {
+                    badge: TIMER_BADGE,
+                    ..cap(ticks, Rights::WRITE)
+                },
+            )?;
+            irq_thread(b, desc, vmm_elf, &name, &mut vmm, true)?;
+        }
+        vmm.vspace.finish(b)?;
+    }
+    sup.vspace.finish(b)
 }

@@ -90,6 +90,7 @@ void attack_syscall(struct report *r);
 void attack_cr3(struct report *r);
 void attack_halt(struct report *r);
 void attack_sleep(struct report *r);
+void attack_spin(struct report *r);
 void attack_syscalls(struct report *r);
 void attack_ints(struct report *r);
 /* `sys:NUMBER[@SLOT]`: one system call (main.c parses the argument). */

@@ -57,6 +57,7 @@ static const struct {
     { "cr3", attack_cr3 },
     { "halt", attack_halt },
     { "sleep", attack_sleep },
+    { "spin", attack_spin },
     { "syscalls", attack_syscalls },
     { "ints", attack_ints },
 };

@@ -28,7 +28,7 @@
 /* Capability space and scheduling. A 2^16-slot root CNode: the CapDL
  * loader holds a capability to every object of a system (a guest with 64 MiB
  * of RAM alone is 16384 frames) before handing them out. */
-#define CONFIG_ROOT_CNODE_SIZE_BITS 16
+#define CONFIG_ROOT_CNODE_SIZE_BITS 18
 #define CONFIG_TIMER_TICK_MS 2
 #define CONFIG_TIME_SLICE 5
 #define CONFIG_NUM_DOMAINS 1

@@ -11,14 +11,15 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::serial::{SerialError, SerialPort};
+use crate::serial::{DebugCon, SerialError, SerialPort};
 use crate::IoPort;
 
-/// The console's capability slot and base port, packed as
-/// `slot << 16 | base`; 0 while there is none. One word, so a second thread
-/// of the task (the VMM's interrupt thread) sees either no console or a
-/// whole one.
+/// The console's capability slot, kind and base port, packed as
+/// `slot << 17 | debugcon << 16 | base`; 0 while there is none. One word,
+/// so a second thread of the task (the VMM's interrupt thread) sees either
+/// no console or a whole one.
 static CONSOLE: AtomicU64 = AtomicU64::new(0);
+const DEBUGCON_BIT: u64 = 1 << 16;
 
 /// COM1's base port: where every task's console goes.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -27,17 +28,48 @@ pub const COM1_BASE: u16 = 0x3f8;
 /// console. On failure the console stays silent and the error says why.
 pub fn init(ports: IoPort, base: u16) -> Result<(), SerialError> {
     let port = SerialPort::init(ports, base)?;
-    let packed = (port.ports().0 << 16) | u64::from(base);
+    let packed = (port.ports().0 << 17) | u64::from(base);
     CONSOLE.store(packed, Ordering::Release);
     Ok(())
 }
 
-fn console() -> Option<SerialPort> {
+/// Sets up QEMU's one-port console at `port` as this task's console
+/// ([`DebugCon`]).
+pub fn init_debugcon(ports: IoPort, port: u16) -> Result<(), SerialError> {
+    DebugCon::open(ports, port)?;
+    CONSOLE.store(
+        (ports.0 << 17) | DEBUGCON_BIT | u64::from(port),
+        Ordering::Release,
+    );
+    Ok(())
+}
+
+/// Where the console's bytes go.
+enum Sink {
+    Uart(SerialPort),
+    DebugCon(DebugCon),
+}
+
+impl Sink {
+    fn write_byte(&self, byte: u8) -> Result<(), SerialError> {
+        match self {
+            Sink::Uart(port) => port.write_byte(byte),
+            Sink::DebugCon(port) => port.write_byte(byte),
+        }
+    }
+}
+
+fn console() -> Option<Sink> {
     let packed = CONSOLE.load(Ordering::Acquire);
     if packed == 0 {
         return None;
     }
-    Some(SerialPort::attached(IoPort(packed >> 16), packed as u16))
+    let (ports, base) = (IoPort(packed >> 17), packed as u16);
+    Some(if packed & DEBUGCON_BIT != 0 {
+        Sink::DebugCon(DebugCon::attached(ports, base))
+    } else {
+        Sink::Uart(SerialPort::attached(ports, base))
+    })
 }
 
 /// Sends `bytes` to the console, each `\n` as `\r\n` if `crlf`; nothing

@@ -122,3 +122,44 @@ impl SerialPort {
             .map_err(|error| SerialError::Port { port, error })
     }
 }
+
+/// What QEMU's one-port console (`isa-debugcon`) reads back: its presence.
+const DEBUGCON_READBACK: u8 = 0xe9;
+
+/// QEMU's one-port console (`isa-debugcon`): each byte written to its one
+/// port leaves the machine at once on a line of its own; nothing to set up,
+/// no status to poll. A system of several guests gives each guest's console
+/// and each VMM's lines one, since a machine has at most four 16550s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugCon {
+    ports: IoPort,
+    port: u16,
+}
+
+impl DebugCon {
+    /// Finds the console at `port` (reached through `ports`).
+    pub fn open(ports: IoPort, port: u16) -> Result<DebugCon, SerialError> {
+        let read = ports
+            .in8(port)
+            .map_err(|error| SerialError::Port { port, error })?;
+        if read != DEBUGCON_READBACK {
+            return Err(SerialError::Absent { base: port, read });
+        }
+        Ok(DebugCon { ports, port })
+    }
+
+    /// A console another part of the task already opened.
+    pub const fn attached(ports: IoPort, port: u16) -> DebugCon {
+        DebugCon { ports, port }
+    }
+
+    /// Sends one byte.
+    pub fn write_byte(&self, byte: u8) -> Result<(), SerialError> {
+        self.ports
+            .out8(self.port, byte)
+            .map_err(|error| SerialError::Port {
+                port: self.port,
+                error,
+            })
+    }
+}
