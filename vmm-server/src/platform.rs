@@ -101,28 +101,7 @@ impl Platform for Sel4Platform {
     }
 
     fn write_registers(&mut self, r: &GuestRegs, tls_base: u64) -> Result<(), PlatformError> {
-        let g = r.gpr;
-        let context = UserContext {
-            rip: r.rip,
-            rsp: g[4],
-            rflags: r.rflags,
-            rax: g[0],
-            rbx: g[3],
-            rcx: g[1],
-            rdx: g[2],
-            rsi: g[6],
-            rdi: g[7],
-            rbp: g[5],
-            r8: g[8],
-            r9: g[9],
-            r10: g[10],
-            r11: g[11],
-            r12: g[12],
-            r13: g[13],
-            r14: g[14],
-            r15: g[15],
-            tls_base,
-        };
+        let context = user_context(r, tls_base);
         self.guest
             .write_registers(false, &context)
             .map_err(|_| PlatformError)
@@ -150,28 +129,7 @@ impl Platform for Sel4Platform {
     }
 
     fn start_user(&mut self, r: &GuestRegs, fs_base: u64) -> Result<(), PlatformError> {
-        let g = r.gpr;
-        let context = UserContext {
-            rip: r.rip,
-            rsp: g[4],
-            rflags: r.rflags,
-            rax: g[0],
-            rbx: g[3],
-            rcx: g[1],
-            rdx: g[2],
-            rsi: g[6],
-            rdi: g[7],
-            rbp: g[5],
-            r8: g[8],
-            r9: g[9],
-            r10: g[10],
-            r11: g[11],
-            r12: g[12],
-            r13: g[13],
-            r14: g[14],
-            r15: g[15],
-            tls_base: fs_base,
-        };
+        let context = user_context(r, fs_base);
         // Resuming restarts the thread, which is waiting for the answer to
         // its call: the call is cancelled (its reply capability deleted).
         self.guest
@@ -191,5 +149,32 @@ impl Platform for Sel4Platform {
 
     fn log(&mut self, line: core::fmt::Arguments) {
         println!("{line}");
+    }
+}
+
+/// The seL4 register set of the guest registers `r`, with `tls_base` as the
+/// thread's TLS base (the guest's FS base).
+fn user_context(r: &GuestRegs, tls_base: u64) -> UserContext {
+    let g = r.gpr;
+    UserContext {
+        rip: r.rip,
+        rsp: g[4],
+        rflags: r.rflags,
+        rax: g[0],
+        rbx: g[3],
+        rcx: g[1],
+        rdx: g[2],
+        rsi: g[6],
+        rdi: g[7],
+        rbp: g[5],
+        r8: g[8],
+        r9: g[9],
+        r10: g[10],
+        r11: g[11],
+        r12: g[12],
+        r13: g[13],
+        r14: g[14],
+        r15: g[15],
+        tls_base,
     }
 }

@@ -565,11 +565,15 @@ fn irq_thread(
     )
 }
 
-/// The PIT's IRQ handler, signalling `notification` with [`TIMER_BADGE`].
-fn pit_irq(
+/// The PIT for the task of CNode `cnode`: a notification its IRQ handler
+/// signals with [`TIMER_BADGE`], the handler, the PIT's ports; their caps
+/// go in `slots` (notification, IRQ handler, ports).
+fn pit(
     b: &mut Builder,
-    notification: crate::build::ObjectId,
-) -> Result<crate::build::ObjectId, BuildError> {
+    cnode: crate::build::ObjectId,
+    [notification_slot, irq_slot, ports_slot]: [u64; 3],
+) -> Result<(), BuildError> {
+    let notification = b.object("timer_notification", ObjectKind::Notification)?;
     let irq = b.object(
         "pit_irq",
         // ISA IRQs are edge-triggered, active high.
@@ -589,7 +593,11 @@ fn pit_irq(
             ..cap(notification, Rights::WRITE)
         },
     )?;
-    Ok(irq)
+    b.cap(cnode, Slot::Index(notification_slot), cap(notification, RW))?;
+    b.cap(cnode, Slot::Index(irq_slot), cap(irq, Rights::NONE))?;
+    let (first, last) = PIT_PORTS;
+    let ports = b.object("pit_ports", ObjectKind::IoPorts { first, last })?;
+    b.cap(cnode, Slot::Index(ports_slot), cap(ports, Rights::NONE))
 }
 
 /// Builds every object and cap. Errors are the generator's own mistakes:
@@ -636,15 +644,11 @@ fn build_one(
         b.cap(vmm_cnode, Slot::Index(slot), cap(object, Rights::NONE))
     };
     if desc.devices.pit {
-        let notification = b.object("timer_notification", ObjectKind::Notification)?;
-        let irq = pit_irq(b, notification)?;
-        b.cap(
+        pit(
+            b,
             vmm_cnode,
-            Slot::Index(TIMER_NOTIFICATION_SLOT),
-            cap(notification, RW),
+            [TIMER_NOTIFICATION_SLOT, PIT_IRQ_SLOT, PIT_PORTS_SLOT],
         )?;
-        b.cap(vmm_cnode, Slot::Index(PIT_IRQ_SLOT), cap(irq, Rights::NONE))?;
-        ports(b, "pit_ports", PIT_PORTS, PIT_PORTS_SLOT)?;
         irq_thread(b, desc, vmm_elf, "vmm", &mut vmm, false)?;
     }
     if desc.devices.serial {
@@ -721,19 +725,15 @@ fn build_several(
         b.cap(sup_cnode, Slot::Index(slot), cap(object, Rights::NONE))
     };
     if desc.devices.pit {
-        let notification = b.object("timer_notification", ObjectKind::Notification)?;
-        let irq = pit_irq(b, notification)?;
-        b.cap(
+        pit(
+            b,
             sup_cnode,
-            Slot::Index(SUPERVISOR_TIMER_SLOT),
-            cap(notification, RW),
+            [
+                SUPERVISOR_TIMER_SLOT,
+                SUPERVISOR_PIT_IRQ_SLOT,
+                SUPERVISOR_PIT_PORTS_SLOT,
+            ],
         )?;
-        b.cap(
-            sup_cnode,
-            Slot::Index(SUPERVISOR_PIT_IRQ_SLOT),
-            cap(irq, Rights::NONE),
-        )?;
-        sup_ports(b, "pit_ports", PIT_PORTS, SUPERVISOR_PIT_PORTS_SLOT)?;
     }
     if desc.devices.serial {
         sup_ports(b, "serial_ports", SERIAL_PORTS, SUPERVISOR_SERIAL_SLOT)?;
