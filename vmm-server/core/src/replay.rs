@@ -187,16 +187,20 @@ impl Trace {
     }
 }
 
-/// A model of the guest's seL4 address space: what is mapped where, and
-/// the paging structures seL4 would have needed (they stay, as the VMM's
-/// do).
+/// A model of the guest's seL4 address space, with the rules a kernel
+/// enforces (one mapping per page; unmapping a handle that is not mapped is
+/// an error): what is mapped where, and the paging structures seL4 would
+/// have needed (they stay, as the VMM's do). The vTLB's host tests use it
+/// too.
 #[derive(Default, Debug)]
 pub struct ModelSpace {
     /// va → (handle, gpa, writable)
-    pages: BTreeMap<u64, (u64, u64, bool)>,
+    pub(crate) pages: BTreeMap<u64, (u64, u64, bool)>,
     next: u64,
     /// Paging structures below the root: (level, index of the region).
     structures: BTreeSet<(u8, u64)>,
+    /// Mappings it may still make (resources), if limited (tests).
+    pub(crate) budget: Option<usize>,
 }
 
 /// Why the model would not unmap.
@@ -228,8 +232,15 @@ impl ModelSpace {
 impl Mapper for ModelSpace {
     type Error = NotMapped;
     fn map(&mut self, va: u64, t: Translation) -> Result<u64, MapError<NotMapped>> {
+        debug_assert_eq!(va & 0xfff, 0, "the vTLB maps pages");
         if self.pages.contains_key(&va) {
             return Err(MapError::Occupied);
+        }
+        if let Some(b) = &mut self.budget {
+            if *b == 0 {
+                return Err(MapError::Full);
+            }
+            *b -= 1;
         }
         self.need_structures(va);
         self.next += 1;

@@ -718,60 +718,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::ram::host::HostRam;
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
 
-    /// A model of a real address space: what is mapped where, with the
-    /// rules a kernel enforces (one mapping per page; unmapping a handle
-    /// that is not mapped is an error).
-    #[derive(Default)]
-    pub(crate) struct ModelSpace {
-        /// va → (handle, gpa, writable)
-        pub pages: BTreeMap<u64, (u64, u64, bool)>,
-        next: u64,
-        /// Mappings it may still make (resources), if limited.
-        pub budget: Option<usize>,
-    }
-
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(crate) enum ModelError {
-        NotMapped(u64),
-    }
-
-    impl Mapper for ModelSpace {
-        type Error = ModelError;
-        fn map(&mut self, va: u64, t: Translation) -> Result<u64, MapError<ModelError>> {
-            assert_eq!(va & 0xfff, 0, "the vTLB maps pages");
-            if self.pages.contains_key(&va) {
-                return Err(MapError::Occupied);
-            }
-            if let Some(b) = &mut self.budget {
-                if *b == 0 {
-                    return Err(MapError::Full);
-                }
-                *b -= 1;
-            }
-            self.next += 1;
-            self.pages.insert(va, (self.next, t.gpa, t.writable));
-            Ok(self.next)
-        }
-        fn unmap(&mut self, handle: u64, gpa: u64) -> Result<(), ModelError> {
-            let va = self
-                .pages
-                .iter()
-                .find(|(_, &(h, g, _))| h == handle && g == gpa)
-                .map(|(&va, _)| va)
-                .ok_or(ModelError::NotMapped(handle))?;
-            self.pages.remove(&va);
-            Ok(())
-        }
-        fn verify(&self, handle: u64, gpa: u64) -> Result<(), &'static str> {
-            match self.pages.values().find(|(h, ..)| *h == handle) {
-                Some(&(_, g, _)) if g == gpa => Ok(()),
-                Some(_) => Err("the handle maps another frame"),
-                None => Err("the handle maps nothing"),
-            }
-        }
-    }
+    pub(crate) use crate::replay::ModelSpace;
 
     /// Guest page tables built in host RAM: a PML4 at `root`, tables
     /// allocated from `next` upwards.
