@@ -243,22 +243,29 @@ pub fn csv(rows: &[Row]) -> String {
         "strategy,workload,ops,ticks,faults,maps,unmaps,paging_objects,peak_mappings,violations\n",
     );
     for r in rows {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{}",
-            r.strategy,
-            r.workload,
-            r.run.ops,
-            r.run.ticks,
-            r.run.faults,
-            r.run.maps,
-            r.run.unmaps,
-            r.run.paging_objects,
-            r.run.peak_mappings,
-            r.violations
-        );
+        let _ = writeln!(out, "{}", r.csv_fields());
     }
     out
+}
+
+impl Row {
+    /// The row's fields in the CSV's column order (the replay's CSV puts
+    /// the same after its `source` column).
+    pub fn csv_fields(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{}",
+            self.strategy,
+            self.workload,
+            self.run.ops,
+            self.run.ticks,
+            self.run.faults,
+            self.run.maps,
+            self.run.unmaps,
+            self.run.paging_objects,
+            self.run.peak_mappings,
+            self.violations
+        )
+    }
 }
 
 /// The summary: per workload, each strategy's ticks per op against

@@ -194,20 +194,7 @@ pub fn csv(rows: &[Row], replays: &[Replayed]) -> String {
     );
     for r in rows {
         let seconds = r.qemu_ms as f64 / 1000.0;
-        let _ = writeln!(
-            out,
-            "qemu,{},{},{},{},{},{},{},{},{},{},{seconds:.3}",
-            r.strategy,
-            r.workload,
-            r.run.ops,
-            r.run.ticks,
-            r.run.faults,
-            r.run.maps,
-            r.run.unmaps,
-            r.run.paging_objects,
-            r.run.peak_mappings,
-            r.violations
-        );
+        let _ = writeln!(out, "qemu,{},{seconds:.3}", r.csv_fields());
     }
     for r in replays {
         let ops = rows

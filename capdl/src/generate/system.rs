@@ -436,14 +436,13 @@ fn vmm_task(
         )?;
         b.cap(tcb, Slot::CSpace, cspace_cap(cnode, GUEST_CNODE_BITS))?;
         b.cap(tcb, Slot::VSpace, cap(pml4, Rights::NONE))?;
-        b.cap(
-            cnode,
-            Slot::Index(GUEST_ENDPOINT_SLOT),
-            Cap {
-                badge: guest_badge(n),
-                ..cap(vmm_ep, GUEST_EP_RIGHTS)
-            },
-        )?;
+        // The guest's one capability: the VMM's endpoint, badged with its
+        // number. Its user views' CSpace holds the same.
+        let guest_ep = Cap {
+            badge: guest_badge(n),
+            ..cap(vmm_ep, GUEST_EP_RIGHTS)
+        };
+        b.cap(cnode, Slot::Index(GUEST_ENDPOINT_SLOT), guest_ep)?;
         b.cap(
             vmm_cnode,
             Slot::Index(guest_tcb_slot(n)),
@@ -475,10 +474,7 @@ fn vmm_task(
         b.cap(
             user_cnode,
             Slot::Index(USER_FAULT_ENDPOINT >> (64 - USER_CNODE_BITS)),
-            Cap {
-                badge: guest_badge(n),
-                ..cap(vmm_ep, GUEST_EP_RIGHTS)
-            },
+            guest_ep,
         )?;
         // No guard: the fault endpoint's address resolves by its top bit.
         b.cap(
