@@ -14,9 +14,13 @@ pub enum Report {
         value: u8,
         left: usize,
     },
-    /// The last guest ended: the machine ends with `value` (the first
-    /// failure's, in guest order, or 0).
-    AllEnded { value: u8 },
+    /// The last guest, `guest`, ended with `value`: the machine ends with
+    /// `machine` (the first failure's, in guest order, or 0).
+    AllEnded {
+        guest: usize,
+        value: u8,
+        machine: u8,
+    },
 }
 
 /// A message that is no valid report.
@@ -87,13 +91,17 @@ impl Ledger {
         if left > 0 {
             return Ok(Report::Ended { guest, value, left });
         }
-        let value = ended
+        let machine = ended
             .iter()
             .flatten()
             .copied()
             .find(|&v| v != 0)
             .unwrap_or(0);
-        Ok(Report::AllEnded { value })
+        Ok(Report::AllEnded {
+            guest,
+            value,
+            machine,
+        })
     }
 }
 
@@ -124,7 +132,14 @@ mod tests {
             })
         );
         assert_eq!(ended(&mut ledger, 3, 0), Err(ReportError::Twice(2)));
-        assert_eq!(ended(&mut ledger, 1, 0), Ok(Report::AllEnded { value: 1 }));
+        assert_eq!(
+            ended(&mut ledger, 1, 0),
+            Ok(Report::AllEnded {
+                guest: 0,
+                value: 0,
+                machine: 1
+            })
+        );
     }
 
     #[test]
@@ -166,7 +181,11 @@ mod tests {
         );
         assert_eq!(
             ledger.report(2, SUPERVISOR_ENDED_LABEL, 1, 0),
-            Ok(Report::AllEnded { value: 0 })
+            Ok(Report::AllEnded {
+                guest: 1,
+                value: 0,
+                machine: 0
+            })
         );
     }
 }

@@ -78,12 +78,21 @@ extern "C" fn supervisor_main(guests: Word, devices: Word) -> ! {
             Ok(Report::Ended { guest, value, left }) => println!(
                 "supervisor: guest {guest} ended with exit value {value} ({left} still running, {ticks} timer ticks passed on)"
             ),
-            Ok(Report::AllEnded { value }) => {
+            Ok(Report::AllEnded {
+                guest,
+                value,
+                machine,
+            }) => {
+                // The last guest's own line too: every guest's end and
+                // value is on COM1.
                 println!(
-                    "supervisor: every guest has ended; exit value {value} ({ticks} timer ticks passed on)"
+                    "supervisor: guest {guest} ended with exit value {value} (0 still running, {ticks} timer ticks passed on)"
+                );
+                println!(
+                    "supervisor: every guest has ended; exit value {machine} ({ticks} timer ticks passed on)"
                 );
                 if devices & DEVICE_DEBUG_EXIT != 0 {
-                    let _ = IoPort(SUPERVISOR_DEBUG_EXIT_SLOT).out8(0xf4, value);
+                    let _ = IoPort(SUPERVISOR_DEBUG_EXIT_SLOT).out8(0xf4, machine);
                 }
                 loop {
                     previrt_sel4::sys::syscalls::yield_now();
