@@ -111,14 +111,18 @@ const DEBUG_CALLS: &[(i64, &str)] = &[
     (-13, "DebugNameThread"),
 ];
 
-/// Every boot for a kernel of this flavour.
-fn cases(kernel: Kernel) -> Vec<Case> {
-    let mut cases = vec![
-        Case::new(
-            "ipc,jumps,ptloop,syscalls,ints",
-            "garbage IPC is refused, wild jumps and page-table loops are reflected, every survivable system call returns, every int $n and sysenter is reflected; the guest reports and exits",
-            End::Exits,
-            &[
+/// The attacks the guest survives, in the order one boot runs them.
+const SURVIVORS: [&str; 5] = ["ipc", "jumps", "ptloop", "syscalls", "ints"];
+
+/// The boot of every attack the guest survives, led by `first` (attacks it
+/// survives too, run before them).
+fn survivors(first: &[&str]) -> Case {
+    let attacks: Vec<&str> = first.iter().chain(SURVIVORS.iter()).copied().collect();
+    let mut case = Case::new(
+        &attacks.join(","),
+        "garbage IPC is refused, wild jumps and page-table loops are reflected, every survivable system call returns, every int $n and sysenter is reflected; the guest reports and exits",
+        End::Exits,
+        &[
                 "vmm-server: guest0: invalid request: unknown label 511",
                 "vmm-server: guest0: invalid request: label 0x42 with 2 message registers is neither a request nor a fault",
                 "vmm-server: guest0: invalid request: label 0x5 with 3 message registers is neither a request nor a fault",
@@ -144,9 +148,19 @@ fn cases(kernel: Kernel) -> Vec<Case> {
                 "hostile: ints: sysenter: trapped with vector 6, error 0x0, at the sysenter + 0",
                 "hostile: ints: 2 answers as expected, 0 unexpected",
                 "(97 of the #GP: `int $n` seL4 reported as unknown system calls)",
-                "hostile: survived 5 attacks, 0 unexpected answers",
-            ],
-        ),
+        ],
+    );
+    case.lines.push(format!(
+        "hostile: survived {} attacks, 0 unexpected answers",
+        attacks.len()
+    ));
+    case
+}
+
+/// Every boot for a kernel of this flavour.
+fn cases(kernel: Kernel) -> Vec<Case> {
+    let mut cases = vec![
+        survivors(&[]),
         Case::new(
             "caps",
             "an empty slot is an error from the kernel; a call on a slot beyond its CSpace ends the guest",
@@ -253,6 +267,35 @@ fn cases(kernel: Kernel) -> Vec<Case> {
         cases.push(debug_call(kernel, number, name));
     }
     cases
+}
+
+/// Every attack of the hostile guest as the neighbour of other guests (the
+/// `several:` tests): those it survives in one guest, led by `spin` (2^28
+/// turns with interrupts off, which only shows something beside other
+/// guests: they must run meanwhile), and each one that ends the guest in
+/// a guest of its own. The `sys:` numbers stay solo boots: each ends the
+/// guest through a path `syscall`, `recv` or `caps` takes already (an
+/// unknown system call, a capability fault).
+pub fn neighbours(kernel: Kernel) -> Vec<Case> {
+    let mut out = vec![survivors(&["spin"])];
+    out.extend(
+        cases(kernel)
+            .into_iter()
+            .filter(|c| c.end != End::Exits && !c.attacks.starts_with("sys:")),
+    );
+    out
+}
+
+impl Case {
+    /// The guest's `attack=` list.
+    pub fn attacks(&self) -> &str {
+        &self.attacks
+    }
+
+    /// Whether the VMM must end the guest (else it exits by itself).
+    pub fn ends_the_guest(&self) -> bool {
+        self.end != End::Exits
+    }
 }
 
 /// The boot for one debug system call on a kernel of this flavour.
@@ -387,14 +430,62 @@ fn judge(case: &Case, com2: &str, com1: &str, outcome: &qemu::Outcome) -> Result
     match case.end {
         // A terminated guest ran no further: nothing after its last words.
         End::Terminated(_) => ran_no_further(&lines)?,
-        // Every refused message is counted, and the guest saw each refusal.
-        _ if case.attacks.split(',').any(|a| a == "ipc") => refusals_agree(&lines)?,
-        _ => {}
+        _ => {
+            each_attack_reported(&case.attacks, &lines)?;
+            // Every refused message is counted, and the guest saw each
+            // refusal.
+            if case.attacks.split(',').any(|a| a == "ipc") {
+                refusals_agree(&lines)?;
+            }
+        }
     }
     Ok(lines[ending]
         .strip_prefix("vmm-server: guest0: ")
         .unwrap_or(lines[ending])
         .to_string())
+}
+
+/// Each named attack of a guest that survived them reported its answers,
+/// at least one, all as expected (a `sys:` call counts none).
+fn each_attack_reported(attacks: &str, lines: &[&str]) -> Result<(), String> {
+    for attack in attacks.split(',').filter(|a| !a.starts_with("sys:")) {
+        let prefix = format!("hostile: {attack}: ");
+        let counted = lines.iter().find_map(|l| {
+            l.strip_prefix(&prefix)?
+                .strip_suffix(" answers as expected, 0 unexpected")?
+                .parse::<u32>()
+                .ok()
+        });
+        if !matches!(counted, Some(n) if n > 0) {
+            return Err(format!(
+                "no {prefix}N answers as expected, 0 unexpected (N > 0)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Judges one guest of a system of several, which ran `case` beside the
+/// others: its console, its VMM's lines (`vmm_log`, where its VMM calls it
+/// `guest{index}`) and the exit value the supervisor reported for it.
+pub fn judge_neighbour(
+    case: &Case,
+    console: &str,
+    vmm_log: &str,
+    index: usize,
+    exit_value: Option<u8>,
+) -> Result<String, String> {
+    // The cases speak of a guest alone, which its VMM calls guest0.
+    let log = vmm_log.replace(
+        &format!("vmm-server: guest{index}: "),
+        "vmm-server: guest0: ",
+    );
+    let outcome = match exit_value {
+        Some(0) => qemu::Outcome::Passed,
+        Some(_) => qemu::Outcome::Failed,
+        None => return Err("the supervisor reported no end of it".into()),
+    };
+    judge(case, console, &log, &outcome)
 }
 
 /// Nothing from the guest after its last words.
@@ -635,6 +726,7 @@ mod tests {
     use super::*;
 
     const SURVIVED: &str = "hostile: ipc: 2 garbage messages refused as invalid, 1 sent without a reply
+hostile: ipc: 3 answers as expected, 0 unexpected
 vmm-server: guest0: invalid request: a
 vmm-server: guest0: invalid request: b
 vmm-server: guest0: invalid request: c
@@ -661,6 +753,8 @@ vmm-server: guest0: mapping consistency: all 1 seL4 mappings justified by the gu
         assert!(judge(&survivor(), "", &no_report, &qemu::Outcome::Passed).is_err());
         let disagree = SURVIVED.replace("invalid 3", "invalid 4");
         assert!(judge(&survivor(), "", &disagree, &qemu::Outcome::Passed).is_err());
+        let unreported = SURVIVED.replace("hostile: ipc: 3 answers", "hostile: ipc: answers");
+        assert!(judge(&survivor(), "", &unreported, &qemu::Outcome::Passed).is_err());
     }
 
     const CAPS: &str = "hostile: caps: x; the VMM should end this guest
@@ -762,6 +856,69 @@ vmm-server: guest0: terminated: capability fault: it invoked slot 12345
             "hostile: ints: 256 int instructions: 99 #GP(8n+2), 155 #GP(16n+2), 1 #BP, 1 returned, 0 other",
         ];
         assert!(ints_agree(&miscounted).is_err());
+    }
+
+    /// The names in the hostile guest's own table of attacks
+    /// (images/hostile/src/main.c, `attacks[]`).
+    fn the_guests_attacks() -> Vec<String> {
+        let path = crate::paths::root().join("images/hostile/src/main.c");
+        let source = std::fs::read_to_string(&path).unwrap();
+        let table = source
+            .split_once("} attacks[] = {")
+            .and_then(|(_, rest)| rest.split_once("};"))
+            .map(|(table, _)| table)
+            .expect("main.c has a table `attacks[] = { ... };`");
+        let names: Vec<String> = table
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("{ \""))
+            .filter_map(|l| l.split_once('"'))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert!(names.len() >= 16, "{names:?}");
+        names
+    }
+
+    #[test]
+    fn the_neighbours_run_every_attack_of_the_guest_once() {
+        let neighbours = neighbours(Kernel::Release);
+        let mut run: Vec<&str> = neighbours
+            .iter()
+            .flat_map(|c| c.attacks.split(','))
+            .collect();
+        run.sort();
+        let mut table = the_guests_attacks();
+        table.sort();
+        assert_eq!(run, table, "add the guest's new attack to `cases`");
+        // One guest survives its attacks; each other is ended by its one.
+        let [survivor, ended @ ..] = &neighbours[..] else {
+            panic!("no neighbours")
+        };
+        assert!(!survivor.ends_the_guest() && survivor.attacks.starts_with("spin,"));
+        for case in ended {
+            assert!(case.ends_the_guest() && !case.attacks.contains(','));
+        }
+        // The solo boots run every attack but `spin` (which needs others).
+        let solo: Vec<String> = cases(Kernel::Release)
+            .iter()
+            .flat_map(|c| c.attacks.split(',').map(String::from).collect::<Vec<_>>())
+            .collect();
+        for attack in table.iter().filter(|a| *a != "spin") {
+            assert!(solo.contains(attack), "{attack} has no solo boot");
+        }
+    }
+
+    #[test]
+    fn a_survivor_reports_each_attack() {
+        let lines = [
+            "hostile: spin: 1 answers as expected, 0 unexpected",
+            "hostile: ipc: 19 answers as expected, 0 unexpected",
+        ];
+        assert_eq!(each_attack_reported("spin,ipc,sys:-9", &lines), Ok(()));
+        assert!(each_attack_reported("spin,ipc,jumps", &lines).is_err());
+        let none = ["hostile: spin: 0 answers as expected, 0 unexpected"];
+        assert!(each_attack_reported("spin", &none).is_err());
+        let unexpected = ["hostile: spin: 1 answers as expected, 1 unexpected"];
+        assert!(each_attack_reported("spin", &unexpected).is_err());
     }
 
     #[test]

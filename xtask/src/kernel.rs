@@ -117,6 +117,27 @@ fn source_checksum() -> Result<String, String> {
     ))
 }
 
+/// A number the kernel's config defines (`#define NAME N`).
+fn config_number(flavour: Flavour, name: &str) -> Result<u64, String> {
+    let text = config_text(flavour)?;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("#define ")?.strip_prefix(name)?;
+            rest.trim().parse().ok()
+        })
+        .ok_or_else(|| format!("the kernel's config defines no number {name}"))
+}
+
+/// seL4's time slice, in ns: a thread runs at most `CONFIG_TIME_SLICE`
+/// timer ticks of `CONFIG_TIMER_TICK_MS` before another of its priority
+/// gets the CPU.
+pub fn time_slice_ns(flavour: Flavour) -> Result<u64, String> {
+    let ticks = config_number(flavour, "CONFIG_TIME_SLICE")?;
+    let tick_ms = config_number(flavour, "CONFIG_TIMER_TICK_MS")?;
+    Ok(ticks * tick_ms * 1_000_000)
+}
+
 /// The config the kernel is built with: the release config, with the debug
 /// lines in front for the debug kernel.
 fn config_text(flavour: Flavour) -> Result<Vec<u8>, String> {
@@ -261,4 +282,17 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_slice_comes_from_the_config() {
+        // 5 ticks of 2 ms (sel4/kernel/config/autoconf.h); docs/testing.md
+        // derives the bounds of a shared CPU from it.
+        assert_eq!(time_slice_ns(Flavour::Release), Ok(10_000_000));
+        assert!(config_number(Flavour::Release, "CONFIG_NO_SUCH_NUMBER").is_err());
+    }
 }
