@@ -55,7 +55,7 @@ pub struct Counts {
 }
 
 /// The first run of digits after `after` in `line`.
-fn number_after(line: &str, after: &str) -> Option<u64> {
+pub fn number_after(line: &str, after: &str) -> Option<u64> {
     let rest = &line[line.find(after)? + after.len()..];
     let digits: String = rest
         .trim_start()

@@ -282,11 +282,7 @@ fn run_and_judge(
                 };
                 interrupt_tests::counts(&console, &ours).and_then(|c| {
                     interrupt_tests::judge_sharing(&c, STRESS_SECONDS, Some(sharing))?;
-                    let worst = console
-                        .lines()
-                        .find_map(|l| l.strip_prefix("stress: latest after interrupts went on: "))
-                        .unwrap_or("no line naming the latest tick");
-                    judged.stress.push(figures(name, &c, worst));
+                    judged.stress.push(figures(name, &c, &console));
                     Ok(())
                 })
             }
@@ -302,11 +298,29 @@ fn run_and_judge(
     Ok((several, judged))
 }
 
-/// One stress guest's figures (`worst`: the guest's line naming the tick
-/// that came latest after interrupts went on).
-fn figures(name: &str, c: &interrupt_tests::Counts, worst: &str) -> String {
+/// One stress guest's figures, from its counts and its console: the tick
+/// that came latest after interrupts went on, and the most lateness in the
+/// second half of its ticks (past the others' start).
+fn figures(name: &str, c: &interrupt_tests::Counts, console: &str) -> String {
+    let worst = console
+        .lines()
+        .find_map(|l| l.strip_prefix("stress: latest after interrupts went on: "))
+        .unwrap_or("no line naming the latest tick");
+    let half = console
+        .lines()
+        .find(|l| l.starts_with("stress: second half: "))
+        .and_then(|l| {
+            let late = interrupt_tests::number_after(l, "late_max=")?;
+            let after_on = interrupt_tests::number_after(l, "after_on_max=")?;
+            Some(format!(
+                "second half: late {} µs, {} µs after interrupts went on",
+                late / 1000,
+                after_on / 1000
+            ))
+        })
+        .unwrap_or_else(|| "no second-half line".to_string());
     format!(
-        "{name}: {} ticks, late {}..{} µs, {} µs after interrupts went on (longest off {} µs; {worst}), {} redirected, {} at sites",
+        "{name}: {} ticks, late {}..{} µs, {} µs after interrupts went on (longest off {} µs; {worst}); {half}; {} redirected, {} at sites",
         c.guest,
         c.late_min / 1000,
         c.late_max / 1000,
