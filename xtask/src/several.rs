@@ -443,3 +443,20 @@ pub fn ended_early(kernel: &KernelBuild) -> Result<String, String> {
         several.run.elapsed.as_secs_f64()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_attack_has_a_guest_in_the_two_systems() {
+        let all = hostile_tests::neighbours(hostile_tests::Kernel::Release);
+        let (first, second) = neighbours().expect("the attacks fit in two systems");
+        assert_eq!(first.len() + second.len(), all.len());
+        // The spinning survivor is in the first system, beside the
+        // self-testing and stress guests; each system fits the loader.
+        assert!(!first[0].ends_the_guest() && first[0].attacks().starts_with("spin,"));
+        assert!(first.len() + 4 <= MOST_GUESTS && second.len() < MOST_GUESTS);
+        assert!(second.iter().all(|c| c.ends_the_guest()));
+    }
+}
