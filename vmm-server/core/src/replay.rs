@@ -430,13 +430,6 @@ mod tests {
     use super::*;
     use crate::record::Recorder;
 
-    /// The kernel view alone (no processes).
-    fn sp(vtlb: &mut Vtlb<ModelSpace>) -> Spaces<'_, ModelSpace> {
-        Spaces {
-            kernel: vtlb,
-            views: None,
-        }
-    }
     use crate::vtlb::tests::Tables;
     use proptest::prelude::*;
 
@@ -454,22 +447,39 @@ mod tests {
     #[derive(Clone, Copy, Debug)]
     enum Seen {
         Start,
-        Touch { va: u64, write: bool },
-        Invlpg { va: u64 },
+        Touch {
+            va: u64,
+            write: bool,
+        },
+        /// The guest kernel enters user mode (the wedge's `EnterUser`).
+        EnterUser,
+        /// Its process touches `va`.
+        UserTouch {
+            va: u64,
+            write: bool,
+        },
+        Invlpg {
+            va: u64,
+        },
         LoadCr3,
         End,
     }
 
     /// Runs the guest's `ops` on tables in fresh RAM, telling `vmm` each
     /// access and request. The guest writes its tables through mappings of
-    /// their own (at [`ALIAS`]), as a kernel does.
+    /// their own (at [`ALIAS`]), as a kernel does. Its pages' upper levels
+    /// give user mode access (each page's own entry decides), so its
+    /// process may touch them: a process's touch enters user mode first if
+    /// the kernel ran since, and a touch its tables do not allow user mode
+    /// goes to its kernel (as a #PF), which leaves user mode.
     fn guest(ops: &[Op], vmm: &mut dyn FnMut(&crate::ram::Ram, Seen)) {
         let host = HostRam::new(4 << 20);
         let ram = host.ram();
         let mut tables = Tables::new(&ram, ROOT);
         for p in 0..8 {
-            tables.set(page_of(p), 0, 0);
+            tables.set_user(page_of(p), 0, 0);
         }
+        let mut in_user = false;
         let table_of = |ram: &crate::ram::Ram, va: u64| {
             walk_keeping_upper(ram, ROOT, va).upper & crate::walk::ADDR
         };
@@ -498,7 +508,24 @@ mod tests {
                 ram.write_u64(gpa, value).unwrap();
             };
         for op in ops {
+            if !matches!(op, Op::UserTouch { .. }) {
+                in_user = false;
+            }
             match *op {
+                Op::UserTouch { page, write } => {
+                    if !in_user {
+                        vmm(&ram, Seen::EnterUser);
+                        in_user = true;
+                    }
+                    vmm(&ram, Seen::UserTouch { va: page, write });
+                    let walked = crate::walk::walk(&ram, ROOT, page);
+                    if !matches!(
+                        user_fault(page, walked, write, &(0..0)),
+                        UserFault::Map { writable } if writable || !write
+                    ) {
+                        in_user = false;
+                    }
+                }
                 Op::Set { page, frame, flags } => {
                     let region = (page - VA) >> 21;
                     let at = leaf[region as usize] + ((page >> 12) & 0x1ff) * 8;
@@ -507,7 +534,7 @@ mod tests {
                 Op::Link => {
                     let at = directory + ((VA + (4 << 20)) >> 21 & 0x1ff) * 8;
                     let linked = ram.read_u64(at).unwrap() != 0;
-                    write(vmm, 3, at, if linked { 0 } else { LATE_TABLE | 3 });
+                    write(vmm, 3, at, if linked { 0 } else { LATE_TABLE | 7 });
                 }
                 Op::Touch { page, write } => vmm(&ram, Seen::Touch { va: page, write }),
                 Op::Invlpg { page } => vmm(&ram, Seen::Invlpg { va: page }),
@@ -528,46 +555,71 @@ mod tests {
         let mut out = String::new();
         let mut rec = Box::new(Recorder::new());
         let mut vtlb = Vtlb::boxed(ModelSpace::default());
+        let mut views = UserViews::<ModelSpace>::boxed();
+        let mut current = 0;
         {
             let mut log = |a: fmt::Arguments| {
                 out.push_str(&a.to_string());
                 out.push('\n');
             };
+            // The recorder's spaces, for one event.
+            macro_rules! sp {
+                () => {
+                    Spaces {
+                        kernel: &mut *vtlb,
+                        views: Some(&mut *views),
+                    }
+                };
+            }
             guest(ops, &mut |ram, seen| match seen {
-                Seen::Start => rec
-                    .start(ram, &mut sp(&mut vtlb), ROOT, None, &mut log)
-                    .unwrap(),
+                Seen::Start => rec.start(ram, &mut sp!(), ROOT, None, &mut log).unwrap(),
                 Seen::Touch { va, write } => {
-                    if !vtlb.mapper.allows(va, write) {
-                        rec.enter(ram, &mut sp(&mut vtlb), &mut log).unwrap();
-                        rec.fault(
-                            ram,
-                            &mut sp(&mut vtlb),
-                            ROOT,
-                            va,
-                            write,
-                            View::Kernel,
-                            &mut log,
-                        )
-                        .unwrap();
+                    if !sp!().kernel.mapper.allows(va, write) {
+                        rec.enter(ram, &mut sp!(), &mut log).unwrap();
+                        rec.fault(ram, &mut sp!(), ROOT, va, write, View::Kernel, &mut log)
+                            .unwrap();
                         let w = walk_keeping_upper(ram, ROOT, va);
                         if let Some(t) = w.result.ok().filter(|t| t.writable || !write) {
-                            rec.map(ram, &mut sp(&mut vtlb), View::Kernel, va, t, w.upper, write)
+                            rec.map(ram, &mut sp!(), View::Kernel, va, t, w.upper, write)
                                 .unwrap();
                         }
                     }
                 }
-                Seen::Invlpg { va } => {
-                    rec.enter(ram, &mut sp(&mut vtlb), &mut log).unwrap();
-                    rec.invlpg(ram, &mut sp(&mut vtlb), ROOT, va, &mut log)
+                Seen::EnterUser => {
+                    rec.enter(ram, &mut sp!(), &mut log).unwrap();
+                    current = rec
+                        .enter_user(ram, &mut sp!(), ROOT, &mut log)
+                        .unwrap()
                         .unwrap();
+                }
+                Seen::UserTouch { va, write } => {
+                    let space = View::User(current);
+                    let mut spaces = sp!();
+                    if !spaces.vtlb(space).unwrap().mapper.allows(va, write) {
+                        rec.enter(ram, &mut spaces, &mut log).unwrap();
+                        rec.fault(ram, &mut spaces, ROOT, va, write, space, &mut log)
+                            .unwrap();
+                        let w = walk_keeping_upper(ram, ROOT, va);
+                        if let (Ok(t), UserFault::Map { writable }) =
+                            (w.result, user_fault(va, w.result, write, &(0..0)))
+                        {
+                            if writable || !write {
+                                let t = Translation { writable, ..t };
+                                rec.map(ram, &mut spaces, space, va, t, w.upper, write)
+                                    .unwrap();
+                            }
+                        }
+                    }
+                }
+                Seen::Invlpg { va } => {
+                    rec.enter(ram, &mut sp!(), &mut log).unwrap();
+                    rec.invlpg(ram, &mut sp!(), ROOT, va, &mut log).unwrap();
                 }
                 Seen::LoadCr3 => {
-                    rec.enter(ram, &mut sp(&mut vtlb), &mut log).unwrap();
-                    rec.cr3_load(ram, &mut sp(&mut vtlb), ROOT, &mut log)
-                        .unwrap();
+                    rec.enter(ram, &mut sp!(), &mut log).unwrap();
+                    rec.cr3_load(ram, &mut sp!(), ROOT, &mut log).unwrap();
                 }
-                Seen::End => rec.finish(ram, &mut sp(&mut vtlb), &mut log).unwrap(),
+                Seen::End => rec.finish(ram, &mut sp!(), &mut log).unwrap(),
             });
         }
         out
@@ -587,6 +639,11 @@ mod tests {
             page: u64,
             write: bool,
         },
+        /// The guest's process touches `page`.
+        UserTouch {
+            page: u64,
+            write: bool,
+        },
         Invlpg {
             page: u64,
         },
@@ -601,7 +658,9 @@ mod tests {
             (
                 page.clone(),
                 0u64..6,
-                prop_oneof![Just(0u64), Just(1), Just(3)]
+                // Not present; read-only or writable, for the kernel only
+                // or for user mode too.
+                prop_oneof![Just(0u64), Just(1), Just(3), Just(5), Just(7)]
             )
                 .prop_map(|(page, frame, flags)| Op::Set {
                     page,
@@ -610,37 +669,69 @@ mod tests {
                 }),
             Just(Op::Link),
             (page.clone(), any::<bool>()).prop_map(|(page, write)| Op::Touch { page, write }),
+            (page.clone(), any::<bool>()).prop_map(|(page, write)| Op::UserTouch { page, write }),
             page.prop_map(|page| Op::Invlpg { page }),
             Just(Op::LoadCr3),
         ]
     }
 
-    /// The same guest run directly under `strategy` (faults counted as the
-    /// VMM counts them).
+    /// The same guest run directly under `strategy`, its process in the
+    /// user views (faults counted as the VMM counts them, the peak after
+    /// each event).
     fn direct(strategy: VtlbStrategy, ops: &[Op]) -> Outcome {
         let mut vtlb = Vtlb::boxed(ModelSpace::default());
         vtlb.clear(strategy, true, (0, 0));
-        let mut faults = 0;
-        guest(ops, &mut |ram, seen| match seen {
-            Seen::Touch { va, write } => {
-                if !vtlb.mapper.allows(va, write) {
-                    faults += 1;
-                    let w = walk_keeping_upper(ram, ROOT, va);
-                    if let Some(t) = w.result.ok().filter(|t| t.writable || !write) {
-                        vtlb.fault(ram, va, t, w.upper, write).unwrap();
+        let mut views = UserViews::<ModelSpace>::boxed();
+        views.clear(strategy, true, (0, 0));
+        let (mut faults, mut peak, mut current) = (0, 0, 0);
+        guest(ops, &mut |ram, seen| {
+            let mut spaces = Spaces {
+                kernel: &mut *vtlb,
+                views: Some(&mut *views),
+            };
+            match seen {
+                Seen::Touch { va, write } => {
+                    if !spaces.kernel.mapper.allows(va, write) {
+                        faults += 1;
+                        let w = walk_keeping_upper(ram, ROOT, va);
+                        if let Some(t) = w.result.ok().filter(|t| t.writable || !write) {
+                            spaces
+                                .fault(ram, View::Kernel, va, t, w.upper, write)
+                                .unwrap();
+                        }
                     }
                 }
+                Seen::EnterUser => current = spaces.enter_user(ram, ROOT, &(0..0)).unwrap(),
+                Seen::UserTouch { va, write } => {
+                    let space = View::User(current);
+                    if !spaces.vtlb(space).unwrap().mapper.allows(va, write) {
+                        faults += 1;
+                        let w = walk_keeping_upper(ram, ROOT, va);
+                        match (w.result, user_fault(va, w.result, write, &(0..0))) {
+                            (Ok(t), UserFault::Map { writable }) => {
+                                let t = Translation { writable, ..t };
+                                spaces.fault(ram, space, va, t, w.upper, write).unwrap();
+                            }
+                            _ => {
+                                spaces.views.as_deref_mut().unwrap().reflected_fault =
+                                    Some((va, write));
+                            }
+                        }
+                    }
+                }
+                Seen::Invlpg { va } => spaces.invlpg(ram, ROOT, va).unwrap(),
+                Seen::LoadCr3 => spaces.cr3_load(ram, ROOT).unwrap(),
+                Seen::Start | Seen::End => {}
             }
-            Seen::Invlpg { va } => vtlb.invlpg(ram, ROOT, va).unwrap(),
-            Seen::LoadCr3 => drop(vtlb.reload(ram, ROOT).unwrap()),
-            Seen::Start | Seen::End => {}
+            peak = peak.max(spaces.live() as u64);
         });
+        let all = || core::iter::once(&*vtlb).chain(views.vtlbs.iter());
         Outcome {
             faults,
-            maps: vtlb.stats.maps,
-            unmaps: vtlb.removed,
-            peak_mappings: vtlb.stats.peak as u64,
-            violations: vtlb.stats.violations,
+            maps: all().map(|v| v.stats.maps).sum(),
+            unmaps: all().map(|v| v.removed).sum(),
+            peak_mappings: peak,
+            violations: all().map(|v| v.stats.violations).sum(),
             ..Outcome::default()
         }
     }
@@ -648,7 +739,8 @@ mod tests {
     proptest! {
         /// Recorded once, the trace replays every strategy exactly as the
         /// guest run under that strategy: the same faults, mappings made
-        /// and removed, peak and violations.
+        /// and removed, peak and violations, in the kernel view and its
+        /// process's user view alike.
         #[test]
         fn a_replay_agrees_with_the_direct_run_under_every_strategy(
             ops in proptest::collection::vec(op(), 1..60)
