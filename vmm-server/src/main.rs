@@ -35,6 +35,7 @@ use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
 use vmm_core::ram::Ram;
 use vmm_core::record::{RecordError, Recorder};
 use vmm_core::sites::{self, Sites};
+use vmm_core::spaces::Spaces;
 use vmm_core::trap_guest::TrapCpu;
 use vmm_core::views::{UserViews, USER_VIEWS};
 use vmm_core::vtlb::Vtlb;
@@ -224,7 +225,13 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
         ram_first,
         (free, half),
     );
-    views.clear();
+    // Every address space of the guest runs the run's strategy, checked
+    // or not (docs/vtlb.md, "Processes: the user views").
+    views.clear(
+        strategy,
+        check,
+        (prepared.wedge_area, prepared.wedge_area + WEDGE_AREA),
+    );
     for (n, view) in (0..).zip(views.vtlbs.iter_mut()) {
         let start = half + n * share;
         view.mapper.reset(
@@ -330,8 +337,12 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
     if let Some(recorder) = run.recorder.as_deref_mut() {
         let wedge = run.reflector.map(|r| r.area_gpa);
         let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
+        let mut spaces = Spaces {
+            kernel: &mut *run.vtlb,
+            views: run.views.as_deref_mut(),
+        };
         if recorder
-            .start(&ram, run.vtlb, prepared.cr3, wedge, log)
+            .start(&ram, &mut spaces, prepared.cr3, wedge, log)
             .is_err()
         {
             println!("vmm-server: guest{id}: starting the page-table trace failed");
@@ -355,7 +366,11 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
     // words it wrote are final.
     if let Some(recorder) = run.recorder.as_deref_mut() {
         let log = &mut |line: core::fmt::Arguments<'_>| println!("{line}");
-        if recorder.finish(&ram, run.vtlb, log).is_err() {
+        let mut spaces = Spaces {
+            kernel: &mut *run.vtlb,
+            views: run.views.as_deref_mut(),
+        };
+        if recorder.finish(&ram, &mut spaces, log).is_err() {
             println!("vmm-server: guest{id}: ending the page-table trace failed");
         }
         print!(
@@ -414,36 +429,65 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
             irq_thread::TICKS_PASSED_ON.load(core::sync::atomic::Ordering::Relaxed),
         );
     }
+    // The guest's seL4 address spaces: the kernel view's, then the user
+    // views' (the figures are for all of them).
+    let views_used = run.views.as_deref().is_some_and(|v| v.stats.entries > 0);
+    let user: &[Vtlb<Sel4Mapper>] = match run.views.as_deref() {
+        Some(v) => &v.vtlbs,
+        None => &[],
+    };
+    let sum = |f: &dyn Fn(&Vtlb<Sel4Mapper>) -> u64| f(run.vtlb) + user.iter().map(f).sum::<u64>();
+    let (made, removed) = (sum(&|v| v.stats.maps), sum(&|v| v.removed));
+    let tables = sum(&|v| u64::from(v.mapper.tables_created));
     println!(
-        "vmm-server: guest{id}: {} page faults served, {} mappings made, {} removed, {} seL4 paging structures created",
+        "vmm-server: guest{id}: {} page faults served, {made} mappings made, {removed} removed, {tables} seL4 paging structures created",
         stats.page_faults,
-        run.vtlb.count as u64 + run.vtlb.removed,
-        run.vtlb.removed,
-        run.vtlb.mapper.tables_created
     );
     let v = run.vtlb.stats;
     println!(
-        "vmm-server: guest{id}: vtlb {}: {} mappings made ({} prefetched), at most {} at once, {} page-table writes trapped{}",
+        "vmm-server: guest{id}: vtlb {}: {made} mappings made ({} prefetched), at most {} at once, {} page-table writes trapped{}",
         if run.recorder.is_some() {
             "record"
         } else {
             run.vtlb.strategy.name()
         },
-        v.maps,
-        v.prefetched,
-        v.peak,
-        v.table_writes,
+        sum(&|v| v.stats.prefetched),
+        stats.peak_mappings,
+        sum(&|v| v.stats.table_writes),
         if check { "; checking every invalidation point" } else { "" }
     );
+    if views_used {
+        println!(
+            "vmm-server: guest{id}: vtlb, of which in the user views: {} mappings made, {} removed, {} seL4 paging structures created, {} page-table writes trapped",
+            made - run.vtlb.stats.maps,
+            removed - run.vtlb.removed,
+            tables - u64::from(run.vtlb.mapper.tables_created),
+            sum(&|v| v.stats.table_writes) - v.table_writes,
+        );
+    }
     if check {
         println!(
             "vmm-server: guest{id}: vtlb check: {} invalidation points checked, {} violations",
-            v.checks, v.violations
+            sum(&|v| v.stats.checks),
+            sum(&|v| v.stats.violations)
         );
-        if let Some(first) = v.first_violation {
-            println!("vmm-server: guest{id}: vtlb check: first violation {first}");
+        // The kernel view's first, else the first view's that has one.
+        let first = v.first_violation.map(|f| (f, None)).or_else(|| {
+            (0..)
+                .zip(user)
+                .find_map(|(n, u)| u.stats.first_violation.map(|f| (f, Some(n))))
+        });
+        match first {
+            Some((first, None)) => {
+                println!("vmm-server: guest{id}: vtlb check: first violation {first}")
+            }
+            Some((first, Some(n))) => println!(
+                "vmm-server: guest{id}: vtlb check: first violation {first} (in user view {n})"
+            ),
+            None => {}
         }
     }
+    let violations = sum(&|v| v.stats.violations);
     let labels = [
         "port-in",
         "port-out",
@@ -493,7 +537,7 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
         consistent &= report_views(id, &ram, views, stats.sites_without_stack);
     }
     match verdict {
-        Some(v) if consistent && run.vtlb.stats.violations == 0 => v,
+        Some(v) if consistent && violations == 0 => v,
         _ => 1,
     }
 }

@@ -101,6 +101,9 @@ fn y_axis(out: &mut String, range: (i32, i32), width: f64, label: &str) {
 
 /// Ticks per operation: a group per workload, a bar per strategy.
 pub fn ticks_per_op(rows: &[Row]) -> String {
+    // A run the guest did not finish has no ticks to show.
+    let finished: Vec<Row> = rows.iter().filter(|r| r.finished).cloned().collect();
+    let rows = &finished[..];
     let strategies = strategies(rows);
     let workloads = workloads(rows);
     let per_op = |r: &Row| r.run.ticks as f64 / r.run.ops.max(1) as f64;
@@ -155,6 +158,9 @@ pub fn ticks_per_op(rows: &[Row]) -> String {
 /// Faults against ticks: one point per run, coloured by strategy, labelled
 /// with its workload.
 pub fn faults_vs_ticks(rows: &[Row]) -> String {
+    // A run the guest did not finish has no ticks to show.
+    let finished: Vec<Row> = rows.iter().filter(|r| r.finished).cloned().collect();
+    let rows = &finished[..];
     let strategies = strategies(rows);
     let x_range = decades(rows.iter().map(|r| r.run.faults as f64));
     let y_range = decades(rows.iter().map(|r| r.run.ticks as f64));
@@ -227,6 +233,7 @@ mod tests {
                         faults: 100 * (3 - i as u64),
                         ..Figures::default()
                     },
+                    finished: true,
                     ..Row::default()
                 });
             }
@@ -258,8 +265,15 @@ mod tests {
         let zero = vec![Row {
             strategy: "keep".into(),
             workload: "ptmut".into(),
+            finished: true,
             ..Row::default()
         }];
         assert!(faults_vs_ticks(&zero).contains("<circle"));
+        // A run the guest did not finish has no ticks: no mark.
+        let unfinished = vec![Row {
+            finished: false,
+            ..zero[0].clone()
+        }];
+        assert!(!faults_vs_ticks(&unfinished).contains("<circle"));
     }
 }

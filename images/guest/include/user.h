@@ -64,6 +64,8 @@ void prog_spin(ulong arg);
 void prog_bad(ulong arg);
 void prog_bench(ulong arg);
 void prog_raw(ulong arg);
+/* arg: operations (mapping.c's forkchurn). */
+void prog_forkchurn(ulong arg);
 
 /* prog_bad's modes. */
 #define BAD_CLI 0
@@ -88,6 +90,16 @@ void prog_raw(ulong arg);
 #define BENCH_CTXSW 2
 #define BENCH_FORK 3
 #define BENCH_UFAULT 4
+
+/* prog_forkchurn: its heap pages, the most children live at once, each
+ * child's steps; a child's exit status (CHURN_EXITED | checked << 16 |
+ * wrong); the report slots of its totals. */
+#define CHURN_PAGES 24
+#define CHURN_LIVE 4
+#define CHURN_CHILD_STEPS 24
+#define CHURN_EXITED (1ul << 40)
+#define CHURN_SLOT_CHECKED 48
+#define CHURN_SLOT_WRONG 49
 
 /* ---- kernel side (proc.c) ---- */
 struct proc_fault {

@@ -9,6 +9,7 @@
  * Each frame holds its own tag, so a read through a stale mapping shows.
  * Each workload ends with `mapping NAME: C reads checked, W wrong`. */
 #include "guest.h"
+#include "user.h"
 
 /* Everything these workloads keep lives in its own section, which the
  * linker script places after the rest of the kernel's: the 2 MiB-aligned
@@ -265,9 +266,41 @@ static void aschurn(u64 n)
     report("aschurn");
 }
 
+/* ---- forkchurn: address-space churn with processes ---- */
+
+/* A process (prog_forkchurn, src/user/programs.c) forks children that read
+ * and write (copy-on-write) the pages they inherit, yield to each other,
+ * exit and are waited for, up to four live at once: CR3 loads switch among
+ * real process address spaces, and every exit frees a space's page tables
+ * for the next fork to reuse (as tables or as data). n is the parent's
+ * operations. Timer interrupts stay masked, so the run is the same under
+ * every strategy (processes switch only when they yield, wait or exit). */
+static void forkchurn(u64 n)
+{
+    cli();
+    proc_init();
+    checked = wrong = 0;
+    u64 status = 0;
+    struct proc_fault fault = { 0, 0, 0, 0 };
+    int pid = proc_spawn(prog_forkchurn, n);
+    int reaped = proc_wait(&status, &fault);
+    proc_fini();
+    if (pid < 0 || reaped != pid || status != 0 || fault.rip) {
+        kprintf("mapping forkchurn: the process failed: status 0x%lx, vector %lu at rip %lx, cr2 %lx\n",
+                status, fault.vector, fault.rip, fault.cr2);
+        wrong++;
+    }
+    checked += user_reports[CHURN_SLOT_CHECKED];
+    wrong += user_reports[CHURN_SLOT_WRONG];
+    kprintf("forkchurn: %lu system calls, %lu copy-on-write copies, %lu demand-zero pages\n",
+            proc_syscalls, proc_cow_copies, proc_zero_fills);
+    report("forkchurn");
+}
+
 const struct workload mapping_workloads[] = {
     { "ptmut", 20000, ptmut },
     { "largepage", 2000, largepage },
     { "aschurn", 20000, aschurn },
+    { "forkchurn", 1000, forkchurn },
 };
 const u64 mapping_workload_count = ARRAY_SIZE(mapping_workloads);

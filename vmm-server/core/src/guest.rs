@@ -14,9 +14,10 @@ use crate::platform::Platform;
 use crate::ram::Ram;
 use crate::record::Recorder;
 use crate::sites::Sites;
+use crate::spaces::Spaces;
 use crate::trap::Fault;
 use crate::trap_guest::TrapCpu;
-use crate::views::UserViews;
+use crate::views::{UserViews, View};
 use crate::vtlb::Vtlb;
 use crate::walk::{walk, walk_keeping_upper, Translation, ADDR};
 
@@ -40,6 +41,9 @@ pub struct Stats {
     /// Sites whose call found the stack unwritable (a process's), sent to
     /// the wedge to be emulated without it.
     pub sites_without_stack: u64,
+    /// The most mappings live at once in all the guest's address spaces
+    /// (the kernel view and the user views), after each message.
+    pub peak_mappings: usize,
 }
 
 /// Where the wedge takes reflected exceptions: its boot block (with the
@@ -113,13 +117,35 @@ impl<P: Platform> Guest<'_, P> {
     /// One message from the guest's thread or its wedge: what to do.
     #[inline]
     pub fn handle(&mut self, event: Event) -> Step {
+        let step = self.dispatch(event);
+        // Counted after each message (the replay counts after each record:
+        // the same events).
+        let live = self.spaces().live();
+        self.stats.peak_mappings = self.stats.peak_mappings.max(live);
+        step
+    }
+
+    /// The guest's address spaces, for one event.
+    pub(crate) fn spaces(&mut self) -> Spaces<'_, P::Mapper> {
+        Spaces {
+            kernel: &mut *self.vtlb,
+            views: self.views.as_deref_mut(),
+        }
+    }
+
+    #[inline]
+    fn dispatch(&mut self, event: Event) -> Step {
         if self.stale_user_fault(&event) {
             return Step::Resume;
         }
         if let Some(recorder) = self.recorder.as_deref_mut() {
             let platform = &mut self.platform;
+            let mut spaces = Spaces {
+                kernel: &mut *self.vtlb,
+                views: self.views.as_deref_mut(),
+            };
             if recorder
-                .enter(self.ram, self.vtlb, &mut |line: core::fmt::Arguments<
+                .enter(self.ram, &mut spaces, &mut |line: core::fmt::Arguments<
                     '_,
                 >| {
                     platform.log(line)
@@ -264,8 +290,20 @@ impl<P: Platform> Guest<'_, P> {
         if let Some(recorder) = self.recorder.as_deref_mut() {
             let platform = &mut self.platform;
             let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+            let mut spaces = Spaces {
+                kernel: &mut *self.vtlb,
+                views: self.views.as_deref_mut(),
+            };
             if recorder
-                .fault(self.ram, self.vtlb, self.cr3, addr, write, log)
+                .fault(
+                    self.ram,
+                    &mut spaces,
+                    self.cr3,
+                    addr,
+                    write,
+                    View::Kernel,
+                    log,
+                )
                 .is_err()
             {
                 return Step::End(Ending::Failed("unmapping a recorded page table failed"));
@@ -274,11 +312,18 @@ impl<P: Platform> Guest<'_, P> {
         match walked.result {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
             Ok(t) if t.writable || !write => {
+                let (ram, upper) = (self.ram, walked.upper);
                 let mapped = match self.recorder.as_deref_mut() {
                     Some(recorder) => {
-                        recorder.map(self.ram, self.vtlb, addr, t, walked.upper, write)
+                        let mut spaces = Spaces {
+                            kernel: &mut *self.vtlb,
+                            views: self.views.as_deref_mut(),
+                        };
+                        recorder.map(ram, &mut spaces, View::Kernel, addr, t, upper, write)
                     }
-                    None => self.vtlb.fault(self.ram, addr, t, walked.upper, write),
+                    None => self
+                        .spaces()
+                        .fault(ram, View::Kernel, addr, t, upper, write),
                 };
                 match mapped {
                     // Resume the guest (or the wedge) where it faulted.
@@ -372,8 +417,15 @@ impl<P: Platform> Guest<'_, P> {
             ..t
         };
         // Not the guest's rights: the region is checked page by page.
+        let ram = self.ram;
         let mapped = match self.recorder.as_deref_mut() {
-            Some(recorder) => recorder.map(self.ram, self.vtlb, addr, read_only, 0, false),
+            Some(recorder) => {
+                let mut spaces = Spaces {
+                    kernel: &mut *self.vtlb,
+                    views: self.views.as_deref_mut(),
+                };
+                recorder.map(ram, &mut spaces, View::Kernel, addr, read_only, 0, false)
+            }
             None => self.vtlb.map(addr, read_only, 0),
         };
         match mapped {
@@ -429,40 +481,37 @@ impl<P: Platform> Guest<'_, P> {
             }
             Request::LoadCr3 { value } => {
                 self.cr3 = value;
-                if let Some(views) = self.views.as_deref_mut() {
-                    views.cr3_loaded();
-                }
+                let ram = self.ram;
                 let r = match self.recorder.as_deref_mut() {
                     Some(recorder) => {
                         let platform = &mut self.platform;
                         let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
-                        recorder.cr3_load(self.ram, self.vtlb, value, log)
+                        let mut spaces = Spaces {
+                            kernel: &mut *self.vtlb,
+                            views: self.views.as_deref_mut(),
+                        };
+                        recorder.cr3_load(ram, &mut spaces, value, log)
                     }
-                    None => self.vtlb.reload(self.ram, value).map(drop),
+                    None => self.spaces().cr3_load(ram, value),
                 };
                 result(r.map_err(|_| "reloading the virtual TLB failed"))
             }
             Request::Invlpg { address } => {
                 // In the kernel view, and in the user view of this CR3.
                 let (ram, cr3) = (self.ram, self.cr3);
-                let user_ok = self
-                    .views
-                    .as_deref_mut()
-                    .and_then(|v| v.holding(cr3))
-                    .is_none_or(|view| view.invlpg(ram, cr3, address).is_ok());
-                let kernel = match self.recorder.as_deref_mut() {
+                let r = match self.recorder.as_deref_mut() {
                     Some(recorder) => {
                         let platform = &mut self.platform;
                         let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
-                        recorder.invlpg(ram, self.vtlb, cr3, address, log)
+                        let mut spaces = Spaces {
+                            kernel: &mut *self.vtlb,
+                            views: self.views.as_deref_mut(),
+                        };
+                        recorder.invlpg(ram, &mut spaces, cr3, address, log)
                     }
-                    None => self.vtlb.invlpg(ram, cr3, address),
+                    None => self.spaces().invlpg(ram, cr3, address),
                 };
-                result(if user_ok && kernel.is_ok() {
-                    Ok(())
-                } else {
-                    Err("invalidating a mapping failed")
-                })
+                result(r.map_err(|_| "invalidating a mapping failed"))
             }
             Request::EnterUser { regs, fs_base } => self.enter_user(regs, fs_base),
             // Paging is always on for the guest; its WP and PAE bits do not

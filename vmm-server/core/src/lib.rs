@@ -28,6 +28,7 @@ pub mod regions;
 #[cfg(any(test, feature = "replay"))]
 pub mod replay;
 pub mod sites;
+pub mod spaces;
 pub mod trace;
 pub mod trap;
 pub mod trap_guest;

@@ -30,8 +30,10 @@
 use core::fmt;
 
 use crate::ram::Ram;
+use crate::spaces::Spaces;
 use crate::trace::{Checksum, Line, Record, VERSION};
-use crate::vtlb::{MapError, Mapper, Vtlb};
+use crate::views::View;
+use crate::vtlb::{MapError, Mapper};
 use crate::walk::{Translation, ADDR};
 
 /// Guest frames the recorder can know as page tables (1 GiB of RAM).
@@ -129,7 +131,7 @@ impl Recorder {
     pub fn start<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         cr3: u64,
         wedge: Option<u64>,
         log: Log,
@@ -148,7 +150,7 @@ impl Recorder {
                 wedge,
             },
         );
-        self.learn_tree(ram, vtlb, cr3, log)
+        self.learn_tree(ram, spaces, cr3, log)
     }
 
     /// The VMM is entered (any message of the guest's): the words of the
@@ -157,7 +159,7 @@ impl Recorder {
     pub fn enter<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         log: Log,
     ) -> Result<(), M::Error> {
         let Some(Open { table, page }) = self.open.take() else {
@@ -170,7 +172,7 @@ impl Recorder {
                 self.emit(log, Record::Write { gpa, value });
             }
         }
-        vtlb.invalidate(page)
+        spaces.invalidate(page)
     }
 
     /// Logs table `gpa` if it is new; its mappings go (it is read-only
@@ -178,7 +180,7 @@ impl Recorder {
     fn learn<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         gpa: u64,
         log: Log,
     ) -> Result<bool, M::Error> {
@@ -202,7 +204,7 @@ impl Recorder {
                 );
             }
         }
-        vtlb.remove_frame(gpa)?;
+        spaces.remove_frame(gpa)?;
         Ok(true)
     }
 
@@ -211,18 +213,18 @@ impl Recorder {
     fn learn_tree<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         cr3: u64,
         log: Log,
     ) -> Result<(), M::Error> {
         self.visited.fill(0);
-        self.learn_below(ram, vtlb, cr3 & ADDR, 4, log)
+        self.learn_below(ram, spaces, cr3 & ADDR, 4, log)
     }
 
     fn learn_below<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         table: u64,
         level: u32,
         log: Log,
@@ -234,14 +236,14 @@ impl Recorder {
             return Ok(());
         }
         self.visited[frame / 64] |= 1 << (frame % 64);
-        self.learn(ram, vtlb, table, log)?;
+        self.learn(ram, spaces, table, log)?;
         if level == 1 {
             return Ok(());
         }
         for i in 0..512u64 {
             let entry = ram.read_u64(table + i * 8).unwrap_or(0);
             if entry & PRESENT != 0 && (level == 4 || entry & LARGE == 0) {
-                self.learn_below(ram, vtlb, entry & ADDR, level - 1, log)?;
+                self.learn_below(ram, spaces, entry & ADDR, level - 1, log)?;
             }
         }
         Ok(())
@@ -252,7 +254,7 @@ impl Recorder {
     fn learn_path<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         cr3: u64,
         va: u64,
         log: Log,
@@ -262,7 +264,7 @@ impl Recorder {
             if !ram.contains(table, 4096) {
                 break;
             }
-            self.learn(ram, vtlb, table, log)?;
+            self.learn(ram, spaces, table, log)?;
             let index = (va >> (12 + 9 * (level - 1))) & 0x1ff;
             let entry = ram.read_u64(table + index * 8).unwrap_or(0);
             if level == 1 || entry & PRESENT == 0 || (level < 4 && entry & LARGE != 0) {
@@ -273,28 +275,61 @@ impl Recorder {
         Ok(())
     }
 
-    /// A VM fault at `va`: the tables on its walk learned, then the fault
-    /// logged (the replay walks there with what was learned).
+    /// A VM fault at `va` in `space`: the tables on its walk learned, then
+    /// the fault logged (the replay walks there with what was learned).
+    #[allow(clippy::too_many_arguments)]
     pub fn fault<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         cr3: u64,
         va: u64,
         write: bool,
+        space: View,
         log: Log,
     ) -> Result<(), M::Error> {
-        self.learn_path(ram, vtlb, cr3, va, log)?;
-        self.emit(log, Record::Fault { va, write });
+        self.learn_path(ram, spaces, cr3, va, log)?;
+        let record = match space {
+            View::Kernel => Record::Fault { va, write },
+            View::User(_) => Record::UserFault { va, write },
+        };
+        self.emit(log, record);
         Ok(())
     }
 
-    /// Maps the page of a fault the guest's tables allow (`t`, from a walk
-    /// with upper levels `upper`), as the recorder does (module doc).
+    /// Entering user mode with CR3 `cr3`: every table it reaches learned
+    /// (what a strategy's re-validation of the view and the mapping of the
+    /// process's last #PF read), the entry logged, and the view of `cr3`
+    /// emptied: every page the process touches until it leaves faults
+    /// here at least once, as it may under any strategy. Returns the view.
+    pub fn enter_user<M: Mapper>(
+        &mut self,
+        ram: &Ram,
+        spaces: &mut Spaces<'_, M>,
+        cr3: u64,
+        log: Log,
+    ) -> Result<Option<usize>, M::Error> {
+        self.learn_tree(ram, spaces, cr3, log)?;
+        self.emit(log, Record::EnterUser);
+        let Some(views) = spaces.views.as_deref_mut() else {
+            return Ok(None);
+        };
+        let (n, _) = views.select(cr3);
+        // Not mapped ahead here: the replay maps it as the strategy would.
+        views.reflected_fault = None;
+        views.vtlbs[n].remove_all()?;
+        Ok(Some(n))
+    }
+
+    /// Maps the page of a fault in `space` the guest's tables allow (`t`,
+    /// from a walk with upper levels `upper`), as the recorder does (module
+    /// doc).
+    #[allow(clippy::too_many_arguments)]
     pub fn map<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
+        space: View,
         va: u64,
         t: Translation,
         upper: u64,
@@ -305,14 +340,15 @@ impl Recorder {
         // table's own mappings.
         if let Ok(crate::walk::Upper::Table { at, .. }) = crate::walk::Upper::unpack(upper) {
             if upper != 0 {
-                vtlb.remove_frame(at)?;
+                spaces.remove_frame(at)?;
             }
         }
         let writable = if write && self.is_known(t.gpa) {
-            // A write to a page table: what write-protect drops goes, and
-            // the page is writable until the next entry.
-            vtlb.remove_made_from(t.gpa)?;
-            vtlb.remove_frame(t.gpa)?;
+            // A write to a page table: what write-protect drops goes (in
+            // every space, as it does), and the page is writable until the
+            // next entry.
+            spaces.remove_made_from(t.gpa)?;
+            spaces.remove_frame(t.gpa)?;
             for (i, word) in self.copy.iter_mut().enumerate() {
                 *word = ram.read_u64((t.gpa & ADDR) + i as u64 * 8).unwrap_or(0);
             }
@@ -323,6 +359,9 @@ impl Recorder {
             true
         } else {
             write && !self.is_known(t.gpa)
+        };
+        let Some(vtlb) = spaces.vtlb(space) else {
+            return Err(MapError::Full);
         };
         if vtlb.count >= SET {
             vtlb.remove_all()?;
@@ -335,13 +374,16 @@ impl Recorder {
     pub fn cr3_load<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         cr3: u64,
         log: Log,
     ) -> Result<(), M::Error> {
-        self.learn_tree(ram, vtlb, cr3, log)?;
+        self.learn_tree(ram, spaces, cr3, log)?;
         self.emit(log, Record::Cr3 { cr3 });
-        vtlb.remove_all()
+        if let Some(views) = spaces.views.as_deref_mut() {
+            views.cr3_loaded();
+        }
+        spaces.kernel.remove_all()
     }
 
     /// An invlpg of `va` with the tables at `cr3`: its walk's tables
@@ -349,14 +391,17 @@ impl Recorder {
     pub fn invlpg<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         cr3: u64,
         va: u64,
         log: Log,
     ) -> Result<(), M::Error> {
-        self.learn_path(ram, vtlb, cr3, va, log)?;
+        self.learn_path(ram, spaces, cr3, va, log)?;
         self.emit(log, Record::Invlpg { va });
-        vtlb.invalidate(va)
+        if let Some(view) = spaces.views.as_deref_mut().and_then(|v| v.holding(cr3)) {
+            view.invalidate(va)?;
+        }
+        spaces.kernel.invalidate(va)
     }
 
     /// Ends the trace (the guest's run is over). A recorder that could not
@@ -365,10 +410,10 @@ impl Recorder {
     pub fn finish<M: Mapper>(
         &mut self,
         ram: &Ram,
-        vtlb: &mut Vtlb<M>,
+        spaces: &mut Spaces<'_, M>,
         log: Log,
     ) -> Result<(), M::Error> {
-        self.enter(ram, vtlb, log)?;
+        self.enter(ram, spaces, log)?;
         let records = self.records + u64::from(self.error.is_some());
         let checksum = self.checksum.0;
         self.emit(log, Record::End { records, checksum });
@@ -388,7 +433,16 @@ mod tests {
     use crate::ram::host::HostRam;
     use crate::replay::ModelSpace;
     use crate::vtlb::tests::Tables;
+    use crate::vtlb::Vtlb;
     use crate::walk::walk_keeping_upper;
+
+    /// The kernel view alone (no processes).
+    fn sp(vtlb: &mut Vtlb<ModelSpace>) -> Spaces<'_, ModelSpace> {
+        Spaces {
+            kernel: vtlb,
+            views: None,
+        }
+    }
     use std::string::{String, ToString};
     use std::vec::Vec;
 
@@ -420,10 +474,12 @@ mod tests {
         out: &mut Vec<String>,
     ) {
         let log = &mut |a: fmt::Arguments<'_>| out.push(a.to_string());
-        rec.enter(ram, vtlb, log).unwrap();
-        rec.fault(ram, vtlb, ROOT, va, write, log).unwrap();
+        rec.enter(ram, &mut sp(vtlb), log).unwrap();
+        rec.fault(ram, &mut sp(vtlb), ROOT, va, write, View::Kernel, log)
+            .unwrap();
         let w = walk_keeping_upper(ram, ROOT, va);
-        rec.map(ram, vtlb, va, w.result.unwrap(), w.upper, write)
+        let t = w.result.unwrap();
+        rec.map(ram, &mut sp(vtlb), View::Kernel, va, t, w.upper, write)
             .unwrap();
     }
 
@@ -433,7 +489,7 @@ mod tests {
         let ram = host.ram();
         let (mut rec, mut vtlb, _) = setup(&ram);
         let mut out = Vec::new();
-        rec.start(&ram, &mut vtlb, ROOT, None, &mut |a| {
+        rec.start(&ram, &mut sp(&mut vtlb), ROOT, None, &mut |a| {
             out.push(a.to_string())
         })
         .unwrap();
@@ -451,7 +507,7 @@ mod tests {
         let ram = host.ram();
         let (mut rec, mut vtlb, table) = setup(&ram);
         let mut out = Vec::new();
-        rec.start(&ram, &mut vtlb, ROOT, None, &mut |a| {
+        rec.start(&ram, &mut sp(&mut vtlb), ROOT, None, &mut |a| {
             out.push(a.to_string())
         })
         .unwrap();
@@ -468,7 +524,7 @@ mod tests {
         // the page is read-only (unmapped) again.
         ram.write_u64(table + ((VA >> 12) & 0x1ff) * 8, 0x20_1003)
             .unwrap();
-        rec.enter(&ram, &mut vtlb, &mut |a| out.push(a.to_string()))
+        rec.enter(&ram, &mut sp(&mut vtlb), &mut |a| out.push(a.to_string()))
             .unwrap();
         assert_eq!(
             out[before..],
@@ -479,7 +535,7 @@ mod tests {
         );
         assert!(!vtlb.mapper.allows(VA + 4096, false));
         // The end counts every record and checks out on the host.
-        rec.finish(&ram, &mut vtlb, &mut |a| out.push(a.to_string()))
+        rec.finish(&ram, &mut sp(&mut vtlb), &mut |a| out.push(a.to_string()))
             .unwrap();
         let text: String = out.iter().map(|l| std::format!("{l}\n")).collect();
         let trace = crate::replay::Trace::parse(&text).unwrap();
@@ -497,7 +553,7 @@ mod tests {
         let mut rec = Box::new(Recorder::new());
         let mut vtlb = Vtlb::boxed(ModelSpace::default());
         let mut out = Vec::new();
-        rec.start(&ram, &mut vtlb, ROOT, None, &mut |a| {
+        rec.start(&ram, &mut sp(&mut vtlb), ROOT, None, &mut |a| {
             out.push(a.to_string())
         })
         .unwrap();

@@ -13,8 +13,9 @@ use core::fmt;
 /// What starts each trace line on the VMM's serial.
 pub const PREFIX: &str = "vtlb-trace: ";
 
-/// The format's version, in the header.
-pub const VERSION: u64 = 1;
+/// The format's version, in the header (2: a guest's processes, `U` and
+/// `P`).
+pub const VERSION: u64 = 2;
 
 /// One record. Numbers are written in lower-case hex without `0x`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,12 @@ pub enum Record {
     },
     /// `F va w`: a VM fault of the guest at `va`, writing (1) or not (0).
     Fault { va: u64, write: bool },
+    /// `P va w`: a VM fault of a guest process (in the user view the
+    /// thread entered at the last `U`) at `va`, writing or not.
+    UserFault { va: u64, write: bool },
+    /// `U`: the guest enters user mode (the wedge's `EnterUser`) in the
+    /// user view of the current CR3.
+    EnterUser,
     /// `C cr3`: a CR3 load.
     Cr3 { cr3: u64 },
     /// `I va`: an invlpg.
@@ -58,6 +65,8 @@ impl fmt::Display for Record {
                 }
             }
             Record::Fault { va, write } => write!(f, "F {va:x} {}", u8::from(write)),
+            Record::UserFault { va, write } => write!(f, "P {va:x} {}", u8::from(write)),
+            Record::EnterUser => f.write_str("U"),
             Record::Cr3 { cr3 } => write!(f, "C {cr3:x}"),
             Record::Invlpg { va } => write!(f, "I {va:x}"),
             Record::Write { gpa, value } => write!(f, "W {gpa:x} {value:x}"),
@@ -69,7 +78,7 @@ impl fmt::Display for Record {
 /// Why a trace line is not a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceError {
-    /// The line's kind letter is none of `HFCIWE`.
+    /// The line's kind letter is none of `HFPUCIWE`.
     UnknownKind(char),
     /// The line is empty.
     Empty,
@@ -130,14 +139,20 @@ impl Record {
                     w => Some(hex(w, 4)?),
                 },
             },
-            "F" => Record::Fault {
-                va: hex(next(&mut ())?, 1)?,
-                write: match next(&mut ())? {
+            "F" | "P" => {
+                let va = hex(next(&mut ())?, 1)?;
+                let write = match next(&mut ())? {
                     "0" => false,
                     "1" => true,
                     _ => return Err(TraceError::BadNumber { field: 2 }),
-                },
-            },
+                };
+                if kind == "F" {
+                    Record::Fault { va, write }
+                } else {
+                    Record::UserFault { va, write }
+                }
+            }
+            "U" => Record::EnterUser,
             "C" => Record::Cr3 {
                 cr3: hex(next(&mut ())?, 1)?,
             },
@@ -244,6 +259,8 @@ mod tests {
                     wedge
                 }),
             (any::<u64>(), any::<bool>()).prop_map(|(va, write)| Record::Fault { va, write }),
+            (any::<u64>(), any::<bool>()).prop_map(|(va, write)| Record::UserFault { va, write }),
+            Just(Record::EnterUser),
             any::<u64>().prop_map(|cr3| Record::Cr3 { cr3 }),
             any::<u64>().prop_map(|va| Record::Invlpg { va }),
             (any::<u64>(), any::<u64>()).prop_map(|(gpa, value)| Record::Write { gpa, value }),
@@ -306,6 +323,14 @@ mod tests {
             Err(TraceError::BadNumber { field: 1 })
         );
         assert_eq!(Record::parse("I 10 20"), Err(TraceError::Extra));
+        assert_eq!(Record::parse("U 1"), Err(TraceError::Extra));
+        assert_eq!(
+            Record::parse("P 10000 1"),
+            Ok(Record::UserFault {
+                va: 0x10000,
+                write: true
+            })
+        );
         assert_eq!(
             Record::parse("H 1 4000000 3ffc000 -"),
             Ok(Record::Header {

@@ -21,6 +21,7 @@ use crate::ending::Ending;
 use crate::event::Event;
 use crate::guest::{Guest, Step};
 use crate::platform::Platform;
+use crate::spaces::Spaces;
 use crate::views::{user_fault, UserFault, View};
 use crate::walk::{walk, walk_keeping_upper, Translation};
 
@@ -36,7 +37,7 @@ impl<P: Platform> Guest<'_, P> {
     /// `EnterUser`: the process's registers are at `regs_at` in the wedge's
     /// memory, its FS base `fs_base`.
     pub(crate) fn enter_user(&mut self, regs_at: u64, fs_base: u64) -> Step {
-        let (Some(reflector), Some(views)) = (self.reflector, self.views.as_deref_mut()) else {
+        let (Some(reflector), Some(_)) = (self.reflector, self.views.as_deref()) else {
             return self.refuse(format_args!(
                 "EnterUser with no user views (a guest without a wedge, or a VMM without views)"
             ));
@@ -67,34 +68,37 @@ impl<P: Platform> Guest<'_, P> {
         }
         regs.rip = word(16);
         regs.rflags = word(17);
-        let (view, stale) = views.select(self.cr3);
-        if stale && views.vtlbs[view].reload(self.ram, self.cr3).is_err() {
-            return Step::End(Ending::Failed("re-validating a user view failed"));
-        }
-        // The process's last #PF: its kernel has usually just made that
-        // page present or writable, and the process will touch it again at
-        // once. Mapping what its tables now allow user mode saves that
-        // fault (a mapping a TLB could hold now: the invariant holds).
-        if let Some((addr, write)) = views.reflected_fault.take() {
-            let area = reflector.area_gpa..reflector.area_gpa + WEDGE_AREA;
-            let walked = walk_keeping_upper(self.ram, self.cr3, addr);
-            if let (Ok(t), UserFault::Map { writable }) =
-                (walked.result, user_fault(addr, walked.result, write, &area))
-            {
-                if writable || !write {
-                    let t = Translation { writable, ..t };
-                    if views.vtlbs[view].map(addr, t, walked.upper).is_ok() {
-                        views.stats.faults_premapped += 1;
-                    }
-                }
+        // The view of the current CR3, re-validated and with the page of
+        // the process's last #PF mapped (`Spaces::enter_user`); or, when
+        // recording, as the recorder has it.
+        let (ram, cr3) = (self.ram, self.cr3);
+        let area = reflector.area_gpa..reflector.area_gpa + WEDGE_AREA;
+        let entered = match self.recorder.as_deref_mut() {
+            Some(recorder) => {
+                let platform = &mut self.platform;
+                let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+                let mut spaces = Spaces {
+                    kernel: &mut *self.vtlb,
+                    views: self.views.as_deref_mut(),
+                };
+                recorder
+                    .enter_user(ram, &mut spaces, cr3, log)
+                    .ok()
+                    .flatten()
             }
-        }
+            None => self.spaces().enter_user(ram, cr3, &area).ok(),
+        };
+        let Some(view) = entered else {
+            return Step::End(Ending::Failed("re-validating a user view failed"));
+        };
         if self.platform.set_view(View::User(view)).is_err() {
             return Step::End(Ending::Failed(
                 "moving the guest thread into a user view failed",
             ));
         }
-        views.current = Some(view);
+        if let Some(views) = self.views.as_deref_mut() {
+            views.current = Some(view);
+        }
         match self.platform.start_user(&regs, fs_base) {
             // The wedge's call is cancelled: nothing to answer.
             Ok(()) => Step::Wait,
@@ -130,20 +134,44 @@ impl<P: Platform> Guest<'_, P> {
             return Step::End(Ending::Failed("a user view without a wedge"));
         };
         let area = reflector.area_gpa..reflector.area_gpa + WEDGE_AREA;
-        let walked = walk_keeping_upper(self.ram, self.cr3, addr);
+        let (ram, cr3) = (self.ram, self.cr3);
+        let walked = walk_keeping_upper(ram, cr3, addr);
+        let Some(view) = self.views.as_deref().and_then(|v| v.current) else {
+            return Step::End(Ending::Failed("a user fault outside user mode"));
+        };
+        let space = View::User(view);
+        if let Some(recorder) = self.recorder.as_deref_mut() {
+            let platform = &mut self.platform;
+            let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+            let mut spaces = Spaces {
+                kernel: &mut *self.vtlb,
+                views: self.views.as_deref_mut(),
+            };
+            if recorder
+                .fault(ram, &mut spaces, cr3, addr, write, space, log)
+                .is_err()
+            {
+                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
+            }
+        }
         match user_fault(addr, walked.result, write, &area) {
             UserFault::Map { writable } => {
                 let Ok(t) = walked.result else {
                     return Step::End(Ending::Failed("a user view mapped an untranslated page"));
                 };
                 let t = Translation { writable, ..t };
-                let Some(views) = self.views.as_deref_mut() else {
-                    return Step::End(Ending::Failed("a user view without views"));
+                let upper = walked.upper;
+                let mapped = match self.recorder.as_deref_mut() {
+                    Some(recorder) => {
+                        let mut spaces = Spaces {
+                            kernel: &mut *self.vtlb,
+                            views: self.views.as_deref_mut(),
+                        };
+                        recorder.map(ram, &mut spaces, space, addr, t, upper, write)
+                    }
+                    None => self.spaces().fault(ram, space, addr, t, upper, write),
                 };
-                let Some(view) = views.current else {
-                    return Step::End(Ending::Failed("a user fault outside user mode"));
-                };
-                match views.vtlbs[view].map(addr, t, walked.upper) {
+                match mapped {
                     Ok(()) => Step::Resume,
                     Err(e) => {
                         self.platform.log(format_args!(

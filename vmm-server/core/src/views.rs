@@ -12,7 +12,7 @@ use core::ops::Range;
 pub use previrt_protocol::vmm_layout::USER_VIEWS;
 use previrt_protocol::{WEDGE_AREA, WEDGE_BASE};
 
-use crate::vtlb::{Mapper, Vtlb};
+use crate::vtlb::{Mapper, Vtlb, VtlbStrategy};
 use crate::walk::{Translation, WalkFault};
 
 /// Which seL4 VSpace and CSpace the guest thread runs in.
@@ -118,11 +118,14 @@ impl<M: Mapper> UserViews<M> {
         }
     }
 
-    /// Forgets every view, in place, for a new guest (the mappers are
-    /// reset by their owner).
-    pub fn clear(&mut self) {
+    /// Forgets every view, in place, for a new guest whose run uses
+    /// `strategy`, checking every invalidation point or not, with the
+    /// wedge's frames `reserved` (as the kernel view's vTLB: every space
+    /// of the guest runs the same strategy; the mappers are reset by their
+    /// owner).
+    pub fn clear(&mut self, strategy: VtlbStrategy, check: bool, reserved: (u64, u64)) {
         for v in &mut self.vtlbs {
-            v.clear(crate::vtlb::VtlbStrategy::Keep, false, (0, 0));
+            v.clear(strategy, check, reserved);
             v.user_only = true;
         }
         self.keys = [None; USER_VIEWS];
@@ -183,6 +186,11 @@ impl<M: Mapper> UserViews<M> {
     /// Whether view `n` was entered since the last CR3 load.
     pub fn is_fresh(&self, n: usize) -> bool {
         self.fresh.get(n).copied().unwrap_or(false)
+    }
+
+    /// Mappings live in all the views.
+    pub fn live(&self) -> usize {
+        self.vtlbs.iter().map(|v| v.count).sum()
     }
 
     /// Each view with the CR3 it holds, for the end-of-run consistency
@@ -264,14 +272,14 @@ fn present(walk: &Result<Translation, WalkFault>) -> u64 {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use std::boxed::Box;
-
-    /// `UserViews` built in place on the heap (too large for a test
-    /// thread's stack), with default mappers, cleared.
-    pub(crate) fn boxed_views<M: Mapper + Default>() -> Box<UserViews<M>> {
+#[cfg(any(test, feature = "replay"))]
+impl<M: Mapper + Default> UserViews<M> {
+    /// `UserViews` built in place on the heap (too large for a host
+    /// thread's stack), with default mappers, cleared for `keep`.
+    // Host only, built with the pinned toolchain (rust-toolchain.toml),
+    // which has `Box::new_zeroed`.
+    #[allow(clippy::incompatible_msrv)]
+    pub fn boxed() -> Box<UserViews<M>> {
         let mut v: Box<core::mem::MaybeUninit<UserViews<M>>> = Box::new_zeroed();
         let p = v.as_mut_ptr();
         // SAFETY: `p` points to the box's memory, zeroed: every field is
@@ -284,7 +292,7 @@ pub(crate) mod tests {
                 let vtlb = core::ptr::addr_of_mut!((*p).vtlbs[n]);
                 core::ptr::addr_of_mut!((*vtlb).mapper).write(M::default());
                 core::ptr::addr_of_mut!((*vtlb).stats).write(Default::default());
-                core::ptr::addr_of_mut!((*vtlb).strategy).write(crate::vtlb::VtlbStrategy::Keep);
+                core::ptr::addr_of_mut!((*vtlb).strategy).write(VtlbStrategy::Keep);
             }
             core::ptr::addr_of_mut!((*p).keys).write([None; USER_VIEWS]);
             core::ptr::addr_of_mut!((*p).current).write(None);
@@ -293,8 +301,18 @@ pub(crate) mod tests {
             core::ptr::addr_of_mut!((*p).stats).write(ViewStats::default());
             v.assume_init()
         };
-        views.clear();
+        views.clear(VtlbStrategy::Keep, false, (0, 0));
         views
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::boxed::Box;
+
+    pub(crate) fn boxed_views<M: Mapper + Default>() -> Box<UserViews<M>> {
+        UserViews::boxed()
     }
 
     const WEDGE_GPA: Range<u64> = 0x3f0_0000..0x400_0000;

@@ -167,6 +167,16 @@ impl core::fmt::Display for Violation {
     }
 }
 
+/// What a fault changed in the write-protect strategy's protection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Protection {
+    /// A write to this protected page table was trapped: it is no longer
+    /// protected, and the mappings made from it went.
+    pub written: Option<u64>,
+    /// This page table is protected from now on.
+    pub protected: Option<u64>,
+}
+
 /// What the vTLB counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VtlbStats {
@@ -299,7 +309,9 @@ impl<M: Mapper> Vtlb<M> {
 
     /// A page fault the guest's tables allow (`t`, from a walk with upper
     /// levels `upper`), for an access that writes or not: maps it as the
-    /// strategy says.
+    /// strategy says. Returns what the write-protect strategy changed in
+    /// its protection, which the guest's other address spaces must follow
+    /// (`crate::spaces`: one protection for all of them).
     #[inline]
     pub fn fault(
         &mut self,
@@ -308,14 +320,16 @@ impl<M: Mapper> Vtlb<M> {
         t: Translation,
         upper: u64,
         write: bool,
-    ) -> Result<(), MapError<M::Error>> {
+    ) -> Result<Protection, MapError<M::Error>> {
         let table = last_level_table(upper);
+        let mut changed = Protection::default();
         if self.strategy == VtlbStrategy::WriteProtect {
             if write && self.is_protected(t.gpa) {
                 // The guest writes one of its page tables: the mappings
                 // made from it go (they would go stale), and the table
                 // stays writable until a walk through it protects it again.
-                self.table_write(ram, t.gpa)?;
+                self.table_write(ram, t.gpa, true)?;
+                changed.written = Some(t.gpa & ADDR);
             }
             // A table that maps itself, written through that mapping, is
             // left unprotected: protecting it again at once would trap the
@@ -323,6 +337,7 @@ impl<M: Mapper> Vtlb<M> {
             if let Some(table) = table.filter(|&table| table != t.gpa) {
                 if !self.is_protected(table) && ((table >> 12) as usize) < TRACKED_FRAMES {
                     self.protect(table)?;
+                    changed.protected = Some(table);
                 }
             }
         }
@@ -333,6 +348,19 @@ impl<M: Mapper> Vtlb<M> {
         self.map(va, rights, upper)?;
         if self.strategy == VtlbStrategy::Prefetch && table.is_some() {
             self.prefetch(ram, va, upper);
+        }
+        Ok(changed)
+    }
+
+    /// Follows a change of protection made by another address space of the
+    /// same guest (write-protect: a table is protected in all of them or in
+    /// none, so a write to it traps in whichever space makes it).
+    pub fn follow(&mut self, ram: &Ram, changed: Protection) -> Result<(), M::Error> {
+        if let Some(table) = changed.written {
+            self.table_write(ram, table, false)?;
+        }
+        if let Some(table) = changed.protected {
+            self.protect(table)?;
         }
         Ok(())
     }
@@ -350,7 +378,10 @@ impl<M: Mapper> Vtlb<M> {
             let Ok(t) = finish_walk(ram, unpacked, page) else {
                 continue;
             };
-            if (self.reserved.0..self.reserved.1).contains(&t.gpa) {
+            // A user view prefetches only what user mode may touch (its
+            // block never reaches the wedge's addresses: the fault's page
+            // is a user page, in the same 32 KiB-aligned block).
+            if (self.reserved.0..self.reserved.1).contains(&t.gpa) || (self.user_only && !t.user) {
                 continue;
             }
             if self.map(page, t, upper).is_err() {
@@ -376,9 +407,17 @@ impl<M: Mapper> Vtlb<M> {
         Ok(())
     }
 
-    /// Write-protect: the guest writes the page table at `table`.
-    pub(crate) fn table_write(&mut self, ram: &Ram, table: u64) -> Result<(), MapError<M::Error>> {
-        self.stats.table_writes += 1;
+    /// Write-protect: the guest writes the page table at `table` (trapped
+    /// here if `trapped`, else in another of its address spaces).
+    pub(crate) fn table_write(
+        &mut self,
+        ram: &Ram,
+        table: u64,
+        trapped: bool,
+    ) -> Result<(), M::Error> {
+        if trapped {
+            self.stats.table_writes += 1;
+        }
         self.set_protected(table, false);
         let mut i = 0;
         while i < self.count {
@@ -397,7 +436,7 @@ impl<M: Mapper> Vtlb<M> {
                         self.violation(InvalidationPoint::TableWrite(table), &m, now);
                     }
                 }
-                self.remove(i).map_err(MapError::Mapper)?;
+                self.remove(i)?;
             } else {
                 i += 1;
             }
@@ -964,7 +1003,7 @@ pub(crate) mod tests {
                     // under write-protect a protected table traps first.
                     let table = crate::walk::walk_keeping_upper(&ram, ROOT, page).upper & ADDR;
                     if vtlb.is_protected(table) {
-                        vtlb.table_write(&ram, table).unwrap();
+                        vtlb.table_write(&ram, table, true).unwrap();
                     }
                     tables.set(page, frame, flags);
                 }

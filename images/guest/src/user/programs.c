@@ -260,3 +260,106 @@ void prog_bench(ulong arg)
     }
     sys_exit(rdtsc() - start);
 }
+
+/* forkchurn (mapping.c, docs/vtlb.md): address-space churn with real
+ * processes. The parent keeps CHURN_PAGES heap pages, each tagged with its
+ * index and a version the parent bumps on each write; a seeded sequence of
+ * operations forks children (at most CHURN_LIVE live at once), waits for
+ * them, yields to them, and reads and writes its pages. A child reads the
+ * pages it inherited (each must still hold the tag it had at the fork),
+ * writes some (copy-on-write: the copy is its own) and reads them back,
+ * yielding now and then so that several children run in turn, and exits
+ * with its counts. Everything lives in registers and on the stack (the
+ * programs have no data), which fork copies too. Reports: slot
+ * CHURN_SLOT_CHECKED the reads checked, CHURN_SLOT_WRONG the wrong ones
+ * (a child that did not exit normally counts as one wrong read). */
+static ulong churn_next(ulong *rng)
+{
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    return *rng;
+}
+
+static ulong churn_tag(ulong page, ulong version) { return 0xc4c1000000000000ul | page << 32 | version; }
+
+/* A child's life: reads of inherited pages, copy-on-write writes. */
+static void __attribute__((noreturn)) churn_child(volatile ulong *heap, const ulong *version, ulong rng)
+{
+    long me = sys0(SYS_GETPID);
+    ulong checked = 0, wrong = 0;
+    ulong mine = 0; /* pages this child wrote (a bit each) */
+    rng ^= (ulong)me * 0x9e3779b97f4a7c15ul;
+    for (ulong step = 0; step < CHURN_CHILD_STEPS; step++) {
+        ulong r = churn_next(&rng);
+        ulong i = (r >> 8) % CHURN_PAGES;
+        ulong expected = (mine >> i) & 1 ? churn_tag(i, 0xc000 + (ulong)me) : churn_tag(i, version[i]);
+        switch (r % 4) {
+        case 0: /* write: a copy of its own (or its page already) */
+            heap[i * 512] = churn_tag(i, 0xc000 + (ulong)me);
+            mine |= 1ul << i;
+            expected = churn_tag(i, 0xc000 + (ulong)me);
+            break;
+        case 1:
+            sys0(SYS_YIELD);
+            continue;
+        default:
+            break;
+        }
+        checked++;
+        wrong += heap[i * 512] != expected;
+    }
+    sys_exit(CHURN_EXITED | checked << 16 | wrong);
+}
+
+void prog_forkchurn(ulong arg)
+{
+    ulong n = arg;
+    ulong rng = 0x6a09e667f3bcc909ul;
+    ulong version[CHURN_PAGES];
+    ulong base = (ulong)sys1(SYS_BRK, 0);
+    sys1(SYS_BRK, base + CHURN_PAGES * 4096);
+    volatile ulong *heap = (volatile ulong *)base;
+    for (ulong i = 0; i < CHURN_PAGES; i++) {
+        version[i] = 0;
+        heap[i * 512] = churn_tag(i, 0);
+    }
+    ulong live = 0, checked = 0, wrong = 0;
+    for (ulong k = 0; k < n || live > 0; k++) {
+        ulong r = churn_next(&rng);
+        ulong i = (r >> 8) % CHURN_PAGES;
+        ulong op = k < n ? r % 8 : 2; /* at the end, only waits */
+        if (op <= 1 && live < CHURN_LIVE) {
+            if (sys0(SYS_FORK) == 0) {
+                churn_child(heap, version, r);
+            }
+            live++;
+        } else if (op == 2 && live > 0) {
+            ulong status = 0;
+            if (u_wait(&status) > 0) {
+                live--;
+                if ((status & CHURN_EXITED) != 0) {
+                    checked += (status >> 16) & 0xffff;
+                    wrong += status & 0xffff;
+                } else {
+                    wrong++;
+                }
+            } else {
+                wrong++;
+                live = 0;
+            }
+        } else if (op == 3) {
+            sys0(SYS_YIELD);
+        } else if (op == 4) {
+            /* a write: copy-on-write while a child shares the page */
+            version[i]++;
+            heap[i * 512] = churn_tag(i, version[i]);
+        } else if (op >= 5) {
+            checked++;
+            wrong += heap[i * 512] != churn_tag(i, version[i]);
+        }
+    }
+    report(CHURN_SLOT_CHECKED, checked);
+    report(CHURN_SLOT_WRONG, wrong);
+    sys_exit(0);
+}
