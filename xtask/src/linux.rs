@@ -906,7 +906,7 @@ pub fn boot(build: &Build, initramfs: &Path, echo: qemu::Echo) -> Result<Console
         append: Some(CMDLINE),
         memory_mib: MEMORY_MIB,
         accel: "tcg",
-        icount: None,
+        icount: Some(crate::test::GUEST_TEST_ICOUNT_SHIFT),
         com2: false,
         settle: None,
         debugcons: &[],
@@ -958,8 +958,7 @@ fn boot_both(k: &Kernels) -> Result<(Console, Console), String> {
 }
 
 /// Lines that legitimately differ between the two kernels, by name. They
-/// are left out of the comparison: how many there are differs too (the
-/// TSC's fast calibration fails on a loaded host and says so, or not).
+/// are left out of the comparison; how many there are may differ too.
 pub const FILTER: &[(&str, &[&str])] = &[
     // The padded image is larger: the sizes it prints of itself.
     (
@@ -970,12 +969,13 @@ pub const FILTER: &[(&str, &[&str])] = &[
             "Write protecting the kernel read-only data",
         ],
     ),
-    // Measured against QEMU's clock, which follows the host's: differ from
-    // run to run (and the TSC's calibration may fail on a loaded host, or
-    // the clocksource watchdog find the TSC skewed against the PIT's
-    // jiffies and mark it unstable: `clocksource: `, `tsc: `,
-    // `sched_clock: ` lines and, from kernel/sched/clock.c, the last line
-    // of that event).
+    // Measured against the PIT: under `-icount` every boot of one kernel
+    // prints the same figures, but the padded kernel's calibration loops
+    // run other instructions (padding) and so measure slightly other
+    // frequencies (`tsc: `, `clocksource: `, `sched_clock: `, the delay
+    // loop). Without `-icount`, a loaded host also made the clocksource
+    // watchdog mark the TSC unstable (the last line of that event, from
+    // kernel/sched/clock.c).
     (
         "clock calibration",
         &[
