@@ -16,8 +16,13 @@
 //!
 //! The driver's own options start with `--afterburn-` (no compiler has
 //! such options): `--afterburn-cc=PATH`, `--afterburn-site-size=SPEC`,
-//! `--afterburn-keep-temps`, `--afterburn-verbose`.
+//! `--afterburn-keep-temps`, `--afterburn-verbose`, `--afterburn-no-pad`
+//! (the compiler's objects, unpadded: a plain build that fills the compile
+//! cache) and `--afterburn-cache=DIR` (or env `AFTERBURN_CACHE`): the
+//! content-addressed compile cache ([`crate::compile_cache`]) that lets a
+//! padded build reuse a plain build's compiler output.
 
+use crate::compile_cache::{CompileCache, Key};
 use crate::pass::{self, Config};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -53,6 +58,10 @@ pub struct DriverOptions {
     pub config: Config,
     pub keep_temps: bool,
     pub verbose: bool,
+    /// Objects as the compiler makes them, without the pass.
+    pub no_pad: bool,
+    /// The compile cache's directory.
+    pub cache: Option<PathBuf>,
 }
 
 impl DriverOptions {
@@ -63,6 +72,10 @@ impl DriverOptions {
             config: Config::default(),
             keep_temps: false,
             verbose: false,
+            no_pad: false,
+            cache: std::env::var_os("AFTERBURN_CACHE")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
         };
         if let Ok(spec) = std::env::var("AFTERBURN_SITE_SIZE") {
             for s in spec.split(',').filter(|s| !s.is_empty()) {
@@ -326,8 +339,10 @@ pub fn run(raw_args: Vec<OsString>) -> Result<i32, CcError> {
                             .map_err(|e| CcError::Option(e.to_string()))?;
                     }
                 }
+                Some(("cache", v)) => opts.cache = Some(PathBuf::from(v)),
                 None if rest == "keep-temps" => opts.keep_temps = true,
                 None if rest == "verbose" => opts.verbose = true,
+                None if rest == "no-pad" => opts.no_pad = true,
                 _ => return Err(CcError::Option(s.into_owned())),
             }
         } else {
@@ -346,6 +361,9 @@ pub fn run_with(args: Vec<OsString>, opts: &DriverOptions) -> Result<i32, CcErro
         }
         return spawn(opts, &inv.args);
     }
+    if opts.no_pad {
+        return run_unpadded(&inv, opts);
+    }
     if inv.lto {
         return Err(CcError::Unsupported(
             "-flto objects hold compiler IR, not machine code the pass can see; build without LTO"
@@ -361,13 +379,7 @@ pub fn run_with(args: Vec<OsString>, opts: &DriverOptions) -> Result<i32, CcErro
         // The compiler's own message is the right one.
         return spawn(opts, &inv.args);
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("afterburn-")
-        .tempdir()
-        .map_err(|e| CcError::Io {
-            path: "temporary directory".into(),
-            source: e,
-        })?;
+    let tmp = temp_dir()?;
     let mut link_replacements: Vec<(usize, PathBuf)> = Vec::new();
     let mut result = Ok(0);
     for (n, input) in compiled.iter().enumerate() {
@@ -468,6 +480,267 @@ fn common_args(inv: &Invocation, keep_deps: bool, drop_debug: bool) -> Vec<OsStr
         .collect()
 }
 
+/// The first step's arguments for one input: the common arguments, the
+/// dependency options that name the real output, the language, `step`
+/// (`-E` or `-S`), the input and `-o out`.
+fn step_args(
+    inv: &Invocation,
+    input: &Input,
+    out_path: &Path,
+    step: &str,
+    out: &Path,
+) -> Vec<OsString> {
+    let mut args = common_args(inv, true, false);
+    if inv.dep_file_flag {
+        if !inv.has_mt {
+            args.push("-MQ".into());
+            args.push(out_path.as_os_str().into());
+        }
+        if !inv.has_mf {
+            args.push("-MF".into());
+            args.push(default_dep_file(inv, &input.path, out_path).into_os_string());
+        }
+    }
+    let x = match (input.lang, &input.x) {
+        (Lang::AsmCpp, _) => Some(OsString::from("assembler-with-cpp")),
+        (_, x) => x.clone(),
+    };
+    if let Some(x) = x {
+        args.push("-x".into());
+        args.push(x);
+    }
+    args.push(step.into());
+    args.push(input.path.clone());
+    args.push("-o".into());
+    args.push(out.as_os_str().into());
+    args
+}
+
+/// The compiler's assembly for a compiled input.
+struct Assembly {
+    path: PathBuf,
+    /// The cache entry it came from (`reused`) or was stored as.
+    cached: Option<(CompileCache, Key)>,
+    reused: bool,
+    /// The unpadded object the cache holds for it.
+    object: Option<PathBuf>,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CcError + '_ {
+    move |source| CcError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs the compiler's `-S` for a compiled input, or, with a compile cache,
+/// preprocesses it (`-E`, which also writes the dependency file), looks the
+/// result up and runs `-S` only when the cache does not have it. A reused
+/// entry's diagnostics are printed as the compiler printed them. `Err(code)`
+/// is the compiler's failure, its messages already shown.
+fn compiler_assembly(
+    inv: &Invocation,
+    input: &Input,
+    out_path: &Path,
+    tmp: &Path,
+    n: usize,
+    opts: &DriverOptions,
+) -> Result<Result<Assembly, i32>, CcError> {
+    let raw_asm = tmp.join(format!("input{n}.s"));
+    // Standard input can be read once only: not through the cache.
+    let cache_dir = opts.cache.as_ref().filter(|_| input.path != "-");
+    let Some(dir) = cache_dir else {
+        let code = spawn(opts, &step_args(inv, input, out_path, "-S", &raw_asm))?;
+        return Ok(if code == 0 {
+            Ok(Assembly {
+                path: raw_asm,
+                cached: None,
+                reused: false,
+                object: None,
+            })
+        } else {
+            Err(code)
+        });
+    };
+    let cache = CompileCache::open(dir).map_err(io_error(dir))?;
+    let preprocessed_path = tmp.join(format!("input{n}.i"));
+    let (code, messages) = spawn_captured(
+        opts,
+        &opts.compiler,
+        &step_args(inv, input, out_path, "-E", &preprocessed_path),
+    )?;
+    if code != 0 {
+        show(&messages);
+        return Ok(Err(code));
+    }
+    let preprocessed = std::fs::read(&preprocessed_path).map_err(io_error(&preprocessed_path))?;
+    let key = Key::new(
+        &preprocessed,
+        &key_args(inv),
+        &identity(&opts.compiler, "-v")?,
+        &identity(&assembler(), "--version")?,
+    );
+    if let Some(entry) = cache.lookup(&key) {
+        show(&entry.diagnostics);
+        return Ok(Ok(Assembly {
+            path: entry.assembly,
+            cached: Some((cache, key)),
+            reused: true,
+            object: entry.object,
+        }));
+    }
+    // The compiler runs on the source, not on the preprocessed text: its
+    // code and its diagnostics are exactly those of an ordinary compile.
+    let (code, messages) = spawn_captured(
+        opts,
+        &opts.compiler,
+        &step_args(inv, input, out_path, "-S", &raw_asm),
+    )?;
+    show(&messages);
+    if code != 0 {
+        return Ok(Err(code));
+    }
+    let assembly = std::fs::read(&raw_asm).map_err(io_error(&raw_asm))?;
+    cache
+        .store_assembly(&key, &assembly, &messages)
+        .map_err(io_error(dir))?;
+    Ok(Ok(Assembly {
+        path: raw_asm,
+        cached: Some((cache, key)),
+        reused: false,
+        object: None,
+    }))
+}
+
+/// The invocation's arguments as the cache key sees them: all but the
+/// output path and the dependency-file options (`-MD`, `-MMD`, `-MF`,
+/// `-MT`, `-MQ`, `-MP`, and Kbuild's `-Wp,-MMD,FILE`). Neither changes the
+/// generated code: where the object goes, and which file the preprocessor
+/// lists the headers in (the preprocessed text they produced is in the key).
+fn key_args(inv: &Invocation) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(inv.args.len());
+    let mut skip = false;
+    for (i, a) in inv.args.iter().enumerate() {
+        let text = a.to_string_lossy();
+        if std::mem::take(&mut skip) || inv.dep_flag[i] || is_wp_dep_file(&text) {
+            continue;
+        }
+        if text == "-o" {
+            skip = true;
+        } else if !(text.starts_with("-o") && text.len() > 2) {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// `-Wp,-MD,FILE` or `-Wp,-MMD,FILE` and nothing else.
+fn is_wp_dep_file(arg: &str) -> bool {
+    let mut parts = arg.split(',');
+    parts.next() == Some("-Wp")
+        && matches!(parts.next(), Some("-MD" | "-MMD"))
+        && parts.next().is_some()
+        && parts.next().is_none()
+}
+
+/// What a tool says of itself (`gcc -v`: version, target, configuration;
+/// `as --version`), for the cache key.
+fn identity(tool: &str, flag: &str) -> Result<Vec<u8>, CcError> {
+    let out = Command::new(tool)
+        .arg(flag)
+        .output()
+        .map_err(|e| CcError::Spawn {
+            compiler: tool.into(),
+            source: e,
+        })?;
+    let mut id = tool.as_bytes().to_vec();
+    id.extend_from_slice(&out.stdout);
+    id.extend_from_slice(&out.stderr);
+    Ok(id)
+}
+
+fn assembler() -> String {
+    std::env::var("AFTERBURN_AS").unwrap_or_else(|_| "as".into())
+}
+
+/// Prints the compiler's messages on our standard error.
+fn show(messages: &[u8]) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(messages);
+}
+
+/// `--afterburn-no-pad`: the compiler's own objects. With a compile cache,
+/// a single C-like input compiled to an object without debug info goes
+/// through it (the object is then `as` of the cached assembly, which is
+/// what the compiler driver itself does); everything else runs the
+/// compiler unchanged.
+fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> {
+    let debug = inv.args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a.starts_with("-g") && a != "-g0"
+    });
+    let cacheable = opts.cache.is_some()
+        && inv.mode == Mode::Compile
+        && !inv.lto
+        && !debug
+        && inv.inputs.len() == 1
+        && inv.inputs[0].lang == Lang::Compiled
+        && inv.inputs[0].path != "-";
+    if !cacheable {
+        return spawn(opts, &inv.args);
+    }
+    let input = &inv.inputs[0];
+    let out_path = match &inv.output {
+        Some(o) => PathBuf::from(o),
+        None => default_output(&input.path, "o"),
+    };
+    let tmp = temp_dir()?;
+    let asm = match compiler_assembly(inv, input, &out_path, tmp.path(), 0, opts)? {
+        Ok(a) => a,
+        Err(code) => return Ok(code),
+    };
+    let Some((cache, key)) = asm.cached else {
+        return Err(CcError::Unsupported(
+            "the compile cache gave no entry".into(),
+        ));
+    };
+    let input_path = Path::new(&input.path);
+    if let Some(object) = &asm.object {
+        std::fs::copy(object, &out_path).map_err(io_error(&out_path))?;
+        cache.log("plain reused-object", input_path);
+        return Ok(0);
+    }
+    let mut args = assembler_args(inv, false);
+    args.push(asm.path.into_os_string());
+    args.push("-o".into());
+    args.push(out_path.as_os_str().into());
+    let code = spawn_assembler(opts, &args)?;
+    if code == 0 {
+        cache
+            .store_object(&key, &out_path)
+            .map_err(io_error(&out_path))?;
+        cache.log(
+            if asm.reused {
+                "plain reused-assembly"
+            } else {
+                "plain compiled"
+            },
+            input_path,
+        );
+    }
+    Ok(code)
+}
+
+fn temp_dir() -> Result<tempfile::TempDir, CcError> {
+    tempfile::Builder::new()
+        .prefix("afterburn-")
+        .tempdir()
+        .map_err(|e| CcError::Io {
+            path: "temporary directory".into(),
+            source: e,
+        })
+}
+
 fn compile_one(
     inv: &Invocation,
     input: &Input,
@@ -476,44 +749,19 @@ fn compile_one(
     n: usize,
     opts: &DriverOptions,
 ) -> Result<i32, CcError> {
-    let raw_asm = tmp.join(format!("input{n}.s"));
     let padded = tmp.join(format!("input{n}.afterburn.s"));
-    let dep_args = |args: &mut Vec<OsString>| {
-        if inv.dep_file_flag {
-            if !inv.has_mt {
-                args.push("-MQ".into());
-                args.push(out_path.as_os_str().into());
-            }
-            if !inv.has_mf {
-                args.push("-MF".into());
-                args.push(default_dep_file(inv, &input.path, out_path).into_os_string());
-            }
-        }
-    };
+    let mut from_cache = None;
     let asm_source: PathBuf = match input.lang {
-        Lang::Compiled | Lang::AsmCpp => {
-            let mut args = common_args(inv, true, false);
-            dep_args(&mut args);
-            let x = match (input.lang, &input.x) {
-                (Lang::AsmCpp, _) => Some(OsString::from("assembler-with-cpp")),
-                (_, x) => x.clone(),
-            };
-            if let Some(x) = x {
-                args.push("-x".into());
-                args.push(x);
+        Lang::Compiled => match compiler_assembly(inv, input, out_path, tmp, n, opts)? {
+            Ok(asm) => {
+                from_cache = asm.cached.map(|c| (c, asm.reused, asm.object));
+                asm.path
             }
-            args.push(
-                if input.lang == Lang::AsmCpp {
-                    "-E"
-                } else {
-                    "-S"
-                }
-                .into(),
-            );
-            args.push(input.path.clone());
-            args.push("-o".into());
-            args.push(raw_asm.clone().into_os_string());
-            let code = spawn(opts, &args)?;
+            Err(code) => return Ok(code),
+        },
+        Lang::AsmCpp => {
+            let raw_asm = tmp.join(format!("input{n}.s"));
+            let code = spawn(opts, &step_args(inv, input, out_path, "-E", &raw_asm))?;
             if code != 0 {
                 return Ok(code);
             }
@@ -526,8 +774,13 @@ fn compile_one(
         path: asm_source.display().to_string(),
         source: e,
     })?;
+    // Whether the pass left the assembly as it was (no records at all).
+    let mut unchanged = true;
     let output = match pass::run(&text, &opts.config) {
-        Ok(o) => o,
+        Ok(o) => {
+            unchanged = o.text == text;
+            o
+        }
         // `-S` through the driver, then `-c` of its output: padded once.
         Err(e) if e.is_already_processed() => pass::Output {
             text,
@@ -564,6 +817,25 @@ fn compile_one(
             Path::new(&input.path).display(),
             output.sites.len(),
             output.opt_out.len()
+        );
+    }
+    if let Some(((cache, _), reused, object)) = from_cache {
+        let input_path = Path::new(&input.path);
+        // The pass changed nothing (no sites, no records): the padded object
+        // is `as` of the same assembly with the same options, which the
+        // cache already holds from the plain build.
+        if let (true, Some(object)) = (unchanged, object) {
+            std::fs::copy(&object, out_path).map_err(io_error(out_path))?;
+            cache.log("padded reused-object", input_path);
+            return Ok(0);
+        }
+        cache.log(
+            if reused {
+                "padded reused-assembly"
+            } else {
+                "padded compiled"
+            },
+            input_path,
         );
     }
     std::fs::write(&padded, &output.text).map_err(|e| CcError::Io {
@@ -617,7 +889,7 @@ fn assembler_args(inv: &Invocation, hand_written: bool) -> Vec<OsString> {
 }
 
 fn spawn_assembler(opts: &DriverOptions, args: &[OsString]) -> Result<i32, CcError> {
-    let assembler = std::env::var("AFTERBURN_AS").unwrap_or_else(|_| "as".into());
+    let assembler = assembler();
     if opts.verbose {
         let shown: Vec<String> = args
             .iter()
@@ -633,6 +905,37 @@ fn spawn_assembler(opts: &DriverOptions, args: &[OsString]) -> Result<i32, CcErr
             source: e,
         })?;
     Ok(status.code().unwrap_or(1))
+}
+
+/// Runs `tool` with its standard error captured: its exit code and what it
+/// printed there.
+fn spawn_captured(
+    opts: &DriverOptions,
+    tool: &str,
+    args: &[OsString],
+) -> Result<(i32, Vec<u8>), CcError> {
+    if opts.verbose {
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        eprintln!("afterburn cc: {tool} {}", shown.join(" "));
+    }
+    let out = Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CcError::Spawn {
+            compiler: tool.into(),
+            source: e,
+        })?;
+    // Compilers write nothing on standard output with `-o`; pass on
+    // anything that is there.
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&out.stdout);
+    }
+    Ok((out.status.code().unwrap_or(1), out.stderr))
 }
 
 fn spawn(opts: &DriverOptions, args: &[OsString]) -> Result<i32, CcError> {
@@ -724,6 +1027,31 @@ mod tests {
             common,
             vec![OsString::from("-I"), "inc.c".into(), "-DX=1".into()]
         );
+    }
+
+    #[test]
+    fn the_cache_key_leaves_out_the_output_and_dependency_files_only() {
+        let key = |a: &[&str]| {
+            key_args(&inv(a))
+                .into_iter()
+                .map(|o| o.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            key(&["-O2", "-Wp,-MMD,k/.a.o.d", "-c", "a.c", "-o", "k/a.o"]),
+            ["-O2", "-c", "a.c"]
+        );
+        assert_eq!(
+            key(&["-MD", "-MF", "x.d", "-MQ", "t", "-c", "a.c", "-oa.o"]),
+            ["-c", "a.c"]
+        );
+        // -Wp with more than the dependency file stays.
+        assert_eq!(
+            key(&["-Wp,-MMD,x.d,-DY", "-c", "a.c"]),
+            ["-Wp,-MMD,x.d,-DY", "-c", "a.c"]
+        );
+        assert!(!is_wp_dep_file("-Wp,-MMD"));
+        assert!(is_wp_dep_file("-Wp,-MD,a.d"));
     }
 
     #[test]

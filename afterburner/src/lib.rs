@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod cc;
+pub mod compile_cache;
 pub mod corpus;
 pub mod decode;
 pub mod elf;
@@ -23,4 +24,5 @@ pub mod io;
 pub mod lexer;
 pub mod pass;
 pub mod sensitive;
+pub mod sha256;
 pub mod sites;

@@ -231,3 +231,92 @@ fn position_independent_and_16_bit_code_is_compiled_as_the_compiler_would() {
     let (image, _) = audit_file(&dir.path().join("nopie.o"));
     assert!(!image.records.is_empty());
 }
+
+/// Kernel-like flags: the compiler's object must not depend on how it was
+/// made (`gcc -c`, or `afterburn cc` through the cache).
+const KERNEL_FLAGS: &[&str] = &["-O2", "-Wall", "-mcmodel=kernel", "-fno-PIE", "-DX=1"];
+const NO_SITES: &str = "int h(int x) { int unused; return x << 2; }\n";
+
+fn cached(dir: &Path, extra: &[&str], src: &str, obj: &str) -> std::process::Output {
+    let dep = format!("-Wp,-MMD,{obj}.d");
+    let mut args: Vec<&str> = vec!["--afterburn-cache=cache"];
+    args.extend(extra);
+    args.extend(KERNEL_FLAGS);
+    args.extend([dep.as_str(), "-c", src, "-o", obj]);
+    cc(dir, &args)
+}
+
+#[test]
+fn the_compile_cache_gives_plain_objects_and_pads_its_assembly() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("nosites.c"), NO_SITES).unwrap();
+    for src in ["poke.c", "nosites.c"] {
+        // The reference: gcc itself.
+        let mut gcc = Command::new("gcc");
+        gcc.args(KERNEL_FLAGS)
+            .args(["-c", src, "-o", &format!("out/{src}.gcc.o")]);
+        assert!(gcc.current_dir(d).status().unwrap().success());
+        // The plain build: the cache filled, the object gcc's, byte for byte.
+        let plain = format!("out/{src}.plain.o");
+        ok(&cached(d, &["--afterburn-no-pad"], src, &plain));
+        assert_eq!(
+            std::fs::read(d.join(&plain)).unwrap(),
+            std::fs::read(d.join(format!("out/{src}.gcc.o"))).unwrap(),
+            "{src}: the plain object through the cache is gcc's"
+        );
+        // The padded build without the cache, for comparison.
+        ok(&cc(
+            d,
+            &[
+                KERNEL_FLAGS,
+                &["-c", src, "-o", &format!("out/{src}.padded.o")],
+            ]
+            .concat(),
+        ));
+    }
+    // The padded build through the cache: the dependency file is written
+    // although the compiler's -S does not run, and its warnings are shown.
+    for src in ["poke.c", "nosites.c"] {
+        let obj = format!("out/{src}.cached.o");
+        let out = cached(d, &[], src, &obj);
+        ok(&out);
+        let deps = std::fs::read_to_string(d.join(format!("{obj}.d"))).unwrap();
+        assert!(deps.contains(src), "{deps}");
+        assert_eq!(
+            std::fs::read(d.join(&obj)).unwrap(),
+            std::fs::read(d.join(format!("out/{src}.padded.o"))).unwrap(),
+            "{src}: padded from the cache = padded from the compiler"
+        );
+        if src == "nosites.c" {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("unused variable"), "{stderr}");
+        }
+    }
+    // No sites: the padded object is the plain one (no note, nothing else).
+    assert_eq!(
+        std::fs::read(d.join("out/nosites.c.padded.o")).unwrap(),
+        std::fs::read(d.join("out/nosites.c.gcc.o")).unwrap()
+    );
+    let events = std::fs::read_to_string(d.join("cache/events")).unwrap();
+    assert_eq!(
+        events,
+        "plain compiled poke.c\nplain compiled nosites.c\n\
+         padded reused-assembly poke.c\npadded reused-object nosites.c\n"
+    );
+    // A header's change that leaves the preprocessed unit as it was (an
+    // unused macro) reuses; one that changes it compiles again.
+    std::fs::write(d.join("io.h"), format!("{HEADER}#define Y 2\n")).unwrap();
+    ok(&cached(d, &[], "poke.c", "out/poke.again.o"));
+    std::fs::write(d.join("io.h"), format!("{HEADER}int y;\n")).unwrap();
+    ok(&cached(d, &[], "poke.c", "out/poke.again.o"));
+    // A code-generating flag too.
+    ok(&cached(d, &["-O1"], "nosites.c", "out/nosites.o1.o"));
+    let events = std::fs::read_to_string(d.join("cache/events")).unwrap();
+    assert!(
+        events.ends_with(
+            "padded reused-assembly poke.c\npadded compiled poke.c\npadded compiled nosites.c\n"
+        ),
+        "{events}"
+    );
+}

@@ -8,6 +8,12 @@
 //! are cached under `target/linux/`, keyed by the source package's version,
 //! the config fragment and (padded) the site sizes and the afterburner
 //! sources that shape what `afterburn cc` writes.
+//!
+//! Both builds go through `afterburn cc` and one compile cache: the plain
+//! one with `--afterburn-no-pad` (the compiler's own objects, the cache
+//! filled), the padded one reusing the compiler's assembly for every
+//! translation unit the two share and the plain object for every one the
+//! pass leaves unchanged (docs/linux.md, "The test's cost").
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,6 +44,7 @@ const PACKAGES: &[(&str, &str)] = &[
         "the kernel's host tools (sign-file, extract-cert)",
     ),
     ("xz-utils", "unpacking the source tarball"),
+    ("lz4", "compressing the bzImage's payload"),
 ];
 
 /// The kernel's command line for both boots: the console on COM1
@@ -77,10 +84,67 @@ pub struct Build {
     pub variant: Variant,
     pub bzimage: PathBuf,
     pub vmlinux: PathBuf,
-    /// Seconds `make bzImage` took, when this run built it (not cached).
-    pub build_seconds: Option<f64>,
+    /// The final `.config`.
+    pub config: PathBuf,
+    /// The compile cache both builds go through (the plain build's).
+    pub cache: PathBuf,
+    /// What this run's build cost, when it built it (not cached).
+    pub cost: Option<Cost>,
     /// The build's make output (kept with the cached build).
     pub log: PathBuf,
+}
+
+/// What one build cost: every make step's wall and CPU time, and how its
+/// translation units went through the compile cache.
+#[derive(Debug, Clone, Default)]
+pub struct Cost {
+    pub wall: f64,
+    /// User + system time of make and everything it ran.
+    pub cpu: f64,
+    pub cache: CacheUse,
+}
+
+/// How the C translation units of one build used the compile cache (from
+/// its `events` log, docs/afterburner.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheUse {
+    /// The compiler ran (`-S`): the cache did not have the unit.
+    pub compiled: usize,
+    /// The compiler's assembly was reused (and padded).
+    pub reused_assembly: usize,
+    /// The plain object was reused (the pass changed nothing).
+    pub reused_object: usize,
+}
+
+impl CacheUse {
+    /// Counts one variant's events (`plain compiled foo.c`, ...).
+    fn of(events: &str, variant: Variant) -> CacheUse {
+        let mut u = CacheUse::default();
+        for line in events.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() != Some(variant.name()) {
+                continue;
+            }
+            match words.next() {
+                Some("compiled") => u.compiled += 1,
+                Some("reused-assembly") => u.reused_assembly += 1,
+                Some("reused-object") => u.reused_object += 1,
+                _ => {}
+            }
+        }
+        u
+    }
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.cache;
+        write!(
+            f,
+            "{:.0} s wall, {:.0} s CPU; C units: {} compiled, {} assembly reused, {} object reused",
+            self.wall, self.cpu, c.compiled, c.reused_assembly, c.reused_object
+        )
+    }
 }
 
 /// Both kernels and the initramfs.
@@ -94,11 +158,8 @@ pub struct Kernels {
 pub fn linux() -> Result<(), String> {
     let kernels = build_all()?;
     for b in [&kernels.plain, &kernels.padded] {
-        match b.build_seconds {
-            Some(s) => println!(
-                "xtask: linux ({}): make bzImage took {s:.0} s",
-                b.variant.name()
-            ),
+        match &b.cost {
+            Some(c) => println!("xtask: linux ({}): built: {c}", b.variant.name()),
             None => println!("xtask: linux ({}): cached", b.variant.name()),
         }
     }
@@ -304,8 +365,8 @@ pub fn test() -> Result<String, String> {
         audit.sites
     ));
     for b in [&kernels.plain, &kernels.padded] {
-        if let Some(s) = b.build_seconds {
-            summary.push_str(&format!("; {} build {s:.0} s", b.variant.name()));
+        if let Some(c) = &b.cost {
+            summary.push_str(&format!("; {} build: {c}", b.variant.name()));
         }
     }
     Ok(summary)
@@ -319,8 +380,31 @@ pub fn build_all() -> Result<Kernels, String> {
     let (version, source) = unpack_source()?;
     let fragment_path = paths::root().join("images/linux/config.fragment");
     let fragment = read(&fragment_path)?;
-    let plain = build(Variant::Plain, &version, &source, &fragment, &afterburn)?;
-    let padded = build(Variant::Padded, &version, &source, &fragment, &afterburn)?;
+    let plain = build(
+        Variant::Plain,
+        &version,
+        &source,
+        &fragment,
+        &afterburn,
+        None,
+    )?;
+    let padded = build(
+        Variant::Padded,
+        &version,
+        &source,
+        &fragment,
+        &afterburn,
+        Some(&plain),
+    )?;
+    // The padded build took the plain one's config; Kconfig, which probes
+    // the compiler through `afterburn cc`, must have kept it as it was.
+    if read(&plain.config)? != read(&padded.config)? {
+        return Err(format!(
+            "linux: the two kernels' configs differ ({} and {})",
+            plain.config.display(),
+            padded.config.display()
+        ));
+    }
     let initramfs = build_initramfs()?;
     Ok(Kernels {
         plain,
@@ -407,13 +491,19 @@ fn unpack_source() -> Result<(String, PathBuf), String> {
     Ok((version, dest))
 }
 
-/// The afterburner's sources that decide what `afterburn cc` makes of a
-/// file (the driver, the pass and what it reads, the record format): the
-/// padded build's cache key. The audit and the CLI's other commands are
-/// left out, so changing them does not rebuild Linux (30 minutes on a
-/// loaded 2-core machine).
-const AFTERBURN_SOURCES: &[&str] = &[
+/// The driver's sources, through which both builds go: part of both
+/// builds' keys.
+const DRIVER_SOURCES: &[&str] = &[
     "afterburner/src/cc.rs",
+    "afterburner/src/compile_cache.rs",
+    "afterburner/src/sha256.rs",
+];
+
+/// The rest of the afterburner's sources that decide what `afterburn cc`
+/// makes of a file (the pass and what it reads, the record format): part
+/// of the padded build's key. The audit and the CLI's other commands are
+/// left out, so changing them does not rebuild Linux.
+const AFTERBURN_SOURCES: &[&str] = &[
     "afterburner/src/pass.rs",
     "afterburner/src/lexer.rs",
     "afterburner/src/sensitive.rs",
@@ -428,6 +518,9 @@ fn build_key(variant: Variant, version: &str, fragment: &[u8]) -> Result<String,
     f.add("source", version.as_bytes());
     f.add("fragment", fragment);
     f.add("make", MAKE_ENV.concat().as_bytes());
+    for file in DRIVER_SOURCES {
+        f.add(file, &read(&paths::root().join(file))?);
+    }
     if variant == Variant::Padded {
         f.add("site sizes", SITE_SIZES.as_bytes());
         for file in AFTERBURN_SOURCES {
@@ -452,12 +545,16 @@ const MAKE_ENV: &[&str] = &[
     "KBUILD_BUILD_VERSION=1",
 ];
 
+/// Builds one kernel (or finds it built). The plain build configures
+/// (tinyconfig, the fragment, olddefconfig) and fills the compile cache;
+/// the padded one takes the plain build's `.config` and cache.
 fn build(
     variant: Variant,
     version: &str,
     source: &Path,
     fragment: &[u8],
     afterburn: &Path,
+    plain: Option<&Build>,
 ) -> Result<Build, String> {
     let key = build_key(variant, version, fragment)?;
     let dir = linux_dir().join(format!("{}-{key}", variant.name()));
@@ -466,7 +563,9 @@ fn build(
         variant,
         bzimage: obj.join("arch/x86/boot/bzImage"),
         vmlinux: obj.join("vmlinux"),
-        build_seconds: None,
+        config: obj.join(".config"),
+        cache: plain.map_or_else(|| dir.join("cc-cache"), |p| p.cache.clone()),
+        cost: None,
         log: dir.join("build.log"),
     };
     let stamp = dir.join("built");
@@ -476,14 +575,19 @@ fn build(
     // Older builds of this variant are stale: they take a few hundred MB.
     remove_others(variant, &dir);
     std::fs::create_dir_all(&obj).map_err(|e| format!("{}: {e}", obj.display()))?;
+    std::fs::create_dir_all(&result.cache)
+        .map_err(|e| format!("{}: {e}", result.cache.display()))?;
     let log = result.log.clone();
     // A log of one build only: its warnings are judged.
     let _ = std::fs::remove_file(&log);
     let cc = match variant {
-        Variant::Plain => "gcc".to_string(),
+        Variant::Plain => format!("{} cc --afterburn-no-pad", afterburn.display()),
         Variant::Padded => format!("{} cc", afterburn.display()),
     };
-    let make = |targets: &[&str], what: &str| -> Result<f64, String> {
+    let events = result.cache.join("events");
+    let events_before = std::fs::metadata(&events).map_or(0, |m| m.len() as usize);
+    let mut cost = Cost::default();
+    let mut make = |targets: &[&str], what: &str| -> Result<(), String> {
         println!(
             "xtask: linux ({}): {what} (log: {})",
             variant.name(),
@@ -504,6 +608,7 @@ fn build(
             cmd.env("AFTERBURN_SITE_SIZE", SITE_SIZES);
         }
         let status = cmd
+            .env("AFTERBURN_CACHE", &result.cache)
             .arg("-C")
             .arg(source)
             .arg(format!("O={}", obj.display()))
@@ -528,28 +633,40 @@ fn build(
         let secs = started.elapsed().as_secs_f64();
         // CPU time says what the build costs whatever else the machine runs.
         let cpu = match (cpu_before, children_cpu_seconds()) {
-            (Some(a), Some(b)) => format!(", {:.0} s of CPU", b - a),
-            _ => String::new(),
+            (Some(a), Some(b)) => b - a,
+            _ => 0.0,
         };
+        cost.wall += secs;
+        cost.cpu += cpu;
         println!(
-            "xtask: linux ({}): {what}: {secs:.0} s{cpu}",
+            "xtask: linux ({}): {what}: {secs:.0} s, {cpu:.0} s of CPU",
             variant.name()
         );
-        Ok(secs)
+        Ok(())
     };
-    make(&["tinyconfig"], "make tinyconfig")?;
-    let config_path = obj.join(".config");
-    let config = String::from_utf8_lossy(&read(&config_path)?).into_owned();
     let fragment_text = String::from_utf8_lossy(fragment);
-    write(
-        &config_path,
-        merge_config(&config, &fragment_text).as_bytes(),
-    )?;
-    make(
-        &["olddefconfig"],
-        "make olddefconfig (the fragment over tinyconfig)",
-    )?;
-    let config = String::from_utf8_lossy(&read(&config_path)?).into_owned();
+    match plain {
+        None => {
+            make(&["tinyconfig"], "make tinyconfig")?;
+            let config = String::from_utf8_lossy(&read(&result.config)?).into_owned();
+            write(
+                &result.config,
+                merge_config(&config, &fragment_text).as_bytes(),
+            )?;
+            make(
+                &["olddefconfig"],
+                "make olddefconfig (the fragment over tinyconfig)",
+            )?;
+        }
+        // The same source, fragment and compiler: the same config, which
+        // `make bzImage` syncs (and the caller checks it kept).
+        Some(p) => {
+            std::fs::copy(&p.config, &result.config).map_err(|e| {
+                format!("{} -> {}: {e}", p.config.display(), result.config.display())
+            })?;
+        }
+    }
+    let config = String::from_utf8_lossy(&read(&result.config)?).into_owned();
     let unmet = unmet_settings(&config, &fragment_text);
     if !unmet.is_empty() {
         return Err(format!(
@@ -558,10 +675,15 @@ fn build(
             unmet.join(", ")
         ));
     }
-    let secs = make(&["bzImage"], "make -j2 bzImage")?;
-    write(&stamp, format!("{secs:.1}\n").as_bytes())?;
+    make(&["bzImage"], "make -j2 bzImage")?;
+    let all_events = std::fs::read(&events).unwrap_or_default();
+    cost.cache = CacheUse::of(
+        &String::from_utf8_lossy(all_events.get(events_before..).unwrap_or_default()),
+        variant,
+    );
+    write(&stamp, format!("{cost}\n").as_bytes())?;
     Ok(Build {
-        build_seconds: Some(secs),
+        cost: Some(cost),
         ..result
     })
 }
@@ -784,7 +906,7 @@ pub fn boot(build: &Build, initramfs: &Path, echo: qemu::Echo) -> Result<Console
         append: Some(CMDLINE),
         memory_mib: MEMORY_MIB,
         accel: "tcg",
-        icount: None,
+        icount: Some(crate::test::GUEST_TEST_ICOUNT_SHIFT),
         com2: false,
         settle: None,
         debugcons: &[],
@@ -836,8 +958,7 @@ fn boot_both(k: &Kernels) -> Result<(Console, Console), String> {
 }
 
 /// Lines that legitimately differ between the two kernels, by name. They
-/// are left out of the comparison: how many there are differs too (the
-/// TSC's fast calibration fails on a loaded host and says so, or not).
+/// are left out of the comparison; how many there are may differ too.
 pub const FILTER: &[(&str, &[&str])] = &[
     // The padded image is larger: the sizes it prints of itself.
     (
@@ -848,8 +969,13 @@ pub const FILTER: &[(&str, &[&str])] = &[
             "Write protecting the kernel read-only data",
         ],
     ),
-    // Measured against QEMU's clock, which follows the host's: differ from
-    // run to run (and the TSC's calibration may fail on a loaded host).
+    // Measured against the PIT: under `-icount` every boot of one kernel
+    // prints the same figures, but the padded kernel's calibration loops
+    // run other instructions (padding) and so measure slightly other
+    // frequencies (`tsc: `, `clocksource: `, `sched_clock: `, the delay
+    // loop). Without `-icount`, a loaded host also made the clocksource
+    // watchdog mark the TSC unstable (the last line of that event, from
+    // kernel/sched/clock.c).
     (
         "clock calibration",
         &[
@@ -857,6 +983,7 @@ pub const FILTER: &[(&str, &[&str])] = &[
             "Calibrating delay",
             "clocksource: ",
             "sched_clock: ",
+            "TSC found unstable after boot",
         ],
     ),
 ];
@@ -951,6 +1078,28 @@ mod tests {
     }
 
     #[test]
+    fn cache_use_is_counted_per_variant() {
+        let events = "plain compiled a.c\nplain compiled b.c\npadded reused-object a.c\n\
+                      padded reused-assembly b.c\npadded compiled c.c\nplain reused-object d.c\n";
+        assert_eq!(
+            CacheUse::of(events, Variant::Plain),
+            CacheUse {
+                compiled: 2,
+                reused_assembly: 0,
+                reused_object: 1
+            }
+        );
+        assert_eq!(
+            CacheUse::of(events, Variant::Padded),
+            CacheUse {
+                compiled: 1,
+                reused_assembly: 1,
+                reused_object: 1
+            }
+        );
+    }
+
+    #[test]
     fn children_cpu_time_is_read_past_a_command_name_with_spaces() {
         let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 250 130 20 0 1";
         assert_eq!(cpu_of_stat(stat), Some(3.8));
@@ -998,6 +1147,17 @@ mod tests {
         let ok = compare(&plain, &padded).unwrap();
         assert!(
             ok.contains("memory sizes 1/0, clock calibration 0/1"),
+            "{ok}"
+        );
+        // The clocksource watchdog's verdict on a loaded host, in full.
+        padded.text = "Linux version 6.1\nclocksource: timekeeping watchdog on CPU0: Marking clocksource 'tsc-early' as unstable\n\
+                       tsc: Marking TSC unstable due to clocksource watchdog\n\
+                       TSC found unstable after boot, most likely due to broken BIOS. Use 'tsc=unstable'.\n\
+                       Memory: 104K\ninit: done\n"
+            .into();
+        let ok = compare(&plain, &padded).unwrap();
+        assert!(
+            ok.contains("memory sizes 1/1, clock calibration 0/3"),
             "{ok}"
         );
         // A line of the kernel's own missing is a difference.
