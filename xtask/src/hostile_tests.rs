@@ -807,7 +807,7 @@ vmm-server: guest0: terminated: capability fault: it invoked slot 12345
             &["Debug halt syscall from user thread", "halting..."],
         );
         let com2 = "hostile: sys: -10 (DebugHalt); unless the kernel serves it, the VMM should end this guest\n";
-        let com1 = "Debug halt syscall from user thread 0xffffff801fe0a400\nhalting...\n";
+        let com1 = "Debug halt syscall from user thread 0xffff80001fe0a400\nhalting...\n";
         let timeout = qemu::Outcome::Settled(STOPPED_GRACE);
         assert!(judge(&case, com2, com1, &timeout).is_ok());
         assert!(judge(&case, com2, com1, &qemu::Outcome::Failed).is_err());

@@ -24,7 +24,8 @@ use crate::process;
 use crate::setup::{self, Tools};
 
 /// Bump when the recipe below changes in a way that changes the output.
-const RECIPE: &str = "2: make [DEBUG=1] x86_64 pc99, .SECONDARY, objcopy elf32-i386";
+const RECIPE: &str =
+    "3: make [DEBUG=1] x86_64 pc99 KERNEL_CODE_MODEL, .SECONDARY, objcopy elf32-i386";
 
 /// Which kernel to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,14 @@ impl Flavour {
 /// the kernel builds with -Werror: a packed member's address taken in
 /// arch/x86/kernel/vspace.c and a false array-bounds in arch/x86/kernel/cmdline.c.
 const EXTRA_CFLAGS: &str = "-Wno-address-of-packed-member -Wno-array-bounds";
+
+/// The kernel's code model (the `KERNEL_CODE_MODEL` of patch 0004). seL4
+/// lives in the hypervisor hole (patch 0005, docs/sel4-layout.md), out of
+/// reach of `-mcmodel=kernel`'s top 2 GiB: position-independent code, all
+/// RIP-relative with direct calls, runs there at the kernel model's cost
+/// (`-mcmodel=large` would load every address with movabs and make every
+/// call indirect).
+const CODE_MODEL: &str = "-fpie -mcmodel=small";
 
 #[derive(Debug)]
 pub struct KernelBuild {
@@ -158,6 +167,7 @@ pub fn build(tools: &Tools, flavour: Flavour) -> Result<KernelBuild, String> {
     fp.add("recipe", RECIPE.as_bytes());
     fp.add("flavour", flavour.name().as_bytes());
     fp.add("cflags", EXTRA_CFLAGS.as_bytes());
+    fp.add("code model", CODE_MODEL.as_bytes());
     fp.add("source", source_checksum()?.as_bytes());
     fp.add("config", &config);
     for p in &patch_files {
@@ -214,6 +224,7 @@ pub fn build(tools: &Tools, flavour: Flavour) -> Result<KernelBuild, String> {
                 .arg(&keep)
                 .arg(format!("SOURCE_ROOT={}", src.display()))
                 .args(["ARCH=x86", "SEL4_ARCH=x86_64", "PLAT=pc99"])
+                .arg(format!("KERNEL_CODE_MODEL={CODE_MODEL}"))
                 .args((flavour == Flavour::Debug).then_some("DEBUG=1"))
                 .arg(format!("-j{jobs}"))
                 .args(target)

@@ -139,6 +139,42 @@ fn no_syscalls(serial: &str, _: u32) -> Result<(), String> {
     expect(serial, "selftest: no-syscalls ok")
 }
 
+/// Kernel patch 0005: a page where Linux links its image, and one just
+/// above the hole, hold what was written; a frame or PDPT in the hole, or at
+/// a non-canonical address, is refused with seL4_InvalidArgument.
+fn layout(serial: &str, _: u32) -> Result<(), String> {
+    for (vaddr, pattern) in [
+        ("0xffffffff81000000", "0x1105000081000000"),
+        ("0xffff880000000000", "0xab0e000088000000"),
+    ] {
+        let l = line(serial, &format!("layout: a frame mapped at {vaddr}: "))?;
+        if l.trim_end()
+            != format!("layout: a frame mapped at {vaddr}: wrote {pattern}, read back {pattern}")
+        {
+            return Err(format!(
+                "the page at {vaddr} did not hold what was written: {l:?}"
+            ));
+        }
+    }
+    for (object, vaddr) in [
+        ("a frame", "0xffff800000000000"),
+        ("a frame", "0xffff807f80000000"),
+        ("a frame", "0xffff87fffffff000"),
+        ("a frame", "0x800000000000"),
+        ("a frame", "0x1000000000000"),
+        ("a PDPT", "0xffff800000000000"),
+        ("a PDPT", "0xffff878000000000"),
+        ("a PDPT", "0x8000000000000000"),
+    ] {
+        let prefix = format!("layout: {object} at {vaddr} (");
+        let l = line(serial, &prefix)?;
+        if !l.ends_with("): refused with seL4_InvalidArgument") {
+            return Err(format!("not refused as an invalid address: {l:?}"));
+        }
+    }
+    expect(serial, "selftest: layout ok")
+}
+
 pub const CHECKS: &[Check] = &[
     Check {
         name: "bootinfo",
@@ -164,6 +200,10 @@ pub const CHECKS: &[Check] = &[
         name: "no-syscalls",
         verify: no_syscalls,
     },
+    Check {
+        name: "layout",
+        verify: layout,
+    },
 ];
 
 #[cfg(test)]
@@ -184,6 +224,38 @@ mod tests {
         assert_eq!(no_syscalls(&format!("{costs}{all}"), 512), Ok(()));
         assert!(no_syscalls(&format!("{costs}{lost}"), 512).is_err());
         assert!(no_syscalls(costs, 512).is_err());
+    }
+
+    #[test]
+    fn layout_fails_on_a_mapping_in_the_hole_or_a_lost_write() {
+        let good = "layout: a frame mapped at 0xffffffff81000000: wrote 0x1105000081000000, read back 0x1105000081000000\n\
+            layout: a frame mapped at 0xffff880000000000: wrote 0xab0e000088000000, read back 0xab0e000088000000\n\
+            layout: a frame at 0xffff800000000000 (x): refused with seL4_InvalidArgument\n\
+            layout: a frame at 0xffff807f80000000 (x): refused with seL4_InvalidArgument\n\
+            layout: a frame at 0xffff87fffffff000 (x): refused with seL4_InvalidArgument\n\
+            layout: a frame at 0x800000000000 (x): refused with seL4_InvalidArgument\n\
+            layout: a frame at 0x1000000000000 (x): refused with seL4_InvalidArgument\n\
+            layout: a PDPT at 0xffff800000000000 (x): refused with seL4_InvalidArgument\n\
+            layout: a PDPT at 0xffff878000000000 (x): refused with seL4_InvalidArgument\n\
+            layout: a PDPT at 0x8000000000000000 (x): refused with seL4_InvalidArgument\n\
+            selftest: layout ok\n";
+        assert_eq!(layout(good, 512), Ok(()));
+        let mapped = good.replace(
+            "0xffff807f80000000 (x): refused with seL4_InvalidArgument",
+            "0xffff807f80000000 (x): mapped",
+        );
+        assert!(layout(&mapped, 512)
+            .unwrap_err()
+            .contains("0xffff807f80000000"));
+        let other = good.replace(
+            "0x1000000000000 (x): refused with seL4_InvalidArgument",
+            "0x1000000000000 (x): refused with seL4_DeleteFirst",
+        );
+        assert!(layout(&other, 512).is_err());
+        let lost = good.replace("read back 0x1105000081000000", "read back 0x0");
+        assert!(layout(&lost, 512)
+            .unwrap_err()
+            .contains("0xffffffff81000000"));
     }
 
     #[test]

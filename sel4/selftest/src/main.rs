@@ -17,13 +17,14 @@ previrt_sel4::root_task!(root_main, 64 * 1024);
 fn root_main(bootinfo: &'static BootInfo) -> ! {
     println!("selftest: root task started");
     let mut objects = objects::Objects::new(bootinfo);
-    let tests: [(&str, &tests::Test); 6] = [
+    let tests: [(&str, &tests::Test); 7] = [
         ("bootinfo", &|_| tests::bootinfo::run(bootinfo)),
         ("memory", &tests::memory::run),
         ("fault", &tests::fault::run),
         ("irq", &tests::irq::run),
         ("registers", &tests::registers::run),
         ("no-syscalls", &tests::no_syscalls::run),
+        ("layout", &tests::layout::run),
     ];
     let mut failed = 0;
     // Each verdict is printed as soon as it is known, so a later test that

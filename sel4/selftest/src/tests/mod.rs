@@ -3,6 +3,7 @@
 pub mod bootinfo;
 pub mod fault;
 pub mod irq;
+pub mod layout;
 pub mod memory;
 pub mod no_syscalls;
 pub mod registers;
