@@ -298,6 +298,40 @@ fn the_page_tables_map_ram_identically_and_the_kernel_at_its_link_address() {
 }
 
 #[test]
+fn ram_past_1_gib_gets_a_page_directory_per_gib_and_the_kernel_map_its_top_2_gib() {
+    // 2 GiB + 4 MiB: three page directories. The host buffer is allocated
+    // lazily; the loader touches only its top and the kernel.
+    let size = (2 << 30) + (4 << 20);
+    let h = HostRam::new(size);
+    let ram = h.ram();
+    let p = prepare_linux(&ram, &vmlinux(), &[], CMDLINE).unwrap();
+    assert_eq!(p.zero_page, size - 2 * PAGE);
+    for (va, gpa) in [
+        (0x6000_1234, 0x6000_1000),
+        (GIB + 0x20_0000, GIB + 0x20_0000),
+        (size - 1, size - PAGE),
+        (p.zero_page, p.zero_page),
+        (p.cmdline, p.cmdline),
+        // PDPT entry 511 of the kernel map: the second GiB.
+        (START_KERNEL_MAP + GIB + 0x5000, GIB + 0x5000),
+        (u64::MAX, 2 * GIB - PAGE),
+    ] {
+        let t = walk(&ram, p.cr3, va).unwrap_or_else(|e| panic!("{va:#x}: {e:?}"));
+        assert_eq!(t.gpa, gpa, "{va:#x}");
+    }
+    // The third GiB is identity mapped only; past RAM nothing.
+    for va in [size, 3 * GIB, 4 * GIB - 1] {
+        assert!(walk(&ram, p.cr3, va).is_err(), "{va:#x}");
+    }
+    let z = zero_page(&h, &p);
+    let e = zero_page::E820_TABLE + 2 * zero_page::E820_ENTRY;
+    assert_eq!(
+        (get(&z, e, 8), get(&z, e + 16, 4)),
+        (size - LINUX_RESERVED, 2)
+    );
+}
+
+#[test]
 fn the_records_are_found_at_their_physical_address() {
     let h = HostRam::new(RAM);
     let p = prepare_linux(&h.ram(), &vmlinux(), &[], CMDLINE).unwrap();
