@@ -1,6 +1,6 @@
 //! Preparing Linux the way its 64-bit boot protocol asks
 //! (`Documentation/x86/boot.rst`, "64-bit Boot Protocol"; docs/linux.md,
-//! "Loading Linux"): `vmlinux`'s loadable segments at their physical
+//! "Loading Linux on seL4"): `vmlinux`'s loadable segments at their physical
 //! addresses, the initrd high in RAM, the command line, a zero page
 //! (`struct boot_params`) with the setup header's fields a boot loader
 //! fills and the e820 map, and initial page tables that identity-map RAM
