@@ -73,6 +73,9 @@ pub struct Elf<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub paddr: u64,
+    /// `p_vaddr`: where the image is linked to run (Linux: its kernel
+    /// mapping, `p_paddr` + `0xffffffff80000000`; the test guest: `p_paddr`).
+    pub vaddr: u64,
     pub file_offset: u64,
     pub file_size: u64,
     pub mem_size: u64,
@@ -179,6 +182,7 @@ impl<'a> Elf<'a> {
                 Ok(Segment {
                     flags: header(4, 4, "p_flags")?,
                     file_offset: header(8, 8, "p_offset")?,
+                    vaddr: header(16, 8, "p_vaddr")?,
                     paddr: header(24, 8, "p_paddr")?,
                     file_size: header(32, 8, "p_filesz")?,
                     mem_size: header(40, 8, "p_memsz")?,
@@ -374,6 +378,7 @@ mod tests {
 
     const TEXT: Segment = Segment {
         paddr: 0x10_0000,
+        vaddr: 0x10_0000,
         file_offset: 0x100,
         file_size: 0x20,
         mem_size: 0x1000,
@@ -381,6 +386,7 @@ mod tests {
     };
     const DATA: Segment = Segment {
         paddr: 0x20_0000,
+        vaddr: 0x20_0000,
         file_offset: 0x120,
         file_size: 0x10,
         mem_size: 0x2000,

@@ -1,12 +1,13 @@
 //! The VMM server without seL4 (docs/vmm-core.md): guest RAM ([`ram`]), the
 //! walk of the guest's own page tables ([`walk`]), the virtual TLB's policy
 //! ([`vtlb`], with its 2 MiB region bookkeeping in [`regions`]), loading a
-//! guest and its wedge ([`load`], with the ELF reader [`elf`]), the guest's
-//! sites ([`sites`]), its devices ([`devices`]), and the dispatch that turns
-//! each message ([`event`]) into an action ([`guest`], [`interrupts`],
-//! [`ending`]) through the machine's [`platform`], and trap-and-emulate
-//! over the wedge's own emulator ([`trap`], [`trap_guest`]). The seL4 task
-//! is a shell around it.
+//! guest and its wedge ([`load`], with the ELF reader [`elf`]; Linux by its
+//! 64-bit boot protocol: [`linux_boot`]), the guest's sites ([`sites`]),
+//! its devices ([`devices`]), and the dispatch that turns each message
+//! ([`event`]) into an action ([`guest`], [`interrupts`], [`ending`])
+//! through the machine's [`platform`], and trap-and-emulate over the
+//! wedge's own emulator ([`trap`], [`trap_guest`]). The seL4 task is a
+//! shell around it.
 //! Everything here takes untrusted input — the guest's page tables, the
 //! guest's image — and answers with typed errors, never a panic. `no_std`,
 //! no allocator; tested (and fuzzed) on the host.
@@ -20,6 +21,7 @@ pub mod ending;
 pub mod event;
 pub mod guest;
 pub mod interrupts;
+pub mod linux_boot;
 pub mod load;
 pub mod platform;
 pub mod ram;
