@@ -341,7 +341,7 @@ fn orphan_warnings(build: &Build) -> Result<Vec<String>, String> {
 
 /// The suite's test: what `cargo xtask linux` does, as one result.
 pub const TEST_NAME: &str =
-    "linux: Linux 6.1 plain and through afterburn cc boot bare to the end of /init, consoles equal, every site sound";
+    "linux: Linux 6.1 plain and through afterburn cc boot bare to the end of /init, consoles equal, every site sound; the VMM's Linux loader prepares both";
 
 pub fn test() -> Result<String, String> {
     let kernels = build_all()?;
@@ -360,6 +360,7 @@ pub fn test() -> Result<String, String> {
     }
     let (plain, padded) = boot_both(&kernels)?;
     let mut summary = compare(&plain, &padded)?;
+    summary.push_str(&loader_check(&kernels)?);
     summary.push_str(&format!(
         "; {} sites, every one sound, placed among the kernel's notes",
         audit.sites
@@ -370,6 +371,37 @@ pub fn test() -> Result<String, String> {
         }
     }
     Ok(summary)
+}
+
+/// The VMM's Linux loader (`vmm_core::linux_boot`, docs/linux.md) on the
+/// two kernels just built: its tests that need a real vmlinux, which the
+/// host tests leave out (they would need these builds), run on them. They
+/// check the entry against `startup_64`, the zero page, the initrd and the
+/// padded kernel's records at their physical address.
+fn loader_check(k: &Kernels) -> Result<String, String> {
+    let mut cmd = Command::new(paths::cargo());
+    cmd.args([
+        "test",
+        "-q",
+        "-p",
+        "vmm-core",
+        "--lib",
+        "real_",
+        "--",
+        "--ignored",
+    ])
+    .env("PREVIRT_VMLINUX", &k.padded.vmlinux)
+    .env("PREVIRT_PLAIN_VMLINUX", &k.plain.vmlinux)
+    .current_dir(paths::root());
+    let out = crate::process::run(&mut cmd, "the VMM's Linux loader on the built kernels")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !stdout.contains("2 passed") {
+        return Err(format!(
+            "the VMM's Linux loader tests did not both run on the built kernels:\n{}",
+            crate::process::tail(&stdout, 20)
+        ));
+    }
+    Ok("; the VMM's Linux loader prepares both (vmm-core's real_ tests)".into())
 }
 
 /// Installs what is missing, unpacks the source, builds both kernels and

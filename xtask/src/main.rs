@@ -125,7 +125,7 @@ enum Command {
         /// Strategies, comma-separated [default: all].
         #[arg(long, value_delimiter = ',')]
         strategies: Vec<String>,
-        /// Workloads, comma-separated [default: ptmut,largepage,aschurn].
+        /// Workloads, comma-separated [default: ptmut,largepage,aschurn,forkchurn].
         #[arg(long, value_delimiter = ',')]
         workloads: Vec<String>,
         /// Also record each workload once and replay every strategy on the
