@@ -283,31 +283,30 @@ impl<P: Platform> Guest<'_, P> {
         (byte(rip)? == 0xcd && u64::from(byte(rip.wrapping_add(1))?) == n).then_some(n)
     }
 
+    /// When recording, tells the recorder of a page fault at `addr` in
+    /// `space` before it is served (the recorder may unmap a page table it
+    /// watches); the step that ends the guest if that fails.
+    pub(crate) fn record_fault(&mut self, addr: u64, write: bool, space: View) -> Result<(), Step> {
+        let Some(recorder) = self.recorder.as_deref_mut() else {
+            return Ok(());
+        };
+        let platform = &mut self.platform;
+        let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
+        let mut spaces = Spaces {
+            kernel: &mut *self.vtlb,
+            views: self.views.as_deref_mut(),
+        };
+        recorder
+            .fault(self.ram, &mut spaces, self.cr3, addr, write, space, log)
+            .map_err(|_| Step::End(Ending::Failed("unmapping a recorded page table failed")))
+    }
+
     #[inline]
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
         self.stats.page_faults += 1;
         let walked = walk_keeping_upper(self.ram, self.cr3, addr);
-        if let Some(recorder) = self.recorder.as_deref_mut() {
-            let platform = &mut self.platform;
-            let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
-            let mut spaces = Spaces {
-                kernel: &mut *self.vtlb,
-                views: self.views.as_deref_mut(),
-            };
-            if recorder
-                .fault(
-                    self.ram,
-                    &mut spaces,
-                    self.cr3,
-                    addr,
-                    write,
-                    View::Kernel,
-                    log,
-                )
-                .is_err()
-            {
-                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
-            }
+        if let Err(end) = self.record_fault(addr, write, View::Kernel) {
+            return end;
         }
         match walked.result {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),

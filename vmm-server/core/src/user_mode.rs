@@ -140,19 +140,8 @@ impl<P: Platform> Guest<'_, P> {
             return Step::End(Ending::Failed("a user fault outside user mode"));
         };
         let space = View::User(view);
-        if let Some(recorder) = self.recorder.as_deref_mut() {
-            let platform = &mut self.platform;
-            let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
-            let mut spaces = Spaces {
-                kernel: &mut *self.vtlb,
-                views: self.views.as_deref_mut(),
-            };
-            if recorder
-                .fault(ram, &mut spaces, cr3, addr, write, space, log)
-                .is_err()
-            {
-                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
-            }
+        if let Err(end) = self.record_fault(addr, write, space) {
+            return end;
         }
         match user_fault(addr, walked.result, write, &area) {
             UserFault::Map { writable } => {
