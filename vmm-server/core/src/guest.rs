@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::interrupts::Interrupts;
 use crate::platform::Platform;
 use crate::ram::Ram;
-use crate::record::Recorder;
+use crate::record::{Log, Recorder};
 use crate::sites::Sites;
 use crate::spaces::Spaces;
 use crate::trap::Fault;
@@ -138,22 +138,9 @@ impl<P: Platform> Guest<'_, P> {
         if self.stale_user_fault(&event) {
             return Step::Resume;
         }
-        if let Some(recorder) = self.recorder.as_deref_mut() {
-            let platform = &mut self.platform;
-            let mut spaces = Spaces {
-                kernel: &mut *self.vtlb,
-                views: self.views.as_deref_mut(),
-            };
-            if recorder
-                .enter(self.ram, &mut spaces, &mut |line: core::fmt::Arguments<
-                    '_,
-                >| {
-                    platform.log(line)
-                })
-                .is_err()
-            {
-                return Step::End(Ending::Failed("unmapping a recorded page table failed"));
-            }
+        let ram = self.ram;
+        if let Some(Err(_)) = self.with_recorder(|r, spaces, log| r.enter(ram, spaces, log)) {
+            return Step::End(Ending::Failed("unmapping a recorded page table failed"));
         }
         match event {
             Event::PageFault { rip, addr, write } if self.in_user_mode() => {
@@ -287,18 +274,32 @@ impl<P: Platform> Guest<'_, P> {
     /// `space` before it is served (the recorder may unmap a page table it
     /// watches); the step that ends the guest if that fails.
     pub(crate) fn record_fault(&mut self, addr: u64, write: bool, space: View) -> Result<(), Step> {
-        let Some(recorder) = self.recorder.as_deref_mut() else {
-            return Ok(());
-        };
+        let (ram, cr3) = (self.ram, self.cr3);
+        match self
+            .with_recorder(|r, spaces, log| r.fault(ram, spaces, cr3, addr, write, space, log))
+        {
+            Some(Err(_)) => Err(Step::End(Ending::Failed(
+                "unmapping a recorded page table failed",
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// When recording, runs `f` with the recorder, the guest's address
+    /// spaces and the VMM's log (what each of the recorder's hooks takes);
+    /// `None` when not recording.
+    pub(crate) fn with_recorder<R>(
+        &mut self,
+        f: impl FnOnce(&mut Recorder, &mut Spaces<'_, P::Mapper>, Log<'_>) -> R,
+    ) -> Option<R> {
+        let recorder = self.recorder.as_deref_mut()?;
         let platform = &mut self.platform;
         let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
         let mut spaces = Spaces {
             kernel: &mut *self.vtlb,
             views: self.views.as_deref_mut(),
         };
-        recorder
-            .fault(self.ram, &mut spaces, self.cr3, addr, write, space, log)
-            .map_err(|_| Step::End(Ending::Failed("unmapping a recorded page table failed")))
+        Some(f(recorder, &mut spaces, log))
     }
 
     #[inline]
@@ -312,18 +313,14 @@ impl<P: Platform> Guest<'_, P> {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
             Ok(t) if t.writable || !write => {
                 let (ram, upper) = (self.ram, walked.upper);
-                let mapped = match self.recorder.as_deref_mut() {
-                    Some(recorder) => {
-                        let mut spaces = Spaces {
-                            kernel: &mut *self.vtlb,
-                            views: self.views.as_deref_mut(),
-                        };
-                        recorder.map(ram, &mut spaces, View::Kernel, addr, t, upper, write)
-                    }
-                    None => self
-                        .spaces()
-                        .fault(ram, View::Kernel, addr, t, upper, write),
-                };
+                let mapped = self
+                    .with_recorder(|r, spaces, _| {
+                        r.map(ram, spaces, View::Kernel, addr, t, upper, write)
+                    })
+                    .unwrap_or_else(|| {
+                        self.spaces()
+                            .fault(ram, View::Kernel, addr, t, upper, write)
+                    });
                 match mapped {
                     // Resume the guest (or the wedge) where it faulted.
                     Ok(()) => Step::Resume,
@@ -417,16 +414,11 @@ impl<P: Platform> Guest<'_, P> {
         };
         // Not the guest's rights: the region is checked page by page.
         let ram = self.ram;
-        let mapped = match self.recorder.as_deref_mut() {
-            Some(recorder) => {
-                let mut spaces = Spaces {
-                    kernel: &mut *self.vtlb,
-                    views: self.views.as_deref_mut(),
-                };
-                recorder.map(ram, &mut spaces, View::Kernel, addr, read_only, 0, false)
-            }
-            None => self.vtlb.map(addr, read_only, 0),
-        };
+        let mapped = self
+            .with_recorder(|r, spaces, _| {
+                r.map(ram, spaces, View::Kernel, addr, read_only, 0, false)
+            })
+            .unwrap_or_else(|| self.vtlb.map(addr, read_only, 0));
         match mapped {
             Ok(()) => Step::Resume,
             Err(_) => Step::End(Ending::Failed("a mapping failed")),
@@ -481,35 +473,17 @@ impl<P: Platform> Guest<'_, P> {
             Request::LoadCr3 { value } => {
                 self.cr3 = value;
                 let ram = self.ram;
-                let r = match self.recorder.as_deref_mut() {
-                    Some(recorder) => {
-                        let platform = &mut self.platform;
-                        let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
-                        let mut spaces = Spaces {
-                            kernel: &mut *self.vtlb,
-                            views: self.views.as_deref_mut(),
-                        };
-                        recorder.cr3_load(ram, &mut spaces, value, log)
-                    }
-                    None => self.spaces().cr3_load(ram, value),
-                };
+                let r = self
+                    .with_recorder(|r, spaces, log| r.cr3_load(ram, spaces, value, log))
+                    .unwrap_or_else(|| self.spaces().cr3_load(ram, value));
                 result(r.map_err(|_| "reloading the virtual TLB failed"))
             }
             Request::Invlpg { address } => {
                 // In the kernel view, and in the user view of this CR3.
                 let (ram, cr3) = (self.ram, self.cr3);
-                let r = match self.recorder.as_deref_mut() {
-                    Some(recorder) => {
-                        let platform = &mut self.platform;
-                        let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
-                        let mut spaces = Spaces {
-                            kernel: &mut *self.vtlb,
-                            views: self.views.as_deref_mut(),
-                        };
-                        recorder.invlpg(ram, &mut spaces, cr3, address, log)
-                    }
-                    None => self.spaces().invlpg(ram, cr3, address),
-                };
+                let r = self
+                    .with_recorder(|r, spaces, log| r.invlpg(ram, spaces, cr3, address, log))
+                    .unwrap_or_else(|| self.spaces().invlpg(ram, cr3, address));
                 result(r.map_err(|_| "invalidating a mapping failed"))
             }
             Request::EnterUser { regs, fs_base } => self.enter_user(regs, fs_base),

@@ -21,7 +21,6 @@ use crate::ending::Ending;
 use crate::event::Event;
 use crate::guest::{Guest, Step};
 use crate::platform::Platform;
-use crate::spaces::Spaces;
 use crate::views::{user_fault, UserFault, View};
 use crate::walk::{walk, walk_keeping_upper, Translation};
 
@@ -73,19 +72,9 @@ impl<P: Platform> Guest<'_, P> {
         // recording, as the recorder has it.
         let (ram, cr3) = (self.ram, self.cr3);
         let area = reflector.area_gpa..reflector.area_gpa + WEDGE_AREA;
-        let entered = match self.recorder.as_deref_mut() {
-            Some(recorder) => {
-                let platform = &mut self.platform;
-                let log = &mut |line: core::fmt::Arguments<'_>| platform.log(line);
-                let mut spaces = Spaces {
-                    kernel: &mut *self.vtlb,
-                    views: self.views.as_deref_mut(),
-                };
-                recorder
-                    .enter_user(ram, &mut spaces, cr3, log)
-                    .ok()
-                    .flatten()
-            }
+        let entered = match self.with_recorder(|r, spaces, log| r.enter_user(ram, spaces, cr3, log))
+        {
+            Some(entered) => entered.ok().flatten(),
             None => self.spaces().enter_user(ram, cr3, &area).ok(),
         };
         let Some(view) = entered else {
@@ -150,16 +139,9 @@ impl<P: Platform> Guest<'_, P> {
                 };
                 let t = Translation { writable, ..t };
                 let upper = walked.upper;
-                let mapped = match self.recorder.as_deref_mut() {
-                    Some(recorder) => {
-                        let mut spaces = Spaces {
-                            kernel: &mut *self.vtlb,
-                            views: self.views.as_deref_mut(),
-                        };
-                        recorder.map(ram, &mut spaces, space, addr, t, upper, write)
-                    }
-                    None => self.spaces().fault(ram, space, addr, t, upper, write),
-                };
+                let mapped = self
+                    .with_recorder(|r, spaces, _| r.map(ram, spaces, space, addr, t, upper, write))
+                    .unwrap_or_else(|| self.spaces().fault(ram, space, addr, t, upper, write));
                 match mapped {
                     Ok(()) => Step::Resume,
                     Err(e) => {
