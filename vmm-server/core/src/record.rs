@@ -449,19 +449,21 @@ mod tests {
     const ROOT: u64 = 0x10_0000;
     const VA: u64 = 0x40_0000;
 
-    /// A recorder and its vTLB over tables mapping `VA` (frame 0x20_0000,
-    /// writable) and the last-level table itself at `VA + 4096`; returns
-    /// the table's address too.
-    fn setup(ram: &Ram) -> (Box<Recorder>, Box<Vtlb<ModelSpace>>, u64) {
+    /// A recorder, started (its lines in `out`), and its vTLB over tables
+    /// mapping `VA` (frame 0x20_0000, writable) and the last-level table
+    /// itself at `VA + 4096`; returns the table's address too.
+    fn setup(ram: &Ram, out: &mut Vec<String>) -> (Box<Recorder>, Box<Vtlb<ModelSpace>>, u64) {
         let mut tables = Tables::new(ram, ROOT);
         tables.set(VA, 0x20_0000, 3);
         let table = walk_keeping_upper(ram, ROOT, VA).upper & ADDR;
         tables.set(VA + 4096, table, 3);
-        (
-            Box::new(Recorder::new()),
-            Vtlb::boxed(ModelSpace::default()),
-            table,
-        )
+        let mut rec = Box::new(Recorder::new());
+        let mut vtlb = Vtlb::boxed(ModelSpace::default());
+        rec.start(ram, &mut sp(&mut vtlb), ROOT, None, &mut |a| {
+            out.push(a.to_string())
+        })
+        .unwrap();
+        (rec, vtlb, table)
     }
 
     /// Serves a fault at `va` as the VMM does while recording.
@@ -487,12 +489,8 @@ mod tests {
     fn a_read_maps_read_only_and_a_write_writable() {
         let host = HostRam::new(4 << 20);
         let ram = host.ram();
-        let (mut rec, mut vtlb, _) = setup(&ram);
         let mut out = Vec::new();
-        rec.start(&ram, &mut sp(&mut vtlb), ROOT, None, &mut |a| {
-            out.push(a.to_string())
-        })
-        .unwrap();
+        let (mut rec, mut vtlb, _) = setup(&ram, &mut out);
         fault(&mut rec, &ram, &mut vtlb, VA, false, &mut out);
         assert!(vtlb.mapper.allows(VA, false) && !vtlb.mapper.allows(VA, true));
         fault(&mut rec, &ram, &mut vtlb, VA, true, &mut out);
@@ -505,12 +503,8 @@ mod tests {
     fn a_table_write_is_logged_at_the_next_entry_and_its_page_goes() {
         let host = HostRam::new(4 << 20);
         let ram = host.ram();
-        let (mut rec, mut vtlb, table) = setup(&ram);
         let mut out = Vec::new();
-        rec.start(&ram, &mut sp(&mut vtlb), ROOT, None, &mut |a| {
-            out.push(a.to_string())
-        })
-        .unwrap();
+        let (mut rec, mut vtlb, table) = setup(&ram, &mut out);
         // The table is known: read through its own mapping, read-only.
         fault(&mut rec, &ram, &mut vtlb, VA, false, &mut out);
         fault(&mut rec, &ram, &mut vtlb, VA + 4096, false, &mut out);
