@@ -108,13 +108,7 @@ pub fn boot_for(
     echo: qemu::Echo,
     timeout: Duration,
 ) -> Result<qemu::Run, String> {
-    let settings = Settings {
-        memory_mib,
-        icount,
-        settle: None,
-        debugcons: &[],
-    };
-    boot_with(kernel, bundle, settings, echo, timeout)
+    boot_several(kernel, bundle, memory_mib, icount, &[], echo, timeout)
 }
 
 /// [`boot`] of a system expected to stop the machine: the run ends `grace`
