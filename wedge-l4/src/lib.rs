@@ -15,10 +15,13 @@
 pub use afterburn_format;
 
 pub mod backend;
+pub mod debug_registers;
 pub mod decode;
+pub mod descriptors;
 pub mod emulate;
 pub mod interrupts;
 pub mod memory;
+pub mod msr;
 pub mod records;
 pub mod rewrite;
 pub mod vcpu;

@@ -12,6 +12,7 @@ use common::elf::{afterburn_notes, sections, Section};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use wedge_l4::decode::decode;
+use wedge_l4::emulate::pair_supported;
 use wedge_l4::records::{Records, Site};
 use wedge_l4::rewrite::{rewrite, SiteTable};
 
@@ -31,19 +32,20 @@ fn padded_vmlinux() -> PathBuf {
         .expect("no padded vmlinux: run `cargo xtask linux` or set PREVIRT_VMLINUX")
 }
 
-/// The instruction bytes of `site`, from the executable section that holds
-/// the whole site.
-fn insn<'a>(sections: &[Section<'a>], site: &Site) -> &'a [u8] {
+/// The bytes of `site` (instruction, pair and padding) and the name of the
+/// executable section that holds the whole site.
+fn site_bytes<'a>(sections: &'a [Section<'a>], site: &Site) -> (&'a [u8], &'a str) {
     let s = sections
         .iter()
         .find(|s| s.executable && s.holds(site.address, u64::from(site.site_len)))
         .unwrap_or_else(|| panic!("site {:#x} is in no code section", site.address));
     let at = (site.address - s.addr) as usize;
-    &s.bytes[at..at + usize::from(site.insn_len)]
+    (&s.bytes[at..at + usize::from(site.site_len)], &s.name)
 }
 
-/// Decodes every site of the kernel and prints, by kind, how many decode;
-/// fails naming each kind with a site that does not, with an example.
+/// Decodes every site of the kernel and prints, by kind, how many decode
+/// and how many carry a shadowed pair the wedge cannot run yet; fails
+/// naming each kind with a site that does not decode, with an example.
 #[test]
 #[ignore = "needs a built vmlinux (cargo xtask linux, or PREVIRT_VMLINUX)"]
 fn real_linux_sites_decode() {
@@ -56,34 +58,68 @@ fn real_linux_sites_decode() {
     records.for_each_site(|s| sites.push(s));
     assert!(sites.len() > 1000, "only {} sites", sites.len());
 
-    // By kind: (sites, decoded, the first failure).
-    let mut by_kind: BTreeMap<u16, (Kind, usize, usize, Option<String>)> = BTreeMap::new();
+    #[derive(Default)]
+    struct Tally {
+        sites: usize,
+        decoded: usize,
+        pairs: usize,
+        pairs_run: usize,
+        first_failure: Option<String>,
+    }
+    let mut by_kind: BTreeMap<u16, (Kind, Tally)> = BTreeMap::new();
     for s in &sites {
-        let bytes = insn(&sections, s);
-        let e = by_kind
+        let (bytes, section) = site_bytes(&sections, s);
+        let insn_len = usize::from(s.insn_len);
+        let insn = &bytes[..insn_len];
+        let pair = &bytes[insn_len..insn_len + usize::from(s.pair_len)];
+        let (_, t) = by_kind
             .entry(s.kind.number())
-            .or_insert((s.kind, 0, 0, None));
-        e.1 += 1;
-        match decode(s.kind, bytes) {
-            Ok(_) => e.2 += 1,
-            Err(err) if e.3.is_none() => {
-                e.3 = Some(format!("at {:#x}: {bytes:02x?}: {err:?}", s.address));
+            .or_insert((s.kind, Tally::default()));
+        t.sites += 1;
+        t.pairs += usize::from(!pair.is_empty());
+        match decode(s.kind, insn) {
+            Ok(decoded) => {
+                t.decoded += 1;
+                t.pairs_run += usize::from(!pair.is_empty() && pair_supported(decoded, pair));
+            }
+            Err(err) if t.first_failure.is_none() => {
+                t.first_failure = Some(format!(
+                    "at {:#x} ({section}): {insn:02x?}: {err:?}",
+                    s.address
+                ));
             }
             Err(_) => {}
         }
     }
-    println!("{}: {} sites of {} kinds", path.display(), sites.len(), by_kind.len());
-    println!("| kind | sites | decoded |");
-    println!("|---|---|---|");
-    for (kind, n, ok, _) in by_kind.values() {
-        println!("| {} | {n} | {ok} |", kind.name());
+    println!(
+        "{}: {} sites of {} kinds",
+        path.display(),
+        sites.len(),
+        by_kind.len()
+    );
+    println!("| kind | sites | decoded | with a pair | pairs the wedge runs |");
+    println!("|---|---|---|---|---|");
+    for (kind, t) in by_kind.values() {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            kind.name(),
+            t.sites,
+            t.decoded,
+            t.pairs,
+            t.pairs_run
+        );
     }
     let failed: Vec<String> = by_kind
         .values()
-        .filter_map(|(kind, n, ok, first)| {
-            first
-                .as_ref()
-                .map(|f| format!("{}: {} of {n} do not decode, first {f}", kind.name(), n - ok))
+        .filter_map(|(kind, t)| {
+            t.first_failure.as_ref().map(|f| {
+                format!(
+                    "{}: {} of {} do not decode, first {f}",
+                    kind.name(),
+                    t.sites - t.decoded,
+                    t.sites
+                )
+            })
         })
         .collect();
     assert!(
@@ -112,7 +148,11 @@ fn real_linux_rewrites() {
         .map(|s| s.addr + s.bytes.len() as u64)
         .max()
         .unwrap();
-    assert!(end - base < 1 << 30, "the kernel's code spans {:#x} bytes", end - base);
+    assert!(
+        end - base < 1 << 30,
+        "the kernel's code spans {:#x} bytes",
+        end - base
+    );
     let mut image = vec![0xccu8; (end - base) as usize];
     for s in &code {
         let at = (s.addr - base) as usize;
