@@ -435,8 +435,10 @@ fn wedge_check(k: &Kernels) -> Result<String, String> {
             crate::process::tail(&stdout, 20)
         ));
     }
+    // `-q` prints a dot per test, which can start a printed line.
     let table: String = stdout
         .lines()
+        .map(|l| l.trim_start_matches('.'))
         .filter(|l| l.starts_with('|') || l.contains(" sites of "))
         .map(|l| format!("{l}\n"))
         .collect();
