@@ -446,7 +446,11 @@ fn wedge_check(k: &Kernels) -> Result<String, String> {
     std::fs::write(&path, &table).map_err(|e| format!("{}: {e}", path.display()))?;
     let counted = stdout
         .lines()
-        .find_map(|l| l.split_once(": ").map(|(_, r)| r).filter(|r| r.contains(" sites of ")))
+        .find_map(|l| {
+            l.split_once(": ")
+                .map(|(_, r)| r)
+                .filter(|r| r.contains(" sites of "))
+        })
         .unwrap_or("its sites");
     Ok(format!("; the wedge decodes and rewrites {counted}"))
 }
