@@ -1195,9 +1195,9 @@ mod tests {
         }
     }
 
+    // The default number of cases, which PROPTEST_CASES overrides (the
+    // Miri run takes 4).
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4000, ..Default::default() })]
-
         /// The new opcodes with any prefixes, REX, ModRM, SIB and
         /// displacement bytes after them: never a panic; at most one
         /// length of the bytes decodes (an instruction has one length),
