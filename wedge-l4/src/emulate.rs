@@ -75,8 +75,8 @@ pub enum EmulateError {
     /// A valid form the wedge does not emulate (yet).
     Unsupported { kind: Kind },
     /// A shadowed pair the wedge cannot run: its second instruction is
-    /// neither `hlt` or `cli` after `sti`, nor a segment load after a load
-    /// of SS ([`pair_supported`]).
+    /// neither `hlt` nor `cli` after `sti`, nor a segment load from a
+    /// register after a load of SS ([`pair_supported`]).
     UnsupportedPair,
     /// A far jump or call to 16- or 32-bit code, which the wedge does not
     /// run (the selector it named).
@@ -189,8 +189,8 @@ enum Pair {
     /// `sti; cli`.
     StiCli,
     /// The second instruction is one the wedge applies itself, after the
-    /// first: a segment load after `mov ..., %ss` (Linux's `startup_64`
-    /// loads SS, then ES).
+    /// first: a segment load from a register after `mov ..., %ss` (Linux's
+    /// `startup_64` loads SS, then ES).
     Then(Insn),
 }
 
@@ -199,8 +199,10 @@ fn classify_pair(insn: Insn, pair: &[u8]) -> Option<Pair> {
         (_, []) => Some(Pair::None),
         (Insn::Sti, [0xf4]) => Some(Pair::StiHlt),
         (Insn::Sti, [0xfa]) => Some(Pair::StiCli),
+        // From a register only: a memory operand of the second instruction
+        // would be RIP-relative to its own end, not the site's instruction's.
         (Insn::MovToSeg(SegReg::Ss, _), _) => match decode_at(pair) {
-            Ok((Kind::MovToSeg, second @ Insn::MovToSeg(..), len))
+            Ok((Kind::MovToSeg, second @ Insn::MovToSeg(_, Operand::Reg(_)), len))
                 if usize::from(len) == pair.len() =>
             {
                 Some(Pair::Then(second))

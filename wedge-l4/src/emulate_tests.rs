@@ -1058,10 +1058,17 @@ fn sti_cli_and_ss_loads_are_pairs_the_wedge_runs() {
     // instruction after sti (Linux's `sti; ret`), a non-segment load
     // after SS.
     assert!(!pair_supported(Insn::Sti, &[0xc3]));
-    assert!(!pair_supported(
-        Insn::MovToSeg(SegReg::Ss, Operand::Reg(0)),
-        &[0x0f, 0x22, 0xd8]
-    ));
+    let ss = Insn::MovToSeg(SegReg::Ss, Operand::Reg(0));
+    assert!(!pair_supported(ss, &[0x0f, 0x22, 0xd8]));
+    assert!(
+        !pair_supported(ss, &[0x8e, 0x05, 0, 0, 0, 0]),
+        "mov 0(%rip),%es"
+    );
+    assert!(
+        !pair_supported(ss, &[0x8e, 0xc0, 0x90]),
+        "longer than the instruction"
+    );
+    assert!(pair_supported(ss, &[0x8e, 0xc0]));
     assert!(pair_supported(Insn::Sti, &[0xf4]));
 }
 
