@@ -58,6 +58,15 @@ fn valid_template_has_no_error() {
     assert_eq!(errors(&spec(THREAD, THREAD_CAPS, "")), Vec::<String>::new());
 }
 
+#[test]
+fn every_pml4_slot_but_sel4s_is_the_users() {
+    // 256 is seL4's (its refusal is among the slot errors below).
+    for caps in ["r { 0: d }", "r { 255: d }", "r { 257: d }", "r { 511: d }"] {
+        let source = spec("r = pml4; d = pdpt", caps, "");
+        assert_eq!(errors(&source), Vec::<String>::new(), "{caps}");
+    }
+}
+
 // ---- lexer ----
 
 #[test]
@@ -534,7 +543,17 @@ fn slot_errors() {
         6,
         "256",
         0,
-        "PML4 slot 256 is in the kernel's half of the address space (user slots are 0..256)",
+        "PML4 slot 256 is seL4's own entry (0xffff800000000000..0xffff808000000000): a user may map every slot but 256",
+    );
+    // A run of slots across seL4's entry names it.
+    one(
+        "r = pml4; d[3] = pdpt",
+        "r { 255: d[] }",
+        "",
+        6,
+        "255",
+        0,
+        "PML4 slot 256 is seL4's own entry (0xffff800000000000..0xffff808000000000): a user may map every slot but 256",
     );
     one(
         "c = cnode (2 bits); e = ep",

@@ -13,6 +13,7 @@
 //! a panic — the guest is untrusted and the wedge can be bypassed.
 #![no_std]
 
+pub mod address_space;
 mod boot_info;
 mod message;
 mod shutdown;
