@@ -42,4 +42,4 @@ pub use wedge_boot::{
 };
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.
-pub const PROTOCOL_VERSION: u64 = 4;
+pub const PROTOCOL_VERSION: u64 = 5;
