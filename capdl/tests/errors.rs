@@ -849,4 +849,23 @@ fn ipc_buffer_must_be_mapped_where_the_thread_says() {
             "the IPC buffer of TCB `t` is at 0x1000, but its VSpace maps nothing there, not `b[0]`"
         )]
     );
+    // In PML4 entry 257 the address is the sign-extended one; its
+    // non-canonical alias (bit 47 alone) maps nothing.
+    let upper = "t { cspace: tc; vspace: tv; ipc_buffer_slot: b[0] (RW) }\ntv { 257: q }\nq { 0: d }\nd { 0: p }\np { 1: b[0] (RW) }";
+    for (addr, mapped) in [("0xffff808000001000", true), ("0x808000001000", false)] {
+        let thread = thread.replace("0x1000", addr);
+        let source = spec(&thread, upper, "");
+        let expected = if mapped {
+            Vec::new()
+        } else {
+            vec![at(
+                &source,
+                3,
+                "t",
+                0,
+                &format!("the IPC buffer of TCB `t` is at {addr}, but its VSpace maps nothing there, not `b[0]`"),
+            )]
+        };
+        assert_eq!(errors(&source), expected, "{addr}");
+    }
 }
