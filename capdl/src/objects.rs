@@ -35,9 +35,11 @@ pub const MIN_UNTYPED_BITS: u8 = 4;
 pub const MAX_UNTYPED_BITS: u8 = 47;
 /// Every x86_64 paging structure has 512 entries (9 bits of the address).
 pub const PAGING_ENTRIES: u64 = 512;
-/// The kernel owns the upper half of the PML4 (`PPTR_BASE` and above): user
-/// mappings live in entries 0..256.
-pub const PML4_USER_ENTRIES: u64 = 256;
+/// seL4 keeps one PML4 entry (256) for itself: user mappings live in every
+/// other (patch 0005; the rule is `previrt_protocol::address_space`'s).
+pub use previrt_protocol::address_space::{
+    is_canonical, is_user_address, pml4_entry_address, pml4_entry_is_users, SEL4_PML4_ENTRY,
+};
 /// `seL4_IPCBufferSizeBits`: the IPC buffer must be aligned to its size.
 pub const IPC_BUFFER_BITS: u8 = 10;
 /// `CONFIG_NUM_PRIORITIES` of previrt's kernel config is 256.
@@ -171,6 +173,25 @@ impl ObjectType {
             ObjectType::IoApicIrq => "an IRQ",
             ObjectType::IoPorts => "an I/O port range",
         }
+    }
+
+    /// The first virtual address that slot `index` of a paging structure
+    /// of this type maps, the structure mapping from `base` (a PML4's is
+    /// 0): a PML4's entries 256 and up are in the upper half, sign-extended
+    /// from bit 47. `None` for a slot past the structure or a type that is
+    /// no paging structure.
+    pub const fn slot_address(self, base: u64, index: u64) -> Option<u64> {
+        let shift = match self {
+            ObjectType::Pml4 => return pml4_entry_address(index),
+            ObjectType::Pdpt => 30,
+            ObjectType::PageDirectory => 21,
+            ObjectType::PageTable => 12,
+            _ => return None,
+        };
+        if index >= PAGING_ENTRIES {
+            return None;
+        }
+        Some(base | index << shift)
     }
 
     /// A human name for messages.
@@ -315,6 +336,34 @@ mod tests {
         assert_eq!(object_size_bits(ObjectType::Pml4, 0, small), Some(12));
         assert_eq!(object_size_bits(ObjectType::Untyped, 20, small), Some(20));
         assert_eq!(object_size_bits(ObjectType::IoPorts, 0, small), None);
+    }
+
+    #[test]
+    fn slot_addresses_of_a_pml4_are_canonical_at_each_boundary() {
+        let pml4 = |i| ObjectType::Pml4.slot_address(0, i);
+        assert_eq!(pml4(0), Some(0));
+        assert_eq!(pml4(255), Some(0x7f80_0000_0000));
+        // seL4's own entry has an address; whether a slot may be filled is
+        // `pml4_entry_is_users`'s to say.
+        assert_eq!(pml4(256), Some(0xffff_8000_0000_0000));
+        assert_eq!(pml4(257), Some(0xffff_8080_0000_0000));
+        assert_eq!(pml4(511), Some(0xffff_ff80_0000_0000));
+        assert_eq!(pml4(512), None);
+        assert!(pml4_entry_is_users(255) && pml4_entry_is_users(257) && pml4_entry_is_users(511));
+        assert!(!pml4_entry_is_users(SEL4_PML4_ENTRY) && !pml4_entry_is_users(512));
+    }
+
+    #[test]
+    fn slot_addresses_below_a_pml4_entry_add_to_its_base() {
+        let entry_257 = 0xffff_8080_0000_0000;
+        let pdpt = ObjectType::Pdpt.slot_address(entry_257, 3);
+        assert_eq!(pdpt, Some(0xffff_8080_c000_0000));
+        let pd = ObjectType::PageDirectory.slot_address(0xffff_8080_c000_0000, 511);
+        assert_eq!(pd, Some(0xffff_8080_ffe0_0000));
+        let pt = ObjectType::PageTable.slot_address(0xffff_8080_ffe0_0000, 1);
+        assert_eq!(pt, Some(0xffff_8080_ffe0_1000));
+        assert_eq!(ObjectType::PageTable.slot_address(0, 512), None);
+        assert_eq!(ObjectType::Frame.slot_address(0, 0), None);
     }
 
     #[test]

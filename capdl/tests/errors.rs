@@ -58,6 +58,15 @@ fn valid_template_has_no_error() {
     assert_eq!(errors(&spec(THREAD, THREAD_CAPS, "")), Vec::<String>::new());
 }
 
+#[test]
+fn every_pml4_slot_but_sel4s_is_the_users() {
+    // 256 is seL4's (its refusal is among the slot errors below).
+    for caps in ["r { 0: d }", "r { 255: d }", "r { 257: d }", "r { 511: d }"] {
+        let source = spec("r = pml4; d = pdpt", caps, "");
+        assert_eq!(errors(&source), Vec::<String>::new(), "{caps}");
+    }
+}
+
 // ---- lexer ----
 
 #[test]
@@ -534,7 +543,17 @@ fn slot_errors() {
         6,
         "256",
         0,
-        "PML4 slot 256 is in the kernel's half of the address space (user slots are 0..256)",
+        "PML4 slot 256 is seL4's own entry (0xffff800000000000..0xffff808000000000): a user may map every slot but 256",
+    );
+    // A run of slots across seL4's entry names it.
+    one(
+        "r = pml4; d[3] = pdpt",
+        "r { 255: d[] }",
+        "",
+        6,
+        "255",
+        0,
+        "PML4 slot 256 is seL4's own entry (0xffff800000000000..0xffff808000000000): a user may map every slot but 256",
     );
     one(
         "c = cnode (2 bits); e = ep",
@@ -830,4 +849,23 @@ fn ipc_buffer_must_be_mapped_where_the_thread_says() {
             "the IPC buffer of TCB `t` is at 0x1000, but its VSpace maps nothing there, not `b[0]`"
         )]
     );
+    // In PML4 entry 257 the address is the sign-extended one; its
+    // non-canonical alias (bit 47 alone) maps nothing.
+    let upper = "t { cspace: tc; vspace: tv; ipc_buffer_slot: b[0] (RW) }\ntv { 257: q }\nq { 0: d }\nd { 0: p }\np { 1: b[0] (RW) }";
+    for (addr, mapped) in [("0xffff808000001000", true), ("0x808000001000", false)] {
+        let thread = thread.replace("0x1000", addr);
+        let source = spec(&thread, upper, "");
+        let expected = if mapped {
+            Vec::new()
+        } else {
+            vec![at(
+                &source,
+                3,
+                "t",
+                0,
+                &format!("the IPC buffer of TCB `t` is at {addr}, but its VSpace maps nothing there, not `b[0]`"),
+            )]
+        };
+        assert_eq!(errors(&source), expected, "{addr}");
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use capdl::model::{Cap, IoApicIrq, IrqRecord, ObjectKind, Slot, Tcb};
-use capdl::objects::{allowed_rights, FrameSize, Rights};
+use capdl::objects::{allowed_rights, pml4_entry_address, FrameSize, Rights, SEL4_PML4_ENTRY};
 use capdl::spec::{Fill, Object, Spec};
 use proptest::prelude::*;
 
@@ -250,7 +250,11 @@ fn valid_spec(seed: u64) -> Spec {
             cached: true,
             ..Cap::default()
         };
-        let s4 = dice.below(256);
+        // Any PML4 entry but seL4's own, the upper half's included.
+        let s4 = match dice.below(511) {
+            s if s >= SEL4_PML4_ENTRY => s + 1,
+            s => s,
+        };
         objects[pml4 as usize]
             .slots
             .insert(Slot::Index(s4), plain(pdpt));
@@ -302,7 +306,8 @@ fn valid_spec(seed: u64) -> Spec {
         tcb_slots.insert(Slot::VSpace, plain(pml4));
         if dice.chance(50) {
             tcb_slots.insert(Slot::IpcBuffer, frame_cap(&mut dice, frames_first));
-            let addr = (s4 << 39) | (s3 << 30) | (pt_slot << 21) | (ram0_slot << 12);
+            let entry = pml4_entry_address(s4).expect("s4 is a PML4 entry");
+            let addr = entry | (s3 << 30) | (pt_slot << 21) | (ram0_slot << 12);
             let ObjectKind::Tcb(tcb) = &mut objects[tcb as usize].kind else {
                 unreachable!()
             };

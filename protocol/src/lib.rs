@@ -13,6 +13,7 @@
 //! a panic — the guest is untrusted and the wedge can be bypassed.
 #![no_std]
 
+pub mod address_space;
 mod boot_info;
 mod message;
 mod shutdown;
@@ -41,4 +42,4 @@ pub use wedge_boot::{
 };
 
 /// Bumped on every incompatible change to this crate's layouts or numbers.
-pub const PROTOCOL_VERSION: u64 = 4;
+pub const PROTOCOL_VERSION: u64 = 5;

@@ -157,9 +157,10 @@ fn size(value: u64) -> Result<u8, DecodeError> {
 /// A guest-virtual address must be canonical (bits 47–63 equal), as the
 /// CPU requires of `invlpg` and the FS base.
 fn canonical(field: &'static str, value: u64) -> Result<u64, DecodeError> {
-    match value >> 47 {
-        0 | 0x1ffff => Ok(value),
-        _ => Err(DecodeError::BadValue { field, value }),
+    if crate::address_space::is_canonical(value) {
+        Ok(value)
+    } else {
+        Err(DecodeError::BadValue { field, value })
     }
 }
 

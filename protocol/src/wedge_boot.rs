@@ -4,9 +4,19 @@
 /// "WEDGBOOT" as the first word.
 pub const WEDGE_BOOT_MAGIC: u64 = u64::from_le_bytes(*b"WEDGBOOT");
 
-/// The start of the wedge's region in every guest address space: PML4 slot
-/// 255 (docs/pv-boot.md).
-pub const WEDGE_BASE: u64 = 0x7f80_0000_0000;
+/// The start of the wedge's region in every guest address space: PML4
+/// entry 257, the first a user may map after seL4's own (256), in the
+/// hypervisor hole that Linux leaves free whatever its configuration
+/// (docs/pv-boot.md, docs/linux.md).
+pub const WEDGE_BASE: u64 = 0xffff_8080_0000_0000;
+
+// The wedge's whole area is in one PML4 entry a user may map.
+const _: () = {
+    use crate::address_space::{is_user_address, pml4_index};
+    let last = WEDGE_BASE + crate::WEDGE_AREA - 1;
+    assert!(is_user_address(WEDGE_BASE) && is_user_address(last));
+    assert!(pml4_index(WEDGE_BASE) == pml4_index(last));
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]

@@ -1,5 +1,5 @@
 //! Links the wedge at the start of the region the PV boot protocol reserves
-//! for it: PML4 slot 255 of the guest's address space.
+//! for it: PML4 entry 257 of the guest's address space.
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     if std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-none") {

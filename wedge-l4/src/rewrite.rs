@@ -9,8 +9,9 @@
 //! site+8: cc cc ...                               ; never executed
 //! ```
 //!
-//! The wedge lives in PML4 slot 255 (`0x7f80_0000_0000` up), terabytes from
-//! the guest's code in the low gigabyte, so a `call rel32` cannot reach it.
+//! The wedge lives in PML4 entry 257 (`0xffff_8080_0000_0000` up), terabytes
+//! from the guest's code (the test guest's low gigabyte, Linux's image at
+//! `0xffff_ffff_8100_0000`), so a `call rel32` cannot reach it.
 //! An indirect call through a RIP-relative pointer can: the 8-byte *slot*
 //! holding the entry address must only be within ±2 GiB of every site. The
 //! slot lives in the tail of the first rewritten site that is at least 16

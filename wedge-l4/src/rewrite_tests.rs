@@ -6,7 +6,7 @@ use crate::testutil::{guest, section, Call, Mock};
 use afterburn_format::{Record, MARKER_OPT_OUT_BEGIN, MARKER_OPT_OUT_END};
 
 const BASE: u64 = 0x4000; // clear of the test guest's IDT and stack
-const ENTRY: u64 = 0x7f80_0000_1000;
+const ENTRY: u64 = previrt_protocol::WEDGE_BASE + 0x1000;
 
 fn rec(offset: u64, kind: Kind, site_len: u8, insn_len: u8) -> Record {
     Record {
@@ -242,10 +242,13 @@ fn displacement_reach() {
     assert_eq!(disp(&s, 0x1006 + i32::MAX as u64), Some(i32::MAX));
     assert_eq!(disp(&s, 0x1006 + i32::MAX as u64 + 1), None);
     assert_eq!(
-        disp(&s, 0x7f80_0000_0000),
+        disp(&s, previrt_protocol::WEDGE_BASE),
         None,
         "the wedge region is out of reach"
     );
+    // Backwards too: the slot below the site by more than 2 GiB.
+    assert_eq!(disp(&s, 0x1006u64.wrapping_sub(1 << 31)), Some(i32::MIN));
+    assert_eq!(disp(&s, 0x1006u64.wrapping_sub((1 << 31) + 1)), None);
 }
 
 #[test]

@@ -80,7 +80,7 @@ fn the_padded_guest_decodes_and_rewrites() {
         &mut image,
         base,
         &records,
-        0x7f80_0000_0000,
+        previrt_protocol::WEDGE_BASE,
         None,
         &mut table,
     )
@@ -103,5 +103,5 @@ fn the_padded_guest_decodes_and_rewrites() {
         assert_eq!(e.site, *s);
     }
     let slot = (summary.slot - base) as usize;
-    assert_eq!(u64_at(&image, slot), 0x7f80_0000_0000);
+    assert_eq!(u64_at(&image, slot), previrt_protocol::WEDGE_BASE);
 }

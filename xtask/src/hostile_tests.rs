@@ -133,7 +133,8 @@ fn survivors(first: &[&str]) -> Case {
                 "hostile: ipc: a well-formed port-in: reply label 0",
                 "hostile: ipc: a send of unknown label 0x1ff returned",
                 "hostile: jumps: to a non-canonical address (0x800000000000): trapped with vector 13",
-                "hostile: jumps: to the kernel half (0xffff800000000000): trapped with vector 14, cr2 0xffff800000000000",
+                "hostile: jumps: to seL4's physical-memory window (0xffff800000000000): trapped with vector 14, cr2 0xffff800000000000",
+                "hostile: jumps: to the wedge's PML4 entry past its memory (0xffff808000200000): trapped with vector 14, cr2 0xffff808000200000",
                 "hostile: jumps: 5 answers as expected, 0 unexpected",
                 "hostile: ptloop: PML4[1] = itself; reading through 1,1,1,1: read",
                 "hostile: ptloop: a table outside RAM; reading through it: #PF",
@@ -179,8 +180,8 @@ fn cases(kernel: Kernel) -> Vec<Case> {
         Case::new(
             "wedge-code",
             "the wedge's code is read-only: a write to it ends the guest",
-            terminated("it wrote to the wedge's read-only code at 0x7f8000000000"),
-            &["hostile: wedge-code: reading the wedge's first code bytes at 0x7f8000000000: read"],
+            terminated("it wrote to the wedge's read-only code at 0xffff808000000000"),
+            &["hostile: wedge-code: reading the wedge's first code bytes at 0xffff808000000000: read"],
         ),
         Case::new(
             "wedge-alias",
@@ -192,7 +193,7 @@ fn cases(kernel: Kernel) -> Vec<Case> {
             "wedge-state",
             "an overwritten reflect entry ends the guest at the next reflection",
             terminated("the wedge's reflect entry 0x1000 is outside its code"),
-            &["hostile: wedge-state: the wedge's reflect entry 0x7f80"],
+            &["hostile: wedge-state: the wedge's reflect entry 0xffff8080"],
         ),
         // What runs depends on the wedge's bytes there (today: the wedge
         // finds no site and stops the guest); any stated end will do.
@@ -200,7 +201,7 @@ fn cases(kernel: Kernel) -> Vec<Case> {
             "wedge-middle",
             "a jump into the middle of the wedge ends the guest",
             terminated(""),
-            &["hostile: wedge-middle: jumping to 0x7f80"],
+            &["hostile: wedge-middle: jumping to 0xffff8080"],
         ),
         Case::new(
             "syscall",

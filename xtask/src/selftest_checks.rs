@@ -139,13 +139,15 @@ fn no_syscalls(serial: &str, _: u32) -> Result<(), String> {
     expect(serial, "selftest: no-syscalls ok")
 }
 
-/// Kernel patch 0005: a page where Linux links its image, and one just
-/// above the hole, hold what was written; a frame or PDPT in the hole, or at
-/// a non-canonical address, is refused with seL4_InvalidArgument.
+/// Kernel patch 0005: a page where Linux links its image, one in the
+/// hole's entry 257 (the wedge's) and the hole's last page hold what was
+/// written; a frame or PDPT in seL4's entry (256), or at a non-canonical
+/// address, is refused with seL4_InvalidArgument.
 fn layout(serial: &str, _: u32) -> Result<(), String> {
     for (vaddr, pattern) in [
         ("0xffffffff81000000", "0x1105000081000000"),
-        ("0xffff880000000000", "0xab0e000088000000"),
+        ("0xffff808000000000", "0x3ed9e00080800000"),
+        ("0xffff87fffffff000", "0x1a57000087fff000"),
     ] {
         let l = line(serial, &format!("layout: a frame mapped at {vaddr}: "))?;
         if l.trim_end()
@@ -159,11 +161,10 @@ fn layout(serial: &str, _: u32) -> Result<(), String> {
     for (object, vaddr) in [
         ("a frame", "0xffff800000000000"),
         ("a frame", "0xffff807f80000000"),
-        ("a frame", "0xffff87fffffff000"),
+        ("a frame", "0xffff807ffffff000"),
         ("a frame", "0x800000000000"),
         ("a frame", "0x1000000000000"),
         ("a PDPT", "0xffff800000000000"),
-        ("a PDPT", "0xffff878000000000"),
         ("a PDPT", "0x8000000000000000"),
     ] {
         let prefix = format!("layout: {object} at {vaddr} (");
@@ -227,16 +228,16 @@ mod tests {
     }
 
     #[test]
-    fn layout_fails_on_a_mapping_in_the_hole_or_a_lost_write() {
+    fn layout_fails_on_a_mapping_in_sel4s_entry_or_a_lost_write() {
         let good = "layout: a frame mapped at 0xffffffff81000000: wrote 0x1105000081000000, read back 0x1105000081000000\n\
-            layout: a frame mapped at 0xffff880000000000: wrote 0xab0e000088000000, read back 0xab0e000088000000\n\
+            layout: a frame mapped at 0xffff808000000000: wrote 0x3ed9e00080800000, read back 0x3ed9e00080800000\n\
+            layout: a frame mapped at 0xffff87fffffff000: wrote 0x1a57000087fff000, read back 0x1a57000087fff000\n\
             layout: a frame at 0xffff800000000000 (x): refused with seL4_InvalidArgument\n\
             layout: a frame at 0xffff807f80000000 (x): refused with seL4_InvalidArgument\n\
-            layout: a frame at 0xffff87fffffff000 (x): refused with seL4_InvalidArgument\n\
+            layout: a frame at 0xffff807ffffff000 (x): refused with seL4_InvalidArgument\n\
             layout: a frame at 0x800000000000 (x): refused with seL4_InvalidArgument\n\
             layout: a frame at 0x1000000000000 (x): refused with seL4_InvalidArgument\n\
             layout: a PDPT at 0xffff800000000000 (x): refused with seL4_InvalidArgument\n\
-            layout: a PDPT at 0xffff878000000000 (x): refused with seL4_InvalidArgument\n\
             layout: a PDPT at 0x8000000000000000 (x): refused with seL4_InvalidArgument\n\
             selftest: layout ok\n";
         assert_eq!(layout(good, 512), Ok(()));
@@ -252,6 +253,21 @@ mod tests {
             "0x1000000000000 (x): refused with seL4_DeleteFirst",
         );
         assert!(layout(&other, 512).is_err());
+        // The kernel before entry 257 was the user's: no page there.
+        let no_wedge_entry = good.replace(
+            "layout: a frame mapped at 0xffff808000000000: wrote 0x3ed9e00080800000, read back 0x3ed9e00080800000\n",
+            "",
+        );
+        assert!(layout(&no_wedge_entry, 512)
+            .unwrap_err()
+            .contains("0xffff808000000000"));
+        let last_page_mapped = good.replace(
+            "0xffff807ffffff000 (x): refused with seL4_InvalidArgument",
+            "0xffff807ffffff000 (x): mapped",
+        );
+        assert!(layout(&last_page_mapped, 512)
+            .unwrap_err()
+            .contains("0xffff807ffffff000"));
         let lost = good.replace("read back 0x1105000081000000", "read back 0x0");
         assert!(layout(&lost, 512)
             .unwrap_err()

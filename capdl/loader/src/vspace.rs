@@ -11,17 +11,6 @@ use crate::create::Table;
 use crate::error::{Doing, LoadError};
 use crate::slots::{root, Slots};
 
-/// log2 of the span one slot of each level covers.
-fn slot_shift(level: ObjectType) -> Option<u32> {
-    match level {
-        ObjectType::Pml4 => Some(39),
-        ObjectType::Pdpt => Some(30),
-        ObjectType::PageDirectory => Some(21),
-        ObjectType::PageTable => Some(12),
-        _ => None,
-    }
-}
-
 pub fn frame_rights(rights: Rights) -> CapRights {
     CapRights {
         read: rights.contains(Rights::READ),
@@ -57,7 +46,6 @@ pub fn map_all(
         ObjectType::PageDirectory,
         ObjectType::PageTable,
     ] {
-        let shift = slot_shift(level).ok_or(LoadError::NoSpec)?;
         for record in spec.caps() {
             let holder = record.holder as usize;
             if t.types[holder] != Some(level) {
@@ -66,10 +54,17 @@ pub fn map_all(
             let SpecSlot::Index(index) = record.slot else {
                 continue;
             };
-            let vaddr = t.vbase[holder] + (index << shift);
-            let vspace = VSpace(slots.object(t.vroot[holder]));
             let target = record.cap.target as usize;
             let name = t.names[target];
+            // A PML4's entries 256 and up are upper-half addresses.
+            let vaddr =
+                level
+                    .slot_address(t.vbase[holder], index)
+                    .ok_or(LoadError::Unsupported {
+                        object: name,
+                        what: "a slot past the end of its paging structure",
+                    })?;
+            let vspace = VSpace(slots.object(t.vroot[holder]));
             let cptr = slots.object(record.cap.target);
             let attr = attributes(&record.cap);
             match t.types[target] {

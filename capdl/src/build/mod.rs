@@ -21,7 +21,7 @@ mod vspace;
 use std::collections::{BTreeMap, HashSet};
 
 use crate::model::{Cap, IrqRecord, ObjectKind, Rights, Slot};
-use crate::objects::{FrameSize, PAGING_ENTRIES, PML4_USER_ENTRIES};
+use crate::objects::{pml4_entry_is_users, FrameSize, PAGING_ENTRIES, SEL4_PML4_ENTRY};
 use crate::spec::{Fill, Object, Spec};
 use crate::validate::MAX_OBJECTS;
 
@@ -153,7 +153,8 @@ pub enum BuildError {
         /// What is wrong.
         why: String,
     },
-    /// A page address that is not page-aligned or not in the user half.
+    /// A page address that is not page-aligned, not canonical or in seL4's
+    /// own PML4 entry.
     #[error("{name}: cannot map a page at {vaddr:#x}: {why}")]
     BadPageAddress {
         /// The VSpace.
@@ -361,8 +362,8 @@ impl Builder {
 
     /// Puts `cap` in `slot` of `holder`. The slot must be one the holder
     /// has (a TCB's `cspace`, `vspace`, `ipc_buffer_slot`; a CNode's
-    /// `0..2^radix`; a paging structure's entries, a PML4's in the user
-    /// half; an IRQ's 0) and still empty; the cap must point to an object
+    /// `0..2^radix`; a paging structure's entries, a PML4's but seL4's
+    /// own; an IRQ's 0) and still empty; the cap must point to an object
     /// of this builder.
     pub fn cap(&mut self, holder: ObjectId, slot: Slot, cap: Cap) -> Result<(), BuildError> {
         self.get(ObjectId(cap.target))?;
@@ -381,8 +382,10 @@ impl Builder {
                 ),
             ),
             ObjectKind::Pml4 => (
-                index_below(PML4_USER_ENTRIES),
-                format!("a PML4 has user entries 0..{PML4_USER_ENTRIES}"),
+                matches!(slot, Slot::Index(i) if pml4_entry_is_users(i)),
+                format!(
+                    "a PML4 has user entries 0..{PAGING_ENTRIES} but {SEL4_PML4_ENTRY}, seL4's own"
+                ),
             ),
             ObjectKind::Pdpt
             | ObjectKind::PageDirectory

@@ -102,13 +102,24 @@ fn a_slot_must_exist_in_its_holder_and_be_empty() {
     assert!(no_slot(b.cap(cnode, Slot::CSpace, cap(ep, RW))));
     assert!(no_slot(b.cap(t, Slot::Index(0), cap(ep, RW))));
     assert!(no_slot(b.cap(ep, Slot::Index(0), cap(ep, RW))));
-    // The kernel half of a PML4 is the kernel's.
+    // seL4's own PML4 entry, and past the last one, are no user's slots;
+    // the entries on either side of seL4's are.
     let pt0 = pt.get(0).unwrap();
     assert!(no_slot(b.cap(
         pml4,
         Slot::Index(256),
         cap(pt0, Rights::NONE)
     )));
+    assert!(no_slot(b.cap(
+        pml4,
+        Slot::Index(512),
+        cap(pt0, Rights::NONE)
+    )));
+    for slot in [255, 257, 511] {
+        let pdpt = b.object(&format!("pdpt{slot}"), ObjectKind::Pdpt).unwrap();
+        b.cap(pml4, Slot::Index(slot), cap(pdpt, Rights::NONE))
+            .unwrap();
+    }
     let err = b.cap(cnode, Slot::Index(4), cap(ep, RW)).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -183,10 +194,32 @@ fn mappings_must_be_aligned_user_and_apart() {
         vspace.map(0x2001, f1, RW),
         Err(BuildError::BadPageAddress { .. })
     ));
-    assert!(matches!(
-        vspace.map(0x8000_0000_0000, f1, RW),
-        Err(BuildError::BadPageAddress { .. })
-    ));
+    // Non-canonical, and seL4's own PML4 entry (its first and last page).
+    for vaddr in [
+        0x8000_0000_0000,
+        0x1_0000_0000_0000,
+        0xffff_8000_0000_0000,
+        0xffff_807f_ffff_f000,
+    ] {
+        assert!(
+            matches!(
+                vspace.map(vaddr, f1, RW),
+                Err(BuildError::BadPageAddress { .. })
+            ),
+            "{vaddr:#x}"
+        );
+    }
+    assert_eq!(
+        vspace.map(0xffff_8000_0000_0000, f1, RW).unwrap_err().to_string(),
+        "v: cannot map a page at 0xffff800000000000: in seL4's own PML4 entry 256 (0xffff800000000000..0xffff808000000000)"
+    );
+    assert_eq!(
+        vspace
+            .map(0x8000_0000_0000, f1, RW)
+            .unwrap_err()
+            .to_string(),
+        "v: cannot map a page at 0x800000000000: not canonical (bits 47 to 63 differ)"
+    );
     // Only 4K frames are pages.
     let ep = b.object("ep", ObjectKind::Endpoint).unwrap();
     vspace.map(0x3000, ep, RW).unwrap();
@@ -221,6 +254,48 @@ fn a_vspace_makes_just_the_structures_its_pages_need() {
         pml4.slots.keys().copied().collect::<Vec<_>>(),
         [Slot::Index(0), Slot::Index(1)]
     );
+}
+
+#[test]
+fn a_vspace_maps_the_upper_half_outside_sel4s_entry() {
+    let mut b = Builder::new();
+    let t = b.object("t", tcb()).unwrap();
+    let cnode = b.object("c", ObjectKind::CNode { size_bits: 1 }).unwrap();
+    let mut vspace = VSpace::new(&mut b, "v").unwrap();
+    let frames = b.array("f", 3, small_frame()).unwrap();
+    // The top of the lower half, PML4 entry 257 (the wedge's) and the
+    // top of the address space.
+    for (i, vaddr) in [
+        0x7fff_ffff_f000,
+        0xffff_8080_0000_0000,
+        0xffff_ffff_ffff_f000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let frame = frames.get(i as u32).unwrap();
+        vspace.map(vaddr, frame, RW).unwrap();
+    }
+    let pml4 = vspace.pml4();
+    vspace.finish(&mut b).unwrap();
+    b.cap(t, Slot::CSpace, cspace_cap(cnode, 1)).unwrap();
+    b.cap(t, Slot::VSpace, cap(pml4, Rights::NONE)).unwrap();
+    let spec = b.finish().unwrap();
+    let pml4 = &spec.objects[pml4.index() as usize];
+    assert_eq!(
+        pml4.slots.keys().copied().collect::<Vec<_>>(),
+        [Slot::Index(255), Slot::Index(257), Slot::Index(511)]
+    );
+    let slots = |name: &str, index: u32| {
+        let o = spec
+            .objects
+            .iter()
+            .find(|o| o.name == name && o.index == Some(index));
+        o.unwrap().slots.keys().copied().collect::<Vec<_>>()
+    };
+    // Entry 257's PDPT, its first; the top page's table, its last.
+    assert_eq!(slots("v_pdpt", 1), [Slot::Index(0)]);
+    assert_eq!(slots("v_pt", 2), [Slot::Index(511)]);
 }
 
 #[test]

@@ -5,13 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{cap, BuildError, Builder, ObjectId};
 use crate::model::{ObjectKind, Rights, Slot};
-use crate::objects::{FrameSize, PAGE_BITS, PAGING_ENTRIES};
+use crate::objects::{is_canonical, is_user_address, FrameSize, PAGE_BITS, PAGING_ENTRIES};
 
 /// The index bits of one paging level.
 const LEVEL_BITS: u32 = 9;
 const PAGE: u64 = 1 << PAGE_BITS;
-/// The user half of a 4-level address space: below 2^47.
-const USER_LIMIT: u64 = 1 << 47;
 
 /// The 4 KiB pages of one VSpace, under its PML4 `NAME_pml4`. Map every
 /// page with [`VSpace::map`], then [`VSpace::finish`] declares the paging
@@ -42,7 +40,8 @@ impl VSpace {
     }
 
     /// Maps the 4 KiB frame `frame` at `vaddr` with `rights`: `vaddr` must be
-    /// page-aligned, in the user half, and not mapped yet.
+    /// page-aligned, canonical, outside seL4's own PML4 entry (256) and not
+    /// mapped yet.
     pub fn map(&mut self, vaddr: u64, frame: ObjectId, rights: Rights) -> Result<(), BuildError> {
         let bad = |why| BuildError::BadPageAddress {
             name: self.name.clone(),
@@ -52,8 +51,13 @@ impl VSpace {
         if vaddr % PAGE != 0 {
             return Err(bad("not page-aligned"));
         }
-        if vaddr >= USER_LIMIT {
-            return Err(bad("not in the user half (below 2^47)"));
+        if !is_canonical(vaddr) {
+            return Err(bad("not canonical (bits 47 to 63 differ)"));
+        }
+        if !is_user_address(vaddr) {
+            return Err(bad(
+                "in seL4's own PML4 entry 256 (0xffff800000000000..0xffff808000000000)",
+            ));
         }
         if self.pages.contains_key(&vaddr) {
             return Err(BuildError::Overlap {

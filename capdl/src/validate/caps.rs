@@ -5,7 +5,7 @@ use crate::ast::{CapEntry, CapParamValue, NameRef, SlotAst};
 use crate::lexer::Pos;
 use crate::model::{Cap, IrqRecord, ObjectKind, Slot};
 use crate::objects::{
-    allowed_rights, FrameSize, ObjectType, Rights, MAX_BADGE, PAGING_ENTRIES, PML4_USER_ENTRIES,
+    allowed_rights, pml4_entry_is_users, FrameSize, ObjectType, Rights, MAX_BADGE, PAGING_ENTRIES,
     RIGHT_LETTERS,
 };
 
@@ -94,9 +94,14 @@ impl Validator {
                     );
                     return;
                 }
-                if holder_type == ObjectType::Pml4 && last >= u128::from(PML4_USER_ENTRIES) {
-                    self.error(pos, ValidateError::KernelHalf(last as u64));
-                    return;
+                // Below `limit`, so the slots are PML4 entries.
+                if holder_type == ObjectType::Pml4 {
+                    if let Some(kernel) =
+                        (*n as u64..=last as u64).find(|&i| !pml4_entry_is_users(i))
+                    {
+                        self.error(pos, ValidateError::Sel4Pml4Entry(kernel));
+                        return;
+                    }
                 }
                 Slot::Index(*n as u64)
             }

@@ -222,9 +222,9 @@ pub enum ValidateError {
         /// How many slots it has.
         limit: u64,
     },
-    /// A user mapping in the kernel's half of the PML4.
-    #[error("PML4 slot {0} is in the kernel's half of the address space (user slots are 0..256)")]
-    KernelHalf(u64),
+    /// A user mapping in seL4's own PML4 entry.
+    #[error("PML4 slot {0} is seL4's own entry (0xffff800000000000..0xffff808000000000): a user may map every slot but 256")]
+    Sel4Pml4Entry(u64),
     /// A slot filled twice.
     #[error("slot {slot} of `{holder}` is already filled at {first}")]
     SlotFilledTwice {

@@ -8,8 +8,9 @@ use crate::ast::{NameRef, ObjectDecl, ObjectParamValue, RangeAst, SpecAst, Untyp
 use crate::lexer::Pos;
 use crate::model::{IoApicIrq, IrqRecord, ObjectKind, Slot, Tcb};
 use crate::objects::{
-    FrameSize, ObjectType, IPC_BUFFER_BITS, MAX_CNODE_BITS, MAX_INIT_ARGS, MAX_IO_PORT,
-    MAX_PRIORITY, MAX_UNTYPED_BITS, MIN_CNODE_BITS, MIN_UNTYPED_BITS, NUM_NODES, PAGING_ENTRIES,
+    is_canonical, FrameSize, ObjectType, IPC_BUFFER_BITS, MAX_CNODE_BITS, MAX_INIT_ARGS,
+    MAX_IO_PORT, MAX_PRIORITY, MAX_UNTYPED_BITS, MIN_CNODE_BITS, MIN_UNTYPED_BITS, NUM_NODES,
+    PAGING_ENTRIES,
 };
 use crate::spec::{Fill, Object, Spec};
 
@@ -662,6 +663,11 @@ impl Validator {
     /// frame of a page table entry, or the 2M frame of a page directory
     /// entry.
     fn mapped_at(&self, root: u32, addr: u64) -> Option<u32> {
+        // The walk ignores bits 48..64: a non-canonical address would alias
+        // a canonical one, but nothing can be mapped there.
+        if !is_canonical(addr) {
+            return None;
+        }
         let mut table = root;
         for shift in [39u32, 30, 21, 12] {
             let slot = Slot::Index((addr >> shift) & (PAGING_ENTRIES - 1));

@@ -79,9 +79,9 @@ void prog_forkchurn(ulong arg);
 #define BAD_MODES 8
 /* The kernel address prog_bad touches: the image's first page. */
 #define BAD_KERNEL_ADDRESS 0x200000ul
-/* Where a pre-virtualizing VMM puts its wedge (PML4 slot 255,
+/* Where a pre-virtualizing VMM puts its wedge (PML4 entry 257,
  * docs/pv-boot.md): nothing a process may reach. */
-#define BAD_WEDGE_ADDRESS 0x7f8000000000ul
+#define BAD_WEDGE_ADDRESS 0xffff808000000000ul
 
 /* prog_bench's workloads: arg = workload | iterations << 8; exits with the
  * TSC ticks the loop took. */

@@ -103,9 +103,9 @@ void attack_jumps(struct report *r)
     } jumps[] = {
         { "an address its page tables do not map", 0x4000000000ul, 14 },
         { "a non-canonical address", NON_CANONICAL, 13 },
-        { "the kernel half", 0xffff800000000000ul, 14 },
+        { "seL4's physical-memory window", 0xffff800000000000ul, 14 },
         { "seL4's own code", 0xffff807f80100000ul, 14 },
-        { "the wedge's slot past its memory", WEDGE_BASE + (2ul << 20), 14 },
+        { "the wedge's PML4 entry past its memory", WEDGE_BASE + (2ul << 20), 14 },
     };
     for (u64 i = 0; i < ARRAY_SIZE(jumps); i++) {
         struct caught c;

@@ -6,8 +6,8 @@
 
 #include "guest.h"
 
-/* previrt_protocol::WEDGE_BASE: PML4 slot 255, the wedge's region. */
-#define WEDGE_BASE 0x7f8000000000ul
+/* previrt_protocol::WEDGE_BASE: PML4 entry 257, the wedge's region. */
+#define WEDGE_BASE 0xffff808000000000ul
 /* vmm-server's guest::WEDGE_AREA: the wedge's memory, right above the RAM
  * the memory map gives the guest; the VMM's boot tables follow. */
 #define WEDGE_AREA 0x100000ul

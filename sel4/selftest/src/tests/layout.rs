@@ -1,7 +1,8 @@
-//! Kernel patch 0005: seL4 lives in the hypervisor hole (PML4 entries
-//! 256..271), so a user thread can map and use a page where an x86-64 Linux
-//! links its image and at the first address above the hole, while seL4
-//! refuses a mapping in the hole or at a non-canonical address
+//! Kernel patch 0005: seL4 lives in the first PML4 entry of the hypervisor
+//! hole (256) and nowhere else, so a user thread can map and use a page
+//! where an x86-64 Linux links its image, in the hole's next entry (257,
+//! where the wedge lives) and at the hole's last page, while seL4 refuses a
+//! mapping in its own entry or at a non-canonical address
 //! (docs/sel4-layout.md).
 
 use core::ptr::{read_volatile, write_volatile};
@@ -12,21 +13,27 @@ use previrt_sel4::{init, println, CapRights, Error, Pdpt, VmAttributes, Word};
 use super::{check, Context, Outcome};
 use crate::objects::Objects;
 
-/// Where Linux 6.1 links its image (`-mcmodel=kernel`): PML4 entry 511,
-/// where seL4 5.0.0 kept its own.
-const LINUX_IMAGE: Word = 0xffff_ffff_8100_0000;
-/// The first address above the hole (Linux's LDT remap, just below its
-/// direct map).
-const ABOVE_HOLE: Word = 0xffff_8800_0000_0000;
+/// Pages a user thread maps, writes and reads back, with the pattern it
+/// writes.
+const MAPPED: [(Word, u64); 3] = [
+    // Where Linux 6.1 links its image (`-mcmodel=kernel`): PML4 entry 511,
+    // where seL4 5.0.0 kept its own.
+    (0xffff_ffff_8100_0000, 0x1105_0000_8100_0000),
+    // The first page after seL4's entry: the hole's entry 257, the wedge's
+    // (previrt_protocol::WEDGE_BASE).
+    (0xffff_8080_0000_0000, 0x3ed9_e000_8080_0000),
+    // The hole's last page (entry 271), refused while seL4 kept all 16.
+    (0xffff_87ff_ffff_f000, 0x1a57_0000_87ff_f000),
+];
 
 /// Addresses a frame must not be mapped at, and why.
 const REFUSED: [(Word, &str); 5] = [
     (
         0xffff_8000_0000_0000,
-        "the hole's first page, seL4's physical window",
+        "seL4's entry's first page, its physical window",
     ),
     (0xffff_807f_8000_0000, "seL4's image"),
-    (0xffff_87ff_ffff_f000, "the hole's last page"),
+    (0xffff_807f_ffff_f000, "seL4's entry's last page"),
     (0x0000_8000_0000_0000, "the first non-canonical address"),
     // PML4 entry 0 once the top 16 bits are dropped: the walk would alias it.
     (0x0001_0000_0000_0000, "a non-canonical alias of address 0"),
@@ -47,14 +54,11 @@ fn write_and_read(vaddr: Word, pattern: u64) -> (u64, u64) {
 }
 
 pub fn run(objects: &mut Objects) -> Outcome {
-    for (vaddr, pattern) in [
-        (LINUX_IMAGE, 0x1105_0000_8100_0000_u64),
-        (ABOVE_HOLE, 0xab0e_0000_8800_0000_u64),
-    ] {
+    for (vaddr, pattern) in MAPPED {
         let frame = objects.frame().doing("retype a 4K frame")?;
         objects
             .map(frame, vaddr, CapRights::READ_WRITE)
-            .doing("map a frame outside the hole")?;
+            .doing("map a frame outside seL4's entry")?;
         let (first, last) = write_and_read(vaddr, pattern);
         println!("layout: a frame mapped at {vaddr:#x}: wrote {pattern:#x}, read back {first:#x}");
         check(
@@ -75,7 +79,7 @@ pub fn run(objects: &mut Objects) -> Outcome {
         );
         report("a frame", vaddr, what, result)?;
     }
-    // A PDPT covers a whole PML4 entry: one in the hole would give the user
+    // A PDPT covers a whole PML4 entry: one in seL4's would give the user
     // the kernel's entry.
     let pdpt = Pdpt(
         objects
@@ -83,8 +87,7 @@ pub fn run(objects: &mut Objects) -> Outcome {
             .doing("retype a PDPT")?,
     );
     for (vaddr, what) in [
-        (0xffff_8000_0000_0000, "the hole's first PML4 entry"),
-        (0xffff_8780_0000_0000, "the hole's last PML4 entry"),
+        (0xffff_8000_0000_0000, "seL4's PML4 entry"),
         (0x8000_0000_0000_0000, "a non-canonical address"),
     ] {
         report(
@@ -103,7 +106,10 @@ fn report(object: &str, vaddr: Word, what: &str, result: Result<(), Error>) -> O
     match result {
         Ok(()) => {
             println!("layout: {object} at {vaddr:#x} ({what}): mapped");
-            check(false, "seL4 mapped an address in the hole or non-canonical")
+            check(
+                false,
+                "seL4 mapped an address in its entry or non-canonical",
+            )
         }
         Err(e) => {
             println!(
@@ -112,7 +118,7 @@ fn report(object: &str, vaddr: Word, what: &str, result: Result<(), Error>) -> O
             );
             check(
                 e == Error::InvalidArgument,
-                "a mapping in the hole or non-canonical was refused for another reason",
+                "a mapping in seL4's entry or non-canonical was refused for another reason",
             )
         }
     }
