@@ -144,6 +144,10 @@ fn the_entry_is_startup_64_physical_and_rsi_the_zero_page() {
         (q.code, q.afterburn, q.wedge_area),
         (p.code, p.afterburn, USABLE)
     );
+    // Linux's protocol, and its code also at its physical addresses.
+    assert_eq!(q.protocol, previrt_protocol::ENTER_LINUX);
+    assert_eq!(q.code_alias, START_KERNEL_MAP);
+    assert_eq!(q.code.0 - q.code_alias, TEXT_P);
 }
 
 #[test]
