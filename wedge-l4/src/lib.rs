@@ -15,12 +15,14 @@
 pub use afterburn_format;
 
 pub mod backend;
+pub mod cpuid;
 pub mod decode;
 pub mod emulate;
 pub mod interrupts;
 pub mod memory;
 pub mod records;
 pub mod rewrite;
+pub mod shadow;
 pub mod vcpu;
 
 #[cfg(test)]

@@ -350,6 +350,10 @@ pub struct Summary {
     pub by_kind: [u32; 64],
     /// Address of the entry slot (0 if nothing was rewritten).
     pub slot: u64,
+    /// Sites left native because their instruction does not decode.
+    pub undecodable: usize,
+    /// The first of them, in record order.
+    pub first_undecodable: Option<u64>,
 }
 
 impl Default for Summary {
@@ -361,6 +365,8 @@ impl Default for Summary {
             fast: 0,
             by_kind: [0; 64],
             slot: 0,
+            undecodable: 0,
+            first_undecodable: None,
         }
     }
 }
@@ -368,14 +374,25 @@ impl Default for Summary {
 enum Plan {
     Native,
     OptedOut,
+    /// The instruction does not decode: a kind or form the wedge cannot
+    /// emulate (yet), or bytes that are not the recorded kind. Left as the
+    /// compiler wrote it, it runs natively at user level, where a
+    /// privileged instruction traps to the VMM like any other fault and an
+    /// unprivileged one (`verw`, `lar`, `rdtscp`) does what it does for any
+    /// process: nothing the guest could not do without a record.
+    Undecodable,
     Rewrite,
 }
 
-fn plan(site: &Site, records: &Records<'_>) -> Plan {
+fn plan(site: &Site, records: &Records<'_>, code: &[u8], base: u64) -> Plan {
     if records.is_opted_out(site.address) {
         Plan::OptedOut
     } else if stays_native(site.kind) {
         Plan::Native
+    } else if range(site, base, code.len()).is_ok()
+        && decode(site.kind, insn_bytes(code, base, site)).is_err()
+    {
+        Plan::Undecodable
     } else {
         Plan::Rewrite
     }
@@ -415,9 +432,13 @@ pub fn rewrite<const N: usize>(
         if error.is_some() {
             return;
         }
-        match plan(&site, records) {
+        match plan(&site, records, code, base) {
             Plan::OptedOut => summary.opted_out += 1,
             Plan::Native => summary.native += 1,
+            Plan::Undecodable => {
+                summary.undecodable += 1;
+                summary.first_undecodable.get_or_insert(site.address);
+            }
             Plan::Rewrite => {
                 let r = check(code, base, &site);
                 if let Err(e) = r {
@@ -447,7 +468,7 @@ pub fn rewrite<const N: usize>(
     let slot = slot.ok_or(RewriteError::NoSlot)?;
     let mut out_of_reach = None;
     records.for_each_site(|site| {
-        if matches!(plan(&site, records), Plan::Rewrite)
+        if matches!(plan(&site, records, code, base), Plan::Rewrite)
             && out_of_reach.is_none()
             && disp(&site, slot).is_none()
         {
@@ -463,7 +484,7 @@ pub fn rewrite<const N: usize>(
     // Pass 2: write. Nothing below can fail (checked above); failures are
     // skipped rather than unwrapped all the same.
     records.for_each_site(|site| {
-        if !matches!(plan(&site, records), Plan::Rewrite) {
+        if !matches!(plan(&site, records, code, base), Plan::Rewrite) {
             return;
         }
         let (Ok(r), Some(d)) = (range(&site, base, code.len()), disp(&site, slot)) else {

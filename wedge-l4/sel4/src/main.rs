@@ -22,16 +22,17 @@ mod memory;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use previrt_protocol::{
-    Request, ShutdownReason, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, FAST_IRET,
+    Request, ShutdownReason, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, ENTER_LINUX, FAST_IRET,
     FAST_PIC_COMMAND, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, REFLECT_SITE,
     REFLECT_SOFTWARE_INTERRUPT, REFLECT_SYSCALL, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
     WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
-use wedge_l4::emulate::{emulate_decoded, enter_syscall, Outcome};
+use wedge_l4::emulate::{enter_syscall, EmulateError, Outcome};
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
 use wedge_l4::rewrite::{rewrite, FastPaths, SiteEntry, SiteTable};
+use wedge_l4::shadow::emulate_site;
 use wedge_l4::vcpu::{SegReg, Vcpu, FLAG_IOPL, VCPU_MAGIC};
 
 use crate::backend::Sel4Backend;
@@ -60,6 +61,9 @@ static SELECTORS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 /// The guest's rsp at a site call (pointing at the return address).
 #[no_mangle]
 static GUEST_RSP: AtomicU64 = AtomicU64::new(0);
+/// How far below its recorded address the guest's code may also run
+/// (`WedgeBoot::code_alias`: Linux before it loads its own page tables).
+static CODE_ALIAS: AtomicU64 = AtomicU64::new(0);
 
 struct State {
     /// The vCPU page holds an initialised `Vcpu`.
@@ -395,9 +399,16 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         Ok(r) => r,
         Err(_) => stop(ShutdownReason::RecordsUnparsable),
     };
+    let linux = boot.protocol == ENTER_LINUX;
+    CODE_ALIAS.store(boot.code_alias, Ordering::Relaxed);
+    let at_entry = if linux {
+        Vcpu::at_linux_entry(boot.cr3)
+    } else {
+        Vcpu::at_pv_entry(boot.cr3)
+    };
     // SAFETY: the vCPU page is mapped (see `vcpu`); nothing refers to it yet.
     unsafe {
-        vcpu_page_at::<Vcpu>(VCPU_OFFSET).write(Vcpu::at_pv_entry(boot.cr3));
+        vcpu_page_at::<Vcpu>(VCPU_OFFSET).write(at_entry);
         vcpu_page_at::<WedgeStats>(STATS_OFFSET).write(WedgeStats::default());
     }
     st.vcpu_ready = true;
@@ -428,10 +439,15 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
     }
     stats.fast = summary.fast as u32;
     stats.native = (summary.native + summary.opted_out) as u32;
+    stats.undecodable = summary.undecodable as u64;
+    stats.first_undecodable = summary.first_undecodable.unwrap_or(0);
     stats.magic = WEDGE_STATS_MAGIC;
     *regs = GuestRegs::default();
     regs.rip = boot.pv_entry;
+    // The PV protocol's boot information in rdi; Linux's zero page in rsi
+    // (its 64-bit boot protocol). Both registers hold it either way.
     regs.gpr[usize::from(reg::RDI)] = boot.boot_info;
+    regs.gpr[usize::from(reg::RSI)] = boot.boot_info;
     regs.rflags = 0x202;
     resume_at(regs);
 }
@@ -452,20 +468,34 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
         stop(ShutdownReason::ReturnAddressUnreadable);
     }
     let return_address = u64::from_le_bytes(ret);
-    let entry = match table.by_return_address(return_address, &mut mem) {
-        Ok(e) => *e,
-        Err(_) => stop(ShutdownReason::CallFromOutsideSite),
+    // Where the records put it, or (before Linux runs at the addresses it
+    // is linked at) at its alias, `CODE_ALIAS` lower.
+    let alias = CODE_ALIAS.load(Ordering::Relaxed);
+    let found = match table.by_return_address(return_address, &mut mem) {
+        Ok(e) => Some((*e, 0)),
+        Err(_) if alias != 0 => table
+            .by_return_address(return_address.wrapping_add(alias), &mut mem)
+            .ok()
+            .map(|e| (*e, alias)),
+        Err(_) => None,
+    };
+    let Some((entry, alias)) = found else {
+        stop(ShutdownReason::CallFromOutsideSite)
     };
     // The call's return address is not the guest's: drop it.
     regs.gpr[usize::from(reg::RSP)] = rsp + 8;
-    run_site(&entry, vcpu, regs)
+    run_site(&entry, alias, vcpu, regs)
 }
 
 /// Emulates the site of `entry` (`regs` are the guest's as before its
-/// call) and resumes the guest where it goes on.
-fn run_site(entry: &SiteEntry, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
+/// call), which ran `alias` below its recorded address, and resumes the
+/// guest where it goes on: the emulation sees the site where it ran, so
+/// the guest goes on (and a fault is reported) there.
+fn run_site(entry: &SiteEntry, alias: u64, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
     let mut mem = DirectMemory;
-    regs.rip = entry.site.address;
+    let mut site = entry.site;
+    site.address = site.address.wrapping_sub(alias);
+    regs.rip = site.address;
     if let Some(n) = stats()
         .emulated
         .get_mut(usize::from(entry.site.kind.number()))
@@ -473,8 +503,8 @@ fn run_site(entry: &SiteEntry, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
         *n += 1;
     }
     let mut backend = Sel4Backend;
-    match emulate_decoded(
-        &entry.site,
+    match emulate_site(
+        &site,
         entry.insn,
         entry.pair(),
         vcpu,
@@ -499,8 +529,34 @@ fn run_site(entry: &SiteEntry, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
             }
             resume_at(regs)
         }
-        Err(_) => stop(ShutdownReason::SiteNotEmulated),
+        Err(e) => {
+            record_stop(&site, e);
+            stop(ShutdownReason::SiteNotEmulated)
+        }
     }
+}
+
+/// Leaves in the statistics where and why a site could not be emulated,
+/// for the VMM's report.
+fn record_stop(site: &wedge_l4::records::Site, e: EmulateError) {
+    use previrt_protocol::{
+        STOP_BACKEND, STOP_DECODE, STOP_DELIVERY, STOP_MEMORY, STOP_UNSUPPORTED,
+    };
+    let (error, value) = match e {
+        EmulateError::Decode(_) | EmulateError::BytesTooShort { .. } | EmulateError::Not64Bit => {
+            (STOP_DECODE, 0)
+        }
+        EmulateError::Unsupported { kind } => (STOP_UNSUPPORTED, u64::from(kind.number())),
+        EmulateError::UnsupportedPair => (STOP_UNSUPPORTED, 0),
+        EmulateError::Memory(m) => (STOP_MEMORY, m.address),
+        EmulateError::Backend(b) => (STOP_BACKEND, b as u64),
+        EmulateError::TripleFault(_) | EmulateError::Delivery(_) => (STOP_DELIVERY, 0),
+    };
+    let stats = stats();
+    stats.stopped_at = site.address;
+    stats.stopped_kind = u64::from(site.kind.number());
+    stats.stopped_error = error;
+    stats.stopped_value = value;
 }
 
 /// Asks the VMM to start the process whose registers are `regs` in its
@@ -616,10 +672,17 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     // A site whose call could not push (the stack is a process's): run as
     // if called.
     if r.vector == REFLECT_SITE {
-        let Some(entry) = state().sites.at(r.rip).copied() else {
+        let alias = CODE_ALIAS.load(Ordering::Relaxed);
+        let sites = &state().sites;
+        let found = match sites.at(r.rip) {
+            Some(e) => Some((*e, 0)),
+            None if alias != 0 => sites.at(r.rip.wrapping_add(alias)).map(|e| (*e, alias)),
+            None => None,
+        };
+        let Some((entry, alias)) = found else {
             stop(ShutdownReason::CallFromOutsideSite)
         };
-        return run_site(&entry, vcpu, regs);
+        return run_site(&entry, alias, vcpu, regs);
     }
     // A process's `syscall` (caught in its user view): into the guest
     // kernel at LSTAR, as the instruction goes.
