@@ -697,7 +697,9 @@ fn print_wedge_stats(g: u32, ram: &Ram, at: u64) {
     println!();
     if stats.stopped_at != 0 {
         let why = match stats.stopped_error {
-            previrt_protocol::STOP_DECODE => "its instruction does not decode",
+            previrt_protocol::STOP_DECODE => {
+                "the wedge cannot emulate its instruction (left as written, it trapped with the vector in parentheses)"
+            }
             previrt_protocol::STOP_UNSUPPORTED => "a form the wedge does not emulate",
             previrt_protocol::STOP_MEMORY => "the wedge refused a guest memory access",
             previrt_protocol::STOP_BACKEND => "the VMM refused a request",

@@ -66,3 +66,187 @@ pub fn boot(kernel: &KernelBuild, k: &Kernels, echo: qemu::Echo) -> Result<qemu:
     let _ = std::fs::write(dir.join("vmm-sel4.txt"), run.serial.as_bytes());
     Ok(run)
 }
+
+/// The suite's test (in the `linux:` group, by name only, as the Linux
+/// builds it needs).
+pub const TEST_NAME: &str =
+    "linux: seL4 banner: the padded Linux on seL4 prints the bare boot's first lines, then stops at a site the wedge names";
+
+/// Compared lines that must match the bare console, at least: as far as
+/// Linux got on seL4 when the test was written (the banner, the command
+/// line, the e820 map, the early console, NX, `last_pfn`): a change that
+/// stops it earlier fails.
+pub const MIN_MATCHED: usize = 9;
+
+/// Where the VMM's report says the wedge stopped the guest.
+const STOPPED: &str = "the wedge stopped at the";
+
+/// How the seL4 console compares with the bare one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Comparison {
+    /// Compared (unfiltered) lines equal to the bare console's, in order,
+    /// from the first.
+    pub matched: usize,
+    /// The first seL4 line that differs from the bare one, and the bare
+    /// line there (None: one console ended).
+    pub first_difference: Option<(String, String)>,
+}
+
+/// The e820 map's lines Linux prints for the VMM's map (linux_boot's
+/// zero page): low RAM, RAM from 1 MiB to the VMM's reserved top, the top.
+fn expected_e820(ram: u64) -> [String; 3] {
+    let usable = ram - vmm_core::linux_boot::LINUX_RESERVED;
+    let line = |from: u64, to: u64, what: &str| {
+        format!("BIOS-e820: [mem {from:#018x}-{:#018x}] {what}", to - 1)
+    };
+    [
+        line(0, 0xa_0000, "usable"),
+        line(0x10_0000, usable, "usable"),
+        line(usable, ram, "reserved"),
+    ]
+}
+
+/// Compares the seL4 console with the bare one (both through the bare
+/// comparison's filter), line by line from the first. Two things are the
+/// machine's, not Linux's, and are checked against the VMM's layout
+/// instead: the e820 map (the VMM's three entries for SeaBIOS's) and
+/// `last_pfn` (the end of the RAM that map gives).
+pub fn compare(bare: &str, sel4: &str, ram: u64) -> Comparison {
+    let (b, _) = linux::normalise(bare);
+    let (s, _) = linux::normalise(sel4);
+    let is_e820 = |l: &String| l.starts_with("BIOS-e820:");
+    let usable_pages = (ram - vmm_core::linux_boot::LINUX_RESERVED) >> 12;
+    let (mut i, mut j, mut matched) = (0, 0, 0);
+    while let (Some(x), Some(y)) = (b.get(i), s.get(j)) {
+        if is_e820(x) {
+            let bare_map = b[i..].iter().take_while(|l| is_e820(l)).count();
+            let ours = s[j..].iter().take_while(|l| is_e820(l)).count();
+            if s[j..j + ours] != expected_e820(ram) {
+                break;
+            }
+            (i, j, matched) = (i + bare_map, j + ours, matched + ours);
+            continue;
+        }
+        let expected = match x.strip_prefix("last_pfn = ") {
+            Some(rest) => format!(
+                "last_pfn = {usable_pages:#x} {}",
+                rest.split_once(' ').map_or("", |(_, tail)| tail)
+            ),
+            None => x.clone(),
+        };
+        if *y != expected {
+            break;
+        }
+        (i, j, matched) = (i + 1, j + 1, matched + 1);
+    }
+    Comparison {
+        matched,
+        first_difference: s
+            .get(j)
+            .map(|y| (y.clone(), b.get(i).cloned().unwrap_or_default())),
+    }
+}
+
+pub fn test(kernel: &KernelBuild) -> Result<String, String> {
+    let k = linux::build_all()?;
+    let bare = linux::boot(&k.padded, &k.initramfs, qemu::Echo::Quiet)?;
+    let run = boot(kernel, &k, qemu::Echo::Quiet)?;
+    let console = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default()).into_owned();
+    let saved = paths::target().join("linux");
+    let Some(stopped) = run.serial.lines().find(|l| l.contains(STOPPED)) else {
+        return Err(format!(
+            "Linux on seL4 ended with {} without the wedge naming where it stopped (console: {}, VMM: {}):\n{}",
+            run.outcome,
+            saved.join("console-sel4.txt").display(),
+            saved.join("vmm-sel4.txt").display(),
+            crate::process::tail(&run.serial, 20)
+        ));
+    };
+    let c = compare(&bare.text, &console, u64::from(RAM_MIB) << 20);
+    let first = match &c.first_difference {
+        Some((ours, theirs)) => format!("first difference: `{ours}` where bare has `{theirs}`"),
+        None => "no difference before the console ends".into(),
+    };
+    if c.matched < MIN_MATCHED {
+        return Err(format!(
+            "only {} compared lines as the bare boot's, not {MIN_MATCHED}; {first} (console: {})",
+            c.matched,
+            saved.join("console-sel4.txt").display()
+        ));
+    }
+    let lines = console.lines().count();
+    let last = console.lines().last().unwrap_or_default().trim_end();
+    let at = stopped.split(STOPPED).nth(1).unwrap_or_default().trim();
+    Ok(format!(
+        "{} compared lines as the bare boot's ({first}); {lines} console lines in all, the last `{last}`; the wedge stopped at the {at}",
+        c.matched
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: u64 = 128 << 20;
+    const BARE: &str = "Linux version 6.1\nCommand line: x\nBIOS-provided physical RAM map:\n\
+        BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable\n\
+        BIOS-e820: [mem 0x0000000000100000-0x0000000007fdffff] usable\n\
+        printk: bootconsole [earlyser0] enabled\ntsc: Fast TSC calibration using PIT\n\
+        last_pfn = 0x7fe0 max_arch_pfn = 0x400000000\nx86/PAT: Configuration\n";
+
+    fn ours(e820: &[String], tail: &str) -> String {
+        format!(
+            "Linux version 6.1\r\nCommand line: x\r\nBIOS-provided physical RAM map:\r\n{}\nprintk: bootconsole [earlyser0] enabled\r\ntsc: Fast TSC calibration failed\r\n{tail}",
+            e820.join("\n")
+        )
+    }
+
+    #[test]
+    fn the_vmms_map_and_last_pfn_stand_for_the_firmwares() {
+        let e820 = expected_e820(RAM);
+        assert_eq!(
+            e820[1],
+            "BIOS-e820: [mem 0x0000000000100000-0x0000000007ef6fff] usable"
+        );
+        let sel4 = ours(
+            &e820,
+            "last_pfn = 0x7ef7 max_arch_pfn = 0x400000000\nunchecked MSR access error\n",
+        );
+        let c = compare(BARE, &sel4, RAM);
+        assert_eq!(c.matched, 8, "{c:?}");
+        assert_eq!(
+            c.first_difference,
+            Some((
+                "unchecked MSR access error".into(),
+                "x86/PAT: Configuration".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_wrong_map_or_last_pfn_is_a_difference() {
+        let mut e820 = expected_e820(RAM);
+        e820[2] = e820[2].replace("reserved", "usable");
+        let c = compare(BARE, &ours(&e820, ""), RAM);
+        assert_eq!(c.matched, 3);
+        let sel4 = ours(
+            &expected_e820(RAM),
+            "last_pfn = 0x7fe0 max_arch_pfn = 0x400000000\n",
+        );
+        let c = compare(BARE, &sel4, RAM);
+        assert_eq!(c.matched, 7);
+        assert!(c
+            .first_difference
+            .unwrap()
+            .0
+            .starts_with("last_pfn = 0x7fe0"));
+    }
+
+    #[test]
+    fn the_first_lines_must_be_the_bare_ones() {
+        let c = compare(BARE, "Linux version 6.2\nCommand line: x\n", RAM);
+        assert_eq!(c.matched, 0);
+        let c = compare(BARE, "Linux version 6.1\nCommand line: x\n", RAM);
+        assert_eq!((c.matched, c.first_difference), (2, None));
+    }
+}

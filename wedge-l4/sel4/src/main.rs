@@ -40,6 +40,8 @@ use crate::memory::DirectMemory;
 
 const STACK_SIZE: usize = 32 * 1024;
 const MAX_SITES: usize = 4096;
+/// Sites left as written the wedge remembers (Linux 6.1 has 67).
+const MAX_LEFT: usize = 256;
 
 #[repr(C, align(16))]
 struct Stack([u8; STACK_SIZE]);
@@ -49,6 +51,8 @@ static mut STACK: Stack = Stack([0; STACK_SIZE]);
 /// the vCPU page). Only the guest thread runs wedge code, one site at a time.
 static mut STATE: State = State {
     vcpu_ready: false,
+    left: [(0, Kind::Cli); MAX_LEFT],
+    left_count: 0,
     sites: SiteTable::new(),
 };
 /// The frame `iretq` resumes the guest from: rip, cs, rflags, rsp, ss.
@@ -68,6 +72,10 @@ static CODE_ALIAS: AtomicU64 = AtomicU64::new(0);
 struct State {
     /// The vCPU page holds an initialised `Vcpu`.
     vcpu_ready: bool,
+    /// The sites the rewrite left as written (their instruction does not
+    /// decode), address and kind; the first `MAX_LEFT` of `left_count`.
+    left: [(u64, Kind); MAX_LEFT],
+    left_count: usize,
     /// Too big for the stack (about 200 KiB): filled in place.
     sites: SiteTable<MAX_SITES>,
 }
@@ -422,6 +430,23 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         iret: (FAST_SLOTS_OFFSET + 8 * FAST_IRET) as u32,
         pic_command: (FAST_SLOTS_OFFSET + 8 * FAST_PIC_COMMAND) as u32,
     };
+    // The sites the rewrite will leave as written, as it decides it: their
+    // instruction does not decode (read before the rewrite changes bytes).
+    records.for_each_site(|site| {
+        let insn = site
+            .address
+            .checked_sub(boot.code_start)
+            .and_then(|at| code.get(at as usize..at as usize + usize::from(site.insn_len)));
+        let left = !wedge_l4::rewrite::stays_native(site.kind)
+            && !records.is_opted_out(site.address)
+            && insn.is_some_and(|b| wedge_l4::decode::decode(site.kind, b).is_err());
+        if left {
+            if let Some(slot) = st.left.get_mut(st.left_count) {
+                *slot = (site.address, site.kind);
+            }
+            st.left_count += 1;
+        }
+    });
     let summary = match rewrite(
         code,
         boot.code_start,
@@ -534,6 +559,17 @@ fn run_site(entry: &SiteEntry, alias: u64, vcpu: &mut Vcpu, regs: &mut GuestRegs
             stop(ShutdownReason::SiteNotEmulated)
         }
     }
+}
+
+/// The site at `rip` (or at its alias) that the rewrite left as written,
+/// if `rip` is one: its kind.
+fn left_as_written(rip: u64) -> Option<Kind> {
+    let alias = CODE_ALIAS.load(Ordering::Relaxed);
+    let st = state();
+    st.left[..st.left_count.min(MAX_LEFT)]
+        .iter()
+        .find(|(at, _)| *at == rip || (alias != 0 && *at == rip.wrapping_add(alias)))
+        .map(|&(_, kind)| kind)
 }
 
 /// Leaves in the statistics where and why a site could not be emulated,
@@ -706,6 +742,20 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
         }
     }
     regs.rip = r.rip;
+    // A site the wedge left as written (it cannot emulate its instruction)
+    // trapped: the guest's kernel ran it expecting it to work, as it would
+    // at CPL 0, so a #GP or #UD delivered to it would be a fault of ours,
+    // not its. The guest stops there, with the site named.
+    if matches!(r.vector, 6 | 13) {
+        if let Some(kind) = left_as_written(r.rip) {
+            let stats = stats();
+            stats.stopped_at = r.rip;
+            stats.stopped_kind = u64::from(kind.number());
+            stats.stopped_error = previrt_protocol::STOP_DECODE;
+            stats.stopped_value = r.vector;
+            stop(ShutdownReason::SiteNotEmulated);
+        }
+    }
     if r.vector == 14 {
         vcpu.cr2 = r.cr2;
     }
