@@ -378,7 +378,7 @@ enum Plan {
     /// emulate (yet), or bytes that are not the recorded kind. Left as the
     /// compiler wrote it, it runs natively at user level, where a
     /// privileged instruction traps to the VMM like any other fault and an
-    /// unprivileged one (`verw`, `lar`, `rdtscp`) does what it does for any
+    /// unprivileged one (`verw`, `lar`) does what it does for any
     /// process: nothing the guest could not do without a record.
     Undecodable,
     Rewrite,
