@@ -298,6 +298,28 @@ impl<const N: usize> SiteTable<N> {
             .ok_or(LookupError::NoSite { return_address })
     }
 
+    /// [`Self::by_return_address`] for code that may also run `alias`
+    /// bytes below the addresses its records name (Linux's `startup_64`
+    /// before its own page tables, at its physical addresses): the entry,
+    /// and how far below its record the call came from (0 or `alias`).
+    /// The site is looked up where it ran first; only if none ends there,
+    /// `alias` higher.
+    pub fn by_return_address_aliased(
+        &self,
+        return_address: u64,
+        alias: u64,
+        code: &mut dyn GuestMemory,
+    ) -> Result<(&SiteEntry, u64), LookupError> {
+        match self.by_return_address(return_address, code) {
+            Ok(e) => Ok((e, 0)),
+            Err(e) if alias == 0 => Err(e),
+            Err(e) => self
+                .by_return_address(return_address.wrapping_add(alias), code)
+                .map(|found| (found, alias))
+                .map_err(|_| e),
+        }
+    }
+
     fn push(&mut self, site: Site, call_len: u8, insn: Insn, original: &[u8]) -> Option<u16> {
         let index = u16::try_from(self.len).ok()?;
         let slot = self.entries.get_mut(self.len)?;

@@ -151,6 +151,50 @@ fn the_entry_finds_the_site_from_its_return_address_and_emulates_it() {
 }
 
 #[test]
+fn a_site_run_at_its_alias_is_found_from_there() {
+    let sec = records();
+    let records = Records::parse(&sec).unwrap();
+    let (_, _, mut mem) = guest();
+    let mut table = SiteTable::<16>::default();
+    mem.0[0x4000..0x4100].copy_from_slice(&code());
+    rewrite(
+        &mut mem.0[0x4000..0x4100],
+        BASE,
+        &records,
+        ENTRY,
+        None,
+        &mut table,
+    )
+    .unwrap();
+    // The outb site's call, run where its record names it and 0x2000
+    // lower (what is there is not read: the lookup reads the record's).
+    const ALIAS: u64 = 0x2000;
+    let (e, at) = table
+        .by_return_address_aliased(BASE + 0x16, ALIAS, &mut mem)
+        .unwrap();
+    assert_eq!((e.site.address, at), (BASE + 0x10, 0));
+    let (e, at) = table
+        .by_return_address_aliased(BASE - ALIAS + 0x16, ALIAS, &mut mem)
+        .unwrap();
+    assert_eq!((e.site.address, at), (BASE + 0x10, ALIAS));
+    // Without an alias, or from no site's end, the lookup fails with the
+    // address the call came from.
+    let no = |ra| LookupError::NoSite { return_address: ra };
+    assert_eq!(
+        table
+            .by_return_address_aliased(BASE - ALIAS + 0x16, 0, &mut mem)
+            .unwrap_err(),
+        no(BASE - ALIAS + 0x16)
+    );
+    assert_eq!(
+        table
+            .by_return_address_aliased(BASE - ALIAS + 0x17, ALIAS, &mut mem)
+            .unwrap_err(),
+        no(BASE - ALIAS + 0x17)
+    );
+}
+
+#[test]
 fn bad_sites_are_refused_before_anything_is_written() {
     let cases: [(Record, RewriteError); 3] = [
         (

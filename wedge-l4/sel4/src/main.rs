@@ -496,16 +496,9 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
     // Where the records put it, or (before Linux runs at the addresses it
     // is linked at) at its alias, `CODE_ALIAS` lower.
     let alias = CODE_ALIAS.load(Ordering::Relaxed);
-    let found = match table.by_return_address(return_address, &mut mem) {
-        Ok(e) => Some((*e, 0)),
-        Err(_) if alias != 0 => table
-            .by_return_address(return_address.wrapping_add(alias), &mut mem)
-            .ok()
-            .map(|e| (*e, alias)),
-        Err(_) => None,
-    };
-    let Some((entry, alias)) = found else {
-        stop(ShutdownReason::CallFromOutsideSite)
+    let (entry, alias) = match table.by_return_address_aliased(return_address, alias, &mut mem) {
+        Ok((e, alias)) => (*e, alias),
+        Err(_) => stop(ShutdownReason::CallFromOutsideSite),
     };
     // The call's return address is not the guest's: drop it.
     regs.gpr[usize::from(reg::RSP)] = rsp + 8;
