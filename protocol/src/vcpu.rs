@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 /// `"VCPU"` read as a little-endian `u32`.
 pub const VCPU_MAGIC: u32 = u32::from_le_bytes(*b"VCPU");
 /// Layout version of [`Vcpu`].
-pub const VCPU_VERSION: u32 = 3;
+pub const VCPU_VERSION: u32 = 4;
 
 /// RFLAGS.CF.
 pub const FLAG_CF: u64 = 1 << 0;
@@ -56,6 +56,16 @@ pub const CR4_PAE: u64 = 1 << 5;
 pub const EFER_LME: u64 = 1 << 8;
 /// EFER.LMA.
 pub const EFER_LMA: u64 = 1 << 10;
+
+/// MSR_IA32_CR_PAT after reset: WB, WT, UC-, UC, twice.
+pub const PAT_AT_RESET: u64 = 0x0007_0406_0007_0406;
+/// MSR_IA32_MISC_ENABLE as QEMU starts it: fast strings on, branch trace
+/// and PEBS unavailable.
+pub const MISC_ENABLE_AT_RESET: u64 = (1 << 0) | (1 << 11) | (1 << 12);
+/// DR6 after reset: no condition hit, reserved bits read as 1.
+pub const DR6_AT_RESET: u64 = 0xffff_0ff0;
+/// DR7 after reset: no breakpoint enabled, bit 10 reads as 1.
+pub const DR7_AT_RESET: u64 = 0x400;
 
 /// The flat 64-bit code selector the PV boot protocol promises.
 pub const BOOT_CS: u16 = 0x08;
@@ -125,7 +135,16 @@ impl SegReg {
 /// | 152 | 8 | star |
 /// | 160 | 8 | lstar |
 /// | 168 | 8 | sfmask |
-/// | 176 | | end |
+/// | 176 | 8 | cstar |
+/// | 184 | 8 | tsc_aux (what `rdtscp` returns in ecx) |
+/// | 192 | 24 | sysenter_cs, sysenter_esp, sysenter_eip |
+/// | 216 | 8 | pat |
+/// | 224 | 8 | misc_enable |
+/// | 232 | 8 | debugctl |
+/// | 240 | 32 | dr: debug registers 0 to 3 |
+/// | 272 | 8 | dr6 |
+/// | 280 | 8 | dr7 |
+/// | 288 | | end |
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Vcpu {
@@ -190,6 +209,32 @@ pub struct Vcpu {
     pub lstar: u64,
     /// MSR_SFMASK: the RFLAGS bits `syscall` clears.
     pub sfmask: u64,
+    /// MSR_CSTAR: the compatibility-mode `syscall` entry (kept, never
+    /// entered: guest processes run 64-bit code).
+    pub cstar: u64,
+    /// MSR_TSC_AUX: what `rdtscp` returns in ecx (Linux: the CPU number).
+    pub tsc_aux: u64,
+    /// MSR_IA32_SYSENTER_CS (kept, never entered: `sysenter` is #UD in
+    /// 64-bit mode on the CPU guests see).
+    pub sysenter_cs: u64,
+    /// MSR_IA32_SYSENTER_ESP.
+    pub sysenter_esp: u64,
+    /// MSR_IA32_SYSENTER_EIP.
+    pub sysenter_eip: u64,
+    /// MSR_IA32_CR_PAT (kept: the virtual TLB maps guest RAM write-back
+    /// whatever the guest's memory types say).
+    pub pat: u64,
+    /// MSR_IA32_MISC_ENABLE.
+    pub misc_enable: u64,
+    /// MSR_IA32_DEBUGCTL (kept: no branch tracing happens).
+    pub debugctl: u64,
+    /// Debug registers 0 to 3: breakpoint addresses. Virtual only: no
+    /// hardware breakpoint the guest sets ever fires.
+    pub dr: [u64; 4],
+    /// Debug status (DR6), reserved bits as hardware reads them.
+    pub dr6: u64,
+    /// Debug control (DR7), reserved bits as hardware reads them.
+    pub dr7: u64,
 }
 
 /// Where [`Vcpu::vif`] is in the `Vcpu` (the VMM reads it to decide whether
@@ -200,9 +245,12 @@ pub const PENDING_ANY_OFFSET: u64 = core::mem::offset_of!(Vcpu, pending_any) as 
 
 // The documented layout, checked when the crate compiles.
 const _: () = {
-    assert!(size_of::<Vcpu>() == 176);
+    assert!(size_of::<Vcpu>() == 288);
     assert!(core::mem::offset_of!(Vcpu, gs_base) == 136);
     assert!(core::mem::offset_of!(Vcpu, sfmask) == 168);
+    assert!(core::mem::offset_of!(Vcpu, tsc_aux) == 184);
+    assert!(core::mem::offset_of!(Vcpu, dr) == 240);
+    assert!(core::mem::offset_of!(Vcpu, dr7) == 280);
     assert!(core::mem::offset_of!(Vcpu, rflags) == 8);
     assert!(core::mem::offset_of!(Vcpu, cr3) == 32);
     assert!(core::mem::offset_of!(Vcpu, segs) == 88);
@@ -225,6 +273,10 @@ impl Vcpu {
             cr3,
             cr4: CR4_PAE,
             efer: EFER_LME | EFER_LMA,
+            pat: PAT_AT_RESET,
+            misc_enable: MISC_ENABLE_AT_RESET,
+            dr6: DR6_AT_RESET,
+            dr7: DR7_AT_RESET,
             ..Vcpu::default()
         };
         v.segs = [BOOT_DS, BOOT_CS, BOOT_DS, BOOT_DS, BOOT_DS, BOOT_DS];
@@ -354,7 +406,18 @@ mod tests {
         assert_eq!(offset_of!(Vcpu, star), 152);
         assert_eq!(offset_of!(Vcpu, lstar), 160);
         assert_eq!(offset_of!(Vcpu, sfmask), 168);
-        assert_eq!(size_of::<Vcpu>(), 176);
+        assert_eq!(offset_of!(Vcpu, cstar), 176);
+        assert_eq!(offset_of!(Vcpu, tsc_aux), 184);
+        assert_eq!(offset_of!(Vcpu, sysenter_cs), 192);
+        assert_eq!(offset_of!(Vcpu, sysenter_esp), 200);
+        assert_eq!(offset_of!(Vcpu, sysenter_eip), 208);
+        assert_eq!(offset_of!(Vcpu, pat), 216);
+        assert_eq!(offset_of!(Vcpu, misc_enable), 224);
+        assert_eq!(offset_of!(Vcpu, debugctl), 232);
+        assert_eq!(offset_of!(Vcpu, dr), 240);
+        assert_eq!(offset_of!(Vcpu, dr6), 272);
+        assert_eq!(offset_of!(Vcpu, dr7), 280);
+        assert_eq!(size_of::<Vcpu>(), 288);
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl WedgeStats {
 }
 
 // The page's parts must not overlap, and the statistics must fit.
+const _: () = assert!(VCPU_OFFSET + size_of::<crate::vcpu::Vcpu>() as u64 <= FAST_SLOTS_OFFSET);
 const _: () = assert!(FAST_SLOTS_OFFSET + 5 * 8 <= STATS_OFFSET);
 const _: () = assert!(STATS_OFFSET + WedgeStats::SIZE as u64 <= PAGE);
 const _: () = assert!(VCPU_PAGE % PAGE == 0);

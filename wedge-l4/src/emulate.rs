@@ -9,38 +9,42 @@
 //! pending virtual interrupt.
 
 use crate::backend::{Backend, BackendError, ShutdownReason};
-use crate::decode::{decode, DecodeError, Insn, Mem, Operand, Port, PortIo};
+use crate::debug_registers::{self, DebugRegisterFault};
+use crate::decode::{decode, decode_at, DecodeError, Insn, Mem, Operand, Port, PortIo};
+use crate::descriptors;
 use crate::interrupts::{deliver, deliver_pending, DeliverError};
 use crate::memory::{read_sized, reg, write_sized, GuestMemory, GuestRegs, MemError};
+use crate::msr::{self, is_canonical};
 use crate::records::Site;
-use crate::vcpu::{SegReg, Vcpu, CR0_PE, CR0_TS, EFER_LMA, FLAG_OF};
-
-/// EFER.SCE: `syscall`/`sysret` enabled.
-pub const EFER_SCE: u64 = 1;
+use crate::vcpu::{SegReg, Vcpu, CR0_PE, CR0_TS, CR4_PAE, FLAG_OF};
 use afterburn_format::Kind;
 
-/// `MSR_EFER`.
-pub const MSR_EFER: u32 = 0xc000_0080;
-/// `MSR_FS_BASE`.
-pub const MSR_FS_BASE: u32 = 0xc000_0100;
-/// `MSR_GS_BASE`.
-pub const MSR_GS_BASE: u32 = 0xc000_0101;
-/// `MSR_KERNEL_GS_BASE`.
-pub const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
-/// `MSR_STAR`.
-pub const MSR_STAR: u32 = 0xc000_0081;
-/// `MSR_LSTAR`.
-pub const MSR_LSTAR: u32 = 0xc000_0082;
-/// `MSR_SFMASK`.
-pub const MSR_SFMASK: u32 = 0xc000_0084;
+pub use crate::msr::{
+    EFER_SCE, MSR_EFER, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_SFMASK,
+    MSR_STAR,
+};
+
+/// RFLAGS.ZF.
+const FLAG_ZF: u64 = 1 << 6;
 /// RFLAGS.DF.
 const FLAG_DF: u64 = 1 << 10;
 /// `#UD`.
 const VEC_UD: u8 = 6;
+/// `#NP`.
+const VEC_NP: u8 = 11;
 /// `#GP`.
 const VEC_GP: u8 = 13;
 /// `#DF`.
 const VEC_DF: u8 = 8;
+
+/// CR4.PCIDE.
+const CR4_PCIDE: u64 = 1 << 17;
+/// The CR4 bits of features the virtual CPU has: VME, PVI, TSD, DE, PSE,
+/// PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT. Setting any other bit is #GP(0),
+/// as on a CPU without the feature: UMIP, LA57, VMXE, SMXE, FSGSBASE,
+/// PCIDE, OSXSAVE, SMEP, SMAP, PKE and the rest (CPUID must hide them;
+/// docs/wedge.md, "Control registers").
+pub const CR4_SUPPORTED: u64 = 0x7ff;
 
 /// What happened at the site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,8 +74,13 @@ pub enum EmulateError {
     Decode(DecodeError),
     /// A valid form the wedge does not emulate (yet).
     Unsupported { kind: Kind },
-    /// A shadowed pair other than `sti; hlt`.
+    /// A shadowed pair the wedge cannot run: its second instruction is
+    /// neither `hlt` nor `cli` after `sti`, nor a segment load from a
+    /// register after a load of SS ([`pair_supported`]).
     UnsupportedPair,
+    /// A far jump or call to 16- or 32-bit code, which the wedge does not
+    /// run (the selector it named).
+    LeavesLongMode { selector: u16 },
     /// A guest memory access failed.
     Memory(MemError),
     /// The backend failed.
@@ -150,13 +159,7 @@ pub fn emulate_decoded(
     mem: &mut dyn GuestMemory,
     backend: &mut dyn Backend,
 ) -> Result<Outcome, EmulateError> {
-    // `sti; hlt` is the one shadowed pair the wedge runs; anything else in a
-    // shadow would have to execute natively inside the wedge.
-    let sti_hlt = match (insn, pair) {
-        (_, []) => false,
-        (Insn::Sti, [0xf4]) => true,
-        _ => return Err(EmulateError::UnsupportedPair),
-    };
+    let pair = classify_pair(insn, pair).ok_or(EmulateError::UnsupportedPair)?;
     let mut m = Machine {
         site,
         vcpu,
@@ -164,7 +167,58 @@ pub fn emulate_decoded(
         mem,
         backend,
     };
-    m.run(insn, sti_hlt)
+    match pair {
+        Pair::None => m.run(insn, false),
+        Pair::StiHlt => m.run(insn, true),
+        // Nothing is delivered inside sti's shadow, so nothing can be
+        // before the cli: the pair is a cli.
+        Pair::StiCli => m.run(Insn::Cli, false),
+        Pair::Then(second) => match m.run(insn, false)? {
+            Outcome::Resume => m.run(second, false),
+            other => Ok(other),
+        },
+    }
+}
+
+/// How a site's shadowed pair runs.
+enum Pair {
+    /// No pair.
+    None,
+    /// `sti; hlt`: halt with interrupts on, deliver after the `hlt`.
+    StiHlt,
+    /// `sti; cli`.
+    StiCli,
+    /// The second instruction is one the wedge applies itself, after the
+    /// first: a segment load from a register after `mov ..., %ss` (Linux's
+    /// `startup_64` loads SS, then ES).
+    Then(Insn),
+}
+
+fn classify_pair(insn: Insn, pair: &[u8]) -> Option<Pair> {
+    match (insn, pair) {
+        (_, []) => Some(Pair::None),
+        (Insn::Sti, [0xf4]) => Some(Pair::StiHlt),
+        (Insn::Sti, [0xfa]) => Some(Pair::StiCli),
+        // From a register only: a memory operand of the second instruction
+        // would be RIP-relative to its own end, not the site's instruction's.
+        (Insn::MovToSeg(SegReg::Ss, _), _) => match decode_at(pair) {
+            Ok((Kind::MovToSeg, second @ Insn::MovToSeg(_, Operand::Reg(_)), len))
+                if usize::from(len) == pair.len() =>
+            {
+                Some(Pair::Then(second))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether the wedge runs a site whose instruction is `insn` and whose
+/// shadowed pair is `pair` (empty for none). Anything else in a shadow
+/// would have to execute natively inside the wedge: `emulate` refuses it
+/// with [`EmulateError::UnsupportedPair`].
+pub fn pair_supported(insn: Insn, pair: &[u8]) -> bool {
+    classify_pair(insn, pair).is_some()
 }
 
 /// Raises exception `vector` in the guest as a CPU does: the frame returns
@@ -371,6 +425,11 @@ impl Machine<'_> {
                         self.backend.load_cr3(v)?;
                         self.vcpu.cr3 = v;
                     }
+                    // A feature the virtual CPU lacks, or leaving PAE
+                    // paging in long mode, is #GP(0) as on hardware.
+                    4 if v & !CR4_SUPPORTED != 0 || v & CR4_PAE == 0 => {
+                        return self.fault(VEC_GP, Some(0));
+                    }
                     4 => {
                         self.backend.write_cr4(v)?;
                         self.vcpu.cr4 = v;
@@ -490,44 +549,23 @@ impl Machine<'_> {
                 return self.resume_at_cpl();
             }
             Insn::Rdmsr => {
-                let v = match self.regs.get(reg::RCX) as u32 {
-                    MSR_EFER => self.vcpu.efer,
-                    MSR_FS_BASE => self.vcpu.fs_base,
-                    MSR_GS_BASE => self.vcpu.gs_base,
-                    MSR_KERNEL_GS_BASE => self.vcpu.kernel_gs_base,
-                    MSR_STAR => self.vcpu.star,
-                    MSR_LSTAR => self.vcpu.lstar,
-                    MSR_SFMASK => self.vcpu.sfmask,
+                let Ok(v) = msr::read(self.vcpu, self.regs.get(reg::RCX) as u32) else {
                     // Hardware raises #GP for an MSR it does not have.
-                    _ => return self.fault(VEC_GP, Some(0)),
+                    return self.fault(VEC_GP, Some(0));
                 };
                 self.regs.set(reg::RAX, v & 0xffff_ffff);
                 self.regs.set(reg::RDX, v >> 32);
             }
             Insn::Wrmsr => {
                 let v = (self.regs.get(reg::RDX) << 32) | (self.regs.get(reg::RAX) & 0xffff_ffff);
-                match self.regs.get(reg::RCX) as u32 {
-                    // LMA is read-only: the guest is always in long mode.
-                    MSR_EFER => self.vcpu.efer = (v & !EFER_LMA) | (self.vcpu.efer & EFER_LMA),
-                    MSR_FS_BASE => {
-                        if !is_canonical(v) {
-                            return self.fault(VEC_GP, Some(0));
-                        }
-                        self.backend.set_fs_base(v)?;
-                        self.vcpu.fs_base = v;
-                    }
-                    // Addresses: a non-canonical one is #GP, as on hardware.
-                    MSR_GS_BASE | MSR_KERNEL_GS_BASE | MSR_LSTAR if !is_canonical(v) => {
-                        return self.fault(VEC_GP, Some(0));
-                    }
-                    MSR_GS_BASE => self.vcpu.gs_base = v,
-                    MSR_KERNEL_GS_BASE => self.vcpu.kernel_gs_base = v,
-                    MSR_LSTAR => self.vcpu.lstar = v,
-                    MSR_STAR => self.vcpu.star = v,
-                    // SFMASK's upper half is reserved.
-                    MSR_SFMASK if v >> 32 != 0 => return self.fault(VEC_GP, Some(0)),
-                    MSR_SFMASK => self.vcpu.sfmask = v,
-                    _ => return self.fault(VEC_GP, Some(0)),
+                let which = self.regs.get(reg::RCX) as u32;
+                // The real FS base is the TCB's: the backend first, so a
+                // failure leaves the vCPU as it was.
+                if which == MSR_FS_BASE && is_canonical(v) {
+                    self.backend.set_fs_base(v)?;
+                }
+                if msr::write(self.vcpu, which, v).is_err() {
+                    return self.fault(VEC_GP, Some(0));
                 }
             }
             Insn::Cpuid => {
@@ -553,6 +591,71 @@ impl Machine<'_> {
             }
             // A fault: the frame points at the instruction itself.
             Insn::Ud2 => return self.fault(VEC_UD, None),
+            Insn::MovToDr { dr, reg } => {
+                let v = self.regs.get(reg);
+                if let Err(e) = debug_registers::write(self.vcpu, dr, v) {
+                    return self.debug_register_fault(e);
+                }
+            }
+            Insn::MovFromDr { dr, reg } => match debug_registers::read(self.vcpu, dr) {
+                Ok(v) => self.regs.set(reg, v),
+                Err(e) => return self.debug_register_fault(e),
+            },
+            Insn::Invpcid { reg, desc } => return self.invpcid(reg, &desc),
+            // No performance counter exists (CPUID shows no PMU): every
+            // counter number is invalid.
+            Insn::Rdpmc => return self.fault(VEC_GP, Some(0)),
+            // XSAVE is hidden and CR4.OSXSAVE cannot be set: #UD, as on a
+            // CPU without XSAVE.
+            Insn::Xsetbv => return self.fault(VEC_UD, None),
+            // MONITOR/MWAIT are hidden in CPUID: #UD.
+            Insn::Monitor | Insn::Mwait => return self.fault(VEC_UD, None),
+            // FSGSBASE is hidden and CR4.FSGSBASE cannot be set: #UD.
+            Insn::RdSegBase { .. } | Insn::WrSegBase { .. } => return self.fault(VEC_UD, None),
+            Insn::Rdtscp => {
+                let t = self.backend.rdtsc();
+                self.regs.set(reg::RAX, t & 0xffff_ffff);
+                self.regs.set(reg::RDX, t >> 32);
+                self.regs.set(reg::RCX, self.vcpu.tsc_aux & 0xffff_ffff);
+            }
+            Insn::Lar { reg, sel, size } | Insn::Lsl { reg, sel, size } => {
+                let sel = self.read16(&sel)?;
+                let d = descriptors::lookup(self.vcpu, self.mem, sel)?;
+                let cpl = self.cpl();
+                let found = if matches!(insn, Insn::Lar { .. }) {
+                    descriptors::lar(d, cpl, (sel & 3) as u8)
+                } else {
+                    descriptors::lsl(d, cpl, (sel & 3) as u8)
+                };
+                // Without a descriptor the destination keeps its value.
+                if let Some(v) = found {
+                    self.regs.write_sized(reg, u64::from(v), size);
+                }
+                self.set_zf(found.is_some());
+            }
+            Insn::Verr(op) | Insn::Verw(op) => {
+                let sel = self.read16(&op)?;
+                let d = descriptors::lookup(self.vcpu, self.mem, sel)?;
+                let (cpl, rpl) = (self.cpl(), (sel & 3) as u8);
+                let ok = if matches!(insn, Insn::Verr(_)) {
+                    descriptors::verr(d, cpl, rpl)
+                } else {
+                    // Linux's MDS buffer clear: nothing to clear here.
+                    descriptors::verw(d, cpl, rpl)
+                };
+                self.set_zf(ok);
+            }
+            Insn::PushSeg(seg, size) => {
+                self.push(u64::from(self.vcpu.seg(seg)), size)?;
+            }
+            Insn::PopSeg(seg, size) => {
+                let rsp = self.regs.rsp();
+                let v = read_sized(self.mem, rsp, size)?;
+                self.vcpu.set_seg(seg, v as u16);
+                self.regs.set_rsp(rsp.wrapping_add(u64::from(size)));
+            }
+            Insn::FarJmp { ptr, size } => return self.far_transfer(&ptr, size, false),
+            Insn::FarCall { ptr, size } => return self.far_transfer(&ptr, size, true),
         }
         self.regs.rip = next;
         Ok(Outcome::Resume)
@@ -566,6 +669,113 @@ impl Machine<'_> {
             self.backend.halt(self.vcpu)?;
         }
         self.resume_checking_pending()
+    }
+
+    /// The virtual CPL: the RPL of the virtual CS.
+    fn cpl(&self) -> u8 {
+        (self.vcpu.seg(SegReg::Cs) & 3) as u8
+    }
+
+    /// Sets or clears ZF in the real flags (the entry stub restores them).
+    fn set_zf(&mut self, on: bool) {
+        if on {
+            self.regs.rflags |= FLAG_ZF;
+        } else {
+            self.regs.rflags &= !FLAG_ZF;
+        }
+    }
+
+    fn debug_register_fault(&mut self, e: DebugRegisterFault) -> Result<Outcome, EmulateError> {
+        match e {
+            DebugRegisterFault::Undefined => self.fault(VEC_UD, None),
+            DebugRegisterFault::Reserved => self.fault(VEC_GP, Some(0)),
+        }
+    }
+
+    /// `invpcid` (Intel SDM vol. 2, INVPCID) with PCIDs off (CR4.PCIDE is
+    /// never set): only PCID 0 exists. Type 0 invalidates one address, as
+    /// `invlpg`; types 1–3 everything, as a CR3 load does in the virtual
+    /// TLB (which keeps no global translations).
+    fn invpcid(&mut self, reg: u8, desc: &Mem) -> Result<Outcome, EmulateError> {
+        let kind = self.regs.get(reg);
+        let at = self.address(desc);
+        let mut d = [0u8; 16];
+        self.mem.read(at, &mut d)?;
+        let mut half = [0u8; 8];
+        half.copy_from_slice(&d[..8]);
+        let pcid = u64::from_le_bytes(half);
+        half.copy_from_slice(&d[8..]);
+        let address = u64::from_le_bytes(half);
+        let pcids_off = self.vcpu.cr4 & CR4_PCIDE == 0;
+        let bad = kind > 3
+            || pcid >> 12 != 0
+            || (kind <= 1 && pcids_off && pcid != 0)
+            || (kind == 0 && !is_canonical(address));
+        if bad {
+            return self.fault(VEC_GP, Some(0));
+        }
+        if kind == 0 {
+            self.backend.invlpg(address)?;
+        } else {
+            self.backend.load_cr3(self.vcpu.cr3)?;
+        }
+        self.regs.rip = self.next();
+        Ok(Outcome::Resume)
+    }
+
+    /// `ljmp *m` / `lcall *m` to a code segment of the virtual GDT or LDT
+    /// (Intel SDM vol. 3, 5.8.1), at the same privilege level. The
+    /// descriptor decides: not there is #GP(sel), not code or of the wrong
+    /// privilege #GP(sel), not present #NP(sel); a 64-bit code segment is
+    /// entered; 16- and 32-bit code (Linux's jump to its real-mode reboot
+    /// trampoline) and call gates the wedge does not run.
+    fn far_transfer(&mut self, ptr: &Mem, size: u8, call: bool) -> Result<Outcome, EmulateError> {
+        let kind = if call { Kind::FarCall } else { Kind::FarJmp };
+        let at = self.address(ptr);
+        let offset = read_sized(self.mem, at, size)?;
+        let sel = read_sized(self.mem, at.wrapping_add(u64::from(size)), 2)? as u16;
+        let error = Some(u64::from(sel & !3));
+        if sel & !3 == 0 {
+            return self.fault(VEC_GP, Some(0));
+        }
+        let Some(d) = descriptors::lookup(self.vcpu, self.mem, sel)? else {
+            return self.fault(VEC_GP, error);
+        };
+        if d.system() && d.kind() == 0xc {
+            return Err(EmulateError::Unsupported { kind });
+        }
+        let cpl = self.cpl();
+        let rpl = (sel & 3) as u8;
+        let allowed = d.code()
+            && if d.conforming() {
+                d.dpl() <= cpl
+            } else {
+                d.dpl() == cpl && rpl <= cpl
+            };
+        if !allowed {
+            return self.fault(VEC_GP, error);
+        }
+        if !d.present() {
+            return self.fault(VEC_NP, error);
+        }
+        if !d.long() {
+            return Err(EmulateError::LeavesLongMode { selector: sel });
+        }
+        if !is_canonical(offset) {
+            return self.fault(VEC_GP, Some(0));
+        }
+        if call {
+            let cs = u64::from(self.vcpu.seg(SegReg::Cs));
+            let rsp = self.regs.rsp();
+            self.push(cs, size)?;
+            if let Err(e) = self.push(self.next(), size) {
+                self.regs.set_rsp(rsp);
+                return Err(e);
+            }
+        }
+        self.vcpu.set_seg(SegReg::Cs, (sel & !3) | u16::from(cpl));
+        self.regs.rip = offset;
+        Ok(Outcome::Resume)
     }
 
     fn port(&self, io: &PortIo) -> u16 {
@@ -653,12 +863,6 @@ impl Machine<'_> {
         }
         Ok(())
     }
-}
-
-/// True if `v` is a canonical 48-bit address.
-fn is_canonical(v: u64) -> bool {
-    let top = v >> 47;
-    top == 0 || top == 0x1_ffff
 }
 
 /// A guest process's `syscall`, caught outside the wedge (on seL4: the

@@ -672,6 +672,406 @@ fn rdtsc_and_bad_input() {
     assert_eq!(t.run_site(&s32, &[0xfa]), Err(EmulateError::Not64Bit));
 }
 
+/// The exception frame at rsp: the error code and the rip it returns to.
+fn error_and_rip(t: &T) -> Vec<u64> {
+    t.mem.qwords(t.regs.rsp(), 2)
+}
+
+#[test]
+fn debug_registers_are_a_register_file() {
+    let mut t = t();
+    // mov %rdx,%dr7; mov %dr7,%rax; mov %dr2,%r8 (Linux's forms)
+    t.regs.set(reg::RDX, 0x000d_0001);
+    assert_eq!(t.run(Kind::MovToDr, &[0x0f, 0x23, 0xfa]), Outcome::Resume);
+    assert_eq!(t.vcpu.dr7, 0x000d_0401);
+    t.run(Kind::MovFromDr, &[0x0f, 0x21, 0xf8]);
+    assert_eq!(t.regs.get(reg::RAX), 0x000d_0401);
+    t.vcpu.dr[2] = 0xffff_ffff_8100_1000;
+    t.run(Kind::MovFromDr, &[0x41, 0x0f, 0x21, 0xd0]);
+    assert_eq!(t.regs.get(8), 0xffff_ffff_8100_1000);
+    // mov %dr6,%rax after reset: the fixed ones.
+    t.run(Kind::MovFromDr, &[0x0f, 0x21, 0xf0]);
+    assert_eq!(t.regs.get(reg::RAX), 0xffff_0ff0);
+    assert_eq!(t.regs.rip, AT + 16);
+    assert!(t.be.calls.is_empty(), "no request: they live in the vCPU");
+    // A 1 in DR7's upper half is #GP(0) at the site, nothing changed.
+    t.regs.set(reg::RDX, 1 << 32);
+    assert_eq!(
+        t.run(Kind::MovToDr, &[0x0f, 0x23, 0xfa]),
+        Outcome::Delivered(13)
+    );
+    assert_eq!(error_and_rip(&t), vec![0, AT]);
+    assert_eq!(t.vcpu.dr7, 0x000d_0401);
+    // DR4 with CR4.DE, and DR8 (REX.R), are #UD.
+    t.vcpu.cr4 |= debug_registers::CR4_DE;
+    assert_eq!(
+        t.run(Kind::MovFromDr, &[0x0f, 0x21, 0xe0]),
+        Outcome::Delivered(6)
+    );
+    assert_eq!(
+        t.run(Kind::MovToDr, &[0x44, 0x0f, 0x23, 0xc0]),
+        Outcome::Delivered(6)
+    );
+}
+
+#[test]
+fn linuxs_msrs_live_in_the_vcpu_and_rdtscp_returns_tsc_aux() {
+    let mut t = t();
+    let values = [
+        (msr::MSR_CSTAR, 0xffff_ffff_8120_1380),
+        (msr::MSR_TSC_AUX, 0x1003),
+        (msr::MSR_SYSENTER_CS, 0x10),
+        (msr::MSR_SYSENTER_ESP, 0xffff_fe00_0000_6000),
+        (msr::MSR_SYSENTER_EIP, 0xffff_ffff_8120_1500),
+        (msr::MSR_PAT, 0x0407_0506_0007_0406),
+        (msr::MSR_MISC_ENABLE, 0x0085_0089),
+        (msr::MSR_DEBUGCTL, 0x2),
+    ];
+    for (m, v) in values {
+        assert_eq!(wrmsr(&mut t, m, v), Outcome::Resume, "MSR {m:#x}");
+    }
+    for (m, v) in values {
+        assert_eq!(rdmsr(&mut t, m), v, "MSR {m:#x}");
+    }
+    assert!(t.be.calls.is_empty());
+    t.regs.set(reg::RCX, u64::MAX);
+    assert_eq!(t.run(Kind::Rdtscp, &[0x0f, 0x01, 0xf9]), Outcome::Resume);
+    assert_eq!(t.be.calls, vec![Call::Rdtsc]);
+    assert_eq!(
+        (
+            t.regs.get(reg::RDX),
+            t.regs.get(reg::RAX),
+            t.regs.get(reg::RCX)
+        ),
+        (0x1234_5678, 0x9abc_def0, 0x1003)
+    );
+}
+
+#[test]
+fn msr_values_hardware_refuses_and_unknown_msrs_are_gp_at_the_site() {
+    for (m, v) in [
+        (msr::MSR_PAT, 0x0007_0406_0007_0402u64),
+        (msr::MSR_TSC_AUX, 1 << 32),
+        (msr::MSR_DEBUGCTL, 1 << 2),
+        (MSR_EFER, EFER_SCE),
+        // Performance counters, APIC base, TSC_DEADLINE: not on this CPU.
+        (0xc1, 0),
+        (0x1b, 0xfee0_0900),
+        (0x6e0, 1),
+    ] {
+        let mut t = t();
+        let before = (t.vcpu.pat, t.vcpu.tsc_aux, t.vcpu.debugctl, t.vcpu.efer);
+        assert_eq!(wrmsr(&mut t, m, v), Outcome::Delivered(13), "MSR {m:#x}");
+        assert_eq!(error_and_rip(&t), vec![0, AT]);
+        let after = (t.vcpu.pat, t.vcpu.tsc_aux, t.vcpu.debugctl, t.vcpu.efer);
+        assert_eq!(before, after, "MSR {m:#x}");
+    }
+}
+
+#[test]
+fn rdpmc_is_gp_and_xsetbv_mwait_and_fs_gs_base_are_ud() {
+    let mut t = t();
+    assert_eq!(t.run(Kind::Rdpmc, &[0x0f, 0x33]), Outcome::Delivered(13));
+    assert_eq!(error_and_rip(&t), vec![0, AT]);
+    let ud: [(Kind, &[u8]); 5] = [
+        (Kind::Xsetbv, &[0x0f, 0x01, 0xd1]),
+        (Kind::Mwait, &[0x0f, 0x01, 0xc9]),
+        (Kind::WrSegBase, &[0xf3, 0x48, 0x0f, 0xae, 0xd8]), // wrgsbase %rax
+        (Kind::RdSegBase, &[0xf3, 0x48, 0x0f, 0xae, 0xc0]), // rdfsbase %rax
+        (Kind::RdSegBase, &[0xf3, 0x0f, 0xae, 0xcb]),       // rdgsbase %ebx
+    ];
+    for (kind, bytes) in ud {
+        let mut t = self::t();
+        let fs = t.vcpu.fs_base;
+        assert_eq!(t.run(kind, bytes), Outcome::Delivered(6), "{bytes:02x?}");
+        assert_eq!(
+            t.mem.qwords(t.regs.rsp(), 1),
+            vec![AT],
+            "a fault: at the site"
+        );
+        assert_eq!(t.vcpu.fs_base, fs);
+    }
+}
+
+#[test]
+fn invpcid_flushes_as_a_cr3_load_or_invlpg_does() {
+    // invpcid (%rsp),%rax
+    let insn = [0x66, 0x0f, 0x38, 0x82, 0x04, 0x24];
+    let run = |kind: u64, pcid: u64, address: u64| {
+        let mut t = t();
+        t.regs.set_rsp(0x7000);
+        t.mem
+            .bytes_mut(0x7000, 8)
+            .copy_from_slice(&pcid.to_le_bytes());
+        t.mem
+            .bytes_mut(0x7008, 8)
+            .copy_from_slice(&address.to_le_bytes());
+        t.regs.set(reg::RAX, kind);
+        let out = t.run(Kind::Invpcid, &insn);
+        (out, t.be.calls)
+    };
+    let a = 0xffff_ffff_8100_0000;
+    assert_eq!(run(0, 0, a), (Outcome::Resume, vec![Call::Invlpg(a)]));
+    for kind in 1..=3 {
+        assert_eq!(
+            run(kind, 0, a),
+            (Outcome::Resume, vec![Call::LoadCr3(0x5000)])
+        );
+    }
+    // PCIDs are off: only PCID 0 names a context; types 2 and 3 ignore it.
+    assert_eq!(run(2, 5, 0), (Outcome::Resume, vec![Call::LoadCr3(0x5000)]));
+    for (kind, pcid, address) in [
+        (4, 0, a),
+        (0, 1, a),
+        (1, 1, a),
+        (0, 0, 1 << 47),
+        (2, 1 << 12, 0),
+    ] {
+        assert_eq!(
+            run(kind, pcid, address),
+            (Outcome::Delivered(13), vec![]),
+            "{kind} {pcid:#x} {address:#x}"
+        );
+    }
+}
+
+/// A GDT at 0x3000 with Linux's boot descriptors: 0x10 kernel code
+/// (64-bit), 0x18 kernel data, 0x20 32-bit kernel code, 0x28 a 64-bit
+/// code segment not present, 0x33 user code (DPL 3).
+fn linux_gdt(t: &mut T) {
+    t.vcpu.gdtr_base = 0x3000;
+    t.vcpu.gdtr_limit = 0x3f;
+    for (sel, d) in [
+        (0x10u64, 0x00af_9b00_0000_ffffu64),
+        (0x18, 0x00cf_9300_0000_ffff),
+        (0x20, 0x00cf_9b00_0000_ffff),
+        (0x28, 0x00af_1b00_0000_ffff),
+        (0x30, 0x00af_fb00_0000_ffff),
+    ] {
+        t.mem
+            .bytes_mut(0x3000 + sel, 8)
+            .copy_from_slice(&d.to_le_bytes());
+    }
+}
+
+const FLAG_ZF: u64 = 1 << 6;
+
+#[test]
+fn lar_lsl_verr_verw_read_the_virtual_gdt() {
+    let mut t = t();
+    linux_gdt(&mut t);
+    // lar 0xa0(%rdi),%eax (Linux's force_valid_ss)
+    t.regs.set(reg::RDI, 0x6000);
+    t.mem
+        .bytes_mut(0x60a0, 2)
+        .copy_from_slice(&0x18u16.to_le_bytes());
+    t.regs.set(reg::RAX, u64::MAX);
+    t.run(Kind::Lar, &[0x0f, 0x02, 0x87, 0xa0, 0, 0, 0]);
+    assert_eq!(t.regs.get(reg::RAX), 0x00c0_9300);
+    assert_ne!(t.regs.rflags & FLAG_ZF, 0);
+    // The null selector: ZF clear, the destination kept.
+    t.mem
+        .bytes_mut(0x60a0, 2)
+        .copy_from_slice(&0u16.to_le_bytes());
+    t.run(Kind::Lar, &[0x0f, 0x02, 0x87, 0xa0, 0, 0, 0]);
+    assert_eq!(
+        (t.regs.get(reg::RAX), t.regs.rflags & FLAG_ZF),
+        (0x00c0_9300, 0)
+    );
+    // lsl %eax,%ecx with 0x10: 4 GiB - 1.
+    t.regs.set(reg::RAX, 0x10);
+    t.run(Kind::Lsl, &[0x0f, 0x03, 0xc8]);
+    assert_eq!(t.regs.get(reg::RCX), 0xffff_ffff);
+    assert_ne!(t.regs.rflags & FLAG_ZF, 0);
+    // verw of __KERNEL_DS in memory, RIP-relative (the MDS clear): ZF set.
+    let verw = [0x0f, 0x00, 0x2d, 0x00, 0x10, 0, 0];
+    let s = Site {
+        address: 0x2000,
+        ..site(Kind::Verw, &verw)
+    };
+    t.mem
+        .bytes_mut(0x2007 + 0x1000, 2)
+        .copy_from_slice(&0x18u16.to_le_bytes());
+    t.regs.rflags &= !FLAG_ZF;
+    assert_eq!(t.run_site(&s, &verw), Ok(Outcome::Resume));
+    assert_ne!(t.regs.rflags & FLAG_ZF, 0);
+    assert_eq!(t.regs.rip, 0x2010);
+    // verw of code, verr of code and of data: ZF says.
+    for (kind, bytes, sel, zf) in [
+        (Kind::Verw, [0x0f, 0x00, 0xe8], 0x10u64, false), // verw %ax
+        (Kind::Verr, [0x0f, 0x00, 0xe0], 0x10, true),     // verr %ax
+        (Kind::Verr, [0x0f, 0x00, 0xe0], 0x18, true),
+        (Kind::Verr, [0x0f, 0x00, 0xe0], 0x40, false), // past the limit
+    ] {
+        t.regs.set(reg::RAX, sel);
+        t.regs.rflags ^= FLAG_ZF;
+        t.run(kind, &bytes);
+        assert_eq!(t.regs.rflags & FLAG_ZF != 0, zf, "{kind:?} {sel:#x}");
+    }
+    assert!(t.be.calls.is_empty());
+}
+
+#[test]
+fn push_and_pop_of_fs_and_gs() {
+    let mut t = t();
+    t.vcpu.set_seg(SegReg::Fs, 0x2b);
+    t.run(Kind::PushSeg, &[0x0f, 0xa0]); // push %fs
+    assert_eq!(
+        (t.regs.rsp(), t.mem.qwords(0x7ff8, 1)),
+        (0x7ff8, vec![0x2b])
+    );
+    t.run(Kind::PopSeg, &[0x0f, 0xa9]); // pop %gs
+    assert_eq!((t.regs.rsp(), t.vcpu.seg(SegReg::Gs)), (0x8000, 0x2b));
+    t.vcpu.set_seg(SegReg::Gs, 0x18);
+    t.run(Kind::PushSeg, &[0x66, 0x0f, 0xa8]); // pushw %gs
+    assert_eq!(t.regs.rsp(), 0x7ffe);
+    t.run(Kind::PopSeg, &[0x66, 0x0f, 0xa1]); // popw %fs
+    assert_eq!((t.regs.rsp(), t.vcpu.seg(SegReg::Fs)), (0x8000, 0x18));
+}
+
+#[test]
+fn far_jumps_and_calls_enter_64_bit_code_only() {
+    // ljmp *0x18(%rax): a 4-byte offset and a selector at rax + 0x18.
+    let ljmp = [0xff, 0x68, 0x18];
+    let jump = |sel: u16| {
+        let mut t = t();
+        linux_gdt(&mut t);
+        t.regs.set(reg::RAX, 0x6000);
+        t.mem
+            .bytes_mut(0x6018, 4)
+            .copy_from_slice(&0x1234_5678u32.to_le_bytes());
+        t.mem
+            .bytes_mut(0x601c, 2)
+            .copy_from_slice(&sel.to_le_bytes());
+        let out = t.run_site(&site(Kind::FarJmp, &ljmp), &ljmp);
+        (out, t)
+    };
+    let (out, j) = jump(0x10);
+    assert_eq!(out, Ok(Outcome::Resume));
+    assert_eq!((j.regs.rip, j.vcpu.seg(SegReg::Cs)), (0x1234_5678, 0x10));
+    // 32-bit code (Linux's real-mode reboot trampoline): the wedge stops.
+    assert_eq!(
+        jump(0x20).0,
+        Err(EmulateError::LeavesLongMode { selector: 0x20 })
+    );
+    // Data, user code from CPL 0, past the limit: #GP(sel); not present:
+    // #NP(sel); null: #GP(0).
+    for (sel, vector, error) in [
+        (0x18, 13, 0x18),
+        (0x33, 13, 0x30),
+        (0x40, 13, 0x40),
+        (0x28, 11, 0x28),
+        (0, 13, 0),
+    ] {
+        let (out, j) = jump(sel);
+        assert_eq!(out, Ok(Outcome::Delivered(vector)), "{sel:#x}");
+        assert_eq!(error_and_rip(&j), vec![error, AT], "{sel:#x}");
+    }
+    // lcall *(%rsp) with REX.W: an 8-byte offset; CS and the return
+    // address (the site's end) pushed as 8 bytes each.
+    let mut t = t();
+    linux_gdt(&mut t);
+    t.regs.set_rsp(0x7000);
+    t.mem
+        .bytes_mut(0x7000, 8)
+        .copy_from_slice(&0xffff_ffff_8100_0200u64.to_le_bytes());
+    t.mem
+        .bytes_mut(0x7008, 2)
+        .copy_from_slice(&0x10u16.to_le_bytes());
+    let lcall = [0x48, 0xff, 0x1c, 0x24];
+    assert_eq!(t.run(Kind::FarCall, &lcall), Outcome::Resume);
+    assert_eq!(t.regs.rip, 0xffff_ffff_8100_0200);
+    assert_eq!(t.regs.rsp(), 0x7000 - 16);
+    assert_eq!(t.mem.qwords(0x7000 - 16, 2), vec![AT + 16, 0x08]);
+}
+
+#[test]
+fn cr4_takes_the_bits_linux_sets_and_refuses_missing_features() {
+    let mut t = t();
+    // PAE | PGE | OSFXSR | OSXMMEXCPT (and PSE, DE, TSD, MCE, PCE).
+    let linux = 0x20 | 0x80 | 0x200 | 0x400 | 0x10 | 0x8 | 0x4 | 0x40 | 0x100;
+    t.regs.set(reg::RAX, linux);
+    assert_eq!(t.run(Kind::MovToCr, &[0x0f, 0x22, 0xe0]), Outcome::Resume);
+    assert_eq!(
+        (t.vcpu.cr4, t.be.calls.clone()),
+        (linux, vec![Call::WriteCr4(linux)])
+    );
+    // FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP, LA57, UMIP; and PAE cleared.
+    for bad in [
+        1 << 16,
+        1 << 17,
+        1 << 18,
+        1 << 20,
+        1 << 21,
+        1 << 12,
+        1 << 11,
+    ] {
+        t.regs.set(reg::RAX, linux | bad);
+        assert_eq!(
+            t.run(Kind::MovToCr, &[0x0f, 0x22, 0xe0]),
+            Outcome::Delivered(13),
+            "{bad:#x}"
+        );
+    }
+    t.regs.set(reg::RAX, linux & !0x20);
+    assert_eq!(
+        t.run(Kind::MovToCr, &[0x0f, 0x22, 0xe0]),
+        Outcome::Delivered(13)
+    );
+    assert_eq!(
+        (t.vcpu.cr4, t.be.calls.len()),
+        (linux, 1),
+        "nothing changed"
+    );
+}
+
+#[test]
+fn sti_cli_and_ss_loads_are_pairs_the_wedge_runs() {
+    let mut t = t();
+    t.vcpu.raise(0x30);
+    let s = Site {
+        flags: FLAG_SHADOW_PAIR,
+        pair_len: 1,
+        ..site(Kind::Sti, &[0xfb])
+    };
+    // Nothing is delivered in the shadow: the pair is a cli.
+    assert_eq!(t.run_site(&s, &[0xfb, 0xfa]), Ok(Outcome::Resume));
+    assert!(!t.vcpu.interrupts_enabled());
+    assert_eq!(t.regs.rip, AT + 12);
+    // mov %eax,%ss; mov %eax,%es (Linux's startup_64).
+    let s = Site {
+        flags: FLAG_SHADOW_PAIR,
+        pair_len: 2,
+        ..site(Kind::MovToSeg, &[0x8e, 0xd0])
+    };
+    t.regs.set(reg::RAX, 0x18);
+    assert_eq!(
+        t.run_site(&s, &[0x8e, 0xd0, 0x8e, 0xc0]),
+        Ok(Outcome::Resume)
+    );
+    assert_eq!(
+        (t.vcpu.seg(SegReg::Ss), t.vcpu.seg(SegReg::Es)),
+        (0x18, 0x18)
+    );
+    assert_eq!(t.regs.rip, AT + 16);
+    // What the wedge cannot run in a shadow is refused: an ordinary
+    // instruction after sti (Linux's `sti; ret`), a non-segment load
+    // after SS.
+    assert!(!pair_supported(Insn::Sti, &[0xc3]));
+    let ss = Insn::MovToSeg(SegReg::Ss, Operand::Reg(0));
+    assert!(!pair_supported(ss, &[0x0f, 0x22, 0xd8]));
+    assert!(
+        !pair_supported(ss, &[0x8e, 0x05, 0, 0, 0, 0]),
+        "mov 0(%rip),%es"
+    );
+    assert!(
+        !pair_supported(ss, &[0x8e, 0xc0, 0x90]),
+        "longer than the instruction"
+    );
+    assert!(pair_supported(ss, &[0x8e, 0xc0]));
+    assert!(pair_supported(Insn::Sti, &[0xf4]));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 

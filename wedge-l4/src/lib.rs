@@ -16,13 +16,15 @@ pub use afterburn_format;
 
 pub mod backend;
 pub mod cpuid;
+pub mod debug_registers;
 pub mod decode;
+pub mod descriptors;
 pub mod emulate;
 pub mod interrupts;
 pub mod memory;
+pub mod msr;
 pub mod records;
 pub mod rewrite;
-pub mod shadow;
 pub mod vcpu;
 
 #[cfg(test)]

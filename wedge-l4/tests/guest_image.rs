@@ -9,62 +9,27 @@ use wedge_l4::memory::{GuestMemory, MemError};
 use wedge_l4::records::Records;
 use wedge_l4::rewrite::{rewrite, stays_native, SiteTable, CALL_LEN};
 
-const SHT_NOBITS: u32 = 8;
-const SHF_ALLOC: u64 = 2;
+mod common;
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
+use common::elf::{afterburn_notes, sections, u64_at};
 
 /// The loaded image (allocated sections at their addresses, from the
 /// lowest) and the bytes of the note section that holds the `.afterburn`
 /// records.
 fn load(elf: &[u8]) -> (u64, Vec<u8>, Vec<u8>) {
-    let shoff = u64_at(elf, 0x28) as usize;
-    let shentsize = usize::from(u16_at(elf, 0x3a));
-    let shnum = usize::from(u16_at(elf, 0x3c));
-    let shstrndx = usize::from(u16_at(elf, 0x3e));
-    let sh = |i: usize| shoff + i * shentsize;
-    let strtab = u64_at(elf, sh(shstrndx) + 24) as usize;
-    let mut sections = Vec::new();
-    for i in 0..shnum {
-        let h = sh(i);
-        let name_off = strtab + u32_at(elf, h) as usize;
-        let name_end = name_off + elf[name_off..].iter().position(|&c| c == 0).unwrap();
-        let name = std::str::from_utf8(&elf[name_off..name_end])
-            .unwrap()
-            .to_string();
-        let (ty, flags) = (u32_at(elf, h + 4), u64_at(elf, h + 8));
-        let (addr, off, size) = (
-            u64_at(elf, h + 16),
-            u64_at(elf, h + 24),
-            u64_at(elf, h + 32),
-        );
-        if flags & SHF_ALLOC != 0 && ty != SHT_NOBITS {
-            sections.push((name, addr, &elf[off as usize..(off + size) as usize]));
-        }
-    }
-    let base = sections.iter().map(|s| s.1).min().unwrap();
+    let sections = sections(elf);
+    let base = sections.iter().map(|s| s.addr).min().unwrap();
     let end = sections
         .iter()
-        .map(|s| s.1 + s.2.len() as u64)
+        .map(|s| s.addr + s.bytes.len() as u64)
         .max()
         .unwrap();
     let mut image = vec![0u8; (end - base) as usize];
-    let mut afterburn = Vec::new();
-    for (_, addr, bytes) in &sections {
-        let at = (addr - base) as usize;
-        image[at..at + bytes.len()].copy_from_slice(bytes);
-        if afterburn.is_empty() && afterburn_format::has_afterburn_notes(bytes) {
-            afterburn = bytes.to_vec();
-        }
+    for s in &sections {
+        let at = (s.addr - base) as usize;
+        image[at..at + s.bytes.len()].copy_from_slice(s.bytes);
     }
+    let afterburn = afterburn_notes(&sections).unwrap_or_default().to_vec();
     (base, image, afterburn)
 }
 

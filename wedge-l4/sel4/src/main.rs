@@ -28,11 +28,10 @@ use previrt_protocol::{
     WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
-use wedge_l4::emulate::{enter_syscall, EmulateError, Outcome};
+use wedge_l4::emulate::{emulate_decoded, enter_syscall, EmulateError, Outcome};
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
 use wedge_l4::rewrite::{rewrite, FastPaths, SiteEntry, SiteTable};
-use wedge_l4::shadow::emulate_site;
 use wedge_l4::vcpu::{SegReg, Vcpu, FLAG_IOPL, VCPU_MAGIC};
 
 use crate::backend::Sel4Backend;
@@ -521,7 +520,7 @@ fn run_site(entry: &SiteEntry, alias: u64, vcpu: &mut Vcpu, regs: &mut GuestRegs
         *n += 1;
     }
     let mut backend = Sel4Backend;
-    match emulate_site(
+    match emulate_decoded(
         &site,
         entry.insn,
         entry.pair(),
@@ -576,7 +575,9 @@ fn record_stop(site: &wedge_l4::records::Site, e: EmulateError) {
             (STOP_DECODE, 0)
         }
         EmulateError::Unsupported { kind } => (STOP_UNSUPPORTED, u64::from(kind.number())),
-        EmulateError::UnsupportedPair => (STOP_UNSUPPORTED, 0),
+        EmulateError::UnsupportedPair | EmulateError::LeavesLongMode { .. } => {
+            (STOP_UNSUPPORTED, 0)
+        }
         EmulateError::Memory(m) => (STOP_MEMORY, m.address),
         EmulateError::Backend(b) => (STOP_BACKEND, b as u64),
         EmulateError::TripleFault(_) | EmulateError::Delivery(_) => (STOP_DELIVERY, 0),

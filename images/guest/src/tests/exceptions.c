@@ -37,6 +37,34 @@ static void on_bp(struct trap_frame *f)
     }
 }
 
+/* Where the last native #BP and #UD said they happened. */
+static u64 native_bp_rip, native_ud_rip;
+static void on_native_bp(struct trap_frame *f)
+{
+    native_bp_rip = f->rip;
+}
+static void on_native_ud(struct trap_frame *f)
+{
+    native_ud_rip = f->rip;
+    f->rip += 2; /* ud2 */
+}
+
+/* A trap Linux writes as bytes, so no site: int3 (its text poking and
+ * static calls write them at run time) and ud2 (BUG()). Each must reach the
+ * guest's own handler with the vector and rip hardware gives: #BP with rip
+ * after the int3, #UD with rip at the ud2. */
+static void native_traps(struct checker *c)
+{
+    u64 after_int3, at_ud2;
+    trap_set_handler(3, on_native_bp);
+    trap_set_handler(6, on_native_ud);
+    native_bp_rip = native_ud_rip = 0;
+    __asm__ volatile("lea 1f(%%rip), %0\n\t.byte 0xcc\n1:" : "=r"(after_int3)::"memory");
+    __asm__ volatile("lea 1f(%%rip), %0\n1:\t.byte 0x0f, 0x0b" : "=r"(at_ud2)::"memory");
+    check_eq(c, "a native int3 is #BP with rip after it", after_int3, native_bp_rip);
+    check_eq(c, "a native ud2 is #UD with rip at it", at_ud2, native_ud_rip);
+}
+
 static void on_syscall(struct trap_frame *f)
 {
     event('S');
@@ -73,6 +101,8 @@ void test_exceptions(struct checker *c)
     kprintf("exceptions: events %s\n", events);
     check_eq(c, "#UD, #BP, #DE, int, then #UD nested in #BP", 6,
              (u64)(event_count == 7 && !kstrncmp(events, "UBDSBUb", 7)) * 6);
+
+    native_traps(c);
 
     trap_set_handler(6, NULL);
     trap_set_handler(0, NULL);
