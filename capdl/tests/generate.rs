@@ -10,15 +10,15 @@ use capdl::elf::ElfError;
 use capdl::generate::{
     generate, generate_spec, generate_system, guest_badge, guest_cnode_slot, guest_console_port,
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
-    guest_user_cnode_slot, guest_user_pml4_slot, supervisor_ticks_slot, At, GenerateError,
-    ImageProblem, Problem, StartInfo, StartPage, DEBUG_EXIT_PORT_SLOT, DEVICE_DEBUGCON,
-    DEVICE_GUEST_CONSOLE, DEVICE_SERIAL, DEVICE_SHARED_TICKS, DEVICE_SUPERVISOR,
+    guest_user_cnode_slot, guest_user_pml4_slot, initrd_offset, supervisor_ticks_slot, At,
+    GenerateError, ImageProblem, Problem, StartInfo, StartPage, DEBUG_EXIT_PORT_SLOT,
+    DEVICE_DEBUGCON, DEVICE_GUEST_CONSOLE, DEVICE_SERIAL, DEVICE_SHARED_TICKS, DEVICE_SUPERVISOR,
     GUEST_CONSOLE_PORTS_SLOT, GUEST_ENDPOINT_SLOT, GUEST_RAM_SLOTS_BASE, IRQ_THREAD_MARK,
-    PIT_IRQ_SLOT, PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, START_PAGE_ADDR, SUPERVISOR_DEBUG_EXIT_SLOT,
-    SUPERVISOR_ENDPOINT_SLOT, SUPERVISOR_PIT_IRQ_SLOT, TIMER_BADGE, TIMER_NOTIFICATION_SLOT,
-    USER_FAULT_ENDPOINT, USER_VIEWS, VMM_CNODE_SLOT, VMM_ENDPOINT_SLOT, VMM_IPC_BUFFER_ADDR,
-    VMM_IRQ_TCB_SLOT, VMM_PML4_SLOT, VMM_STACK_BOTTOM, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT,
-    VMM_WAKE_SIGNAL_SLOT, WEDGE_WINDOW,
+    PIT_IRQ_SLOT, PIT_PORTS_SLOT, SERIAL_PORTS_SLOT, START_LINUX, START_PAGE_ADDR,
+    SUPERVISOR_DEBUG_EXIT_SLOT, SUPERVISOR_ENDPOINT_SLOT, SUPERVISOR_PIT_IRQ_SLOT, TIMER_BADGE,
+    TIMER_NOTIFICATION_SLOT, USER_FAULT_ENDPOINT, USER_VIEWS, VMM_CNODE_SLOT, VMM_ENDPOINT_SLOT,
+    VMM_IPC_BUFFER_ADDR, VMM_IRQ_TCB_SLOT, VMM_PML4_SLOT, VMM_STACK_BOTTOM, VMM_TCB_SLOT,
+    VMM_WAKE_NOTIFICATION_SLOT, VMM_WAKE_SIGNAL_SLOT, WEDGE_WINDOW,
 };
 use capdl::model::{Cap, ObjectKind, Rights, Slot};
 use capdl::Spec;
@@ -770,6 +770,70 @@ fn a_wedge_image_is_carried_in_its_window() {
     let (at, problem) = description_error(&system, &images);
     assert_eq!(at, At::Pos { line: 5, col: 9 });
     assert!(matches!(problem, Problem::UnknownImage { ref name, .. } if name == "wedge-l4"));
+}
+
+#[test]
+fn a_linux_guest_carries_its_initrd_after_its_kernel() {
+    let initrd = pattern(0x1801, 9);
+    let mut images = images();
+    images.insert("initramfs".into(), initrd.clone());
+    let system = small_system().replace(
+        "pt_untyped_bits = 22",
+        "pt_untyped_bits = 22\nlinux = true\ninitrd = \"initramfs\"",
+    );
+    let (spec, files) = generate_system(&system, &images).unwrap();
+    let spec = capdl::check(&capdl::print::print(&spec)).unwrap();
+    let kernel = guest_elf();
+    let start = files.iter().find(|f| f.name == "vmm-start").unwrap();
+    let page = StartPage::from_bytes(&start.bytes).unwrap();
+    assert_eq!(page.flags, START_LINUX);
+    assert_eq!(page.initrd_bytes as usize, initrd.len());
+    assert_eq!(
+        start_info(&spec).guests[0].image_bytes as usize,
+        kernel.len()
+    );
+    // The window: the kernel, zeros to its page's end, then the initrd
+    // from the next page on, zeros to its page's end, and nothing after.
+    let pml4 = find(&spec, "vmm_pml4");
+    let at = initrd_offset(kernel.len() as u64);
+    let mut window = Vec::new();
+    let mut vaddr = guest_image_window(0);
+    while let Some((frame, rights)) = mapped(&spec, pml4, vaddr) {
+        assert_eq!(rights, Rights::READ);
+        let mut bytes = vec![0u8; PAGE as usize];
+        for fill in &spec.objects[frame as usize].fills {
+            let (file, expected) = if vaddr < guest_image_window(0) + at {
+                (&kernel, "guest")
+            } else {
+                (&initrd, "initramfs")
+            };
+            assert_eq!(fill.file, expected, "{vaddr:#x}");
+            let (src, dst) = (fill.file_offset as usize, fill.dest_offset as usize);
+            let len = fill.length as usize;
+            bytes[dst..dst + len].copy_from_slice(&file[src..src + len]);
+        }
+        window.extend_from_slice(&bytes);
+        vaddr += PAGE;
+    }
+    assert_eq!(&window[..kernel.len()], &kernel[..]);
+    assert!(window[kernel.len()..at as usize].iter().all(|&b| b == 0));
+    assert_eq!(
+        &window[at as usize..at as usize + initrd.len()],
+        &initrd[..]
+    );
+    assert_eq!(
+        window.len() as u64,
+        at + (initrd.len() as u64).div_ceil(PAGE) * PAGE
+    );
+    // Not Linux: no flag, no initrd; an initrd without `linux` is refused.
+    let (_, plain) = generate_system(&small_system(), &images).unwrap();
+    let plain_page =
+        StartPage::from_bytes(&plain.iter().find(|f| f.name == "vmm-start").unwrap().bytes)
+            .unwrap();
+    assert_eq!((plain_page.flags, plain_page.initrd_bytes), (0, 0));
+    let without = system.replace("linux = true\n", "");
+    let (_, problem) = description_error(&without, &images);
+    assert_eq!(problem, Problem::InitrdWithoutLinux);
 }
 
 /// Replays the fills of every frame mapped in the VMM's image region and

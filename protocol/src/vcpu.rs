@@ -72,6 +72,12 @@ pub const BOOT_CS: u16 = 0x08;
 /// The flat data selector the PV boot protocol promises.
 pub const BOOT_DS: u16 = 0x10;
 
+/// Linux's `__BOOT_CS`: the flat 64-bit code selector its 64-bit boot
+/// protocol enters with (`arch/x86/include/asm/segment.h`, GDT entry 2).
+pub const LINUX_BOOT_CS: u16 = 0x10;
+/// Linux's `__BOOT_DS` (GDT entry 3).
+pub const LINUX_BOOT_DS: u16 = 0x18;
+
 /// Segment registers, in the x86 encoding order (the ModRM `reg` field of
 /// `mov` to/from a segment register).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,6 +283,15 @@ impl Vcpu {
         v
     }
 
+    /// The state at Linux's `startup_64` (its 64-bit boot protocol): as at
+    /// the PV entry, with Linux's boot selectors.
+    pub fn at_linux_entry(cr3: u64) -> Vcpu {
+        let mut v = Vcpu::at_pv_entry(cr3);
+        let (cs, ds) = (LINUX_BOOT_CS, LINUX_BOOT_DS);
+        v.segs = [ds, cs, ds, ds, ds, ds];
+        v
+    }
+
     /// Virtual RFLAGS.IF.
     pub fn interrupts_enabled(&self) -> bool {
         self.vif != 0
@@ -431,6 +446,19 @@ mod tests {
             0,
             "nothing is pending"
         );
+    }
+
+    #[test]
+    fn linux_enters_with_its_boot_selectors() {
+        let v = Vcpu::at_linux_entry(0x7ff_5000);
+        assert_eq!(v.seg(SegReg::Cs), 0x10);
+        for s in [SegReg::Ds, SegReg::Es, SegReg::Ss, SegReg::Fs, SegReg::Gs] {
+            assert_eq!(v.seg(s), 0x18);
+        }
+        assert_eq!(v.cr3, 0x7ff_5000);
+        assert!(!v.interrupts_enabled(), "IF clear at startup_64");
+        let pv = Vcpu::at_pv_entry(0x7ff_5000);
+        assert_eq!((v.cr0, v.cr4, v.efer), (pv.cr0, pv.cr4, pv.efer));
     }
 
     #[test]

@@ -93,7 +93,31 @@ pub struct WedgeStats {
     pub user_entries: u64,
     /// Guest processes' `syscall`s the wedge entered the guest kernel with.
     pub user_syscalls: u64,
+    /// Sites left native because their instruction does not decode (a
+    /// kind or form the wedge does not emulate yet), and the first one's
+    /// address (0: none).
+    pub undecodable: u64,
+    pub first_undecodable: u64,
+    /// Where the wedge stopped the guest because a site could not be
+    /// emulated: the site's address as it ran (0: it did not), its kind
+    /// number, why ([`STOP_MEMORY`], ...) and a value that says more (the
+    /// address for [`STOP_MEMORY`]).
+    pub stopped_at: u64,
+    pub stopped_kind: u64,
+    pub stopped_error: u64,
+    pub stopped_value: u64,
 }
+
+/// [`WedgeStats::stopped_error`]: the instruction did not decode.
+pub const STOP_DECODE: u64 = 1;
+/// A form the wedge does not emulate (yet), or a pair other than `sti; hlt`.
+pub const STOP_UNSUPPORTED: u64 = 2;
+/// A guest memory access the wedge refused (the value: its address).
+pub const STOP_MEMORY: u64 = 3;
+/// The VMM refused a request, or the IPC failed.
+pub const STOP_BACKEND: u64 = 4;
+/// An exception or interrupt could not be delivered.
+pub const STOP_DELIVERY: u64 = 5;
 
 impl Default for WedgeStats {
     fn default() -> Self {
@@ -108,6 +132,12 @@ impl Default for WedgeStats {
             interrupts_redirected: 0,
             user_entries: 0,
             user_syscalls: 0,
+            undecodable: 0,
+            first_undecodable: 0,
+            stopped_at: 0,
+            stopped_kind: 0,
+            stopped_error: 0,
+            stopped_value: 0,
         }
     }
 }
@@ -145,6 +175,12 @@ impl WedgeStats {
         s.interrupts_redirected = u64_at(tail + 16);
         s.user_entries = u64_at(tail + 24);
         s.user_syscalls = u64_at(tail + 32);
+        s.undecodable = u64_at(tail + 40);
+        s.first_undecodable = u64_at(tail + 48);
+        s.stopped_at = u64_at(tail + 56);
+        s.stopped_kind = u64_at(tail + 64);
+        s.stopped_error = u64_at(tail + 72);
+        s.stopped_value = u64_at(tail + 80);
         s
     }
 }
@@ -173,6 +209,11 @@ mod tests {
         want.emulated[63] = 1 << 40;
         want.interrupts_redirected = 77;
         want.user_syscalls = 5;
+        want.undecodable = 74;
+        want.first_undecodable = 0xffff_ffff_8120_015d;
+        want.stopped_at = 0x100_0040;
+        want.stopped_error = STOP_MEMORY;
+        want.stopped_value = 0xffff_8000_0000_0000;
         // SAFETY: WedgeStats is repr(C) of integers with no padding (checked
         // below), so its bytes are initialised.
         let bytes: [u8; WedgeStats::SIZE] = unsafe { core::mem::transmute(want) };
@@ -181,7 +222,7 @@ mod tests {
         assert_eq!(offset_of!(WedgeStats, emulated), 16 + 4 * KIND_SLOTS);
         assert_eq!(
             WedgeStats::SIZE,
-            16 + 4 * KIND_SLOTS + 8 * KIND_SLOTS + 40,
+            16 + 4 * KIND_SLOTS + 8 * KIND_SLOTS + 88,
             "no padding"
         );
     }

@@ -284,12 +284,23 @@ pub const MAX_CMDLINE: usize = 1024;
 /// [`StartPage::flags`]: the guest runs by trap-and-emulate, with no wedge
 /// (docs/trap-and-emulate.md).
 pub const START_TRAP: u32 = 1;
+/// [`StartPage::flags`]: the guest image is Linux's `vmlinux`, entered by
+/// Linux's 64-bit boot protocol (docs/linux.md, "Linux on seL4"); its
+/// initrd ([`StartPage::initrd_bytes`] bytes) follows the image in the
+/// image window at [`initrd_offset`].
+pub const START_LINUX: u32 = 2;
+
+/// Where a guest's initrd starts in its image window: the page after the
+/// image's last byte.
+pub const fn initrd_offset(image_bytes: u64) -> u64 {
+    image_bytes.div_ceil(0x1000) * 0x1000
+}
 
 /// What the start page says, per VMM: which guest of the system it serves
 /// (its lines name it), how, and the guest's command line.
 ///
 /// Layout (little-endian): magic (u64), system guest number (u32), flags
-/// (u32), command-line length (u32), reserved (u32), the command line's
+/// (u32), command-line length (u32), initrd size (u32), the command line's
 /// bytes (at most [`MAX_CMDLINE`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StartPage<'a> {
@@ -299,6 +310,9 @@ pub struct StartPage<'a> {
     pub flags: u32,
     /// The guest's command line.
     pub cmdline: &'a [u8],
+    /// The size of the initrd in the image window (with [`START_LINUX`];
+    /// 0: none).
+    pub initrd_bytes: u32,
 }
 
 /// Why a start page cannot be read.
@@ -333,7 +347,7 @@ impl<'a> StartPage<'a> {
         out[8..12].copy_from_slice(&self.index.to_le_bytes());
         out[12..16].copy_from_slice(&self.flags.to_le_bytes());
         out[16..20].copy_from_slice(&(len as u32).to_le_bytes());
-        out[20..24].copy_from_slice(&0u32.to_le_bytes());
+        out[20..24].copy_from_slice(&self.initrd_bytes.to_le_bytes());
         out[START_HEADER..START_HEADER + len].copy_from_slice(&self.cmdline[..len]);
         START_HEADER + len
     }
@@ -364,6 +378,7 @@ impl<'a> StartPage<'a> {
             index: word(8),
             flags: word(12),
             cmdline,
+            initrd_bytes: word(20),
         })
     }
 }
@@ -528,10 +543,21 @@ mod tests {
             index: 3,
             flags: START_TRAP,
             cmdline: b"tests=all",
+            initrd_bytes: 0,
         };
         let mut bytes = [0u8; START_PAGE_BYTES];
         let n = page.to_bytes(&mut bytes);
         assert_eq!(StartPage::from_bytes(&bytes[..n]), Ok(page));
+        let linux = StartPage {
+            flags: START_LINUX,
+            initrd_bytes: 1_984_312,
+            ..page
+        };
+        let mut linux_bytes = [0u8; START_PAGE_BYTES];
+        let n = linux.to_bytes(&mut linux_bytes);
+        assert_eq!(StartPage::from_bytes(&linux_bytes[..n]), Ok(linux));
+        assert_eq!(initrd_offset(12_458_824), 12_460_032);
+        assert_eq!(initrd_offset(0x3000), 0x3000);
         assert_eq!(StartPage::from_bytes(&bytes), Ok(page));
         let mut bad = bytes;
         bad[0] ^= 1;

@@ -18,6 +18,11 @@ const _: () = {
     assert!(pml4_index(WEDGE_BASE) == pml4_index(last));
 };
 
+/// seL4's own PML4 entry (256), `[start, end)`: its physical-memory
+/// window, image and devices (docs/sel4-layout.md). No guest mapping can be
+/// there, and nothing the wedge does for a guest may reach into it.
+pub const SEL4_REGION: (u64, u64) = (0xffff_8000_0000_0000, 0xffff_8080_0000_0000);
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct WedgeBoot {
@@ -45,7 +50,23 @@ pub struct WedgeBoot {
     /// stopped elsewhere in the wedge.
     pub fast_begin: u64,
     pub fast_end: u64,
+    /// How the wedge enters the guest: [`ENTER_PV`] (docs/pv-boot.md) or
+    /// [`ENTER_LINUX`] (Linux's 64-bit boot protocol).
+    pub protocol: u64,
+    /// The guest's code also runs at its address minus this, before the
+    /// guest switches to the addresses it is linked at (Linux enters
+    /// `startup_64` at its physical address, `__START_KERNEL_map` below
+    /// the one its records name); 0 if it runs only where it is linked.
+    pub code_alias: u64,
 }
+
+/// [`WedgeBoot::protocol`]: the PV boot protocol (docs/pv-boot.md):
+/// `rdi` = `boot_info`, the flat selectors 0x08 and 0x10.
+pub const ENTER_PV: u64 = 0;
+/// [`WedgeBoot::protocol`]: Linux's 64-bit boot protocol
+/// (`Documentation/x86/boot.rst`): `rsi` = the zero page (`boot_info`; the
+/// wedge sets `rdi` to it too), `__BOOT_CS` 0x10 and `__BOOT_DS` 0x18.
+pub const ENTER_LINUX: u64 = 1;
 
 /// Where, from the boot block, the VMM writes a `Reflection`.
 pub const REFLECTION_OFFSET: u64 = 512;
@@ -112,6 +133,8 @@ impl WedgeBoot {
             self.reflect_entry,
             self.fast_begin,
             self.fast_end,
+            self.protocol,
+            self.code_alias,
         ];
         let mut out = [0u8; size_of::<WedgeBoot>()];
         for (i, w) in words.iter().enumerate() {
@@ -140,6 +163,19 @@ mod tests {
         assert_eq!(core::mem::offset_of!(WedgeBoot, code_end), 56);
         assert_eq!(core::mem::offset_of!(WedgeBoot, reflect_entry), 64);
         assert_eq!(core::mem::offset_of!(WedgeBoot, fast_end), 80);
+        assert_eq!(core::mem::offset_of!(WedgeBoot, protocol), 88);
+        assert_eq!(core::mem::offset_of!(WedgeBoot, code_alias), 96);
+        let linux = WedgeBoot {
+            protocol: ENTER_LINUX,
+            code_alias: 0xffff_ffff_8000_0000,
+            ..WedgeBoot::default()
+        }
+        .to_bytes();
+        assert_eq!(u64::from_le_bytes(linux[88..96].try_into().unwrap()), 1);
+        assert_eq!(
+            u64::from_le_bytes(linux[96..104].try_into().unwrap()),
+            0xffff_ffff_8000_0000
+        );
         let r = Reflection {
             vector: 14,
             rip: 9,

@@ -17,9 +17,10 @@ mod shared;
 
 use previrt_protocol::vmm_layout::{
     guest_image_window, guest_pml4_slot, guest_ram_window, guest_tcb_slot, guest_untyped_slot,
-    guest_user_pml4_slot, vmm_log_port, StartInfo, StartPage, DEVICE_DEBUGCON, DEVICE_PIT,
-    DEVICE_SERIAL, DEVICE_SHARED_TICKS, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT, START_PAGE_ADDR,
-    START_TRAP, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK, VTLB_RECORD, WEDGE_WINDOW,
+    guest_user_pml4_slot, initrd_offset, vmm_log_port, StartInfo, StartPage, DEVICE_DEBUGCON,
+    DEVICE_PIT, DEVICE_SERIAL, DEVICE_SHARED_TICKS, IRQ_THREAD_MARK, SERIAL_PORTS_SLOT,
+    START_LINUX, START_PAGE_ADDR, START_TRAP, VMM_TCB_SLOT, VMM_WAKE_NOTIFICATION_SLOT, VTLB_CHECK,
+    VTLB_RECORD, WEDGE_WINDOW,
 };
 use previrt_protocol::{
     VtlbStrategy, WedgeStats, BOOT_BLOCK_OFFSET, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
@@ -31,6 +32,7 @@ use vmm_core::devices::Devices;
 use vmm_core::ending::Ending;
 use vmm_core::guest::{Guest, Reflector, Stats};
 use vmm_core::interrupts::Interrupts;
+use vmm_core::linux_boot;
 use vmm_core::load::{self, PrepareError, Prepared, WedgeLoaded};
 use vmm_core::ram::Ram;
 use vmm_core::record::{RecordError, Recorder};
@@ -154,11 +156,38 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
             guest.image_bytes as usize,
         )
     };
-    let prepared = match load::prepare(&ram, image, cmdline) {
-        Ok(p) => p,
-        Err(e) => {
-            println!("vmm-server: guest{id}: refused: {e}");
-            return 1;
+    let prepared = if page.flags & START_LINUX != 0 {
+        // SAFETY: the spec maps the initrd's bytes read-only in the image
+        // window after the image, from `initrd_offset` on (the generator
+        // put its size in the start page).
+        let initrd = unsafe {
+            core::slice::from_raw_parts(
+                (guest_image_window(g as u64) + initrd_offset(u64::from(guest.image_bytes)))
+                    as *const u8,
+                page.initrd_bytes as usize,
+            )
+        };
+        match linux_boot::prepare_linux(&ram, image, initrd, cmdline) {
+            Ok(p) => {
+                let (initrd, initrd_len) = p.initrd.unwrap_or((0, 0));
+                println!(
+                    "vmm-server: guest{id}: Linux: startup_64 at {:#x}, zero page at {:#x}, initrd at {initrd:#x} ({initrd_len} bytes)",
+                    p.entry, p.zero_page
+                );
+                p.as_prepared()
+            }
+            Err(e) => {
+                println!("vmm-server: guest{id}: refused: {e}");
+                return 1;
+            }
+        }
+    } else {
+        match load::prepare(&ram, image, cmdline) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("vmm-server: guest{id}: refused: {e}");
+                return 1;
+            }
         }
     };
     // The VMM is single-threaded and these statics are used only here, once.
@@ -243,9 +272,12 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
     }
     // With a wedge, the guest thread starts in it; without, at the guest's
     // PV entry, and stops at its first sensitive instruction.
+    // Linux's protocol takes the zero page in rsi, the PV protocol its
+    // boot information in rdi: both hold it.
     let mut regs = UserContext {
         rip: prepared.entry,
         rdi: prepared.boot_info,
+        rsi: prepared.boot_info,
         rflags: 0x202,
         ..UserContext::default()
     };
@@ -663,6 +695,30 @@ fn print_wedge_stats(g: u32, ram: &Ram, at: u64) {
     );
     print_by_kind(stats.rewritten.iter().map(|&n| u64::from(n)));
     println!();
+    if stats.stopped_at != 0 {
+        let why = match stats.stopped_error {
+            previrt_protocol::STOP_DECODE => {
+                "the wedge cannot emulate its instruction (left as written, it trapped with the vector in parentheses)"
+            }
+            previrt_protocol::STOP_UNSUPPORTED => "a form the wedge does not emulate",
+            previrt_protocol::STOP_MEMORY => "the wedge refused a guest memory access",
+            previrt_protocol::STOP_BACKEND => "the VMM refused a request",
+            previrt_protocol::STOP_DELIVERY => "an exception could not be delivered",
+            _ => "unknown",
+        };
+        println!(
+            "vmm-server: guest{g}: the wedge stopped at the `{}` site at {:#x}: {why} ({:#x})",
+            sites::kind_name(stats.stopped_kind as u16),
+            stats.stopped_at,
+            stats.stopped_value
+        );
+    }
+    if stats.undecodable > 0 {
+        println!(
+            "vmm-server: guest{g}: {} sites left as written: the wedge cannot emulate their instruction (the first at {:#x})",
+            stats.undecodable, stats.first_undecodable
+        );
+    }
     print!("vmm-server: guest{g}: site calls emulated in the wedge's general path:");
     print_by_kind(stats.emulated.iter().copied());
     println!(

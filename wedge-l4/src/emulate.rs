@@ -571,7 +571,7 @@ impl Machine<'_> {
             Insn::Cpuid => {
                 let leaf = self.regs.get(reg::RAX) as u32;
                 let subleaf = self.regs.get(reg::RCX) as u32;
-                let r = mask_cpuid(leaf, subleaf, self.backend.cpuid(leaf, subleaf));
+                let r = crate::cpuid::filter(leaf, subleaf, self.backend.cpuid(leaf, subleaf));
                 for (n, v) in [reg::RAX, reg::RBX, reg::RCX, reg::RDX].into_iter().zip(r) {
                     self.regs.set(n, u64::from(v));
                 }
@@ -863,25 +863,6 @@ impl Machine<'_> {
         }
         Ok(())
     }
-}
-
-/// CPUID feature bits the guest must not see, because using them would
-/// fail or bypass the wedge: leaf 1 ECX MONITOR (3, mwait is CPL 0), VMX
-/// (5), x2APIC (21: there is no virtual local APIC, and x2APIC MSRs would
-/// #GP); leaf 7 EBX FSGSBASE (0: `wrfsbase` would change the real FS base
-/// behind the wedge; the guest must use the MSR). Leaf 1 ECX bit 31 (the
-/// "hypervisor present" bit) is set, as every hypervisor does.
-pub fn mask_cpuid(leaf: u32, subleaf: u32, raw: [u32; 4]) -> [u32; 4] {
-    let [a, mut b, mut c, d] = raw;
-    match (leaf, subleaf) {
-        (1, _) => {
-            c &= !((1 << 3) | (1 << 5) | (1 << 21));
-            c |= 1 << 31;
-        }
-        (7, 0) => b &= !1,
-        _ => {}
-    }
-    [a, b, c, d]
 }
 
 /// A guest process's `syscall`, caught outside the wedge (on seL4: the

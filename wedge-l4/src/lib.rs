@@ -15,6 +15,7 @@
 pub use afterburn_format;
 
 pub mod backend;
+pub mod cpuid;
 pub mod debug_registers;
 pub mod decode;
 pub mod descriptors;

@@ -5,6 +5,8 @@
 //! the VMM server like any guest fault). Tests use a byte array. The trait
 //! keeps the emulator free of raw pointers and of `unsafe`.
 
+use previrt_protocol::{SEL4_REGION, WEDGE_AREA, WEDGE_BASE};
+
 /// A guest memory access that failed (outside the memory the implementation
 /// can reach).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +21,26 @@ pub trait GuestMemory {
     fn read(&mut self, address: u64, buf: &mut [u8]) -> Result<(), MemError>;
     /// Stores `data` at guest-virtual `address`.
     fn write(&mut self, address: u64, data: &[u8]) -> Result<(), MemError>;
+}
+
+/// May an instruction the wedge emulates for the guest touch `[address,
+/// address + len)`? Only if the whole range is canonical (one half of the
+/// address space, no wrap), outside the wedge's own area (`WEDGE_BASE`,
+/// `WEDGE_AREA` bytes: its code, stack and vCPU page) and outside seL4's
+/// PML4 entry ([`SEL4_REGION`]). Everything else is the guest's: the test
+/// guest's identity map below the wedge, and Linux's kernel addresses in
+/// the upper half (its direct map, vmalloc, image, fixmap). Defined from
+/// the protocol's constants, so it follows the wedge when it moves.
+pub fn guest_may_access(address: u64, len: usize) -> bool {
+    const LOWER_END: u64 = 1 << 47;
+    const UPPER_START: u64 = !(LOWER_END - 1);
+    let Some(last) = address.checked_add((len as u64).saturating_sub(1)) else {
+        return false;
+    };
+    let end = last.saturating_add(1);
+    let one_half = last < LOWER_END || address >= UPPER_START;
+    let overlaps = |(start, stop): (u64, u64)| address < stop && end > start;
+    one_half && !overlaps((WEDGE_BASE, WEDGE_BASE + WEDGE_AREA)) && !overlaps(SEL4_REGION)
 }
 
 /// Reads a little-endian value of `size` (1..8) bytes.
@@ -112,5 +134,69 @@ impl GuestRegs {
             _ => value,
         };
         self.set(n, new);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOWER_END: u64 = 1 << 47;
+    const UPPER_START: u64 = 0xffff_8000_0000_0000;
+
+    #[test]
+    fn the_lower_half_is_the_guests_up_to_its_end() {
+        assert!(guest_may_access(0, 8));
+        assert!(guest_may_access(0x1000, 4096));
+        assert!(guest_may_access(LOWER_END - 8, 8), "the last 8 bytes");
+        assert!(!guest_may_access(LOWER_END - 4, 8), "across the end");
+        assert!(
+            !guest_may_access(LOWER_END, 1),
+            "the first non-canonical byte"
+        );
+    }
+
+    #[test]
+    fn the_wedge_area_is_refused_to_its_last_byte() {
+        assert!(guest_may_access(WEDGE_BASE - 8, 8), "just below");
+        assert!(!guest_may_access(WEDGE_BASE - 4, 8), "reaching in");
+        assert!(!guest_may_access(WEDGE_BASE, 1));
+        assert!(!guest_may_access(WEDGE_BASE + WEDGE_AREA - 1, 1));
+        assert!(guest_may_access(WEDGE_BASE + WEDGE_AREA, 8), "just above");
+        assert!(
+            !guest_may_access(WEDGE_BASE - 8, WEDGE_AREA as usize + 16),
+            "across it"
+        );
+    }
+
+    #[test]
+    fn non_canonical_addresses_are_refused() {
+        assert!(!guest_may_access(0x0001_0000_0000_0000, 1));
+        assert!(!guest_may_access(UPPER_START - 1, 1));
+        assert!(!guest_may_access(0x8000_0000_0000_0000, 8));
+    }
+
+    #[test]
+    fn sel4s_entry_is_refused_and_the_rest_of_the_upper_half_is_the_guests() {
+        assert_eq!(SEL4_REGION.0, UPPER_START, "seL4 is PML4 entry 256");
+        assert_eq!(SEL4_REGION.1 - SEL4_REGION.0, 1 << 39, "one entry");
+        assert!(!guest_may_access(SEL4_REGION.0, 1));
+        assert!(!guest_may_access(SEL4_REGION.1 - 1, 1));
+        assert!(
+            !guest_may_access(SEL4_REGION.1 - 4, 8),
+            "reaching out of it"
+        );
+        assert!(guest_may_access(SEL4_REGION.1, 8), "entry 257");
+        // Linux's kernel addresses: direct map, image, fixmap, the top.
+        assert!(guest_may_access(0xffff_8880_0000_0000, 4096));
+        assert!(guest_may_access(0xffff_ffff_8100_0000, 8));
+        assert!(guest_may_access(0xffff_ffff_ff60_0000, 8));
+        assert!(guest_may_access(u64::MAX - 7, 8), "the last 8 bytes");
+    }
+
+    #[test]
+    fn a_range_that_wraps_is_refused() {
+        assert!(!guest_may_access(u64::MAX - 3, 8));
+        assert!(!guest_may_access(u64::MAX, 2));
     }
 }

@@ -299,6 +299,28 @@ impl<const N: usize> SiteTable<N> {
             .ok_or(LookupError::NoSite { return_address })
     }
 
+    /// [`Self::by_return_address`] for code that may also run `alias`
+    /// bytes below the addresses its records name (Linux's `startup_64`
+    /// before its own page tables, at its physical addresses): the entry,
+    /// and how far below its record the call came from (0 or `alias`).
+    /// The site is looked up where it ran first; only if none ends there,
+    /// `alias` higher.
+    pub fn by_return_address_aliased(
+        &self,
+        return_address: u64,
+        alias: u64,
+        code: &mut dyn GuestMemory,
+    ) -> Result<(&SiteEntry, u64), LookupError> {
+        match self.by_return_address(return_address, code) {
+            Ok(e) => Ok((e, 0)),
+            Err(e) if alias == 0 => Err(e),
+            Err(e) => self
+                .by_return_address(return_address.wrapping_add(alias), code)
+                .map(|found| (found, alias))
+                .map_err(|_| e),
+        }
+    }
+
     fn push(&mut self, site: Site, call_len: u8, insn: Insn, original: &[u8]) -> Option<u16> {
         let index = u16::try_from(self.len).ok()?;
         let slot = self.entries.get_mut(self.len)?;
@@ -351,6 +373,10 @@ pub struct Summary {
     pub by_kind: [u32; 64],
     /// Address of the entry slot (0 if nothing was rewritten).
     pub slot: u64,
+    /// Sites left native because their instruction does not decode.
+    pub undecodable: usize,
+    /// The first of them, in record order.
+    pub first_undecodable: Option<u64>,
 }
 
 impl Default for Summary {
@@ -362,6 +388,8 @@ impl Default for Summary {
             fast: 0,
             by_kind: [0; 64],
             slot: 0,
+            undecodable: 0,
+            first_undecodable: None,
         }
     }
 }
@@ -369,14 +397,25 @@ impl Default for Summary {
 enum Plan {
     Native,
     OptedOut,
+    /// The instruction does not decode: a kind or form the wedge cannot
+    /// emulate (yet), or bytes that are not the recorded kind. Left as the
+    /// compiler wrote it, it runs natively at user level, where a
+    /// privileged instruction traps to the VMM like any other fault and an
+    /// unprivileged one (`verw`, `lar`) does what it does for any
+    /// process: nothing the guest could not do without a record.
+    Undecodable,
     Rewrite,
 }
 
-fn plan(site: &Site, records: &Records<'_>) -> Plan {
+fn plan(site: &Site, records: &Records<'_>, code: &[u8], base: u64) -> Plan {
     if records.is_opted_out(site.address) {
         Plan::OptedOut
     } else if stays_native(site.kind) {
         Plan::Native
+    } else if range(site, base, code.len()).is_ok()
+        && decode(site.kind, insn_bytes(code, base, site)).is_err()
+    {
+        Plan::Undecodable
     } else {
         Plan::Rewrite
     }
@@ -416,9 +455,13 @@ pub fn rewrite<const N: usize>(
         if error.is_some() {
             return;
         }
-        match plan(&site, records) {
+        match plan(&site, records, code, base) {
             Plan::OptedOut => summary.opted_out += 1,
             Plan::Native => summary.native += 1,
+            Plan::Undecodable => {
+                summary.undecodable += 1;
+                summary.first_undecodable.get_or_insert(site.address);
+            }
             Plan::Rewrite => {
                 let r = check(code, base, &site);
                 if let Err(e) = r {
@@ -448,7 +491,7 @@ pub fn rewrite<const N: usize>(
     let slot = slot.ok_or(RewriteError::NoSlot)?;
     let mut out_of_reach = None;
     records.for_each_site(|site| {
-        if matches!(plan(&site, records), Plan::Rewrite)
+        if matches!(plan(&site, records, code, base), Plan::Rewrite)
             && out_of_reach.is_none()
             && disp(&site, slot).is_none()
         {
@@ -464,7 +507,7 @@ pub fn rewrite<const N: usize>(
     // Pass 2: write. Nothing below can fail (checked above); failures are
     // skipped rather than unwrapped all the same.
     records.for_each_site(|site| {
-        if !matches!(plan(&site, records), Plan::Rewrite) {
+        if !matches!(plan(&site, records, code, base), Plan::Rewrite) {
             return;
         }
         let (Ok(r), Some(d)) = (range(&site, base, code.len()), disp(&site, slot)) else {

@@ -13,7 +13,7 @@ pub fn example_description() -> PathBuf {
 }
 
 /// Builds a seL4 task and reads its ELF.
-fn task_image(package: &str) -> Result<Vec<u8>, String> {
+pub fn task_image(package: &str) -> Result<Vec<u8>, String> {
     let path = tasks::build_sel4_binary(package, &[])?;
     std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
 }

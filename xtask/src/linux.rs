@@ -1081,7 +1081,7 @@ fn filtered(line: &str) -> Option<&'static str> {
 
 /// The console as compared: without the filtered lines; and how many
 /// lines each filter removed.
-fn normalise(text: &str) -> (Vec<String>, Vec<usize>) {
+pub fn normalise(text: &str) -> (Vec<String>, Vec<usize>) {
     let mut removed = vec![0; FILTER.len()];
     let kept = text
         .lines()

@@ -15,6 +15,7 @@ mod images;
 mod interrupt_tests;
 mod kernel;
 mod linux;
+mod linux_sel4;
 mod paths;
 mod process;
 mod qemu;
@@ -197,6 +198,11 @@ struct RunArgs {
     /// fails.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8), conflicts_with_all = ["bare", "selftest"])]
     guests: u32,
+    /// Boot Linux on seL4: the padded Linux 6.1 that `cargo xtask linux`
+    /// builds (cached), with its initramfs and the bare boots' command
+    /// line, under `-icount` (docs/linux.md, "Linux on seL4").
+    #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "trap", "guest_cmdline", "guests", "vtlb", "vtlb_check", "vtlb_record"])]
+    linux: bool,
     /// Boot your own CapDL spec: the loader instantiates exactly this file.
     #[arg(long, conflicts_with_all = ["bare", "selftest", "plain", "hostile", "trap", "guest_cmdline", "console_out"])]
     spec: Option<PathBuf>,
@@ -283,6 +289,9 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(spec) = &args.spec {
         return run_spec(spec, &args.images, args, timeout);
     }
+    if args.linux {
+        return run_linux(args);
+    }
     let image = if args.hostile {
         images::Image::Hostile
     } else if args.plain || args.trap {
@@ -368,6 +377,25 @@ fn run(args: &RunArgs) -> Result<(), String> {
         &run,
         args.console_out.as_deref().map(|p| (p, &run.bytes[..])),
     )
+}
+
+/// `cargo xtask run --linux`: Linux on seL4, the guest's console on the
+/// terminal (COM2 is echoed after the run) and in target/linux/.
+fn run_linux(args: &RunArgs) -> Result<(), String> {
+    let tools = setup::ensure()?;
+    let kernels = linux::build_all()?;
+    let kernel = kernel::build(&tools, flavour(args.debug_kernel))?;
+    eprintln!(
+        "xtask: booting the {} seL4 kernel with Linux ({}) as its guest, {} MiB of guest RAM, under -icount",
+        kernel.flavour.name(),
+        kernels.padded.vmlinux.display(),
+        linux_sel4::RAM_MIB
+    );
+    let run = linux_sel4::boot(&kernel, &kernels, qemu::Echo::Terminal)?;
+    let console = run.com2.as_deref().unwrap_or_default();
+    println!("xtask: the guest's console:");
+    print!("{}", String::from_utf8_lossy(console));
+    finish_run(&run, args.console_out.as_deref().map(|p| (p, console)))
 }
 
 /// `cargo xtask run --guests N`: N copies of the guest, each with its own

@@ -8,7 +8,7 @@ use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
     bindings_check, capdl_tests, experiment, hostile_tests, images, interrupt_tests, kernel, linux,
-    paths, qemu, selftest_checks, setup, several, tasks, trap_tests,
+    linux_sel4, paths, qemu, selftest_checks, setup, several, tasks, trap_tests,
 };
 
 pub const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
@@ -361,6 +361,14 @@ fn suite(with_lint: bool) -> Vec<Entry> {
     entries.push(entry(linux::TEST_NAME, Group::ByName, |_, r| {
         r.record(linux::TEST_NAME, linux::test())
     }));
+    // The same padded Linux on seL4 (docs/linux.md, "Linux on seL4"): the
+    // builds above, cached, and one boot bare to compare with.
+    entries.push(on_kernel(
+        linux_sel4::TEST_NAME,
+        Group::ByName,
+        Release,
+        linux_sel4::test,
+    ));
     // What the debug kernel exposes to a guest, shown rather than hidden.
     for (name, case) in hostile_tests::named(Debug, true) {
         entries.push(on_kernel(&name, Group::Security, Debug, move |k| {

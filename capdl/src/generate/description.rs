@@ -68,6 +68,9 @@ struct RawGuest {
     cmdline: Option<Spanned<String>>,
     #[serde(default)]
     trap: bool,
+    #[serde(default)]
+    linux: bool,
+    initrd: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +145,12 @@ pub struct Guest {
     /// Trap-and-emulate (`trap`, default false): the VMM runs it with no
     /// wedge (docs/trap-and-emulate.md).
     pub trap: bool,
+    /// The image is Linux's `vmlinux`, entered through Linux's 64-bit
+    /// boot protocol (`linux`, default false; docs/linux.md).
+    pub linux: bool,
+    /// The image of its initrd (`initrd`, only with `linux`), and where
+    /// its name is written.
+    pub initrd: Option<(String, At)>,
 }
 
 /// `[devices]`.
@@ -346,6 +355,14 @@ impl Description {
                     None => DEFAULT_CMDLINE.to_string(),
                 },
                 trap: g.trap,
+                linux: g.linux,
+                initrd: match &g.initrd {
+                    Some(name) if !g.linux => {
+                        return Err(error(at(source, name), Problem::InitrdWithoutLinux))
+                    }
+                    Some(name) => Some((image_name(source, name)?, at(source, name))),
+                    None => None,
+                },
             });
         }
         Ok(Description {

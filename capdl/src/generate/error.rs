@@ -61,6 +61,9 @@ pub enum Problem {
     /// A command line longer than the VMM's start page holds.
     #[error("the command line is {0} bytes long: at most {max}", max = crate::generate::MAX_CMDLINE)]
     CmdlineTooLong(usize),
+    /// An `initrd` for a guest that is not Linux (`linux = true`).
+    #[error("`initrd` is for a Linux guest: add `linux = true`")]
+    InitrdWithoutLinux,
     /// A number outside its range.
     #[error("`{key}` is {value}: must be {min}..={max}")]
     OutOfRange {

@@ -119,7 +119,18 @@ pub fn generate_system(
     for guest in &desc.guests {
         let bytes = image(&guest.image, &guest.image_at)?;
         check_guest_image(guest, bytes).map_err(image_error(&guest.image))?;
-        guest_images.push(bytes);
+        let initrd = match &guest.initrd {
+            Some((name, at)) => {
+                let initrd = image(name, at)?;
+                check_initrd(bytes, initrd).map_err(image_error(name))?;
+                Some((name.as_str(), initrd))
+            }
+            None => None,
+        };
+        guest_images.push(GuestFiles {
+            kernel: bytes,
+            initrd,
+        });
     }
     let supervisor = supervisor.as_ref().map(|(name, elf)| (*name, elf));
     build(&desc, &vmm_elf, supervisor, wedge, &guest_images).map_err(GenerateError::Invalid)
@@ -188,6 +199,28 @@ fn check_guest_image(guest: &Guest, bytes: &[u8]) -> Result<(), ImageProblem> {
     Ok(())
 }
 
+/// A Linux guest's initrd: it follows the kernel in the image window, and
+/// both together are small enough to carry (the start page holds its size
+/// in 32 bits).
+fn check_initrd(kernel: &[u8], initrd: &[u8]) -> Result<(), ImageProblem> {
+    let total = initrd_offset(kernel.len() as u64) + initrd.len() as u64;
+    if total > MAX_GUEST_IMAGE_BYTES {
+        return Err(ImageProblem::TooLarge {
+            bytes: total,
+            max: MAX_GUEST_IMAGE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// What a guest's image window holds: its kernel and, for Linux, its
+/// initrd (name and bytes) after it.
+#[derive(Clone, Copy)]
+struct GuestFiles<'a> {
+    kernel: &'a [u8],
+    initrd: Option<(&'a str, &'a [u8])>,
+}
+
 /// The wedge: an ELF (the VMM links it itself, at run time), small enough
 /// to carry.
 fn check_wedge_image(bytes: &[u8]) -> Result<(), ImageProblem> {
@@ -210,7 +243,7 @@ fn radix_for(slots: u64) -> u8 {
 /// with the `devices` bits it gets.
 fn start_info(
     desc: &Description,
-    guests: &[(u64, &Guest, &[u8])],
+    guests: &[(u64, &Guest, GuestFiles)],
     cnode_bits: u8,
     devices: u8,
     wedge: Option<(&str, &[u8])>,
@@ -230,7 +263,7 @@ fn start_info(
         // Both were checked to fit: RAM frames < 2^20, image bytes <= 2^28.
         info.guests[k] = GuestInfo {
             ram_frames: guest.ram_frames as u32,
-            image_bytes: bytes.len() as u32,
+            image_bytes: bytes.kernel.len() as u32,
         };
     }
     info
@@ -298,7 +331,7 @@ fn vmm_task(
     desc: &Description,
     vmm_elf: &Elf,
     name: &str,
-    guests: &[(u64, &Guest, &[u8])],
+    guests: &[(u64, &Guest, GuestFiles)],
     devices: u8,
     wedge: Option<(&str, &[u8])>,
     files: &mut Vec<GeneratedFile>,
@@ -360,11 +393,13 @@ fn vmm_task(
     // The start page: which guest of the system, how, its command line.
     // Each VMM serves one guest (several are possible in the layout, but
     // the page describes the first).
-    let (index, first, _) = guests[0];
+    let (index, first, first_files) = guests[0];
     let page = StartPage {
         index: index as u32,
-        flags: if first.trap { START_TRAP } else { 0 },
+        flags: if first.trap { START_TRAP } else { 0 } | if first.linux { START_LINUX } else { 0 },
         cmdline: first.cmdline.as_bytes(),
+        // Checked with the images to fit below 2^28 bytes.
+        initrd_bytes: first_files.initrd.map_or(0, |(_, b)| b.len() as u32),
     };
     let mut bytes = [0u8; START_PAGE_BYTES];
     let len = page.to_bytes(&mut bytes);
@@ -432,8 +467,18 @@ fn vmm_task(
             guest_image_window(n),
             &format!("{gname}_image"),
             &guest.image,
-            image,
+            image.kernel,
         )?;
+        if let Some((name, bytes)) = image.initrd {
+            file_window(
+                b,
+                &mut vmm.vspace,
+                guest_image_window(n) + initrd_offset(image.kernel.len() as u64),
+                &format!("{gname}_initrd"),
+                name,
+                bytes,
+            )?;
+        }
         b.cap(tcb, Slot::CSpace, cspace_cap(cnode, GUEST_CNODE_BITS))?;
         b.cap(tcb, Slot::VSpace, cap(pml4, Rights::NONE))?;
         // The guest's one capability: the VMM's endpoint, badged with its
@@ -603,16 +648,16 @@ fn build(
     vmm_elf: &Elf,
     supervisor: Option<(&str, &Elf)>,
     wedge: Option<(&str, &[u8])>,
-    guest_images: &[&[u8]],
+    guest_images: &[GuestFiles],
 ) -> Result<(Spec, Vec<GeneratedFile>), BuildError> {
     let mut b = Builder::new();
     let mut files = Vec::new();
-    let guests: Vec<(u64, &Guest, &[u8])> = desc
+    let guests: Vec<(u64, &Guest, GuestFiles)> = desc
         .guests
         .iter()
         .zip(guest_images)
         .enumerate()
-        .map(|(n, (g, image))| (n as u64, g, *image))
+        .map(|(n, (g, files))| (n as u64, g, *files))
         .collect();
     match supervisor {
         Some(sup) if guests.len() > 1 => {
@@ -629,7 +674,7 @@ fn build_one(
     desc: &Description,
     vmm_elf: &Elf,
     wedge: Option<(&str, &[u8])>,
-    guests: &[(u64, &Guest, &[u8])],
+    guests: &[(u64, &Guest, GuestFiles)],
     files: &mut Vec<GeneratedFile>,
 ) -> Result<(), BuildError> {
     let devices = solo_devices(desc);
@@ -681,7 +726,7 @@ fn build_several(
     vmm_elf: &Elf,
     (supervisor_image, supervisor_elf): (&str, &Elf),
     wedge: Option<(&str, &[u8])>,
-    guests: &[(u64, &Guest, &[u8])],
+    guests: &[(u64, &Guest, GuestFiles)],
     files: &mut Vec<GeneratedFile>,
 ) -> Result<(), BuildError> {
     let count = guests.len() as u64;

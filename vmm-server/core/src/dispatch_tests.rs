@@ -596,6 +596,32 @@ fn a_cr3_outside_ram_is_refused_and_one_inside_reloads() {
 }
 
 #[test]
+fn a_cr4_write_flushes_what_the_guests_tables_no_longer_allow() {
+    with_guest(true, |g, ram| {
+        let write = Event::PageFault {
+            rip: TEXT,
+            addr: DATA,
+            write: true,
+        };
+        assert_eq!(g.handle(write), Step::Resume);
+        assert_eq!(g.vtlb.mapper.pages.get(&DATA).map(|p| p.2), Some(true));
+        // The guest makes the page read-only, as Linux does with part of
+        // its image, and flushes by toggling CR4.PGE: no invlpg.
+        Tables::new(ram, ROOT).set(DATA, 0x20_1000, 1);
+        assert!(g.vtlb.check_consistency(g.ram, g.cr3).is_err(), "stale");
+        for cr4 in [0x20, 0xa0] {
+            assert_eq!(
+                request(g, Request::WriteCr4 { value: cr4 }),
+                Step::Reply(Status::Ok, 0)
+            );
+        }
+        assert_eq!(g.cr3, ROOT);
+        assert!(g.vtlb.mapper.pages.get(&DATA).is_none_or(|p| !p.2));
+        assert!(g.vtlb.check_consistency(g.ram, g.cr3).is_ok());
+    });
+}
+
+#[test]
 fn the_console_and_the_exit_port() {
     with_guest(true, |g, _| {
         for &b in b"hi\n" {

@@ -489,7 +489,20 @@ impl<P: Platform> Guest<'_, P> {
             Request::EnterUser { regs, fs_base } => self.enter_user(regs, fs_base),
             // Paging is always on for the guest; its WP and PAE bits do not
             // change what the virtual TLB maps yet.
-            Request::WriteCr0 { .. } | Request::WriteCr4 { .. } => Step::Reply(Status::Ok, 0),
+            Request::WriteCr0 { .. } => Step::Reply(Status::Ok, 0),
+            // A CR4 write that changes PGE flushes the whole TLB, global
+            // entries included: Linux's `__flush_tlb_all` toggles it after
+            // changing kernel mappings (without PCID, which CPUID hides).
+            // The VMM does not see the old value, so it takes every CR4
+            // write (rare: boot, CPU set-up) as that flush: the same
+            // revalidation as a CR3 load of the current tables.
+            Request::WriteCr4 { .. } => {
+                let (ram, cr3) = (self.ram, self.cr3);
+                let r = self
+                    .with_recorder(|r, spaces, log| r.cr3_load(ram, spaces, cr3, log))
+                    .unwrap_or_else(|| self.spaces().cr3_load(ram, cr3));
+                result(r.map_err(|_| "flushing the virtual TLB failed"))
+            }
             // The guest's FS base lives in the wedge's virtual CPU; the real
             // one (the TCB's TLS base) is not needed by the kernel code the
             // guest runs today.

@@ -249,7 +249,9 @@ pub struct LinuxPrepared {
 impl LinuxPrepared {
     /// The same, as the PV loader's result, for loading the wedge
     /// ([`crate::load::load_wedge`]): `boot_info` is the zero page, which
-    /// Linux wants in `%rsi` (the wedge passes `boot_info` in `%rdi`).
+    /// the wedge passes in `%rsi` (and `%rdi`) for Linux's protocol; the
+    /// code runs at its physical addresses, `START_KERNEL_MAP` below its
+    /// link addresses, until Linux switches to its own page tables.
     pub fn as_prepared(&self) -> Prepared {
         Prepared {
             entry: self.entry,
@@ -258,6 +260,8 @@ impl LinuxPrepared {
             afterburn: self.afterburn,
             code: self.code,
             wedge_area: self.wedge_area,
+            protocol: previrt_protocol::ENTER_LINUX,
+            code_alias: START_KERNEL_MAP,
         }
     }
 }

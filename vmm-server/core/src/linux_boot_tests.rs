@@ -144,6 +144,10 @@ fn the_entry_is_startup_64_physical_and_rsi_the_zero_page() {
         (q.code, q.afterburn, q.wedge_area),
         (p.code, p.afterburn, USABLE)
     );
+    // Linux's protocol, and its code also at its physical addresses.
+    assert_eq!(q.protocol, previrt_protocol::ENTER_LINUX);
+    assert_eq!(q.code_alias, START_KERNEL_MAP);
+    assert_eq!(q.code.0 - q.code_alias, TEXT_P);
 }
 
 #[test]
@@ -707,4 +711,68 @@ fn real_padded_vmlinux() {
 #[ignore = "needs a built vmlinux (cargo xtask linux, or PREVIRT_PLAIN_VMLINUX)"]
 fn real_plain_vmlinux() {
     check_vmlinux(&built_vmlinux("PREVIRT_PLAIN_VMLINUX", "plain"), false);
+}
+
+/// A wedge-shaped ELF: one read-execute segment of 0x100 bytes linked at
+/// `WEDGE_BASE`, its entry at the start, no sections.
+fn wedge() -> Vec<u8> {
+    use previrt_protocol::WEDGE_BASE;
+    let mut b = vec![0u8; 0x1100];
+    b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    put(&mut b, 0x10, 2, 2);
+    put(&mut b, 0x12, 62, 2);
+    put(&mut b, 0x18, WEDGE_BASE, 8);
+    put(&mut b, 0x20, 64, 8);
+    put(&mut b, 0x36, 56, 2);
+    put(&mut b, 0x38, 1, 2);
+    put(&mut b, 0x3a, 64, 2);
+    put(&mut b, 64, 1, 4);
+    put(&mut b, 64 + 4, 5, 4);
+    for (field, value) in [
+        (8, 0x1000),
+        (16, WEDGE_BASE),
+        (24, WEDGE_BASE),
+        (32, 0x100),
+        (40, 0x100),
+    ] {
+        put(&mut b, 64 + field, value, 8);
+    }
+    b[0x1000..0x1100].fill(0xcc);
+    b
+}
+
+#[test]
+fn the_wedge_learns_linuxs_protocol_and_the_code_alias_from_its_boot_block() {
+    use previrt_protocol::{WedgeBoot, BOOT_BLOCK_OFFSET, ENTER_LINUX, WEDGE_BOOT_MAGIC};
+    let h = HostRam::new(RAM);
+    let p = prepare_linux(&h.ram(), &vmlinux(), &[], CMDLINE).unwrap();
+    let loaded = crate::load::load_wedge(&h.ram(), &p.as_prepared(), &wedge()).unwrap();
+    let block = h
+        .ram()
+        .slice(
+            p.wedge_area + BOOT_BLOCK_OFFSET,
+            size_of::<WedgeBoot>() as u64,
+        )
+        .unwrap()
+        .to_vec();
+    let word = |field: usize| get(&block, field, 8);
+    assert_eq!(word(0), WEDGE_BOOT_MAGIC);
+    assert_eq!(word(core::mem::offset_of!(WedgeBoot, pv_entry)), TEXT_P);
+    assert_eq!(
+        word(core::mem::offset_of!(WedgeBoot, boot_info)),
+        p.zero_page
+    );
+    assert_eq!(word(core::mem::offset_of!(WedgeBoot, cr3)), BOOT);
+    assert_eq!(word(core::mem::offset_of!(WedgeBoot, code_start)), TEXT_V);
+    assert_eq!(
+        word(core::mem::offset_of!(WedgeBoot, protocol)),
+        ENTER_LINUX
+    );
+    assert_eq!(
+        word(core::mem::offset_of!(WedgeBoot, code_alias)),
+        START_KERNEL_MAP
+    );
+    // The wedge's code landed in the wedge area, its entry where it was linked.
+    assert_eq!(loaded.entry, previrt_protocol::WEDGE_BASE);
+    assert_eq!(h.ram().slice(p.wedge_area, 4).unwrap(), &[0xcc; 4]);
 }

@@ -74,6 +74,12 @@ pub struct Prepared {
     pub code: (u64, u64),
     /// Guest-physical start of the wedge area.
     pub wedge_area: u64,
+    /// How the wedge enters the guest (`previrt_protocol::ENTER_PV` or
+    /// `ENTER_LINUX`).
+    pub protocol: u64,
+    /// The guest's code also runs this far below `code` (the wedge finds a
+    /// site's call from there too); 0: only at `code`.
+    pub code_alias: u64,
 }
 
 const WEDGE_PAGES: usize = (WEDGE_AREA / PAGE) as usize;
@@ -124,6 +130,8 @@ pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, Prepa
         afterburn: elf.afterburn_records()?,
         code: (code_start, code_end),
         wedge_area: usable,
+        protocol: previrt_protocol::ENTER_PV,
+        code_alias: 0,
     })
 }
 
@@ -155,6 +163,8 @@ pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoad
         reflect_entry: 0,
         fast_begin: 0,
         fast_end: 0,
+        protocol: guest.protocol,
+        code_alias: guest.code_alias,
     };
     ram.write(guest.wedge_area + BOOT_BLOCK_OFFSET, &boot.to_bytes())?;
     let (mut code, mut read_only, mut writable) =

@@ -22,13 +22,13 @@ mod memory;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use previrt_protocol::{
-    Request, ShutdownReason, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, FAST_IRET,
+    Request, ShutdownReason, WedgeBoot, WedgeStats, DEFERRED_EOI_OFFSET, ENTER_LINUX, FAST_IRET,
     FAST_PIC_COMMAND, FAST_POPF, FAST_PUSHF, FAST_SLOTS_OFFSET, FAST_STI, REFLECT_SITE,
     REFLECT_SOFTWARE_INTERRUPT, REFLECT_SYSCALL, STATS_OFFSET, VCPU_OFFSET, VCPU_PAGE,
     WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
-use wedge_l4::emulate::{emulate_decoded, enter_syscall, Outcome};
+use wedge_l4::emulate::{emulate_decoded, enter_syscall, EmulateError, Outcome};
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
 use wedge_l4::rewrite::{rewrite, FastPaths, SiteEntry, SiteTable};
@@ -39,6 +39,8 @@ use crate::memory::DirectMemory;
 
 const STACK_SIZE: usize = 32 * 1024;
 const MAX_SITES: usize = 4096;
+/// Sites left as written the wedge remembers (Linux 6.1 has 67).
+const MAX_LEFT: usize = 256;
 
 #[repr(C, align(16))]
 struct Stack([u8; STACK_SIZE]);
@@ -48,6 +50,8 @@ static mut STACK: Stack = Stack([0; STACK_SIZE]);
 /// the vCPU page). Only the guest thread runs wedge code, one site at a time.
 static mut STATE: State = State {
     vcpu_ready: false,
+    left: [(0, Kind::Cli); MAX_LEFT],
+    left_count: 0,
     sites: SiteTable::new(),
 };
 /// The frame `iretq` resumes the guest from: rip, cs, rflags, rsp, ss.
@@ -60,10 +64,17 @@ static SELECTORS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 /// The guest's rsp at a site call (pointing at the return address).
 #[no_mangle]
 static GUEST_RSP: AtomicU64 = AtomicU64::new(0);
+/// How far below its recorded address the guest's code may also run
+/// (`WedgeBoot::code_alias`: Linux before it loads its own page tables).
+static CODE_ALIAS: AtomicU64 = AtomicU64::new(0);
 
 struct State {
     /// The vCPU page holds an initialised `Vcpu`.
     vcpu_ready: bool,
+    /// The sites the rewrite left as written (their instruction does not
+    /// decode), address and kind; the first `MAX_LEFT` of `left_count`.
+    left: [(u64, Kind); MAX_LEFT],
+    left_count: usize,
     /// Too big for the stack (about 200 KiB): filled in place.
     sites: SiteTable<MAX_SITES>,
 }
@@ -395,9 +406,16 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         Ok(r) => r,
         Err(_) => stop(ShutdownReason::RecordsUnparsable),
     };
+    let linux = boot.protocol == ENTER_LINUX;
+    CODE_ALIAS.store(boot.code_alias, Ordering::Relaxed);
+    let at_entry = if linux {
+        Vcpu::at_linux_entry(boot.cr3)
+    } else {
+        Vcpu::at_pv_entry(boot.cr3)
+    };
     // SAFETY: the vCPU page is mapped (see `vcpu`); nothing refers to it yet.
     unsafe {
-        vcpu_page_at::<Vcpu>(VCPU_OFFSET).write(Vcpu::at_pv_entry(boot.cr3));
+        vcpu_page_at::<Vcpu>(VCPU_OFFSET).write(at_entry);
         vcpu_page_at::<WedgeStats>(STATS_OFFSET).write(WedgeStats::default());
     }
     st.vcpu_ready = true;
@@ -411,6 +429,23 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         iret: (FAST_SLOTS_OFFSET + 8 * FAST_IRET) as u32,
         pic_command: (FAST_SLOTS_OFFSET + 8 * FAST_PIC_COMMAND) as u32,
     };
+    // The sites the rewrite will leave as written, as it decides it: their
+    // instruction does not decode (read before the rewrite changes bytes).
+    records.for_each_site(|site| {
+        let insn = site
+            .address
+            .checked_sub(boot.code_start)
+            .and_then(|at| code.get(at as usize..at as usize + usize::from(site.insn_len)));
+        let left = !wedge_l4::rewrite::stays_native(site.kind)
+            && !records.is_opted_out(site.address)
+            && insn.is_some_and(|b| wedge_l4::decode::decode(site.kind, b).is_err());
+        if left {
+            if let Some(slot) = st.left.get_mut(st.left_count) {
+                *slot = (site.address, site.kind);
+            }
+            st.left_count += 1;
+        }
+    });
     let summary = match rewrite(
         code,
         boot.code_start,
@@ -428,10 +463,15 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
     }
     stats.fast = summary.fast as u32;
     stats.native = (summary.native + summary.opted_out) as u32;
+    stats.undecodable = summary.undecodable as u64;
+    stats.first_undecodable = summary.first_undecodable.unwrap_or(0);
     stats.magic = WEDGE_STATS_MAGIC;
     *regs = GuestRegs::default();
     regs.rip = boot.pv_entry;
+    // The PV protocol's boot information in rdi; Linux's zero page in rsi
+    // (its 64-bit boot protocol). Both registers hold it either way.
     regs.gpr[usize::from(reg::RDI)] = boot.boot_info;
+    regs.gpr[usize::from(reg::RSI)] = boot.boot_info;
     regs.rflags = 0x202;
     resume_at(regs);
 }
@@ -452,20 +492,27 @@ extern "C" fn wedge_site(regs: &mut GuestRegs) {
         stop(ShutdownReason::ReturnAddressUnreadable);
     }
     let return_address = u64::from_le_bytes(ret);
-    let entry = match table.by_return_address(return_address, &mut mem) {
-        Ok(e) => *e,
+    // Where the records put it, or (before Linux runs at the addresses it
+    // is linked at) at its alias, `CODE_ALIAS` lower.
+    let alias = CODE_ALIAS.load(Ordering::Relaxed);
+    let (entry, alias) = match table.by_return_address_aliased(return_address, alias, &mut mem) {
+        Ok((e, alias)) => (*e, alias),
         Err(_) => stop(ShutdownReason::CallFromOutsideSite),
     };
     // The call's return address is not the guest's: drop it.
     regs.gpr[usize::from(reg::RSP)] = rsp + 8;
-    run_site(&entry, vcpu, regs)
+    run_site(&entry, alias, vcpu, regs)
 }
 
 /// Emulates the site of `entry` (`regs` are the guest's as before its
-/// call) and resumes the guest where it goes on.
-fn run_site(entry: &SiteEntry, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
+/// call), which ran `alias` below its recorded address, and resumes the
+/// guest where it goes on: the emulation sees the site where it ran, so
+/// the guest goes on (and a fault is reported) there.
+fn run_site(entry: &SiteEntry, alias: u64, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
     let mut mem = DirectMemory;
-    regs.rip = entry.site.address;
+    let mut site = entry.site;
+    site.address = site.address.wrapping_sub(alias);
+    regs.rip = site.address;
     if let Some(n) = stats()
         .emulated
         .get_mut(usize::from(entry.site.kind.number()))
@@ -474,7 +521,7 @@ fn run_site(entry: &SiteEntry, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
     }
     let mut backend = Sel4Backend;
     match emulate_decoded(
-        &entry.site,
+        &site,
         entry.insn,
         entry.pair(),
         vcpu,
@@ -499,8 +546,47 @@ fn run_site(entry: &SiteEntry, vcpu: &mut Vcpu, regs: &mut GuestRegs) {
             }
             resume_at(regs)
         }
-        Err(_) => stop(ShutdownReason::SiteNotEmulated),
+        Err(e) => {
+            record_stop(&site, e);
+            stop(ShutdownReason::SiteNotEmulated)
+        }
     }
+}
+
+/// The site at `rip` (or at its alias) that the rewrite left as written,
+/// if `rip` is one: its kind.
+fn left_as_written(rip: u64) -> Option<Kind> {
+    let alias = CODE_ALIAS.load(Ordering::Relaxed);
+    let st = state();
+    st.left[..st.left_count.min(MAX_LEFT)]
+        .iter()
+        .find(|(at, _)| *at == rip || (alias != 0 && *at == rip.wrapping_add(alias)))
+        .map(|&(_, kind)| kind)
+}
+
+/// Leaves in the statistics where and why a site could not be emulated,
+/// for the VMM's report.
+fn record_stop(site: &wedge_l4::records::Site, e: EmulateError) {
+    use previrt_protocol::{
+        STOP_BACKEND, STOP_DECODE, STOP_DELIVERY, STOP_MEMORY, STOP_UNSUPPORTED,
+    };
+    let (error, value) = match e {
+        EmulateError::Decode(_) | EmulateError::BytesTooShort { .. } | EmulateError::Not64Bit => {
+            (STOP_DECODE, 0)
+        }
+        EmulateError::Unsupported { kind } => (STOP_UNSUPPORTED, u64::from(kind.number())),
+        EmulateError::UnsupportedPair | EmulateError::LeavesLongMode { .. } => {
+            (STOP_UNSUPPORTED, 0)
+        }
+        EmulateError::Memory(m) => (STOP_MEMORY, m.address),
+        EmulateError::Backend(b) => (STOP_BACKEND, b as u64),
+        EmulateError::TripleFault(_) | EmulateError::Delivery(_) => (STOP_DELIVERY, 0),
+    };
+    let stats = stats();
+    stats.stopped_at = site.address;
+    stats.stopped_kind = u64::from(site.kind.number());
+    stats.stopped_error = error;
+    stats.stopped_value = value;
 }
 
 /// Asks the VMM to start the process whose registers are `regs` in its
@@ -616,10 +702,17 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
     // A site whose call could not push (the stack is a process's): run as
     // if called.
     if r.vector == REFLECT_SITE {
-        let Some(entry) = state().sites.at(r.rip).copied() else {
+        let alias = CODE_ALIAS.load(Ordering::Relaxed);
+        let sites = &state().sites;
+        let found = match sites.at(r.rip) {
+            Some(e) => Some((*e, 0)),
+            None if alias != 0 => sites.at(r.rip.wrapping_add(alias)).map(|e| (*e, alias)),
+            None => None,
+        };
+        let Some((entry, alias)) = found else {
             stop(ShutdownReason::CallFromOutsideSite)
         };
-        return run_site(&entry, vcpu, regs);
+        return run_site(&entry, alias, vcpu, regs);
     }
     // A process's `syscall` (caught in its user view): into the guest
     // kernel at LSTAR, as the instruction goes.
@@ -643,6 +736,20 @@ extern "C" fn wedge_reflect(regs: &mut GuestRegs) {
         }
     }
     regs.rip = r.rip;
+    // A site the wedge left as written (it cannot emulate its instruction)
+    // trapped: the guest's kernel ran it expecting it to work, as it would
+    // at CPL 0, so a #GP or #UD delivered to it would be a fault of ours,
+    // not its. The guest stops there, with the site named.
+    if matches!(r.vector, 6 | 13) {
+        if let Some(kind) = left_as_written(r.rip) {
+            let stats = stats();
+            stats.stopped_at = r.rip;
+            stats.stopped_kind = u64::from(kind.number());
+            stats.stopped_error = previrt_protocol::STOP_DECODE;
+            stats.stopped_value = r.vector;
+            stop(ShutdownReason::SiteNotEmulated);
+        }
+    }
     if r.vector == 14 {
         vcpu.cr2 = r.cr2;
     }
