@@ -1,6 +1,8 @@
 //! What the VMM server hands the wedge when it starts the guest thread in it
 //! (the address of one of these is in rdi).
 
+use crate::address_space::{pml4_entry_address, SEL4_PML4_ENTRY};
+
 /// "WEDGBOOT" as the first word.
 pub const WEDGE_BOOT_MAGIC: u64 = u64::from_le_bytes(*b"WEDGBOOT");
 
@@ -21,7 +23,13 @@ const _: () = {
 /// seL4's own PML4 entry (256), `[start, end)`: its physical-memory
 /// window, image and devices (docs/sel4-layout.md). No guest mapping can be
 /// there, and nothing the wedge does for a guest may reach into it.
-pub const SEL4_REGION: (u64, u64) = (0xffff_8000_0000_0000, 0xffff_8080_0000_0000);
+pub const SEL4_REGION: (u64, u64) = match (
+    pml4_entry_address(SEL4_PML4_ENTRY),
+    pml4_entry_address(SEL4_PML4_ENTRY + 1),
+) {
+    (Some(start), Some(end)) => (start, end),
+    _ => panic!("seL4's PML4 entry is not the last"),
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]

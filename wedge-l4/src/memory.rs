@@ -5,6 +5,7 @@
 //! the VMM server like any guest fault). Tests use a byte array. The trait
 //! keeps the emulator free of raw pointers and of `unsafe`.
 
+use previrt_protocol::address_space::is_canonical;
 use previrt_protocol::{SEL4_REGION, WEDGE_AREA, WEDGE_BASE};
 
 /// A guest memory access that failed (outside the memory the implementation
@@ -32,13 +33,12 @@ pub trait GuestMemory {
 /// the upper half (its direct map, vmalloc, image, fixmap). Defined from
 /// the protocol's constants, so it follows the wedge when it moves.
 pub fn guest_may_access(address: u64, len: usize) -> bool {
-    const LOWER_END: u64 = 1 << 47;
-    const UPPER_START: u64 = !(LOWER_END - 1);
     let Some(last) = address.checked_add((len as u64).saturating_sub(1)) else {
         return false;
     };
     let end = last.saturating_add(1);
-    let one_half = last < LOWER_END || address >= UPPER_START;
+    // Both ends canonical and in the same half: no access spans the gap.
+    let one_half = is_canonical(address) && is_canonical(last) && (address >> 63) == (last >> 63);
     let overlaps = |(start, stop): (u64, u64)| address < stop && end > start;
     one_half && !overlaps((WEDGE_BASE, WEDGE_BASE + WEDGE_AREA)) && !overlaps(SEL4_REGION)
 }
@@ -158,7 +158,10 @@ mod tests {
 
     #[test]
     fn the_wedge_area_is_refused_to_its_last_byte() {
-        assert!(guest_may_access(WEDGE_BASE - 8, 8), "just below");
+        // Just below the wedge is seL4's entry's last bytes (the wedge opens
+        // entry 257), refused either way; a reach in from there too.
+        assert_eq!(WEDGE_BASE, SEL4_REGION.1, "the wedge follows seL4's entry");
+        assert!(!guest_may_access(WEDGE_BASE - 8, 8), "just below");
         assert!(!guest_may_access(WEDGE_BASE - 4, 8), "reaching in");
         assert!(!guest_may_access(WEDGE_BASE, 1));
         assert!(!guest_may_access(WEDGE_BASE + WEDGE_AREA - 1, 1));
@@ -186,7 +189,14 @@ mod tests {
             !guest_may_access(SEL4_REGION.1 - 4, 8),
             "reaching out of it"
         );
-        assert!(guest_may_access(SEL4_REGION.1, 8), "entry 257");
+        assert!(
+            !guest_may_access(SEL4_REGION.1, 8),
+            "entry 257 opens with the wedge"
+        );
+        assert!(
+            guest_may_access(SEL4_REGION.1 + WEDGE_AREA, 8),
+            "entry 257 past the wedge"
+        );
         // Linux's kernel addresses: direct map, image, fixmap, the top.
         assert!(guest_may_access(0xffff_8880_0000_0000, 4096));
         assert!(guest_may_access(0xffff_ffff_8100_0000, 8));
