@@ -760,7 +760,7 @@ fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> 
     };
     let input_path = Path::new(&input.path);
     if let Some(object) = &asm.object {
-        std::fs::copy(object, &out_path).map_err(io_error(&out_path))?;
+        copy_into_place(object, &out_path)?;
         cache.log("plain reused-object", input_path);
         return Ok(0);
     }
@@ -783,6 +783,21 @@ fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> 
         );
     }
     Ok(code)
+}
+
+/// Copies a stored object to the output under a temporary name and renames
+/// it into place, as `as` does not: a build interrupted mid-copy leaves no
+/// truncated object that `make` would take for a fresh one.
+fn copy_into_place(from: &Path, to: &Path) -> Result<(), CcError> {
+    let dir = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_error(to))?;
+    let mut source = std::fs::File::open(from).map_err(io_error(from))?;
+    std::io::copy(&mut source, &mut tmp).map_err(io_error(to))?;
+    tmp.persist(to).map_err(|e| io_error(to)(e.error))?;
+    Ok(())
 }
 
 fn temp_dir() -> Result<tempfile::TempDir, CcError> {
@@ -879,7 +894,7 @@ fn compile_one(
         // is `as` of the same assembly with the same options, which the
         // cache already holds from the plain build.
         if let (true, Some(object)) = (unchanged, object) {
-            std::fs::copy(&object, out_path).map_err(io_error(out_path))?;
+            copy_into_place(&object, out_path)?;
             cache.log("padded reused-object", input_path);
             return Ok(0);
         }
