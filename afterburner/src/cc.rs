@@ -644,8 +644,8 @@ fn compiler_assembly(
 /// list the `.i` alone), then `-x cpp-output` (`-fpreprocessed`: no second
 /// preprocessing; `-D`, `-I` and `-include` have nothing left to do). None
 /// for other languages and for debug info, which are compiled from the
-/// source as before: the debug info's producer record would name the
-/// preprocessed mode.
+/// source as before (with `-g3` the debug info records the macros, which
+/// the `.i` no longer has).
 fn preprocessed_step_args(
     inv: &Invocation,
     input: &Input,

@@ -219,6 +219,143 @@ pub fn watch_parent() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Starts this test binary as a job running only the ignored test `helper`.
+    fn start_helper(helper: &str, dir: &Path) -> Job {
+        let args = [
+            format!("background::tests::{helper}"),
+            "--exact".into(),
+            "--ignored".into(),
+            "--nocapture".into(),
+        ]
+        .map(OsString::from);
+        Job::start(helper, &args, &dir.join("job.log")).unwrap()
+    }
+
+    /// Polls the job's log until it holds `text`.
+    fn await_log(job: &Job, text: &str) -> String {
+        for _ in 0..200 {
+            let log = std::fs::read_to_string(&job.log).unwrap_or_default();
+            if log.contains(text) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the job never printed {text:?}");
+    }
+
+    fn alive(pid: u32) -> bool {
+        // A zombie has ended; it only waits for its parent.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+    }
+
+    /// A job's body: watches its parent and sleeps, with a `sleep` of its
+    /// own (a grandchild of the suite, as a compiler under make is).
+    #[test]
+    #[ignore = "a job the background tests start"]
+    fn helper_sleeps() {
+        watch_parent();
+        let mut grandchild = Command::new("sleep").arg("60").spawn().unwrap();
+        println!("xtask: helper started; grandchild {}", grandchild.id());
+        let _ = grandchild.wait();
+    }
+
+    #[test]
+    #[ignore = "a job the background tests start"]
+    fn helper_fails() {
+        println!("xtask: helper about to fail");
+        panic!("the helper's failure");
+    }
+
+    fn grandchild_of(log: &str) -> u32 {
+        log.split("grandchild ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_failed_job_is_reported_with_the_end_of_its_log() {
+        let dir = tempfile_dir("failed");
+        let job = start_helper("helper_fails", &dir);
+        let e = job.wait().unwrap_err();
+        assert!(e.contains("failed"), "{e}");
+        assert!(e.contains("helper about to fail"), "{e}");
+        assert!(e.contains("the helper's failure"), "{e}");
+    }
+
+    #[test]
+    fn a_job_ends_whole_when_the_suite_closes_its_pipe() {
+        let dir = tempfile_dir("orphaned");
+        let mut job = start_helper("helper_sleeps", &dir);
+        let grandchild = grandchild_of(&await_log(&job, "grandchild "));
+        assert!(alive(grandchild));
+        // As if the suite had died: its end of the pipe closes.
+        let child = job.child.as_mut().unwrap();
+        drop(child.stdin.take());
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the job did not end"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        while alive(grandchild) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "its grandchild did not end"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn a_job_not_waited_for_is_ended_with_its_group() {
+        let dir = tempfile_dir("dropped");
+        let job = start_helper("helper_sleeps", &dir);
+        let grandchild = grandchild_of(&await_log(&job, "grandchild "));
+        let started = Instant::now();
+        drop(job);
+        assert!(started.elapsed() < Duration::from_secs(20));
+        while alive(grandchild) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "its grandchild did not end"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn the_jobs_lines_are_shown_once_each() {
+        let dir = tempfile_dir("shown");
+        let mut job = start_helper("helper_fails", &dir);
+        await_log(&job, "helper about to fail");
+        job.show_progress();
+        let shown = job.shown;
+        assert!(shown > 0);
+        job.show_progress();
+        assert_eq!(job.shown, shown);
+        let _ = job.wait();
+    }
+
+    /// A fresh folder for one test's log under the target folder.
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir = crate::paths::target()
+            .join("xtask-tests")
+            .join(format!("background-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[test]
     fn the_niceness_is_read_past_a_command_name_with_spaces() {
