@@ -421,6 +421,14 @@ pub fn run_with(args: Vec<OsString>, opts: &DriverOptions) -> Result<i32, CcErro
 }
 
 impl Invocation {
+    /// Debug info was asked for (a `-g` option other than `-g0`).
+    fn debug(&self) -> bool {
+        self.args.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a.starts_with("-g") && a != "-g0"
+        })
+    }
+
     /// Why this invocation runs the real compiler unchanged, if it does.
     /// Besides what produces no machine code, three kinds of code a kernel
     /// build compiles never run in the kernel proper, where the wedge runs
@@ -564,13 +572,13 @@ fn compiler_assembly(
     };
     let cache = CompileCache::open(dir).map_err(io_error(dir))?;
     let preprocessed_path = tmp.join(format!("input{n}.i"));
-    let (code, messages) = spawn_captured(
+    let (code, preprocessor_messages) = spawn_captured(
         opts,
         &opts.compiler,
         &step_args(inv, input, out_path, "-E", &preprocessed_path),
     )?;
     if code != 0 {
-        show(&messages);
+        show(&preprocessor_messages);
         return Ok(Err(code));
     }
     let preprocessed = std::fs::read(&preprocessed_path).map_err(io_error(&preprocessed_path))?;
@@ -589,13 +597,31 @@ fn compiler_assembly(
             object: entry.object,
         }));
     }
-    // The compiler runs on the source, not on the preprocessed text: its
-    // code and its diagnostics are exactly those of an ordinary compile.
-    let (code, messages) = spawn_captured(
-        opts,
-        &opts.compiler,
-        &step_args(inv, input, out_path, "-S", &raw_asm),
-    )?;
+    // A miss: the compiler on the preprocessed text it just wrote, which
+    // spares preprocessing the unit a second time (the same code: the text
+    // is what the compiler would have parsed). Its diagnostics are another
+    // matter: on the preprocessed text a warning points into the expanded
+    // macro, without the "in expansion of macro" notes. So a unit whose
+    // compile prints anything, or fails, is compiled again from the source,
+    // and that compile's code and messages are the ones kept and shown:
+    // exactly an ordinary compile's. So is one whose preprocessing printed
+    // anything (`#warning`, `-Wundef`): only a compile of the source shows
+    // those again. Most units print nothing.
+    let from_preprocessed = preprocessor_messages
+        .is_empty()
+        .then(|| preprocessed_step_args(inv, input, &preprocessed_path, &raw_asm))
+        .flatten();
+    let (mut code, mut messages) = (1, Vec::new());
+    if let Some(args) = &from_preprocessed {
+        (code, messages) = spawn_captured(opts, &opts.compiler, args)?;
+    }
+    if code != 0 || !messages.is_empty() {
+        (code, messages) = spawn_captured(
+            opts,
+            &opts.compiler,
+            &step_args(inv, input, out_path, "-S", &raw_asm),
+        )?;
+    }
     show(&messages);
     if code != 0 {
         return Ok(Err(code));
@@ -610,6 +636,38 @@ fn compiler_assembly(
         reused: false,
         object: None,
     }))
+}
+
+/// The arguments that compile `preprocessed` (the `-E` output of a C
+/// input) to assembly in `out`: the common ones without the dependency
+/// options (the `-E` step wrote the dependency file; a second writer would
+/// list the `.i` alone), then `-x cpp-output` (`-fpreprocessed`: no second
+/// preprocessing; `-D`, `-I` and `-include` have nothing left to do). None
+/// for other languages and for debug info, which are compiled from the
+/// source as before (with `-g3` the debug info records the macros, which
+/// the `.i` no longer has).
+fn preprocessed_step_args(
+    inv: &Invocation,
+    input: &Input,
+    preprocessed: &Path,
+    out: &Path,
+) -> Option<Vec<OsString>> {
+    let c = match input.x.as_ref().and_then(|x| x.to_str()) {
+        Some(x) => x == "c",
+        None => Path::new(&input.path).extension() == Some(OsStr::new("c")),
+    };
+    if !c || inv.debug() {
+        return None;
+    }
+    let mut args: Vec<OsString> = common_args(inv, false, false)
+        .into_iter()
+        .filter(|a| !is_wp_dep_file(&a.to_string_lossy()))
+        .collect();
+    args.extend(["-x", "cpp-output", "-S"].map(OsString::from));
+    args.push(preprocessed.as_os_str().into());
+    args.push("-o".into());
+    args.push(out.as_os_str().into());
+    Some(args)
 }
 
 /// The invocation's arguments as the cache key sees them: all but the
@@ -675,14 +733,10 @@ fn show(messages: &[u8]) {
 /// what the compiler driver itself does); everything else runs the
 /// compiler unchanged.
 fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> {
-    let debug = inv.args.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a.starts_with("-g") && a != "-g0"
-    });
     let cacheable = opts.cache.is_some()
         && inv.mode == Mode::Compile
         && !inv.lto
-        && !debug
+        && !inv.debug()
         && inv.inputs.len() == 1
         && inv.inputs[0].lang == Lang::Compiled
         && inv.inputs[0].path != "-";
@@ -706,7 +760,7 @@ fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> 
     };
     let input_path = Path::new(&input.path);
     if let Some(object) = &asm.object {
-        std::fs::copy(object, &out_path).map_err(io_error(&out_path))?;
+        copy_into_place(object, &out_path)?;
         cache.log("plain reused-object", input_path);
         return Ok(0);
     }
@@ -729,6 +783,21 @@ fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> 
         );
     }
     Ok(code)
+}
+
+/// Copies a stored object to the output under a temporary name and renames
+/// it into place, as `as` does not: a build interrupted mid-copy leaves no
+/// truncated object that `make` would take for a fresh one.
+fn copy_into_place(from: &Path, to: &Path) -> Result<(), CcError> {
+    let dir = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_error(to))?;
+    let mut source = std::fs::File::open(from).map_err(io_error(from))?;
+    std::io::copy(&mut source, &mut tmp).map_err(io_error(to))?;
+    tmp.persist(to).map_err(|e| io_error(to)(e.error))?;
+    Ok(())
 }
 
 fn temp_dir() -> Result<tempfile::TempDir, CcError> {
@@ -825,7 +894,7 @@ fn compile_one(
         // is `as` of the same assembly with the same options, which the
         // cache already holds from the plain build.
         if let (true, Some(object)) = (unchanged, object) {
-            std::fs::copy(&object, out_path).map_err(io_error(out_path))?;
+            copy_into_place(&object, out_path)?;
             cache.log("padded reused-object", input_path);
             return Ok(0);
         }

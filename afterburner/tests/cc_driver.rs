@@ -320,3 +320,80 @@ fn the_compile_cache_gives_plain_objects_and_pads_its_assembly() {
         "{events}"
     );
 }
+
+/// A miss compiles the preprocessed text the key was made of (one
+/// preprocessing, not two), with the same object as gcc's and the
+/// dependency file the preprocessor wrote; a unit whose compile or
+/// preprocessing prints anything is compiled again from the source, so its
+/// messages are the compiler's own (a macro's warning with its expansion).
+#[test]
+fn a_cache_miss_compiles_the_preprocessed_unit_and_keeps_the_compilers_messages() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(d.join("twice.h"), "#define TWICE(x) ((x) + (x))\n").unwrap();
+    let sources = [
+        ("quiet.c", "int q(int a) { return TWICE(a); }\n"),
+        (
+            "macro.c",
+            "#define CMP(a, b) ((a) == (b) == 1)\nint m(int x) { return CMP(x, 2); }\n",
+        ),
+        ("pp.c", "#warning from the preprocessor\nint p;\n"),
+    ];
+    for (src, text) in sources {
+        std::fs::write(d.join(src), text).unwrap();
+        let obj = format!("out/{src}.o");
+        let dep = format!("-Wp,-MMD,{obj}.d");
+        let flags = ["-O2", "-Wall", "-include", "twice.h"];
+        let mut args = vec!["--afterburn-no-pad", "--afterburn-cache=cache"];
+        args.push("--afterburn-verbose");
+        args.extend(flags);
+        args.extend([dep.as_str(), "-c", src, "-o", obj.as_str()]);
+        let out = cc(d, &args);
+        ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut gcc = Command::new("gcc");
+        gcc.args(flags)
+            .args(["-c", src, "-o", &format!("out/{src}.gcc.o")]);
+        assert!(gcc.current_dir(d).status().unwrap().success());
+        assert_eq!(
+            std::fs::read(d.join(&obj)).unwrap(),
+            std::fs::read(d.join(format!("out/{src}.gcc.o"))).unwrap(),
+            "{src}: the object is gcc's\n{stderr}"
+        );
+        let deps = std::fs::read_to_string(d.join(format!("{obj}.d"))).unwrap();
+        assert!(deps.contains("twice.h") && deps.contains(src), "{deps}");
+        let from_source = stderr.contains(&format!("-S {src} -o"));
+        assert!(
+            stderr.contains("-x cpp-output -S") || src == "pp.c",
+            "{stderr}"
+        );
+        match src {
+            "quiet.c" => assert!(!from_source, "{stderr}"),
+            "macro.c" => {
+                assert!(from_source, "{stderr}");
+                assert!(stderr.contains("in expansion of macro"), "{stderr}");
+            }
+            _ => {
+                assert!(from_source, "{stderr}");
+                assert!(stderr.contains("from the preprocessor"), "{stderr}");
+            }
+        }
+    }
+    // The stored messages are the source compile's, shown on a reuse.
+    let out = cc(
+        d,
+        &[
+            "--afterburn-cache=cache",
+            "-O2",
+            "-Wall",
+            "-include",
+            "twice.h",
+            "-c",
+            "macro.c",
+            "-o",
+            "out/macro.padded.o",
+        ],
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in expansion of macro"));
+}

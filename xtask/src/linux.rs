@@ -159,7 +159,7 @@ pub fn linux() -> Result<(), String> {
     let kernels = build_all()?;
     for b in [&kernels.plain, &kernels.padded] {
         match &b.cost {
-            Some(c) => println!("xtask: linux ({}): built: {c}", b.variant.name()),
+            Some(c) => println!("xtask: linux ({}): {BUILT} {c}", b.variant.name()),
             None => println!("xtask: linux ({}): cached", b.variant.name()),
         }
     }
@@ -458,8 +458,42 @@ fn wedge_check(k: &Kernels) -> Result<String, String> {
 /// Installs what is missing, unpacks the source, builds both kernels and
 /// the initramfs (each only when its inputs changed).
 pub fn build_all() -> Result<Kernels, String> {
+    build_with(&prepare()?)
+}
+
+/// What a build needs before it starts, and what must not run beside the
+/// suite's own steps: the Debian packages (apt-get holds dpkg's lock) and
+/// `afterburn` (cargo holds the target folder's lock). Returns `afterburn`.
+pub fn prepare() -> Result<PathBuf, String> {
     ensure_packages()?;
-    let afterburn = tasks::build_afterburn()?;
+    tasks::build_afterburn()
+}
+
+/// `cargo xtask linux --build-only`: both kernels and the initramfs, built
+/// or found built, with what each build cost; what the suite runs in the
+/// background (test.rs), its output in a log.
+pub fn build_only(afterburn: Option<&Path>) -> Result<(), String> {
+    crate::background::watch_parent();
+    let afterburn = match afterburn {
+        Some(a) => a.to_path_buf(),
+        None => prepare()?,
+    };
+    let kernels = build_with(&afterburn)?;
+    for b in [&kernels.plain, &kernels.padded] {
+        match &b.cost {
+            Some(c) => println!("xtask: linux ({}): {BUILT} {c}", b.variant.name()),
+            None => println!("xtask: linux ({}): cached", b.variant.name()),
+        }
+    }
+    Ok(())
+}
+
+/// What `build_only` prints before a build's cost.
+pub const BUILT: &str = "built:";
+
+/// [`build_all`] with `afterburn` already built.
+pub fn build_with(afterburn: &Path) -> Result<Kernels, String> {
+    let afterburn = afterburn.to_path_buf();
     let (version, source) = unpack_source()?;
     let fragment_path = paths::root().join("images/linux/config.fragment");
     let fragment = read(&fragment_path)?;
@@ -690,20 +724,44 @@ fn build(
         if variant == Variant::Padded {
             cmd.env("AFTERBURN_SITE_SIZE", SITE_SIZES);
         }
-        let status = cmd
+        let mut child = cmd
             .env("AFTERBURN_CACHE", &result.cache)
             .arg("-C")
             .arg(source)
             .arg(format!("O={}", obj.display()))
             .arg(format!("CC={cc}"))
             .args(MAKE_ENV)
-            .args(["-j2"])
+            .arg(format!("-j{}", make_jobs()))
             .args(targets)
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(err_file)
-            .status()
+            .spawn()
             .map_err(|e| format!("make: {e}"))?;
+        // A line a minute on a long step, from the cache's events log: how
+        // far the compile has got, for whoever waits for it.
+        let mut next_report = PROGRESS_EVERY;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| format!("make: {e}"))? {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            if started.elapsed() >= next_report {
+                next_report += PROGRESS_EVERY;
+                let units = std::fs::read(&events)
+                    .ok()
+                    .and_then(|e| {
+                        e.get(events_before..)
+                            .map(|e| e.split(|&b| b == b'\n').count() - 1)
+                    })
+                    .unwrap_or(0);
+                println!(
+                    "xtask: linux ({}): {what}: {:.0} s, {units} C units through the compile cache so far",
+                    variant.name(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        };
         if !status.success() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(format!(
@@ -758,7 +816,7 @@ fn build(
             unmet.join(", ")
         ));
     }
-    make(&["bzImage"], "make -j2 bzImage")?;
+    make(&["bzImage"], &format!("make -j{} bzImage", make_jobs()))?;
     let all_events = std::fs::read(&events).unwrap_or_default();
     cost.cache = CacheUse::of(
         &String::from_utf8_lossy(all_events.get(events_before..).unwrap_or_default()),
@@ -769,6 +827,14 @@ fn build(
         cost: Some(cost),
         ..result
     })
+}
+
+/// How often a long make step says how far it has got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(60);
+
+/// `make -j`: a job per core (Kbuild's jobs are compilers, CPU-bound).
+fn make_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// CPU seconds (user + system) of this process's waited-for children, from

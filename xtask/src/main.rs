@@ -1,6 +1,7 @@
 //! `cargo xtask`: builds the seL4 kernel and the tasks, boots them in QEMU,
 //! and runs the project's whole test suite.
 
+mod background;
 mod bench;
 mod bindings_check;
 mod capdl_tests;
@@ -76,7 +77,15 @@ enum Command {
     },
     /// Linux 6.1 built plain and through `afterburn cc`, both booted bare
     /// and their consoles compared (docs/linux.md).
-    Linux,
+    Linux {
+        /// Only build both kernels (or find them built), as the full test
+        /// run does in the background.
+        #[arg(long)]
+        build_only: bool,
+        /// The `afterburn` to build with, already built (the test run's).
+        #[arg(long, requires = "build_only", hide = true)]
+        afterburn: Option<PathBuf>,
+    },
     /// Check the generated seL4 bindings against the compiled kernel.
     CheckBindings,
     /// Only the CapDL loader's QEMU tests.
@@ -247,7 +256,11 @@ fn main() -> ExitCode {
             replay,
         } => experiment(&name, iterations, &strategies, &workloads, replay),
         Command::TestCapdl => test::capdl_only(),
-        Command::Linux => linux::linux(),
+        Command::Linux {
+            build_only: true,
+            afterburn,
+        } => linux::build_only(afterburn.as_deref()),
+        Command::Linux { .. } => linux::linux(),
         Command::Soak { minutes } => soak::soak(minutes),
         Command::Stress {
             seconds,
