@@ -386,13 +386,20 @@ pub fn run(input: &[u8], config: &Config) -> Result<Output, PassError> {
             // A deliberate trap configured to go without a site.
             continue;
         }
-        // The instruction in the shadow joins the site.
+        // The instruction in the shadow joins the site where its place there
+        // matters: after an SS load always (the stack pointer's load), after
+        // `sti` only what `relies_on_sti_shadow` names. If the next statement
+        // is no instruction the pass can read (a label, data such as
+        // `.byte` for `mwait`, a directive), whether it matters is unknown:
+        // the shadow covers padding, and the pass says so.
         let mut pair_end = None;
         if sens.shadow {
             match items.peek()? {
                 Some(Item::Statement(next)) if !next.has_label && is_plain_instruction(next, input) => {
-                    pair_end = Some(next.end);
-                    items.next()?;
+                    if sens.kind != Kind::Sti || follower_relies_on_sti_shadow(next, input) {
+                        pair_end = Some(next.end);
+                        items.next()?;
+                    }
                 }
                 _ => out.warnings.push(Warning {
                     line,
@@ -493,6 +500,15 @@ fn classify(
 /// statement or assignment).
 fn is_plain_instruction(stmt: Statement, input: &[u8]) -> bool {
     sensitive::parse(&stmt.clean_body(input)).is_some_and(|p| !p.mnemonic.is_empty())
+}
+
+/// Whether `stmt`, right after an `sti`, is an instruction that relies on
+/// its interrupt shadow (operands the pass rejects are reported when the
+/// statement is classified as a site of its own).
+fn follower_relies_on_sti_shadow(stmt: Statement, input: &[u8]) -> bool {
+    sensitive::parse(&stmt.clean_body(input)).is_some_and(|p| {
+        matches!(sensitive::classify(p.mnemonic, p.operands), Ok(Some(s)) if sensitive::relies_on_sti_shadow(s.kind))
+    })
 }
 
 fn marker_record(kind: u16, flags: u16) -> String {

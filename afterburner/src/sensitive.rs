@@ -203,6 +203,37 @@ pub struct Sensitive {
     pub shadow: bool,
 }
 
+/// Whether an instruction of `kind` right after an `sti` relies on running
+/// in its interrupt shadow, so the pass keeps the two in one site. The
+/// shadow holds off interrupts for exactly one instruction (SDM vol. 2,
+/// STI); it matters only where an interrupt on the boundary between the
+/// two would change what happens:
+/// - `hlt`, `mwait`: the wait would start after the interrupt that was to
+///   end it (a lost wake-up).
+/// - `cli`, `popf`: natively IF goes back to 0 (`popf` may restore it so)
+///   with no window opened at all; an interrupt in between would be one the
+///   code never let in.
+/// - `iret`, `sysret`, `sysexit`: they leave for another context; an
+///   interrupt in between would land on the half-switched state (after
+///   `swapgs`, say).
+///
+/// After anything else an interrupt taken before the instruction instead of
+/// after it is one instruction early, which no correct code can tell apart:
+/// the pass leaves that instruction where it is (a `ret`, `jmp` or `call`
+/// could not move into a site anyway).
+pub fn relies_on_sti_shadow(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Hlt
+            | Kind::Mwait
+            | Kind::Cli
+            | Kind::Popf
+            | Kind::Iret
+            | Kind::Sysret
+            | Kind::Sysexit
+    )
+}
+
 /// Classifies a mnemonic with its operand text. `Ok(None)`: not sensitive.
 pub fn classify(mnemonic: &[u8], operands: &[u8]) -> Result<Option<Sensitive>, OperandError> {
     let mut buf = [0u8; 16];
@@ -616,6 +647,32 @@ mod tests {
         assert!(s("lss (%rax),%rsp"));
         assert!(!s("mov %ax,%ds"));
         assert!(!s("cli"));
+    }
+
+    #[test]
+    fn what_relies_on_the_sti_shadow() {
+        let relies = |t: &str| {
+            let p = parse(t.as_bytes()).unwrap();
+            classify(p.mnemonic, p.operands)
+                .unwrap()
+                .is_some_and(|s| relies_on_sti_shadow(s.kind))
+        };
+        for t in [
+            "hlt", "cli", "mwait", "popfq", "iretq", "sysretq", "sysexit",
+        ] {
+            assert!(relies(t), "{t}");
+        }
+        for t in [
+            "ret",
+            "jmp 1f",
+            "call f",
+            "mov %rax,%rbx",
+            "pushfq",
+            "sti",
+            "mov %ax,%ss",
+        ] {
+            assert!(!relies(t), "{t}");
+        }
     }
 
     #[test]

@@ -286,8 +286,20 @@ fn every_site_has_its_kind_size_and_multibyte_nops() {
 fn shadow_pairs_stay_one_site() {
     for (src, first_len, pair_len) in [
         ("sti; hlt", 1u8, 1u8),
-        ("sti\n\tret", 1, 1),
+        ("sti\n\tcli", 1, 1),
+        ("sti; mwait", 1, 3),
+        ("sti; iretq", 1, 2),
+        ("sti; sysretq", 1, 3),
+        ("sti; popfq", 1, 1),
+        // An ordinary instruction stays where it is: nothing relies on its
+        // place in the shadow.
+        ("sti\n\tret", 1, 0),
+        ("sti; jmp 1f; 1:", 1, 0),
+        ("sti; call f; f:", 1, 0),
+        ("sti; mov %rax,%rbx", 1, 0),
+        // An SS load keeps the next instruction, whatever it is.
         ("mov %ax,%ss\n\tmov %rbp,%rsp", 2, 3),
+        ("mov %ax,%ss; ret", 2, 1),
         ("popq %fs\n\tnop", 2, 0),
     ] {
         let (out, image, report) = burn_and_audit(&format!("\t{src}\n"));
@@ -303,6 +315,51 @@ fn shadow_pairs_stay_one_site() {
             assert_eq!(decoded.len(), 2, "{src}");
         }
     }
+}
+
+#[test]
+fn sti_leaves_an_ordinary_instruction_alone_without_a_warning() {
+    for src in [
+        "\tsti\n\tret\n",
+        "\tsti; jmp 1f\n1:\n",
+        "\tsti; call f\nf:\n",
+        "\tsti; movl $1,%eax\n",
+    ] {
+        let (out, image, report) = burn_and_audit(src);
+        assert!(report.is_clean(), "{src}: {}", report.to_text());
+        assert_eq!(out.sites.len(), 1, "{src}");
+        assert!(!out.sites[0].paired, "{src}");
+        assert!(out.warnings.is_empty(), "{src}: {:?}", out.warnings);
+        // The site is the `sti` and its padding; the next instruction
+        // follows it unchanged.
+        let r = image.records[0].record;
+        assert_eq!((r.insn_len, r.pair_len), (1, 0), "{src}");
+        let code = &image.code[0].data;
+        let after = common::decode_all(&code[usize::from(r.site_len)..]);
+        assert!(
+            !after.is_empty() && after[0].mnemonic() != iced_x86::Mnemonic::Nop,
+            "{src}"
+        );
+    }
+}
+
+#[test]
+fn sti_then_a_sensitive_instruction_it_does_not_pair_gives_two_sites() {
+    let out = afterburn("\tsti; pushfq\n");
+    let kinds: Vec<_> = out.sites.iter().map(|s| (s.kind, s.paired)).collect();
+    assert_eq!(kinds, vec![(Kind::Sti, false), (Kind::Pushf, false)]);
+    assert!(out.warnings.is_empty());
+}
+
+#[test]
+fn sti_before_data_is_not_paired_and_warns() {
+    // Linux writes `sti; mwait` with `mwait` as bytes: the pass cannot see
+    // what follows, so the shadow covers padding, and it says so.
+    let out = afterburn("\tsti; .byte 0x0f, 0x01, 0xc9\n");
+    assert_eq!(out.sites.len(), 1);
+    assert!(!out.sites[0].paired);
+    assert_eq!(out.warnings.len(), 1);
+    assert!(out.warnings[0].message.contains("shadow covers padding"));
 }
 
 #[test]

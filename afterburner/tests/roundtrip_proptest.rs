@@ -190,5 +190,23 @@ proptest! {
         prop_assert!(out.sites.len() <= sensitive && out.sites.len() + paired_sensitive >= sensitive,
             "{} sites for {} sensitive instructions\n{}", out.sites.len(), sensitive, src);
         prop_assert_eq!(report.sites, out.sites.len());
+
+        // An `sti` keeps the next instruction in its site (directly after
+        // it, before the padding) exactly when that one relies on the
+        // shadow; an `sti` that is itself an SS load's pair has no say.
+        let raw = common::decode_all(&common::text_of(&padded));
+        for (j, i) in raw.iter().enumerate() {
+            if i.mnemonic() != iced_x86::Mnemonic::Sti
+                || j > 0 && raw[j - 1].code() == Code::Mov_Sreg_r32m16 && raw[j - 1].op0_register() == Register::SS
+            {
+                continue;
+            }
+            let Some(next) = raw[j + 1..].iter().find(|n| n.mnemonic() != iced_x86::Mnemonic::Nop) else {
+                continue;
+            };
+            let relies = decode::kind_of(next).is_some_and(afterburner::sensitive::relies_on_sti_shadow);
+            let adjacent = raw.get(j + 1).is_some_and(|n| n.ip() == next.ip());
+            prop_assert_eq!(adjacent, relies, "sti at {:#x}, then {}\n{}", i.ip(), next, src);
+        }
     }
 }
