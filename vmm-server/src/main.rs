@@ -422,6 +422,12 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
             // QEMU's exit status 2V+1: pass the guest's V on.
             Some(((status.saturating_sub(1)) / 2) as u8)
         }
+        // A reboot the guest asked for ends its run cleanly, as QEMU's
+        // `-no-reboot` ends a bare one.
+        Ending::Reset { .. } => {
+            println!("vmm-server: guest{id}: {ending}; the run ends as a reboot");
+            Some(0)
+        }
         Ending::SensitiveInstruction {
             rip,
             vector,

@@ -70,7 +70,7 @@ pub fn boot(kernel: &KernelBuild, k: &Kernels, echo: qemu::Echo) -> Result<qemu:
 /// The suite's test (in the `linux:` group, by name only, as the Linux
 /// builds it needs).
 pub const TEST_NAME: &str =
-    "linux: seL4 banner: the padded Linux on seL4 prints the bare boot's first lines, then stops at a site the wedge names";
+    "linux: seL4 banner: the padded Linux on seL4 prints the bare boot's first lines, runs /init and ends by resetting the machine";
 
 /// Compared lines that must match the bare console, at least: as far as
 /// Linux got on seL4 when the test was written (the banner, the command
@@ -81,6 +81,13 @@ pub const MIN_MATCHED: usize = 10;
 
 /// Where the VMM's report says the wedge stopped the guest.
 const STOPPED: &str = "the wedge stopped at the";
+/// The VMM's line when the guest reset the machine (Linux's reboot, by the
+/// keyboard controller, as the bare boot's under QEMU `-no-reboot`).
+const RESET: &str = "vmm-server: guest0: reset the machine through the keyboard controller";
+/// Linux's line as it starts user space: on seL4 as on the bare machine.
+pub const RUN_INIT: &str = "Run /init as init process";
+/// Linux's last line before it resets the machine.
+pub const RESTART: &str = "reboot: machine restart";
 
 /// How the seL4 console compares with the bare one.
 #[derive(Debug, PartialEq, Eq)]
@@ -154,15 +161,35 @@ pub fn test(kernel: &KernelBuild) -> Result<String, String> {
     let run = boot(kernel, &k, qemu::Echo::Quiet)?;
     let console = String::from_utf8_lossy(run.com2.as_deref().unwrap_or_default()).into_owned();
     let saved = paths::target().join("linux");
-    let Some(stopped) = run.serial.lines().find(|l| l.contains(STOPPED)) else {
-        return Err(format!(
-            "Linux on seL4 ended with {} without the wedge naming where it stopped (console: {}, VMM: {}):\n{}",
+    let ending = || {
+        format!(
+            "{} (console: {}, VMM: {}):\n{}",
             run.outcome,
             saved.join("console-sel4.txt").display(),
             saved.join("vmm-sel4.txt").display(),
             crate::process::tail(&run.serial, 20)
-        ));
+        )
     };
+    // The run ends as the bare one does: Linux reboots, the VMM ends the
+    // run on the reset with its pass status.
+    if let Some(stopped) = run.serial.lines().find(|l| l.contains(STOPPED)) {
+        return Err(format!(
+            "the wedge stopped Linux on seL4 (`{}`), it did not reboot; {}",
+            stopped.trim(),
+            ending()
+        ));
+    }
+    if !run.serial.lines().any(|l| l.starts_with(RESET)) || run.outcome != qemu::Outcome::Passed {
+        return Err(format!(
+            "Linux on seL4 did not end by resetting the machine: {}",
+            ending()
+        ));
+    }
+    for line in [RUN_INIT, RESTART] {
+        if !console.lines().any(|l| l.trim_end() == line) {
+            return Err(format!("the seL4 console has no `{line}`; {}", ending()));
+        }
+    }
     let c = compare(&bare.text, &console, u64::from(RAM_MIB) << 20);
     let first = match &c.first_difference {
         Some((ours, theirs)) => format!("first difference: `{ours}` where bare has `{theirs}`"),
@@ -177,9 +204,8 @@ pub fn test(kernel: &KernelBuild) -> Result<String, String> {
     }
     let lines = console.lines().count();
     let last = console.lines().last().unwrap_or_default().trim_end();
-    let at = stopped.split(STOPPED).nth(1).unwrap_or_default().trim();
     Ok(format!(
-        "{} compared lines as the bare boot's ({first}); {lines} console lines in all, the last `{last}`; the wedge stopped at the {at}",
+        "{} compared lines as the bare boot's ({first}); {lines} console lines in all, the last `{last}`; the run ended by a reset",
         c.matched
     ))
 }

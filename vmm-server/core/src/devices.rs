@@ -1,6 +1,6 @@
 //! The guest's devices behind one port bus: COM1 (its output goes to a
-//! [`TxSink`], the guest console), the 8259A pair, the 8254 PIT and the
-//! exit port. Accesses happen at guest time (PIT input ticks), which the PIT
+//! [`TxSink`], the guest console), the 8259A pair, the 8254 PIT, the exit
+//! port and the keyboard controller's reset line. Accesses happen at guest time (PIT input ticks), which the PIT
 //! counts in; the dispatch ([`crate::guest`]) turns the PIT's edges into
 //! IRQ 0 at the PIC and the PIC's INTR into interrupts for the guest
 //! ([`crate::interrupts`]).
@@ -8,6 +8,7 @@
 use vmm_devices::debug_exit::{DebugExit, DEFAULT_PORT};
 use vmm_devices::pic8259::Pic8259Pair;
 use vmm_devices::pit8254::Pit8254;
+use vmm_devices::reset_line::{ResetLine, COMMAND_PORT};
 use vmm_devices::uart16550::{TxSink, Uart16550, COM1_BASE};
 use vmm_devices::{AccessSize, Bus, BusError, DeviceId, DeviceSet, Lanes, PortDevice, PortRange};
 
@@ -15,6 +16,7 @@ const UART: DeviceId = DeviceId(0);
 const PIC: DeviceId = DeviceId(1);
 const PIT: DeviceId = DeviceId(2);
 const EXIT: DeviceId = DeviceId(3);
+const RESET: DeviceId = DeviceId(4);
 
 pub struct Devices<S> {
     bus: Bus<8>,
@@ -26,6 +28,7 @@ struct Set<S> {
     pic: Pic8259Pair,
     pit: Pit8254,
     exit: DebugExit,
+    reset: ResetLine,
 }
 
 impl<S: TxSink> DeviceSet for Set<S> {
@@ -35,6 +38,7 @@ impl<S: TxSink> DeviceSet for Set<S> {
             PIC => Some(&mut self.pic),
             PIT => Some(&mut self.pit),
             EXIT => Some(&mut self.exit),
+            RESET => Some(&mut self.reset),
             _ => None,
         }
     }
@@ -68,6 +72,7 @@ impl<S: TxSink> Devices<S> {
             (0xa0, 2, PIC),
             (0x40, 4, PIT),
             (DEFAULT_PORT, 1, EXIT),
+            (COMMAND_PORT, 1, RESET),
         ];
         for (base, len, id) in ranges {
             bus.register(PortRange::new(base, len)?, id, Lanes::Bytes)?;
@@ -79,6 +84,7 @@ impl<S: TxSink> Devices<S> {
                 pic: Pic8259Pair::new(),
                 pit: Pit8254::new(),
                 exit: DebugExit::new(DEFAULT_PORT),
+                reset: ResetLine::new(),
             },
         })
     }
@@ -143,5 +149,11 @@ impl<S: TxSink> Devices<S> {
     /// The status the guest asked QEMU to exit with, once it has.
     pub fn exit_status(&self) -> Option<u64> {
         self.set.exit.exit_status()
+    }
+
+    /// The guest time at which the guest pulsed the reset line, once it
+    /// has: a PC resets there.
+    pub fn reset_requested(&self) -> Option<u64> {
+        self.set.reset.reset_requested()
     }
 }

@@ -650,6 +650,47 @@ fn the_console_and_the_exit_port() {
 }
 
 #[test]
+fn the_keyboard_controllers_reset_command_ends_the_run_as_a_reboot() {
+    with_guest(true, |g, _| {
+        // A probe for the controller finds none; other commands are ignored.
+        assert_eq!(
+            request(
+                g,
+                Request::PortIn {
+                    port: 0x64,
+                    size: 1
+                }
+            ),
+            Step::Reply(Status::Ok, 0xff)
+        );
+        assert_eq!(out(g, 0x64, 0xad), Step::Reply(Status::Ok, 0));
+        assert_eq!(out(g, 0x60, 0xfe), Step::Reply(Status::Ok, 0));
+        g.platform.now = 1234;
+        assert_eq!(out(g, 0x64, 0xfe), Step::End(Ending::Reset { at: 1234 }));
+        let text = std::format!("{}", Ending::Reset { at: 1234 });
+        assert!(
+            text.contains("keyboard controller") && text.contains("1234"),
+            "{text}"
+        );
+    });
+    // The same command as a string write (`outsb`) resets as well.
+    with_guest(true, |g, _| {
+        let mut data = [0u8; 24];
+        data[0] = 0xfe;
+        let string = Request::PortOutString {
+            port: 0x64,
+            size: 1,
+            len: 1,
+            data,
+        };
+        assert!(matches!(
+            request(g, string),
+            Step::End(Ending::Reset { .. })
+        ));
+    });
+}
+
+#[test]
 fn a_halt_no_interrupt_can_end_ends_the_guest() {
     with_guest(true, |g, ram| {
         assert_eq!(

@@ -17,6 +17,10 @@ pub enum Ending {
     /// Its page tables do not map an address it used (the wedge will
     /// reflect this #PF into the guest).
     UnmappedAccess { rip: u64, addr: u64 },
+    /// It pulsed the reset line through the keyboard controller (port
+    /// 0x64, command 0xfe) at guest time `at`: a PC reboots, QEMU with
+    /// `-no-reboot` exits; the VMM ends the run, as a clean ending.
+    Reset { at: u64 },
     /// The wedge asked to stop the guest.
     Shutdown(u64),
     /// The VMM could not serve it.
@@ -67,6 +71,10 @@ impl core::fmt::Display for Ending {
             Ending::UnmappedAccess { rip, addr } => write!(
                 f,
                 "touched {addr:#x} at {rip:#x}, which its page tables do not map"
+            ),
+            Ending::Reset { at } => write!(
+                f,
+                "reset the machine through the keyboard controller (command 0xfe on port 0x64) at guest time {at}"
             ),
             Ending::Shutdown(reason) => write!(
                 f,

@@ -303,6 +303,18 @@ impl<P: Platform> Guest<'_, P> {
     }
 
     #[inline]
+    /// After a port write: the guest may have ended its run, by the exit
+    /// port or by a reset (which ends a run as QEMU's `-no-reboot` does).
+    fn after_port_write(&self) -> Step {
+        if let Some(status) = self.devices.exit_status() {
+            Step::End(Ending::Exited(status))
+        } else if let Some(at) = self.devices.reset_requested() {
+            Step::End(Ending::Reset { at })
+        } else {
+            Step::Reply(Status::Ok, 0)
+        }
+    }
+
     fn page_fault(&mut self, rip: u64, addr: u64, write: bool) -> Step {
         self.stats.page_faults += 1;
         let walked = walk_keeping_upper(self.ram, self.cr3, addr);
@@ -451,10 +463,7 @@ impl<P: Platform> Guest<'_, P> {
             Request::PortOut { port, size, value } => {
                 let now = self.platform.now();
                 self.devices.write(port, size, value, now);
-                match self.devices.exit_status() {
-                    Some(status) => Step::End(Ending::Exited(status)),
-                    None => Step::Reply(Status::Ok, 0),
-                }
+                self.after_port_write()
             }
             Request::PortOutString {
                 port,
@@ -468,7 +477,7 @@ impl<P: Platform> Guest<'_, P> {
                     b[..element.len()].copy_from_slice(element);
                     self.devices.write(port, size, u32::from_le_bytes(b), now);
                 }
-                Step::Reply(Status::Ok, 0)
+                self.after_port_write()
             }
             Request::LoadCr3 { value } => {
                 self.cr3 = value;

@@ -20,6 +20,7 @@ extern crate std;
 pub mod debug_exit;
 pub mod pic8259;
 pub mod pit8254;
+pub mod reset_line;
 pub mod uart16550;
 
 use core::fmt;
@@ -27,6 +28,7 @@ use core::fmt;
 pub use debug_exit::DebugExit;
 pub use pic8259::Pic8259Pair;
 pub use pit8254::Pit8254;
+pub use reset_line::ResetLine;
 pub use uart16550::Uart16550;
 
 /// Guest time, in ticks of the 8254's input clock (see [`PIT_INPUT_HZ`]).
