@@ -17,6 +17,8 @@ const PIC: DeviceId = DeviceId(1);
 const PIT: DeviceId = DeviceId(2);
 const EXIT: DeviceId = DeviceId(3);
 const RESET: DeviceId = DeviceId(4);
+/// COM1's interrupt line at the PIC.
+const COM1_IRQ: u8 = 4;
 
 pub struct Devices<S> {
     bus: Bus<8>,
@@ -50,6 +52,11 @@ fn size(bytes: u8) -> AccessSize {
         2 => AccessSize::Word,
         _ => AccessSize::Byte,
     }
+}
+
+/// Whether `port` is one of COM1's: an access may change its interrupt.
+pub fn uart_port(port: u16) -> bool {
+    (COM1_BASE..COM1_BASE + 8).contains(&port)
 }
 
 impl<S> core::fmt::Debug for Devices<S> {
@@ -96,12 +103,23 @@ impl<S: TxSink> Devices<S> {
 
     /// A guest's port read at guest time `now` (PIT input ticks).
     pub fn read(&mut self, port: u16, bytes: u8, now: u64) -> u32 {
-        self.bus.read(&mut self.set, port, size(bytes), now)
+        let value = self.bus.read(&mut self.set, port, size(bytes), now);
+        self.uart_line();
+        value
     }
 
     /// A guest's port write at guest time `now`.
     pub fn write(&mut self, port: u16, bytes: u8, value: u32, now: u64) {
         self.bus.write(&mut self.set, port, size(bytes), value, now);
+        self.uart_line();
+    }
+
+    /// The UART's interrupt output drives the PIC's IRQ 4, as a PC wires
+    /// COM1: only port accesses change it (reading IIR or writing THR or
+    /// IER), so it is brought up to date after each.
+    fn uart_line(&mut self) {
+        let high = self.set.uart.irq_level();
+        self.set.pic.set_level(COM1_IRQ, high);
     }
 
     /// The PIT's channel 0 period while it counts periodically: the rate

@@ -650,6 +650,55 @@ fn the_console_and_the_exit_port() {
 }
 
 #[test]
+fn the_uarts_transmitter_empty_interrupt_reaches_the_guest_as_irq_4() {
+    with_guest(true, |g, ram| {
+        program_timer(g, 0x1000);
+        // IRQ 0 and IRQ 4 unmasked, as Linux's 8250 driver leaves them.
+        assert_eq!(out(g, 0x21, 0xee), Step::Reply(Status::Ok, 0));
+        let iir = |g: &mut Guest<'_, Model>| {
+            request(
+                g,
+                Request::PortIn {
+                    port: 0x3fa,
+                    size: 1,
+                },
+            )
+        };
+        // THR-empty enabled without OUT2: the chip's output is not wired.
+        assert_eq!(out(g, 0x3f9, 0x02), Step::Reply(Status::Ok, 0));
+        assert_eq!(pending_any(ram), 0);
+        assert!(!g.devices.interrupt_waiting());
+        // OUT2 connects it: the PIC asserts INTR, the wedge is told.
+        assert_eq!(out(g, 0x3fc, 0x08), Step::Reply(Status::Ok, 0));
+        assert_eq!(pending_any(ram), 1);
+        assert_eq!(
+            request(g, Request::InterruptAck),
+            Step::Reply(Status::Ok, 0x24)
+        );
+        // The handler reads IIR: THR empty, which acknowledges it at the
+        // chip; the line falls, nothing more is pending after the EOI.
+        assert_eq!(iir(g), Step::Reply(Status::Ok, 0x02));
+        assert_eq!(iir(g), Step::Reply(Status::Ok, 0x01));
+        assert_eq!(out(g, 0x20, 0x20), Step::Reply(Status::Ok, 0));
+        assert_eq!(pending_any(ram), 0);
+        // The next byte written empties THR again: a new interrupt.
+        assert_eq!(out(g, 0x3f8, b'x'), Step::Reply(Status::Ok, 0));
+        assert_eq!(pending_any(ram), 1);
+        assert_eq!(
+            request(g, Request::InterruptAck),
+            Step::Reply(Status::Ok, 0x24)
+        );
+        // Masked at the PIC, the chip's interrupt waits there.
+        assert_eq!(iir(g), Step::Reply(Status::Ok, 0x02));
+        assert_eq!(out(g, 0x20, 0x20), Step::Reply(Status::Ok, 0));
+        assert_eq!(out(g, 0x21, 0xfe), Step::Reply(Status::Ok, 0));
+        assert_eq!(out(g, 0x3f8, b'y'), Step::Reply(Status::Ok, 0));
+        assert!(!g.devices.interrupt_waiting());
+        assert_eq!(g.devices.console().0, b"xy");
+    });
+}
+
+#[test]
 fn the_keyboard_controllers_reset_command_ends_the_run_as_a_reboot() {
     with_guest(true, |g, _| {
         // A probe for the controller finds none; other commands are ignored.

@@ -6,7 +6,7 @@
 
 use previrt_protocol::{Request, Status, FIRST_LABEL, REFLECT_SITE, WEDGE_AREA};
 
-use crate::devices::Devices;
+use crate::devices::{uart_port, Devices};
 use crate::ending::{in_wedge, Ending};
 use crate::event::Event;
 use crate::interrupts::Interrupts;
@@ -522,7 +522,7 @@ impl<P: Platform> Guest<'_, P> {
         };
         // Only these change what the PIC asserts (a read too: the PIC's
         // poll mode acknowledges), or the PIT's programming.
-        let interrupt_ports = |port: u16| pit(port) || pic(port);
+        let interrupt_ports = |port: u16| pit(port) || pic(port) || uart_port(port);
         let (pit_written, touched) = match request {
             Request::PortOut { port, .. } | Request::PortOutString { port, .. } => {
                 (pit(port), interrupt_ports(port))
