@@ -57,7 +57,7 @@ pub const CMDLINE: &str = "console=ttyS0 earlyprintk=serial nolapic noapic hpet=
                            mitigations=off printk.time=0 panic=-1 initramfs_async=0 i8042.noaux";
 
 /// The last line `/init` prints before `reboot -f`.
-const DONE: &str = "init: done";
+pub const DONE: &str = "init: done";
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
 const MEMORY_MIB: u32 = 128;

@@ -89,6 +89,19 @@ pub const RUN_INIT: &str = "Run /init as init process";
 /// Linux's last line before it resets the machine.
 pub const RESTART: &str = "reboot: machine restart";
 
+/// `/init`'s own lines (normalised): from its first (`init: kernel ...`)
+/// to its last ([`linux::DONE`]), with whatever the kernel printed between
+/// them; empty if either is missing.
+pub fn init_lines(console: &str) -> Vec<String> {
+    let (lines, _) = linux::normalise(console);
+    let first = lines.iter().position(|l| l.starts_with("init: kernel"));
+    let last = lines.iter().position(|l| l == linux::DONE);
+    match (first, last) {
+        (Some(a), Some(b)) if a <= b => lines[a..=b].to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// How the seL4 console compares with the bare one.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Comparison {
@@ -190,6 +203,18 @@ pub fn test(kernel: &KernelBuild) -> Result<String, String> {
             return Err(format!("the seL4 console has no `{line}`; {}", ending()));
         }
     }
+    // User space's output goes through the 8250's interrupt-driven
+    // transmit path: `/init` prints the same lines as on the bare machine.
+    let (ours, theirs) = (init_lines(&console), init_lines(&bare.text));
+    if ours.is_empty() || ours != theirs {
+        return Err(format!(
+            "/init's lines on seL4 are not the bare boot's: {} lines, the bare boot {}; ours:\n{}\n(console: {})",
+            ours.len(),
+            theirs.len(),
+            ours.join("\n"),
+            saved.join("console-sel4.txt").display()
+        ));
+    }
     let c = compare(&bare.text, &console, u64::from(RAM_MIB) << 20);
     let first = match &c.first_difference {
         Some((ours, theirs)) => format!("first difference: `{ours}` where bare has `{theirs}`"),
@@ -205,8 +230,9 @@ pub fn test(kernel: &KernelBuild) -> Result<String, String> {
     let lines = console.lines().count();
     let last = console.lines().last().unwrap_or_default().trim_end();
     Ok(format!(
-        "{} compared lines as the bare boot's ({first}); {lines} console lines in all, the last `{last}`; the run ended by a reset",
-        c.matched
+        "{} compared lines as the bare boot's ({first}); {lines} console lines in all, the last `{last}`; /init's {} lines as the bare boot's; the run ended by a reset",
+        c.matched,
+        ours.len()
     ))
 }
 
@@ -267,6 +293,17 @@ mod tests {
             .unwrap()
             .0
             .starts_with("last_pfn = 0x7fe0"));
+    }
+
+    #[test]
+    fn init_lines_run_from_its_first_line_to_done() {
+        let console = "Run /init as init process\r\ninit: kernel 6.1\r\nchild 1: 1\r\ninit: done\r\nreboot: machine restart\r\n";
+        assert_eq!(
+            init_lines(console),
+            ["init: kernel 6.1", "child 1: 1", "init: done"]
+        );
+        assert!(init_lines("init: kernel 6.1\nchild 1: 1\n").is_empty());
+        assert!(init_lines("init: done\ninit: kernel 6.1\n").is_empty());
     }
 
     #[test]
