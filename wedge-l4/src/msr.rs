@@ -48,6 +48,13 @@ pub const MSR_MISC_ENABLE: u32 = 0x1a0;
 pub const MSR_DEBUGCTL: u32 = 0x1d9;
 /// `MSR_IA32_CR_PAT`.
 pub const MSR_PAT: u32 = 0x277;
+/// `MSR_K8_INT_PENDING_MSG`: AMD's interrupt-pending message register,
+/// which Linux reads on an AMD CPU (the virtual CPU says AuthenticAMD, as
+/// QEMU's default model). QEMU's TCG, which the bare boots run on, reads 0
+/// for every MSR it does not model; the virtual CPU answers this one the
+/// same way, read-only, so Linux takes the bare boot's path instead of
+/// printing `unchecked MSR access error`.
+pub const MSR_K8_INT_PENDING_MSG: u32 = 0xc001_0055;
 
 /// EFER bits the guest may set: SCE, LME, NXE (LMA is the CPU's).
 const EFER_WRITABLE: u64 = EFER_SCE | EFER_LME | EFER_NXE;
@@ -95,6 +102,7 @@ pub fn read(vcpu: &Vcpu, msr: u32) -> Result<u64, MsrError> {
         MSR_MISC_ENABLE => vcpu.misc_enable,
         MSR_DEBUGCTL => vcpu.debugctl,
         MSR_PAT => vcpu.pat,
+        MSR_K8_INT_PENDING_MSG => 0,
         _ => return Err(MsrError::Unknown { msr }),
     })
 }
@@ -201,6 +209,15 @@ mod tests {
             assert_eq!(read(&vcpu, msr).unwrap(), before, "{msr:#x}");
         }
         assert_eq!(read(&vcpu, MSR_PAT), Ok(PAT_AT_RESET));
+    }
+
+    #[test]
+    fn amds_pending_message_register_reads_zero_and_is_not_writable() {
+        let mut vcpu = Vcpu::at_pv_entry(0);
+        let msr = MSR_K8_INT_PENDING_MSG;
+        assert_eq!(read(&vcpu, msr), Ok(0));
+        assert_eq!(write(&mut vcpu, msr, 1), Err(MsrError::Unknown { msr }));
+        assert_eq!(read(&vcpu, msr), Ok(0));
     }
 
     #[test]

@@ -86,6 +86,8 @@ const STOPPED: &str = "the wedge stopped at the";
 const RESET: &str = "vmm-server: guest0: reset the machine through the keyboard controller";
 /// Linux's line as it starts user space: on seL4 as on the bare machine.
 pub const RUN_INIT: &str = "Run /init as init process";
+/// Linux's warning when an MSR access raised #GP.
+const MSR_WARNING: &str = "unchecked MSR access error";
 /// Linux's last line before it resets the machine.
 pub const RESTART: &str = "reboot: machine restart";
 
@@ -195,6 +197,15 @@ pub fn test(kernel: &KernelBuild) -> Result<String, String> {
     if !run.serial.lines().any(|l| l.starts_with(RESET)) || run.outcome != qemu::Outcome::Passed {
         return Err(format!(
             "Linux on seL4 did not end by resetting the machine: {}",
+            ending()
+        ));
+    }
+    // The virtual CPU answers the MSRs Linux reads as QEMU does: Linux
+    // warns about none (the bare boot does not).
+    if let Some(l) = console.lines().find(|l| l.starts_with(MSR_WARNING)) {
+        return Err(format!(
+            "Linux on seL4 warned `{}`; {}",
+            l.trim_end(),
             ending()
         ));
     }
