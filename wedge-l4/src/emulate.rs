@@ -14,10 +14,11 @@ use crate::decode::{decode, decode_at, DecodeError, Insn, Mem, Operand, Port, Po
 use crate::descriptors;
 use crate::interrupts::{deliver, deliver_pending, DeliverError};
 use crate::memory::{read_sized, reg, write_sized, GuestMemory, GuestRegs, MemError};
-use crate::msr::{self, is_canonical};
+use crate::msr;
 use crate::records::Site;
 use crate::vcpu::{SegReg, Vcpu, CR0_PE, CR0_TS, CR4_PAE, FLAG_OF};
 use afterburn_format::Kind;
+use previrt_protocol::address_space::is_canonical;
 
 pub use crate::msr::{
     EFER_SCE, MSR_EFER, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE, MSR_LSTAR, MSR_SFMASK,

@@ -12,6 +12,7 @@
 //! caller's business ([`crate::emulate`] tells the backend).
 
 use crate::vcpu::{Vcpu, EFER_LMA, EFER_LME};
+use previrt_protocol::address_space::is_canonical;
 
 /// EFER.SCE: `syscall`/`sysret` enabled.
 pub const EFER_SCE: u64 = 1;
@@ -68,12 +69,6 @@ pub enum MsrError {
     Unknown { msr: u32 },
     /// The value is one hardware refuses for this MSR.
     BadValue { msr: u32, value: u64 },
-}
-
-/// True if `v` is a canonical 48-bit address.
-pub fn is_canonical(v: u64) -> bool {
-    let top = v >> 47;
-    top == 0 || top == 0x1_ffff
 }
 
 /// True if every byte of a PAT value is a memory type that exists (UC 0,

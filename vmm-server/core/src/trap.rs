@@ -13,6 +13,7 @@
 use crate::ram::Ram;
 use crate::walk::walk;
 use afterburn_format::Kind;
+use previrt_protocol::address_space::is_canonical;
 use wedge_l4::backend::Backend;
 use wedge_l4::decode::{decode_at, DecodeError, Insn};
 use wedge_l4::emulate::{emulate_decoded, raise, EmulateError, Outcome};
@@ -269,12 +270,6 @@ impl Decoded {
     }
 }
 
-/// True if `va` is a canonical 48-bit address.
-fn canonical(va: u64) -> bool {
-    let top = va >> 47;
-    top == 0 || top == 0x1_ffff
-}
-
 /// Finds what `fault` at `rip` is about: for a #GP, the instruction at
 /// `rip`, read through the guest's page tables.
 pub fn decode_fault(fault: Fault, mem: &mut GuestPages, rip: u64) -> Decoded {
@@ -285,7 +280,9 @@ pub fn decode_fault(fault: Fault, mem: &mut GuestPages, rip: u64) -> Decoded {
     match (decode_at(&bytes[..got]), missing) {
         (Ok((kind, insn, len)), _) => Decoded::Insn(kind, insn, len),
         // A non-canonical rip is the #GP itself (a jump there faults so).
-        (Err(DecodeError::Truncated { .. }), Some(at)) if canonical(at) => Decoded::FetchFault(at),
+        (Err(DecodeError::Truncated { .. }), Some(at)) if is_canonical(at) => {
+            Decoded::FetchFault(at)
+        }
         (Err(_), _) => Decoded::NotSensitive,
     }
 }
