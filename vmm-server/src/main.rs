@@ -452,7 +452,7 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
     }
     if irq.pit_edges > 0 || irq.injected > 0 || irq.halts > 0 {
         println!(
-            "vmm-server: guest{id}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; {} EOIs deferred by the wedge; ticks served by the interrupt thread {}, by the main thread {}",
+            "vmm-server: guest{id}: interrupts: {} PIT edges ({} merged with IRQ 0 masked, at most {} owed), {} real timer ticks; {} injected: {} by redirecting the running guest, {} taken at sites; {} hlt waits, {} TSC ticks idle; {} EOIs deferred by the wedge; ticks served by the interrupt thread {}, by the main thread {}; {} faults sent just before a redirection restarted",
             irq.pit_edges,
             irq.merged,
             irq.most_owed,
@@ -465,6 +465,7 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
             irq.deferred_eois,
             irq_thread::TICKS_SERVED_HERE.load(core::sync::atomic::Ordering::Relaxed),
             irq_thread::TICKS_PASSED_ON.load(core::sync::atomic::Ordering::Relaxed),
+            irq.stale_faults,
         );
     }
     // The guest's seL4 address spaces: the kernel view's, then the user

@@ -847,6 +847,91 @@ fn a_tick_redirects_a_guest_running_its_own_code_with_if_set() {
     });
 }
 
+/// The interrupt thread redirects the guest thread (rip `at`) while the
+/// main thread holds a fault it sent just before (docs/vmm-server.md,
+/// "Interrupts").
+fn redirect_at(g: &mut Guest<'_, Model>, ram: &Ram, at: u64) {
+    program_timer(g, 1000);
+    set_vif(ram, true);
+    g.platform.rip = at;
+    g.platform.now = 1000 + 5;
+    assert_eq!(g.wake(), Step::Wait);
+    assert_eq!(g.platform.rip, ENTRY);
+}
+
+#[test]
+fn a_kernel_fault_sent_just_before_an_interrupt_is_stale_and_the_interrupt_stays() {
+    with_guest(true, |g, ram| {
+        redirect_at(g, ram, TEXT + 4);
+        // A write to a read-only page: on its own, reflected as a #PF. Here
+        // the thread was moved into the wedge to take IRQ 0 first: the
+        // fault is answered by restarting it there, and the instruction
+        // faults again when the interrupt handler returns to it. Reflecting
+        // it instead overwrote the interrupt's reflection block: IRQ 0 stayed
+        // in service at the PIC with no handler to end it, and the guest
+        // never had another timer interrupt.
+        let fault = Event::PageFault {
+            rip: TEXT + 4,
+            addr: RO + 16,
+            write: true,
+        };
+        assert_eq!(g.handle(fault), Step::Resume);
+        assert_eq!(g.platform.rip, ENTRY);
+        assert_eq!(
+            (reflection(ram).vector, reflection(ram).rip),
+            (0x20, TEXT + 4)
+        );
+        assert_eq!(g.irq.stats.stale_faults, 1);
+        assert_eq!(g.stats.reflected_by_vector[14], 0);
+        // Only the first event after the redirection can be stale: the
+        // instruction's own fault, met again, is the guest's #PF.
+        assert_eq!(g.handle(fault), Step::Resume);
+        assert_eq!(reflection(ram).vector, 14);
+        assert_eq!(g.irq.stats.stale_faults, 1);
+    });
+}
+
+#[test]
+fn a_stale_int3_is_met_again_after_the_interrupt() {
+    with_guest(true, |g, ram| {
+        // `int3` at TEXT + 8 (guest-physical 0x20_0008): seL4 reports its
+        // #BP, a trap, with rip after it.
+        ram.write(0x20_0008, &[0xcc]).unwrap();
+        redirect_at(g, ram, TEXT + 9);
+        let step = g.handle(Event::Exception {
+            rip: TEXT + 9,
+            vector: 3,
+            code: 0,
+            sp: 0x9000,
+            flags: 0x202,
+        });
+        assert_eq!(step, Step::Resume);
+        // The interrupt came just before the `int3`, which runs again when
+        // the handler returns.
+        assert_eq!(
+            (reflection(ram).vector, reflection(ram).rip),
+            (0x20, TEXT + 8)
+        );
+        assert_eq!(g.irq.stats.stale_faults, 1);
+    });
+}
+
+#[test]
+fn a_fault_elsewhere_after_a_redirection_is_not_stale() {
+    with_guest(true, |g, ram| {
+        redirect_at(g, ram, TEXT + 4);
+        // The handler ran and faulted somewhere else: the guest's own.
+        let step = g.handle(Event::PageFault {
+            rip: TEXT + 0x20,
+            addr: RO + 16,
+            write: true,
+        });
+        assert_eq!(step, Step::Resume);
+        assert_eq!(reflection(ram).vector, 14);
+        assert_eq!(g.irq.stats.stale_faults, 0);
+    });
+}
+
 #[test]
 fn a_shutdown_request_ends_the_run_with_its_reason() {
     with_guest(true, |g, _| {

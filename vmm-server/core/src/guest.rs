@@ -135,7 +135,7 @@ impl<P: Platform> Guest<'_, P> {
 
     #[inline]
     fn dispatch(&mut self, event: Event) -> Step {
-        if self.stale_user_fault(&event) {
+        if self.stale_fault(&event) {
             return Step::Resume;
         }
         let ram = self.ram;

@@ -28,8 +28,10 @@ use previrt_protocol::{
 };
 
 use crate::ending::{in_wedge, Ending};
+use crate::event::Event;
 use crate::guest::{Guest, Step};
 use crate::platform::Platform;
+use crate::walk::walk;
 
 /// What the VMM counts about interrupts.
 #[derive(Default, Clone, Copy, Debug)]
@@ -53,6 +55,9 @@ pub struct InterruptStats {
     pub deferred_eois: u64,
     /// TSC ticks the guest spent waiting in `hlt`.
     pub idle_tsc: u64,
+    /// Faults the guest thread sent just before a tick redirected it
+    /// ([`Guest::stale_fault`]): answered by restarting it in the wedge.
+    pub stale_faults: u64,
 }
 
 /// One guest's interrupt state.
@@ -69,7 +74,21 @@ pub struct Interrupts {
     vcpu_gpa: u64,
     /// Guest-physical address of the wedge's count of deferred EOIs.
     eoi_gpa: u64,
+    /// The last redirection, until the next event: a fault the guest
+    /// thread sent just before it is stale ([`Guest::stale_fault`]).
+    redirected: Option<Redirection>,
     pub stats: InterruptStats,
+}
+
+/// A tick's redirection of the guest thread into the wedge.
+#[derive(Clone, Copy, Debug)]
+struct Redirection {
+    /// The thread's rip when it was redirected (the interrupt returns there).
+    rip: u64,
+    /// The vector it takes.
+    vector: u64,
+    /// It was running a guest process (its view left for the kernel's).
+    from_user: bool,
 }
 
 impl Interrupts {
@@ -82,6 +101,7 @@ impl Interrupts {
             halted_since: None,
             vcpu_gpa: vcpu_page_gpa + VCPU_OFFSET,
             eoi_gpa: vcpu_page_gpa + DEFERRED_EOI_OFFSET,
+            redirected: None,
             stats: InterruptStats {
                 pit_edges: 0,
                 merged: 0,
@@ -92,6 +112,7 @@ impl Interrupts {
                 halts: 0,
                 deferred_eois: 0,
                 idle_tsc: 0,
+                stale_faults: 0,
             },
         }
     }
@@ -314,20 +335,23 @@ impl<P: Platform> Guest<'_, P> {
         };
         // A guest process: back into the kernel view first (the wedge is
         // in no user view), to enter the guest kernel from CPL 3.
-        if self.in_user_mode() {
+        let from_user = self.in_user_mode();
+        if from_user {
             if let Some(v) = self.views.as_deref_mut() {
                 v.stats.interrupts += 1;
             }
             if let Err(ending) = self.leave_user() {
                 return Some(ending);
             }
-            // The interrupt thread may serve this tick while the main
-            // thread holds a fault the process sent just before; it is
-            // stale once the thread is redirected.
-            if let Some(v) = self.views.as_deref_mut() {
-                v.redirected_at = Some(rip);
-            }
         }
+        // The interrupt thread may serve this tick while the main thread
+        // holds a fault the guest sent just before; it is stale once the
+        // thread is redirected.
+        self.irq.redirected = Some(Redirection {
+            rip,
+            vector: u64::from(vector),
+            from_user,
+        });
         // Writing rip moves a running (or restarting) thread's next
         // instruction, no stop needed; a thread still waiting for the
         // VMM's reply to a fault (the interrupt thread may serve a tick
@@ -336,6 +360,73 @@ impl<P: Platform> Guest<'_, P> {
         match self.platform.set_guest_rip(entry) {
             Ok(()) => None,
             Err(_) => Some(Ending::Failed("redirecting the guest thread failed")),
+        }
+    }
+
+    /// Whether `event` is a fault the guest thread sent just before a tick
+    /// redirected it into the wedge (the interrupt thread served the tick
+    /// while the main thread held the fault, unread): the thread now takes
+    /// the interrupt first, and meets the instruction again when the
+    /// interrupt handler returns to it. Answering the fault instead (a #PF
+    /// reflected, say) would overwrite the interrupt's reflection block:
+    /// the vector acknowledged at the PIC would never reach the guest, and
+    /// with no handler to end it, its line would stay in service for good.
+    ///
+    /// Only the first event after a redirection can be stale, and only a
+    /// fault at the rip the thread was redirected from. A fault at that rip
+    /// met afresh (the handler came back to the instruction with no event
+    /// between) is taken for stale once: restarted, it faults again.
+    /// A trap (`int3`'s #BP) reports the rip after its instruction: the
+    /// interrupt is then made to return to the `int3`, which runs again (as
+    /// if the tick had come just before it). A trap with no `int3` there
+    /// (a single step's #DB) is not stale: it is the guest's, answered as
+    /// such.
+    pub(crate) fn stale_fault(&mut self, event: &Event) -> bool {
+        let Some(redirected) = self.irq.redirected.take() else {
+            return false;
+        };
+        let (rip, trap) = match *event {
+            Event::PageFault { rip, .. } | Event::UnknownSyscall { rip, .. } => (rip, false),
+            Event::Exception { rip, vector, .. } => (rip, matches!(vector, 1 | 3 | 4)),
+            _ => return false,
+        };
+        if rip != redirected.rip {
+            return false;
+        }
+        if trap {
+            let Some(int3) = self.int3_before(rip) else {
+                return false;
+            };
+            if self.reflection(int3, redirected.vector, 0, 0).is_err() {
+                return false;
+            }
+        }
+        self.irq.stats.stale_faults += 1;
+        if redirected.from_user {
+            if let Some(v) = self.views.as_deref_mut() {
+                v.stats.stale_faults += 1;
+            }
+        }
+        true
+    }
+
+    /// Where the `int3` (`cc`, or `cd 03`) that ends just before `rip` is,
+    /// if one does, read through the guest's tables.
+    fn int3_before(&self, rip: u64) -> Option<u64> {
+        let byte = |va: u64| -> Option<u8> {
+            let t = walk(self.ram, self.cr3, va).ok()?;
+            let mut b = [0u8];
+            self.ram.read(t.gpa + (va & 0xfff), &mut b).ok()?;
+            Some(b[0])
+        };
+        let one = rip.wrapping_sub(1);
+        let two = rip.wrapping_sub(2);
+        if byte(one) == Some(0xcc) {
+            Some(one)
+        } else if byte(two) == Some(0xcd) && byte(one) == Some(0x03) {
+            Some(two)
+        } else {
+            None
         }
     }
 

@@ -18,7 +18,6 @@ use previrt_protocol::{REFLECT_SOFTWARE_INTERRUPT, REFLECT_SYSCALL, WEDGE_AREA, 
 use wedge_l4::memory::GuestRegs;
 
 use crate::ending::Ending;
-use crate::event::Event;
 use crate::guest::{Guest, Step};
 use crate::platform::Platform;
 use crate::views::{user_fault, UserFault, View};
@@ -215,32 +214,6 @@ impl<P: Platform> Guest<'_, P> {
             }
             _ => Step::End(Ending::UnknownSyscall { number, rip }),
         }
-    }
-
-    /// Whether `event` is a fault the process sent just before an
-    /// interrupt took it out of its view (the interrupt thread served the
-    /// tick while the main thread held the fault): the thread was moved
-    /// into the wedge meanwhile, which takes the interrupt when the fault's
-    /// answer restarts it; the process meets the instruction again when
-    /// its kernel returns to it. Any other event ends the window.
-    pub(crate) fn stale_user_fault(&mut self, event: &Event) -> bool {
-        let Some(views) = self.views.as_deref_mut() else {
-            return false;
-        };
-        let Some(at) = views.redirected_at.take() else {
-            return false;
-        };
-        let rip = match *event {
-            Event::PageFault { rip, .. }
-            | Event::Exception { rip, .. }
-            | Event::UnknownSyscall { rip, .. } => rip,
-            _ => return false,
-        };
-        let stale = rip == at && views.current.is_none();
-        if stale {
-            views.stats.stale_faults += 1;
-        }
-        stale
     }
 
     /// The two bytes at `rip` in the guest's address space (user mode

@@ -72,9 +72,6 @@ pub struct UserViews<M> {
     clock: u64,
     /// The view the guest thread is in (`None`: the kernel view).
     pub current: Option<usize>,
-    /// The process's rip when an interrupt took the thread out of its view
-    /// (`user_mode.rs`): a fault it had sent meanwhile is stale.
-    pub redirected_at: Option<u64>,
     /// The last page fault of a process its kernel was given (address,
     /// write): mapped at the next entry if the kernel made it allowed.
     pub reflected_fault: Option<(u64, bool)>,
@@ -100,7 +97,6 @@ impl<M: Mapper> UserViews<M> {
             last_used: [0; USER_VIEWS],
             clock: 0,
             current: None,
-            redirected_at: None,
             reflected_fault: None,
             stats: ViewStats {
                 entries: 0,
@@ -133,7 +129,6 @@ impl<M: Mapper> UserViews<M> {
         self.last_used = [0; USER_VIEWS];
         self.clock = 0;
         self.current = None;
-        self.redirected_at = None;
         self.reflected_fault = None;
         self.stats = ViewStats::default();
     }
@@ -296,7 +291,6 @@ impl<M: Mapper + Default> UserViews<M> {
             }
             core::ptr::addr_of_mut!((*p).keys).write([None; USER_VIEWS]);
             core::ptr::addr_of_mut!((*p).current).write(None);
-            core::ptr::addr_of_mut!((*p).redirected_at).write(None);
             core::ptr::addr_of_mut!((*p).reflected_fault).write(None);
             core::ptr::addr_of_mut!((*p).stats).write(ViewStats::default());
             v.assume_init()
