@@ -379,8 +379,9 @@ impl<P: Platform> Guest<'_, P> {
     /// A trap (`int3`'s #BP) reports the rip after its instruction: the
     /// interrupt is then made to return to the `int3`, which runs again (as
     /// if the tick had come just before it). A trap with no `int3` there
-    /// (a single step's #DB) is not stale: it is the guest's, answered as
-    /// such.
+    /// (a single step's #DB) is answered as the guest's, and the redirected
+    /// interrupt is then lost, as before this check: no guest we run
+    /// single-steps (docs/vmm-server.md, "Interrupts").
     pub(crate) fn stale_fault(&mut self, event: &Event) -> bool {
         let Some(redirected) = self.irq.redirected.take() else {
             return false;
