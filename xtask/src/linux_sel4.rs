@@ -3,7 +3,8 @@
 //! the bare boots' command line, as the one guest of a generated system:
 //! the VMM loads it by Linux's 64-bit boot protocol and the wedge enters
 //! `startup_64`. `cargo xtask run --linux` boots it; the test compares the
-//! guest console's first lines with the same kernel's bare console.
+//! guest's whole console with the same kernel's bare console, line by
+//! line, but for the lines of named machine differences ([`RULES`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -70,7 +71,7 @@ pub fn boot(kernel: &KernelBuild, k: &Kernels, echo: qemu::Echo) -> Result<qemu:
 /// The suite's test (in the `linux:` group, by name only, as the Linux
 /// builds it needs).
 pub const TEST_NAME: &str =
-    "linux: seL4 banner: the padded Linux on seL4 prints the bare boot's first lines, runs /init and ends by resetting the machine";
+    "linux: seL4 console: the padded Linux on seL4 prints the bare boot's console but for named machine differences, runs /init and ends by resetting the machine";
 
 /// Where the VMM's report says the wedge stopped the guest.
 const STOPPED: &str = "the wedge stopped at the";
