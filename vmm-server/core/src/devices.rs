@@ -184,3 +184,38 @@ impl<S: TxSink> Devices<S> {
         self.set.reset.reset_requested()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_devices::uart16550::ByteRing;
+    use vmm_devices::PIT_INPUT_HZ;
+
+    fn devices() -> Devices<ByteRing<16>> {
+        Devices::new(ByteRing::new()).unwrap()
+    }
+
+    #[test]
+    fn the_rtc_answers_at_0x70_and_0x71() {
+        let mut d = devices();
+        d.write(0x70, 1, 0x09, 0);
+        assert_eq!(d.read(0x71, 1, 0), 0x26, "the epoch's year, in BCD");
+        d.write(0x70, 1, 0x00, 0);
+        let later = 61 * PIT_INPUT_HZ;
+        assert_eq!(d.read(0x71, 1, later), 0x01, "a minute and a second later");
+        d.write(0x70, 1, 0x02, later);
+        assert_eq!(d.read(0x71, 1, later), 0x01);
+    }
+
+    #[test]
+    fn port_0x61_gates_pit_channel_2_and_shows_its_output() {
+        let mut d = devices();
+        d.write(0x61, 1, 0x01, 100);
+        d.write(0x43, 1, 0xb0, 100);
+        d.write(0x42, 1, 10, 100);
+        d.write(0x42, 1, 0, 100);
+        assert_eq!(d.read(0x61, 1, 110) & 0x21, 0x01, "counting, gate high");
+        assert_eq!(d.read(0x61, 1, 111) & 0x21, 0x21, "terminal count");
+        assert_eq!(d.pit_edges(1_000), 0, "channel 2 makes no IRQ 0 edges");
+    }
+}
