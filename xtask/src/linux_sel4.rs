@@ -240,7 +240,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "TSC calibration",
-        why: "Linux measures the TSC against the PIT's channel 2, reading it through port 0x61 and 0x42 in a loop: bare, a port read costs QEMU no guest time; on seL4 each is a round trip to the VMM of about 1,240 instructions (`cargo xtask bench`, pio), so neither the fast calibration (its error bound) nor the slow one (1,000 reads in 10 ms) succeeds, the TSC is marked unstable and jiffies stay the clocksource",
+        why: "Linux measures the TSC against the PIT's channel 2 through ports 0x61 and 0x42: the fast calibration runs before the guest starts its PIT, while the VMM's guest time stands still, and the slow one needs 1,000 port reads in 10 ms where a round trip to the VMM takes about 18 us; the TSC is marked unstable and jiffies stay the clocksource (docs/linux.md, \"What still differs\")",
         side: Side::Both,
         lines: &[
             Exact("tsc: Fast TSC calibration using PIT"),
