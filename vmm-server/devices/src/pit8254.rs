@@ -617,7 +617,7 @@ impl Channel {
                     retrigger(run.count, self)
                 } else {
                     Counter::Counting {
-                        run: run.shifted(w - at),
+                        run: run.shifted(w.saturating_sub(at)),
                         next: None,
                     }
                 };
@@ -1198,7 +1198,12 @@ mod tests {
     }
 
     fn port_op() -> impl Strategy<Value = (bool, u16, u8, u64)> {
-        (any::<bool>(), 0x40u16..0x45, any::<u8>(), 0u64..3_000)
+        (
+            any::<bool>(),
+            prop_oneof![0x40u16..0x45, Just(SYSTEM_CONTROL_B_PORT)],
+            any::<u8>(),
+            0u64..3_000,
+        )
     }
 
     proptest! {
@@ -1310,6 +1315,44 @@ mod tests {
             for t in from + 1..from + 300 {
                 let rose = !pit.output(0, t - 1) && pit.output(0, t);
                 prop_assert_eq!(pit.irq_edges_between(t, t + 1), u64::from(rose), "tick {}", t);
+            }
+        }
+
+        /// Mode 0 on channel 2 under a gate that goes up and down: the count
+        /// drops by one at each tick while the gate is high (a gate written
+        /// at `w` governs the ticks after `w`), and the output rises when it
+        /// has dropped by the whole count.
+        #[test]
+        fn mode0_counts_only_the_ticks_its_gate_is_high(
+            count in 1u16..200,
+            toggles in proptest::collection::vec(1u64..40, 0..12),
+        ) {
+            let mut pit = Pit8254::new();
+            gate2(&mut pit, true, 0);
+            mode0_on_2(&mut pit, count, 0);
+            let mut at = std::vec::Vec::new();
+            let mut w = 0;
+            for d in toggles {
+                w += d;
+                at.push(w);
+            }
+            let mut high = true;
+            let mut next = 0;
+            let mut counted = 0u64;
+            for t in 1..w + 300 {
+                // Ticks up to and including `t - 1` are settled; apply the
+                // gate writes made at `t - 1` before tick `t`.
+                while next < at.len() && at[next] == t - 1 {
+                    high = !high;
+                    gate2(&mut pit, high, t - 1);
+                    next += 1;
+                }
+                if t > 1 && high {
+                    counted += 1;
+                }
+                let expected = u64::from(count).wrapping_sub(counted) as u16;
+                prop_assert_eq!(pit.count(2, t), expected, "tick {}", t);
+                prop_assert_eq!(pit.output(2, t), counted >= u64::from(count), "tick {}", t);
             }
         }
 
