@@ -1138,7 +1138,7 @@ pub const FILTER: &[(&str, &[&str])] = &[
 ];
 
 /// The filter's name for `line`, if it removes it.
-fn filtered(line: &str) -> Option<&'static str> {
+pub fn filtered(line: &str) -> Option<&'static str> {
     FILTER
         .iter()
         .find(|(_, needles)| needles.iter().any(|n| line.contains(n)))

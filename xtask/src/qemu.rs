@@ -262,6 +262,10 @@ impl Machine<'_> {
         if let Some(shift) = self.icount {
             cmd.arg("-icount")
                 .arg(format!("shift={shift},align=off,sleep=off"));
+            // The CMOS clock too follows guest time, from the date the
+            // VMM's RTC model shows at guest time 0: a bare boot and one on
+            // seL4 read the same dates, on every run.
+            cmd.arg("-rtc").arg(rtc_base());
         }
         cmd
     }
@@ -415,4 +419,14 @@ impl Machine<'_> {
             lines,
         })
     }
+}
+
+/// QEMU's `-rtc` under `-icount`: the VMM's RTC epoch, advancing with the
+/// virtual clock (instruction count), not the host's.
+pub fn rtc_base() -> String {
+    let e = vmm_devices::cmos_rtc::EPOCH;
+    format!(
+        "base={:04}-{:02}-{:02}T{:02}:{:02}:{:02},clock=vm",
+        e.year, e.month, e.day, e.hour, e.minute, e.second
+    )
 }

@@ -1,14 +1,17 @@
 //! The guest's devices behind one port bus: COM1 (its output goes to a
-//! [`TxSink`], the guest console), the 8259A pair, the 8254 PIT, the exit
-//! port and the keyboard controller's reset line. Accesses happen at guest time (PIT input ticks), which the PIT
+//! [`TxSink`], the guest console), the 8259A pair, the 8254 PIT with port
+//! 0x61 (channel 2's gate and output), the CMOS RTC, the exit port and the
+//! keyboard controller's reset line. Accesses happen at guest time (PIT input ticks), which the PIT
 //! counts in; the dispatch ([`crate::guest`]) turns the PIT's edges into
 //! IRQ 0 at the PIC and the PIC's INTR into interrupts for the guest
 //! ([`crate::interrupts`]).
 
+use vmm_devices::cmos_rtc::{CmosRtc, INDEX_PORT};
 use vmm_devices::debug_exit::{DebugExit, DEFAULT_PORT};
 use vmm_devices::pic8259::Pic8259Pair;
 use vmm_devices::pit8254::Pit8254;
 use vmm_devices::reset_line::{ResetLine, COMMAND_PORT};
+use vmm_devices::system_control_b::SYSTEM_CONTROL_B_PORT;
 use vmm_devices::uart16550::{TxSink, Uart16550, COM1_BASE};
 use vmm_devices::{AccessSize, Bus, BusError, DeviceId, DeviceSet, Lanes, PortDevice, PortRange};
 
@@ -17,6 +20,7 @@ const PIC: DeviceId = DeviceId(1);
 const PIT: DeviceId = DeviceId(2);
 const EXIT: DeviceId = DeviceId(3);
 const RESET: DeviceId = DeviceId(4);
+const RTC: DeviceId = DeviceId(5);
 /// COM1's interrupt line at the PIC.
 const COM1_IRQ: u8 = 4;
 
@@ -31,6 +35,7 @@ struct Set<S> {
     pit: Pit8254,
     exit: DebugExit,
     reset: ResetLine,
+    rtc: CmosRtc,
 }
 
 impl<S: TxSink> DeviceSet for Set<S> {
@@ -41,6 +46,7 @@ impl<S: TxSink> DeviceSet for Set<S> {
             PIT => Some(&mut self.pit),
             EXIT => Some(&mut self.exit),
             RESET => Some(&mut self.reset),
+            RTC => Some(&mut self.rtc),
             _ => None,
         }
     }
@@ -78,6 +84,8 @@ impl<S: TxSink> Devices<S> {
             (0x20, 2, PIC),
             (0xa0, 2, PIC),
             (0x40, 4, PIT),
+            (SYSTEM_CONTROL_B_PORT, 1, PIT),
+            (INDEX_PORT, 2, RTC),
             (DEFAULT_PORT, 1, EXIT),
             (COMMAND_PORT, 1, RESET),
         ];
@@ -92,6 +100,7 @@ impl<S: TxSink> Devices<S> {
                 pit: Pit8254::new(),
                 exit: DebugExit::new(DEFAULT_PORT),
                 reset: ResetLine::new(),
+                rtc: CmosRtc::new(),
             },
         })
     }
@@ -173,5 +182,40 @@ impl<S: TxSink> Devices<S> {
     /// has: a PC resets there.
     pub fn reset_requested(&self) -> Option<u64> {
         self.set.reset.reset_requested()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_devices::uart16550::ByteRing;
+    use vmm_devices::PIT_INPUT_HZ;
+
+    fn devices() -> Devices<ByteRing<16>> {
+        Devices::new(ByteRing::new()).unwrap()
+    }
+
+    #[test]
+    fn the_rtc_answers_at_0x70_and_0x71() {
+        let mut d = devices();
+        d.write(0x70, 1, 0x09, 0);
+        assert_eq!(d.read(0x71, 1, 0), 0x26, "the epoch's year, in BCD");
+        d.write(0x70, 1, 0x00, 0);
+        let later = 61 * PIT_INPUT_HZ;
+        assert_eq!(d.read(0x71, 1, later), 0x01, "a minute and a second later");
+        d.write(0x70, 1, 0x02, later);
+        assert_eq!(d.read(0x71, 1, later), 0x01);
+    }
+
+    #[test]
+    fn port_0x61_gates_pit_channel_2_and_shows_its_output() {
+        let mut d = devices();
+        d.write(0x61, 1, 0x01, 100);
+        d.write(0x43, 1, 0xb0, 100);
+        d.write(0x42, 1, 10, 100);
+        d.write(0x42, 1, 0, 100);
+        assert_eq!(d.read(0x61, 1, 110) & 0x21, 0x01, "counting, gate high");
+        assert_eq!(d.read(0x61, 1, 111) & 0x21, 0x21, "terminal count");
+        assert_eq!(d.pit_edges(1_000), 0, "channel 2 makes no IRQ 0 edges");
     }
 }

@@ -8,7 +8,8 @@
 //! 8254's input clock ([`PIT_INPUT_HZ`]), so a model behaves identically under
 //! any host load and every test is deterministic.
 //!
-//! The models ([`Pic8259Pair`], [`Pit8254`], [`Uart16550`], [`DebugExit`])
+//! The models ([`Pic8259Pair`], [`Pit8254`] with port 0x61, [`CmosRtc`],
+//! [`Uart16550`], [`ResetLine`], [`DebugExit`])
 //! never panic on any access; where the hardware leaves a result undefined
 //! each documents the deterministic choice it makes (see `docs/devices.md`).
 
@@ -17,18 +18,22 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod cmos_rtc;
 pub mod debug_exit;
 pub mod pic8259;
 pub mod pit8254;
 pub mod reset_line;
+pub mod system_control_b;
 pub mod uart16550;
 
 use core::fmt;
 
+pub use cmos_rtc::CmosRtc;
 pub use debug_exit::DebugExit;
 pub use pic8259::Pic8259Pair;
 pub use pit8254::Pit8254;
 pub use reset_line::ResetLine;
+pub use system_control_b::SystemControlB;
 pub use uart16550::Uart16550;
 
 /// Guest time, in ticks of the 8254's input clock (see [`PIT_INPUT_HZ`]).

@@ -27,10 +27,16 @@
 //!   (from N, or N - 1 when N is odd).
 //! - mode 4 (software strobe): output low during the tick at which the count
 //!   reaches 0: one rising edge, at `L + N + 1`.
-//! - modes 1 and 5 wait for a rising edge on the channel's gate. A PC ties
-//!   the gates of channels 0 and 1 high, so that edge never comes: the output
-//!   stays high and the count is never loaded. Channel 2's gate (port 0x61)
-//!   is not modelled and is treated as tied high too.
+//! - modes 1 and 5 wait for a rising edge on the channel's gate, then count
+//!   as modes 0 and 4 do from the next tick (mode 1's output low until
+//!   terminal count); a later rising edge starts them again. A PC ties the
+//!   gates of channels 0 and 1 high, so for them that edge never comes: the
+//!   output stays high and the count is never loaded.
+//!
+//! Channel 2's gate is port 0x61's bit 0 (low at reset). While it is low,
+//! modes 0 and 4 stand still (a count written meanwhile is loaded and
+//! waits) and go on from where they stopped when it rises; modes 2 and 3
+//! stop with their output high and reload their count on the rising edge.
 //!
 //! A new count written in mode 0 or 4 is loaded at the next tick (in mode 0
 //! the output goes low at once; writing the first byte of a two-byte count in
@@ -46,6 +52,7 @@
 //! on a channel whose previous latch has not been read is ignored, as on the
 //! chip.
 
+use crate::system_control_b::{SystemControlB, SYSTEM_CONTROL_B_PORT};
 use crate::{low_byte, widen, AccessSize, PortDevice, Ticks};
 
 /// Channel 0's data port; channels 1 and 2 follow.
@@ -54,6 +61,8 @@ pub const CHANNEL0_PORT: u16 = 0x40;
 pub const CONTROL_PORT: u16 = 0x43;
 /// The IRQ line channel 0's output drives.
 pub const PIT_IRQ: u8 = 0;
+/// The channel whose gate and output port 0x61 carries.
+pub const SPEAKER_CHANNEL: usize = 2;
 
 /// A channel's counting mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +180,16 @@ impl Run {
         self.count as u64
     }
 
+    /// The same run `delta` ticks later: a count that stood still while
+    /// the gate was low goes on from where it stopped.
+    fn shifted(&self, delta: u64) -> Self {
+        Self {
+            start: self.start.saturating_add(delta),
+            count: self.count,
+            first_edge: self.first_edge.map(|e| e.saturating_add(delta)),
+        }
+    }
+
     /// Ticks since the last rising edge (or the load), within a period:
     /// 0..N. Only for periodic runs with edges and `t >= start`.
     fn phase(&self, first: Ticks, t: Ticks) -> u64 {
@@ -252,8 +271,13 @@ enum Counter {
     Idle,
     /// Mode 0 with the first byte of a two-byte count written: stopped.
     Stopped,
-    /// Modes 1 and 5: a count written, waiting for a gate edge.
-    WaitingForGate,
+    /// Modes 1 and 5: a count written, waiting for a rising gate edge.
+    WaitingForGate { count: u32 },
+    /// The gate is low in modes 0, 2, 3 or 4: counting stands still with
+    /// `run` (modes 0 and 4 resume it where it stopped, modes 2 and 3
+    /// reload its count) and the output holds `output` (high in modes 2
+    /// and 3). `at` is when the gate fell or the count was written.
+    GateLow { run: Run, at: Ticks, output: bool },
     /// Counting `run`; in modes 2 and 3 a count written meanwhile takes
     /// over as `next` from tick `next.start`.
     Counting { run: Run, next: Option<Run> },
@@ -266,6 +290,9 @@ struct Channel {
     access: Access,
     bcd: bool,
     counter: Counter,
+    /// The gate input: tied high for channels 0 and 1, port 0x61's bit 0
+    /// for channel 2.
+    gate: bool,
     /// The counting element's value while it is not counting.
     held: u16,
     /// Two-byte writes: the low byte is in, the high byte is next.
@@ -283,12 +310,13 @@ struct Channel {
 }
 
 impl Channel {
-    const fn new() -> Self {
+    const fn new(gate: bool) -> Self {
         Self {
             mode: Mode::InterruptOnTerminalCount,
             access: Access::LowHigh,
             bcd: false,
             counter: Counter::Idle,
+            gate,
             held: 0,
             low_written: None,
             read_high_next: false,
@@ -297,6 +325,17 @@ impl Channel {
             since: 0,
             edges_before_since: 0,
             clock: 0,
+        }
+    }
+
+    /// The mode whose counting a run follows: a triggered mode 1 counts as
+    /// mode 0 does (output low until terminal count), a triggered mode 5 as
+    /// mode 4.
+    fn run_mode(&self) -> Mode {
+        match self.mode {
+            Mode::OneShot => Mode::InterruptOnTerminalCount,
+            Mode::HardwareStrobe => Mode::SoftwareStrobe,
+            mode => mode,
         }
     }
 
@@ -319,7 +358,7 @@ impl Channel {
     /// The counting element at tick `t`.
     fn value(&self, t: Ticks) -> u16 {
         match self.run_at(t) {
-            Some(run) => run.value(self.mode, t),
+            Some(run) => run.value(self.run_mode(), t),
             None => self.held,
         }
     }
@@ -327,14 +366,15 @@ impl Channel {
     /// The output pin at tick `t`.
     fn output(&self, t: Ticks) -> bool {
         if let Some(run) = self.run_at(t) {
-            return run.output(self.mode, t);
+            return run.output(self.run_mode(), t);
         }
         match self.counter {
             // Mode 0: low from the control word until terminal count.
             Counter::Idle | Counter::Stopped | Counter::Counting { .. } => {
                 self.mode != Mode::InterruptOnTerminalCount
             }
-            Counter::WaitingForGate => true,
+            Counter::WaitingForGate { .. } => true,
+            Counter::GateLow { output, .. } => output,
         }
     }
 
@@ -344,6 +384,7 @@ impl Channel {
             Counter::Counting { run, next } => {
                 t < run.start || next.is_some_and(|next| t < next.start)
             }
+            Counter::GateLow { .. } => false,
             _ => true,
         };
         (u8::from(self.output(t)) << 7)
@@ -362,7 +403,7 @@ impl Channel {
         let Counter::Counting { run, next } = self.counter else {
             return 0;
         };
-        let mode = self.mode;
+        let mode = self.run_mode();
         match next {
             None => run.edges_before(mode, b) - run.edges_before(mode, a),
             Some(next) => {
@@ -380,10 +421,10 @@ impl Channel {
             return None;
         };
         match next {
-            None => run.next_edge(self.mode, t),
-            Some(next) => match run.next_edge(self.mode, t) {
+            None => run.next_edge(self.run_mode(), t),
+            Some(next) => match run.next_edge(self.run_mode(), t) {
                 Some(edge) if edge <= next.start => Some(edge),
-                _ => next.next_edge(self.mode, t),
+                _ => next.next_edge(self.run_mode(), t),
             },
         }
     }
@@ -463,7 +504,17 @@ impl Channel {
         match self.mode {
             Mode::OneShot | Mode::HardwareStrobe => {
                 self.settle(w);
-                self.counter = Counter::WaitingForGate;
+                self.counter = Counter::WaitingForGate { count };
+            }
+            _ if !self.gate => {
+                // Loaded, but standing still until the gate rises.
+                self.settle(w);
+                self.held = (count & 0xffff) as u16;
+                self.counter = Counter::GateLow {
+                    run: Run::loaded(self.mode, load_tick, count),
+                    at: w,
+                    output: self.mode != Mode::InterruptOnTerminalCount,
+                };
             }
             Mode::InterruptOnTerminalCount | Mode::SoftwareStrobe => {
                 self.settle(w);
@@ -526,6 +577,55 @@ impl Channel {
         Run::loaded(self.mode, rising, count)
     }
 
+    /// The gate input changes to `high` at `w`.
+    fn set_gate(&mut self, high: bool, w: Ticks) {
+        if high == self.gate {
+            return;
+        }
+        self.gate = high;
+        let retrigger = |count: u32, channel: &Self| Counter::Counting {
+            run: Run::loaded(channel.run_mode(), w.saturating_add(1), count),
+            next: None,
+        };
+        match (self.mode, self.counter, high) {
+            // Modes 1 and 5 start (again) on a rising edge; a low gate does
+            // not stop them.
+            (Mode::OneShot | Mode::HardwareStrobe, Counter::WaitingForGate { count }, true) => {
+                self.settle(w);
+                self.counter = retrigger(count, self);
+            }
+            (Mode::OneShot | Mode::HardwareStrobe, Counter::Counting { run, .. }, true) => {
+                self.settle(w);
+                self.counter = retrigger(run.count, self);
+            }
+            (Mode::OneShot | Mode::HardwareStrobe, _, _) => {}
+            // Modes 0 and 4 stand still while the gate is low and go on
+            // from there; modes 2 and 3 stop with their output high and
+            // reload on the rising edge.
+            (mode, Counter::Counting { run, next }, false) => {
+                let output = mode.periodic() || self.output(w);
+                self.settle(w);
+                let run = match next {
+                    Some(next) if mode.periodic() => next,
+                    _ => run,
+                };
+                self.counter = Counter::GateLow { run, at: w, output };
+            }
+            (mode, Counter::GateLow { run, at, .. }, true) => {
+                self.settle(w);
+                self.counter = if mode.periodic() {
+                    retrigger(run.count, self)
+                } else {
+                    Counter::Counting {
+                        run: run.shifted(w.saturating_sub(at)),
+                        next: None,
+                    }
+                };
+            }
+            _ => {}
+        }
+    }
+
     fn read(&mut self, t: Ticks) -> u8 {
         if let Some(status) = self.latched_status.take() {
             return status;
@@ -547,10 +647,12 @@ impl Channel {
 }
 
 /// The 8254 of a PC: channel 0 drives IRQ 0, channel 1 was DRAM refresh,
-/// channel 2 the speaker.
+/// channel 2 the speaker. Channel 2's gate and output are wired to the
+/// chipset's port 0x61 ([`SystemControlB`]), which the PIT answers too.
 #[derive(Clone, Debug)]
 pub struct Pit8254 {
     channels: [Channel; 3],
+    port_b: SystemControlB,
 }
 
 impl Default for Pit8254 {
@@ -561,10 +663,22 @@ impl Default for Pit8254 {
 
 impl Pit8254 {
     /// The PIT at power-on: every channel in mode 0 with no count, output
-    /// low, no edges.
+    /// low, no edges; the gates of channels 0 and 1 tied high, channel 2's
+    /// low (port 0x61 at reset).
     pub const fn new() -> Self {
         Self {
-            channels: [Channel::new(), Channel::new(), Channel::new()],
+            channels: [Channel::new(true), Channel::new(true), Channel::new(false)],
+            port_b: SystemControlB::new(),
+        }
+    }
+
+    /// Channel `channel`'s gate input changes to `high` at `now` (ignored
+    /// for a channel past 2). On a PC only channel 2's can change, through
+    /// port 0x61.
+    pub fn set_gate(&mut self, channel: usize, high: bool, now: Ticks) {
+        if let Some(c) = self.channels.get_mut(channel) {
+            let t = c.advance(now);
+            c.set_gate(high, t);
         }
     }
 
@@ -665,6 +779,12 @@ impl PortDevice for Pit8254 {
                 let t = channel.advance(now);
                 channel.read(t)
             }
+            _ if port == SYSTEM_CONTROL_B_PORT => {
+                let channel = &mut self.channels[SPEAKER_CHANNEL];
+                let t = channel.advance(now);
+                let out2 = channel.output(t);
+                self.port_b.read(out2, t)
+            }
             _ => 0xff,
         };
         widen(byte, size)
@@ -679,6 +799,10 @@ impl PortDevice for Pit8254 {
                 channel.write(byte, t);
             }
             Some(3) => self.control_word(byte, now),
+            _ if port == SYSTEM_CONTROL_B_PORT => {
+                let gate = self.port_b.write(byte);
+                self.set_gate(SPEAKER_CHANNEL, gate, now);
+            }
             _ => {}
         }
     }
@@ -967,6 +1091,104 @@ mod tests {
         assert_eq!(pit.next_irq_at(0), Some(212));
     }
 
+    /// Port 0x61's gate bit (Linux raises it so), speaker off.
+    fn gate2(pit: &mut Pit8254, high: bool, now: Ticks) {
+        let value = (inb(pit, 0x61, now) & !0x03) | u8::from(high);
+        outb(pit, 0x61, value, now);
+    }
+
+    /// Channel 2 in mode 0 with `count` (two bytes).
+    fn mode0_on_2(pit: &mut Pit8254, count: u16, now: Ticks) {
+        outb(pit, 0x43, 0xb0, now);
+        outb(pit, 0x42, low_byte(u32::from(count)), now);
+        outb(pit, 0x42, low_byte(u32::from(count >> 8)), now);
+    }
+
+    fn out2(pit: &mut Pit8254, now: Ticks) -> bool {
+        inb(pit, 0x61, now) & 0x20 != 0
+    }
+
+    #[test]
+    fn channel_2_calibrates_as_linux_runs_it() {
+        // quick_pit_calibrate: gate high, mode 0 from 0xffff, MSB polled.
+        let mut pit = Pit8254::new();
+        gate2(&mut pit, true, 100);
+        assert_eq!(inb(&mut pit, 0x61, 100) & 0x03, 0x01);
+        mode0_on_2(&mut pit, 0xffff, 100);
+        let count = |pit: &mut Pit8254, t| {
+            let low = inb(pit, 0x42, t);
+            u16::from_le_bytes([low, inb(pit, 0x42, t)])
+        };
+        assert_eq!(count(&mut pit, 101 + 1000), 0xffff - 1000);
+        assert_eq!(count(&mut pit, 101 + 0x1234), 0xffff - 0x1234);
+        // pit_calibrate_tsc: the output (bit 5) rises at terminal count.
+        assert!(!out2(&mut pit, 101 + 0xffff - 1));
+        assert!(out2(&mut pit, 101 + 0xffff));
+        // Channel 0 is untouched: no IRQ 0 edges.
+        assert_eq!(pit.irq_edges_total(1_000_000), 0);
+    }
+
+    #[test]
+    fn a_low_gate_holds_mode_0_and_it_goes_on_from_there() {
+        let mut pit = Pit8254::new();
+        gate2(&mut pit, true, 0);
+        mode0_on_2(&mut pit, 1000, 0);
+        gate2(&mut pit, false, 500);
+        assert_eq!(pit.count(2, 500), 501);
+        assert_eq!(pit.count(2, 700), 501, "standing still");
+        assert!(!out2(&mut pit, 700));
+        gate2(&mut pit, true, 700);
+        assert_eq!(pit.count(2, 701), 500);
+        assert!(!out2(&mut pit, 1200));
+        assert!(out2(&mut pit, 1201), "terminal count 200 ticks late");
+    }
+
+    #[test]
+    fn a_count_written_while_the_gate_is_low_waits_for_it() {
+        let mut pit = Pit8254::new();
+        mode0_on_2(&mut pit, 10, 0);
+        assert_eq!(pit.count(2, 50), 10);
+        assert!(!out2(&mut pit, 50));
+        gate2(&mut pit, true, 50);
+        assert!(!out2(&mut pit, 60));
+        assert!(out2(&mut pit, 61));
+    }
+
+    #[test]
+    fn a_low_gate_stops_mode_2_high_and_the_rising_edge_reloads() {
+        let mut pit = Pit8254::new();
+        gate2(&mut pit, true, 0);
+        outb(&mut pit, 0x43, 0xb4, 0);
+        outb(&mut pit, 0x42, 100, 0);
+        outb(&mut pit, 0x42, 0, 0);
+        assert!(!pit.output(2, 100), "low at count 1");
+        gate2(&mut pit, false, 150);
+        assert!(pit.output(2, 199), "high while the gate is low");
+        gate2(&mut pit, true, 180);
+        assert_eq!(pit.count(2, 181), 100, "reloaded at the next tick");
+        assert!(!pit.output(2, 280));
+        assert!(pit.output(2, 281));
+    }
+
+    #[test]
+    fn mode_1_on_channel_2_starts_at_the_gates_rising_edge() {
+        let mut pit = Pit8254::new();
+        outb(&mut pit, 0x43, 0xb2, 0);
+        outb(&mut pit, 0x42, 10, 0);
+        outb(&mut pit, 0x42, 0, 0);
+        assert!(out2(&mut pit, 15), "waiting for the gate");
+        gate2(&mut pit, true, 20);
+        assert!(!out2(&mut pit, 21));
+        assert_eq!(pit.count(2, 25), 6);
+        assert!(out2(&mut pit, 31));
+        // Retriggered by the next rising edge; a low gate does not stop it.
+        gate2(&mut pit, false, 40);
+        gate2(&mut pit, true, 41);
+        assert!(!out2(&mut pit, 42));
+        gate2(&mut pit, false, 43);
+        assert!(out2(&mut pit, 52));
+    }
+
     #[test]
     fn time_never_runs_backwards() {
         let mut pit = Pit8254::new();
@@ -976,7 +1198,12 @@ mod tests {
     }
 
     fn port_op() -> impl Strategy<Value = (bool, u16, u8, u64)> {
-        (any::<bool>(), 0x40u16..0x45, any::<u8>(), 0u64..3_000)
+        (
+            any::<bool>(),
+            prop_oneof![0x40u16..0x45, Just(SYSTEM_CONTROL_B_PORT)],
+            any::<u8>(),
+            0u64..3_000,
+        )
     }
 
     proptest! {
@@ -1088,6 +1315,44 @@ mod tests {
             for t in from + 1..from + 300 {
                 let rose = !pit.output(0, t - 1) && pit.output(0, t);
                 prop_assert_eq!(pit.irq_edges_between(t, t + 1), u64::from(rose), "tick {}", t);
+            }
+        }
+
+        /// Mode 0 on channel 2 under a gate that goes up and down: the count
+        /// drops by one at each tick while the gate is high (a gate written
+        /// at `w` governs the ticks after `w`), and the output rises when it
+        /// has dropped by the whole count.
+        #[test]
+        fn mode0_counts_only_the_ticks_its_gate_is_high(
+            count in 1u16..200,
+            toggles in proptest::collection::vec(1u64..40, 0..12),
+        ) {
+            let mut pit = Pit8254::new();
+            gate2(&mut pit, true, 0);
+            mode0_on_2(&mut pit, count, 0);
+            let mut at = std::vec::Vec::new();
+            let mut w = 0;
+            for d in toggles {
+                w += d;
+                at.push(w);
+            }
+            let mut high = true;
+            let mut next = 0;
+            let mut counted = 0u64;
+            for t in 1..w + 300 {
+                // Ticks up to and including `t - 1` are settled; apply the
+                // gate writes made at `t - 1` before tick `t`.
+                while next < at.len() && at[next] == t - 1 {
+                    high = !high;
+                    gate2(&mut pit, high, t - 1);
+                    next += 1;
+                }
+                if t > 1 && high {
+                    counted += 1;
+                }
+                let expected = u64::from(count).wrapping_sub(counted) as u16;
+                prop_assert_eq!(pit.count(2, t), expected, "tick {}", t);
+                prop_assert_eq!(pit.output(2, t), counted >= u64::from(count), "tick {}", t);
             }
         }
 
