@@ -101,6 +101,28 @@ void test_paging(struct checker *c)
     check_eq(c, "#PF address after unmap and invlpg", TEST_VA + 0x1000, probe_cr2);
     check_eq(c, "#PF error: not present, read", 0x0, probe_error & 0x7);
 
+    /* Accessed and dirty bits, as the CPU sets them (what Linux reads for
+     * page reclaim and writeback): a read sets A in every entry of the
+     * walk and no D; the first write sets D in the page's entry. The CR3
+     * load drops whatever a TLB held of the cleared entries. */
+    u64 ad_va = TEST_VA + 0x3000;
+    map_page(as1, ad_va, page_alloc(), PTE_W);
+    u64 *pte = pte_lookup(as1, ad_va, 0), *pde = pde_lookup(as1, ad_va);
+    u64 *pml4e = &((u64 *)as1)[(ad_va >> 39) & 511];
+    *pte &= ~(PTE_A | PTE_D);
+    *pde &= ~PTE_A;
+    *pml4e &= ~PTE_A;
+    write_cr3(as1);
+    (void)*(volatile u64 *)ad_va;
+    check_eq(c, "a read sets the accessed bit, not the dirty bit", PTE_A, *pte & (PTE_A | PTE_D));
+    check_eq(c, "a read sets the accessed bit in the tables above", PTE_A, *pde & *pml4e & PTE_A);
+    *(volatile u64 *)ad_va = 1;
+    check_eq(c, "the first write sets the dirty bit", PTE_A | PTE_D, *pte & (PTE_A | PTE_D));
+    *pte &= ~(PTE_A | PTE_D);
+    invlpg(ad_va);
+    *(volatile u64 *)ad_va = 2;
+    check_eq(c, "a write after invlpg sets both again", PTE_A | PTE_D, *pte & (PTE_A | PTE_D));
+
     write_cr3(saved);
     check_eq(c, "back on the boot address space", saved, read_cr3());
 }
