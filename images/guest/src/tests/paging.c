@@ -107,21 +107,22 @@ void test_paging(struct checker *c)
      * load drops whatever a TLB held of the cleared entries. */
     u64 ad_va = TEST_VA + 0x3000;
     map_page(as1, ad_va, page_alloc(), PTE_W);
-    u64 *pte = pte_lookup(as1, ad_va, 0), *pde = pde_lookup(as1, ad_va);
-    u64 *pml4e = &((u64 *)as1)[(ad_va >> 39) & 511];
-    *pte &= ~(PTE_A | PTE_D);
-    *pde &= ~PTE_A;
-    *pml4e &= ~PTE_A;
+    /* Volatile: the CPU (or the VMM) writes them behind the compiler. */
+    volatile u64 *ad_pte = pte_lookup(as1, ad_va, 0), *ad_pde = pde_lookup(as1, ad_va);
+    volatile u64 *ad_pml4e = &((u64 *)as1)[(ad_va >> 39) & 511];
+    *ad_pte &= ~(PTE_A | PTE_D);
+    *ad_pde &= ~PTE_A;
+    *ad_pml4e &= ~PTE_A;
     write_cr3(as1);
     (void)*(volatile u64 *)ad_va;
-    check_eq(c, "a read sets the accessed bit, not the dirty bit", PTE_A, *pte & (PTE_A | PTE_D));
-    check_eq(c, "a read sets the accessed bit in the tables above", PTE_A, *pde & *pml4e & PTE_A);
+    check_eq(c, "a read sets the accessed bit, not the dirty bit", PTE_A, *ad_pte & (PTE_A | PTE_D));
+    check_eq(c, "a read sets the accessed bit in the tables above", PTE_A, *ad_pde & *ad_pml4e & PTE_A);
     *(volatile u64 *)ad_va = 1;
-    check_eq(c, "the first write sets the dirty bit", PTE_A | PTE_D, *pte & (PTE_A | PTE_D));
-    *pte &= ~(PTE_A | PTE_D);
+    check_eq(c, "the first write sets the dirty bit", PTE_A | PTE_D, *ad_pte & (PTE_A | PTE_D));
+    *ad_pte &= ~(PTE_A | PTE_D);
     invlpg(ad_va);
     *(volatile u64 *)ad_va = 2;
-    check_eq(c, "a write after invlpg sets both again", PTE_A | PTE_D, *pte & (PTE_A | PTE_D));
+    check_eq(c, "a write after invlpg sets both again", PTE_A | PTE_D, *ad_pte & (PTE_A | PTE_D));
 
     write_cr3(saved);
     check_eq(c, "back on the boot address space", saved, read_cr3());
