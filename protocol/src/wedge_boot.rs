@@ -66,6 +66,13 @@ pub struct WedgeBoot {
     /// `startup_64` at its physical address, `__START_KERNEL_map` below
     /// the one its records name); 0 if it runs only where it is linked.
     pub code_alias: u64,
+    /// The guest's table of code it copies over its own before running it
+    /// (Linux's `.altinstructions`, 6.1's `struct alt_instr`), at the
+    /// addresses its records use; 0 and 0: none. The wedge rewrites a site
+    /// inside a replacement for the place it is copied to
+    /// (`wedge_l4::alternatives`).
+    pub alternatives: u64,
+    pub alternatives_len: u64,
 }
 
 /// [`WedgeBoot::protocol`]: the PV boot protocol (docs/pv-boot.md):
@@ -143,6 +150,8 @@ impl WedgeBoot {
             self.fast_end,
             self.protocol,
             self.code_alias,
+            self.alternatives,
+            self.alternatives_len,
         ];
         let mut out = [0u8; size_of::<WedgeBoot>()];
         for (i, w) in words.iter().enumerate() {
@@ -173,6 +182,21 @@ mod tests {
         assert_eq!(core::mem::offset_of!(WedgeBoot, fast_end), 80);
         assert_eq!(core::mem::offset_of!(WedgeBoot, protocol), 88);
         assert_eq!(core::mem::offset_of!(WedgeBoot, code_alias), 96);
+        assert_eq!(core::mem::offset_of!(WedgeBoot, alternatives), 104);
+        let alt = WedgeBoot {
+            alternatives: 0xffff_ffff_8193_8bb0,
+            alternatives_len: 0x2e20,
+            ..WedgeBoot::default()
+        }
+        .to_bytes();
+        assert_eq!(
+            u64::from_le_bytes(alt[104..112].try_into().unwrap()),
+            0xffff_ffff_8193_8bb0
+        );
+        assert_eq!(
+            u64::from_le_bytes(alt[112..120].try_into().unwrap()),
+            0x2e20
+        );
         let linux = WedgeBoot {
             protocol: ENTER_LINUX,
             code_alias: 0xffff_ffff_8000_0000,

@@ -14,6 +14,7 @@
 /// afterburner writes it with.
 pub use afterburn_format;
 
+pub mod alternatives;
 pub mod backend;
 pub mod cpuid;
 pub mod debug_registers;

@@ -51,6 +51,7 @@
 //! reaches the VMM server as a fault, which reflects #UD with the right RIP).
 //! Sites in opted-out regions are left alone.
 
+use crate::alternatives::Placement;
 use crate::decode::{decode, DecodeError, Insn, Port, PortIo};
 use crate::memory::{GuestMemory, MemError};
 use crate::records::{Records, Site};
@@ -377,6 +378,12 @@ pub struct Summary {
     pub undecodable: usize,
     /// The first of them, in record order.
     pub first_undecodable: Option<u64>,
+    /// Of the rewritten sites, those written for the address the guest
+    /// copies them to ([`Placement::CopiedTo`]).
+    pub copied: usize,
+    /// Sites left as written because the guest copies them to no single
+    /// place ([`Placement::Unplaceable`]).
+    pub unplaceable: usize,
 }
 
 impl Default for Summary {
@@ -390,6 +397,8 @@ impl Default for Summary {
             slot: 0,
             undecodable: 0,
             first_undecodable: None,
+            copied: 0,
+            unplaceable: 0,
         }
     }
 }
@@ -404,10 +413,20 @@ enum Plan {
     /// unprivileged one (`verw`, `lar`) does what it does for any
     /// process: nothing the guest could not do without a record.
     Undecodable,
-    Rewrite,
+    /// Copied by the guest to no single place (see [`Placement`]).
+    Unplaceable,
+    /// Rewritten for where it runs: its own address, or the one the guest
+    /// copies it to.
+    Rewrite(Site),
 }
 
-fn plan(site: &Site, records: &Records<'_>, code: &[u8], base: u64) -> Plan {
+fn plan(
+    site: &Site,
+    records: &Records<'_>,
+    code: &[u8],
+    base: u64,
+    placement: &dyn Fn(&Site) -> Placement,
+) -> Plan {
     if records.is_opted_out(site.address) {
         Plan::OptedOut
     } else if stays_native(site.kind) {
@@ -417,7 +436,11 @@ fn plan(site: &Site, records: &Records<'_>, code: &[u8], base: u64) -> Plan {
     {
         Plan::Undecodable
     } else {
-        Plan::Rewrite
+        match placement(site) {
+            Placement::InPlace => Plan::Rewrite(*site),
+            Placement::CopiedTo(address) => Plan::Rewrite(Site { address, ..*site }),
+            Placement::Unplaceable => Plan::Unplaceable,
+        }
     }
 }
 
@@ -446,6 +469,26 @@ pub fn rewrite<const N: usize>(
     fast: Option<&FastPaths>,
     table: &mut SiteTable<N>,
 ) -> Result<Summary, RewriteError> {
+    rewrite_placed(code, base, records, entry, fast, table, &|_| {
+        Placement::InPlace
+    })
+}
+
+/// [`rewrite`] for a guest that copies some of its code before it runs it
+/// (Linux's alternatives, [`crate::alternatives`]): `placement` says where
+/// each site runs. A site copied elsewhere is rewritten for the address it
+/// is copied to, in its own bytes (the copy carries the call there), and
+/// its table entry names that address; one copied to no single place is
+/// left as written. The entry slot is never in a copied site.
+pub fn rewrite_placed<const N: usize>(
+    code: &mut [u8],
+    base: u64,
+    records: &Records<'_>,
+    entry: u64,
+    fast: Option<&FastPaths>,
+    table: &mut SiteTable<N>,
+    placement: &dyn Fn(&Site) -> Placement,
+) -> Result<Summary, RewriteError> {
     // Pass 1: check every site and choose the slot.
     let mut summary = Summary::default();
     let mut error = None;
@@ -455,22 +498,25 @@ pub fn rewrite<const N: usize>(
         if error.is_some() {
             return;
         }
-        match plan(&site, records, code, base) {
+        match plan(&site, records, code, base, placement) {
             Plan::OptedOut => summary.opted_out += 1,
             Plan::Native => summary.native += 1,
             Plan::Undecodable => {
                 summary.undecodable += 1;
                 summary.first_undecodable.get_or_insert(site.address);
             }
-            Plan::Rewrite => {
+            Plan::Unplaceable => summary.unplaceable += 1,
+            Plan::Rewrite(run) => {
                 let r = check(code, base, &site);
                 if let Err(e) = r {
                     error = Some(e);
                     return;
                 }
                 count += 1;
-                // The slot's bytes must be a general site's unexecuted tail.
+                // The slot's bytes must be a general site's unexecuted tail,
+                // where the site is: not one the guest copies elsewhere.
                 if slot.is_none()
+                    && run.address == site.address
                     && site.site_len >= SLOT_SITE_LEN
                     && form(&site, insn_bytes(code, base, &site), fast) == Form::General
                 {
@@ -491,13 +537,12 @@ pub fn rewrite<const N: usize>(
     let slot = slot.ok_or(RewriteError::NoSlot)?;
     let mut out_of_reach = None;
     records.for_each_site(|site| {
-        if matches!(plan(&site, records, code, base), Plan::Rewrite)
-            && out_of_reach.is_none()
-            && disp(&site, slot).is_none()
-        {
-            out_of_reach = Some(RewriteError::SlotOutOfReach {
-                address: site.address,
-            });
+        if let Plan::Rewrite(run) = plan(&site, records, code, base, placement) {
+            if out_of_reach.is_none() && disp(&run, slot).is_none() {
+                out_of_reach = Some(RewriteError::SlotOutOfReach {
+                    address: run.address,
+                });
+            }
         }
     });
     if let Some(e) = out_of_reach {
@@ -507,10 +552,10 @@ pub fn rewrite<const N: usize>(
     // Pass 2: write. Nothing below can fail (checked above); failures are
     // skipped rather than unwrapped all the same.
     records.for_each_site(|site| {
-        if !matches!(plan(&site, records, code, base), Plan::Rewrite) {
+        let Plan::Rewrite(run) = plan(&site, records, code, base, placement) else {
             return;
-        }
-        let (Ok(r), Some(d)) = (range(&site, base, code.len()), disp(&site, slot)) else {
+        };
+        let (Ok(r), Some(d)) = (range(&site, base, code.len()), disp(&run, slot)) else {
             return;
         };
         let kept = usize::from(site.insn_len) + usize::from(site.pair_len);
@@ -530,9 +575,12 @@ pub fn rewrite<const N: usize>(
         ) else {
             return;
         };
-        let Some(index) = table.push(site, call_len, insn, &code[r.start..r.start + kept]) else {
+        let Some(index) = table.push(run, call_len, insn, &code[r.start..r.start + kept]) else {
             return;
         };
+        if run.address != site.address {
+            summary.copied += 1;
+        }
         let bytes = &mut code[r];
         bytes.fill(0xcc);
         match form {

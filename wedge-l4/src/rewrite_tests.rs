@@ -81,6 +81,8 @@ fn sites_become_indirect_calls_through_one_slot() {
             slot,
             undecodable: 0,
             first_undecodable: None,
+            copied: 0,
+            unplaceable: 0,
         }
     );
     // cli: call *0x12(%rip) (slot - (site + 6)), index 0, int3 fill.
@@ -426,4 +428,61 @@ fn nop_fill_is_one_instruction_up_to_nine_bytes() {
             _ => assert_eq!(&b[..2], &[0xeb, (n - 2) as u8]),
         }
     }
+}
+
+/// A site inside code the guest copies before running it (a Linux
+/// alternative's replacement at `REPL`, copied over `ORIG`): rewritten for
+/// `ORIG`, so that once copied its call reaches the slot and the entry
+/// finds it there; a site copied to no single place is left as written;
+/// the slot is never in a copied site.
+#[test]
+fn a_copied_site_is_rewritten_for_the_place_it_is_copied_to() {
+    const ORIG: u64 = 0x40; // the original the guest copies over
+    const REPL: u64 = 0x80; // the replacement
+    const ODD: u64 = 0xa0; // copied to no single place
+    let sec = section(&[&[
+        rec(REPL, Kind::Wrmsr, 16, 2),
+        rec(ODD, Kind::Wrmsr, 16, 2),
+        rec(0x00, Kind::Cli, 16, 1),
+        rec(ORIG, Kind::Rdmsr, 16, 2),
+    ]]);
+    let records = Records::parse(&sec).unwrap();
+    let (mut vcpu, mut regs, mut mem) = guest();
+    let mut c = vec![0x90u8; 0x100];
+    c[0x00] = 0xfa;
+    c[ORIG as usize..ORIG as usize + 2].copy_from_slice(&[0x0f, 0x32]);
+    for at in [REPL, ODD] {
+        c[at as usize..at as usize + 2].copy_from_slice(&[0x0f, 0x30]);
+    }
+    let placement = |s: &Site| match s.address - BASE {
+        REPL => Placement::CopiedTo(BASE + ORIG),
+        ODD => Placement::Unplaceable,
+        _ => Placement::InPlace,
+    };
+    let mut table = SiteTable::<16>::default();
+    let s = rewrite_placed(&mut c, BASE, &records, ENTRY, None, &mut table, &placement).unwrap();
+    assert_eq!((s.rewritten, s.copied, s.unplaceable), (3, 1, 1));
+    // The slot is in the first site that stays where it is (the cli), not
+    // in the copied one, which comes first in the records.
+    assert_eq!(s.slot, BASE + 0x08);
+    assert_eq!(&c[ODD as usize..ODD as usize + 2], &[0x0f, 0x30]);
+    // The guest copies the replacement over the original (Linux's
+    // `apply_alternatives`: the bytes as they are, the rest 0x90).
+    let copy: Vec<u8> = c[REPL as usize..REPL as usize + 16].to_vec();
+    c[ORIG as usize..ORIG as usize + 16].copy_from_slice(&copy);
+    // Its call now reaches the slot from the original's address...
+    let disp = i32::from_le_bytes(c[ORIG as usize + 2..ORIG as usize + 6].try_into().unwrap());
+    let after_call = BASE + ORIG + 6;
+    assert_eq!((after_call as i64 + i64::from(disp)) as u64, s.slot);
+    mem.0[0x4000..0x4100].copy_from_slice(&c);
+    // ...and the entry finds the wrmsr there, emulated where it ran.
+    let e = *table.by_return_address(after_call, &mut mem).unwrap();
+    assert_eq!((e.site.kind, e.site.address), (Kind::Wrmsr, BASE + ORIG));
+    regs.rip = e.site.address;
+    regs.set(1, 0xc000_0102); // KERNEL_GS_BASE, which the vCPU holds
+    regs.set(0, 0x1000);
+    let mut be = Mock::default();
+    crate::emulate::emulate(&e.site, e.bytes(), &mut vcpu, &mut regs, &mut mem, &mut be).unwrap();
+    assert_eq!(regs.rip, BASE + ORIG + 16);
+    assert_eq!(vcpu.kernel_gs_base, 0x1000);
 }

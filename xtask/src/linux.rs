@@ -408,8 +408,10 @@ fn loader_check(k: &Kernels) -> Result<String, String> {
 /// The wedge's core on the padded kernel (`wedge-l4/tests/linux_sites.rs`,
 /// ignored in the host tests for want of a build): every site decodes with
 /// the wedge's decoder, by kind (a kind it cannot decode fails the test,
-/// naming it), and the whole kernel's code rewrites. The table of sites by
-/// kind goes to `target/linux/wedge-sites.txt`.
+/// naming it), the whole kernel's code rewrites, and what Linux's
+/// alternatives copy over the rewritten code is handled. The table of
+/// sites by kind goes to `target/linux/wedge-sites.txt`, the alternatives'
+/// to `target/linux/alternatives.txt`.
 fn wedge_check(k: &Kernels) -> Result<String, String> {
     let mut cmd = Command::new(paths::cargo());
     cmd.args([
@@ -429,9 +431,9 @@ fn wedge_check(k: &Kernels) -> Result<String, String> {
     .current_dir(paths::root());
     let out = crate::process::run(&mut cmd, "the wedge on the padded kernel's sites")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    if !stdout.contains("2 passed") {
+    if !stdout.contains("3 passed") {
         return Err(format!(
-            "the wedge's Linux tests did not both run on the padded kernel:\n{}",
+            "the wedge's three Linux tests did not all run and pass on the padded kernel:\n{}",
             crate::process::tail(&stdout, 20)
         ));
     }
@@ -444,6 +446,18 @@ fn wedge_check(k: &Kernels) -> Result<String, String> {
         .collect();
     let path = paths::target().join("linux/wedge-sites.txt");
     std::fs::write(&path, &table).map_err(|e| format!("{}: {e}", path.display()))?;
+    let alternatives: String = stdout
+        .lines()
+        .filter_map(|l| l.trim_start_matches('.').strip_prefix("alt "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = paths::target().join("linux/alternatives.txt");
+    std::fs::write(&path, &alternatives).map_err(|e| format!("{}: {e}", path.display()))?;
+    let copied = alternatives
+        .lines()
+        .next()
+        .and_then(|l| l.split_once(": "))
+        .map_or("", |(_, r)| r);
     let counted = stdout
         .lines()
         .find_map(|l| {
@@ -452,7 +466,9 @@ fn wedge_check(k: &Kernels) -> Result<String, String> {
                 .filter(|r| r.contains(" sites of "))
         })
         .unwrap_or("its sites");
-    Ok(format!("; the wedge decodes and rewrites {counted}"))
+    Ok(format!(
+        "; the wedge decodes and rewrites {counted}; alternatives: {copied}"
+    ))
 }
 
 /// Installs what is missing, unpacks the source, builds both kernels and

@@ -171,6 +171,8 @@ void tss_set_rsp0(u64 rsp0);
 #define PTE_P 0x1ul
 #define PTE_W 0x2ul
 #define PTE_U 0x4ul
+#define PTE_A 0x20ul /* accessed: set by the CPU in every entry a walk uses */
+#define PTE_D 0x40ul /* dirty: set by the CPU at the first write to the page */
 #define PTE_PS 0x80ul
 #define PTE_COW 0x200ul /* software: a copy-on-write page (available bit 9) */
 #define PTE_ADDR 0x000ffffffffff000ul

@@ -19,7 +19,7 @@ use crate::trap::Fault;
 use crate::trap_guest::TrapCpu;
 use crate::views::{UserViews, View};
 use crate::vtlb::Vtlb;
-use crate::walk::{walk, walk_keeping_upper, Translation, ADDR};
+use crate::walk::{mark_used, walk, walk_keeping_upper, Translation, ADDR};
 
 /// What the VMM counts about a guest's messages.
 #[derive(Default, Clone, Copy, Debug)]
@@ -325,6 +325,8 @@ impl<P: Platform> Guest<'_, P> {
             Ok(t) if self.wedge_memory(t.gpa) => self.wedge_alias(rip, addr, t, write),
             Ok(t) if t.writable || !write => {
                 let (ram, upper) = (self.ram, walked.upper);
+                // The accessed and dirty bits, as the CPU's walk sets them.
+                let t = mark_used(ram, self.cr3, addr, write, t);
                 let mapped = self
                     .with_recorder(|r, spaces, _| {
                         r.map(ram, spaces, View::Kernel, addr, t, upper, write)

@@ -244,6 +244,10 @@ pub struct LinuxPrepared {
     pub code: (u64, u64),
     /// Guest-physical start of the wedge area.
     pub wedge_area: u64,
+    /// `.altinstructions` at its link address (address, size), if the
+    /// image has one: the wedge rewrites the sites of the code Linux
+    /// copies for the place it copies them to.
+    pub alternatives: Option<(u64, u64)>,
 }
 
 impl LinuxPrepared {
@@ -262,6 +266,7 @@ impl LinuxPrepared {
             wedge_area: self.wedge_area,
             protocol: previrt_protocol::ENTER_LINUX,
             code_alias: START_KERNEL_MAP,
+            alternatives: self.alternatives,
         }
     }
 }
@@ -290,6 +295,7 @@ pub fn prepare_linux(
     let layout = plan(ram.size(), &elf, initrd.len() as u64, cmdline)?;
     let entry = check_entry(&elf)?;
     let afterburn = records(&elf)?;
+    let alternatives = elf.section(".altinstructions")?;
 
     // Only now write: the reserved top, the segments, the initrd.
     ram.zero(layout.usable, ram.size() - layout.usable)?;
@@ -313,6 +319,7 @@ pub fn prepare_linux(
         afterburn,
         code: layout.code,
         wedge_area: layout.usable,
+        alternatives,
     })
 }
 

@@ -669,6 +669,12 @@ fn check_vmlinux(path: &std::path::Path, padded: bool) {
     assert_eq!(get(&z, zero_page::RAMDISK_IMAGE, 4), at);
     assert_eq!(get(&z, zero_page::RAMDISK_SIZE, 4), size);
     assert!(at > p.code.1 - START_KERNEL_MAP);
+    // Both kernels have alternatives; the wedge reads their table from the
+    // loaded code, so it must lie there, in whole entries.
+    let (alt, alt_len) = p.alternatives.expect("vmlinux has .altinstructions");
+    assert!(p.code.0 <= alt && alt + alt_len <= p.code.1);
+    assert_eq!(alt_len % wedge_l4::alternatives::ENTRY_LEN as u64, 0);
+    assert_eq!(p.as_prepared().alternatives, p.alternatives);
     println!(
         "{}: entry {:#x}, image {:#x}..{:#x}, initrd at {at:#x}, zero page {:#x}",
         path.display(),

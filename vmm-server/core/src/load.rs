@@ -80,6 +80,9 @@ pub struct Prepared {
     /// The guest's code also runs this far below `code` (the wedge finds a
     /// site's call from there too); 0: only at `code`.
     pub code_alias: u64,
+    /// The guest's table of code it copies before it runs it (Linux's
+    /// `.altinstructions`: address, size), if it has one.
+    pub alternatives: Option<(u64, u64)>,
 }
 
 const WEDGE_PAGES: usize = (WEDGE_AREA / PAGE) as usize;
@@ -132,6 +135,7 @@ pub fn prepare(ram: &Ram, image: &[u8], cmdline: &str) -> Result<Prepared, Prepa
         wedge_area: usable,
         protocol: previrt_protocol::ENTER_PV,
         code_alias: 0,
+        alternatives: None,
     })
 }
 
@@ -165,6 +169,8 @@ pub fn load_wedge(ram: &Ram, guest: &Prepared, wedge: &[u8]) -> Result<WedgeLoad
         fast_end: 0,
         protocol: guest.protocol,
         code_alias: guest.code_alias,
+        alternatives: guest.alternatives.map_or(0, |a| a.0),
+        alternatives_len: guest.alternatives.map_or(0, |a| a.1),
     };
     ram.write(guest.wedge_area + BOOT_BLOCK_OFFSET, &boot.to_bytes())?;
     let (mut code, mut read_only, mut writable) =

@@ -28,7 +28,7 @@ use crate::spaces::Spaces;
 use crate::trace::{Checksum, Record, TraceError, PREFIX, VERSION};
 use crate::views::{user_fault, UserFault, UserViews, View};
 use crate::vtlb::{MapError, Mapper, Vtlb, VtlbStrategy};
-use crate::walk::{walk_keeping_upper, Translation};
+use crate::walk::{mark_used, walk_keeping_upper, Translation};
 
 /// The most guest RAM a trace may ask the host for.
 pub const MAX_RAM: u64 = 1 << 30;
@@ -354,6 +354,8 @@ pub fn replay(trace: &Trace, strategy: VtlbStrategy, check: bool) -> Result<Outc
                         }
                     }
                     Ok(t) if t.writable || !write => {
+                        // The accessed and dirty bits, as the VMM sets them.
+                        let t = mark_used(&ram, cr3, va, write, t);
                         spaces
                             .fault(&ram, View::Kernel, va, t, walked.upper, write)
                             .map_err(|e| failed(&e))?;
@@ -378,7 +380,7 @@ pub fn replay(trace: &Trace, strategy: VtlbStrategy, check: bool) -> Result<Outc
                     user_fault(va, walked.result, write, &wedge_area),
                 ) {
                     (Ok(t), UserFault::Map { writable }) => {
-                        let t = Translation { writable, ..t };
+                        let t = mark_used(&ram, cr3, va, write, Translation { writable, ..t });
                         spaces
                             .fault(&ram, space, va, t, walked.upper, write)
                             .map_err(|e| failed(&e))?;
@@ -580,6 +582,8 @@ mod tests {
                             .unwrap();
                         let w = walk_keeping_upper(ram, ROOT, va);
                         if let Some(t) = w.result.ok().filter(|t| t.writable || !write) {
+                            // As the VMM does, recording or not.
+                            let t = mark_used(ram, ROOT, va, write, t);
                             rec.map(ram, &mut sp!(), View::Kernel, va, t, w.upper, write)
                                 .unwrap();
                         }
@@ -604,7 +608,8 @@ mod tests {
                             (w.result, user_fault(va, w.result, write, &(0..0)))
                         {
                             if writable || !write {
-                                let t = Translation { writable, ..t };
+                                let t =
+                                    mark_used(ram, ROOT, va, write, Translation { writable, ..t });
                                 rec.map(ram, &mut spaces, space, va, t, w.upper, write)
                                     .unwrap();
                             }
@@ -695,6 +700,7 @@ mod tests {
                         faults += 1;
                         let w = walk_keeping_upper(ram, ROOT, va);
                         if let Some(t) = w.result.ok().filter(|t| t.writable || !write) {
+                            let t = mark_used(ram, ROOT, va, write, t);
                             spaces
                                 .fault(ram, View::Kernel, va, t, w.upper, write)
                                 .unwrap();
@@ -709,7 +715,8 @@ mod tests {
                         let w = walk_keeping_upper(ram, ROOT, va);
                         match (w.result, user_fault(va, w.result, write, &(0..0))) {
                             (Ok(t), UserFault::Map { writable }) => {
-                                let t = Translation { writable, ..t };
+                                let t =
+                                    mark_used(ram, ROOT, va, write, Translation { writable, ..t });
                                 spaces.fault(ram, space, va, t, w.upper, write).unwrap();
                             }
                             _ => {

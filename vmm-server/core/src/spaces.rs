@@ -21,7 +21,7 @@ use core::ops::Range;
 use crate::ram::Ram;
 use crate::views::{user_fault, UserFault, UserViews, View};
 use crate::vtlb::{MapError, Mapper, Protection, Vtlb};
-use crate::walk::{walk_keeping_upper, Translation};
+use crate::walk::{mark_used, walk_keeping_upper, Translation};
 
 /// One guest's address spaces, borrowed for one event.
 pub struct Spaces<'a, M> {
@@ -122,7 +122,7 @@ impl<M: Mapper> Spaces<'_, M> {
             user_fault(addr, walked.result, write, wedge_area),
         ) {
             if writable || !write {
-                let t = Translation { writable, ..t };
+                let t = mark_used(ram, cr3, addr, write, Translation { writable, ..t });
                 // A failure only leaves the page to fault.
                 if let Ok(changed) = views.vtlbs[n].fault(ram, addr, t, walked.upper, write) {
                     views.stats.faults_premapped += 1;

@@ -21,7 +21,7 @@ use crate::ending::Ending;
 use crate::guest::{Guest, Step};
 use crate::platform::Platform;
 use crate::views::{user_fault, UserFault, View};
-use crate::walk::{walk, walk_keeping_upper, Translation};
+use crate::walk::{mark_used, walk, walk_keeping_upper, Translation};
 
 /// `GuestRegs` in wedge memory: 16 general registers, rip, rflags.
 const REGS_BYTES: u64 = 18 * 8;
@@ -136,7 +136,7 @@ impl<P: Platform> Guest<'_, P> {
                 let Ok(t) = walked.result else {
                     return Step::End(Ending::Failed("a user view mapped an untranslated page"));
                 };
-                let t = Translation { writable, ..t };
+                let t = mark_used(ram, cr3, addr, write, Translation { writable, ..t });
                 let upper = walked.upper;
                 let mapped = self
                     .with_recorder(|r, spaces, _| r.map(ram, spaces, space, addr, t, upper, write))

@@ -27,7 +27,9 @@ pub use previrt_protocol::VtlbStrategy;
 
 use crate::ram::Ram;
 use crate::regions::Regions;
-use crate::walk::{finish_walk, upper_levels, walk, Translation, Upper, WalkFault, ADDR};
+use crate::walk::{
+    finish_walk, upper_levels, walk, Translation, Upper, WalkFault, ACCESSED, ADDR, DIRTY,
+};
 
 /// Makes and removes the real mappings the vTLB decides on.
 pub trait Mapper {
@@ -370,6 +372,9 @@ impl<M: Mapper> Vtlb<M> {
     fn prefetch(&mut self, ram: &Ram, va: u64, upper: u64) {
         let block = va & !(PREFETCH_PAGES * 4096 - 1);
         let unpacked = Upper::unpack(upper);
+        let Some(table) = last_level_table(upper) else {
+            return;
+        };
         for i in 0..PREFETCH_PAGES {
             let page = block + i * 4096;
             if page == va & !0xfff || self.mappings().iter().any(|m| m.va == page) {
@@ -384,6 +389,11 @@ impl<M: Mapper> Vtlb<M> {
             if (self.reserved.0..self.reserved.1).contains(&t.gpa) || (self.user_only && !t.user) {
                 continue;
             }
+            // A speculative TLB fill: the page's entry accessed (the upper
+            // levels were, by the fault's walk), writable only if dirty.
+            let Some(t) = mark_prefetched(ram, table, page, t) else {
+                continue;
+            };
             if self.map(page, t, upper).is_err() {
                 return;
             }
@@ -601,8 +611,11 @@ impl<M: Mapper> Vtlb<M> {
                 }
             }
             let user_only = self.user_only;
+            // At most the rights the tables give: a page mapped read-only
+            // until its first write (it was clean, `walk::mark_used`) stays
+            // so where the tables allow writing.
             if finish_walk(ram, upper, va)
-                .is_ok_and(|t| t.gpa == gpa && t.writable == writable && (t.user || !user_only))
+                .is_ok_and(|t| t.gpa == gpa && (t.writable || !writable) && (t.user || !user_only))
             {
                 i += 1;
             } else {
@@ -737,6 +750,21 @@ fn last_level_table(upper: u64) -> Option<u64> {
         Ok(Upper::Table { at, .. }) if upper != 0 => Some(at),
         _ => None,
     }
+}
+
+/// The accessed bit set in the entry of `table` (a last-level page table)
+/// that maps `va` to `t`; `t` with the rights to map it with (writable only
+/// if the page is dirty). `None` if the entry cannot be read or written.
+fn mark_prefetched(ram: &Ram, table: u64, va: u64, t: Translation) -> Option<Translation> {
+    let at = table + ((va >> 12) & 511) * 8;
+    let entry = ram.read_u64(at).ok()?;
+    if entry & ACCESSED == 0 {
+        ram.write_u64(at, entry | ACCESSED).ok()?;
+    }
+    Some(Translation {
+        writable: t.writable && entry & DIRTY != 0,
+        ..t
+    })
 }
 
 /// Whether the guest's translation justifies mapping `m`: the same frame,
@@ -1010,6 +1038,8 @@ pub(crate) mod tests {
                 Op::Touch { page } => {
                     let w = crate::walk::walk_keeping_upper(&ram, ROOT, page);
                     if let Ok(t) = w.result {
+                        // As the VMM does: the walk's bits set first.
+                        let t = crate::walk::mark_used(&ram, ROOT, page, t.writable, t);
                         vtlb.fault(&ram, page, t, w.upper, t.writable).unwrap();
                     }
                 }
@@ -1122,6 +1152,48 @@ pub(crate) mod tests {
         assert_eq!(vtlb.count, 6);
         assert!(!vtlb.mapper.pages.contains_key(&(VA + 5 * 4096)));
         assert!(!vtlb.mapper.pages.contains_key(&(VA + 6 * 4096)));
+    }
+
+    /// Prefetching is a speculative TLB fill: the neighbours' entries get
+    /// their accessed bit, and a clean neighbour is mapped read-only so that
+    /// its first write faults and dirties it; a dirty one is writable.
+    #[test]
+    fn prefetch_sets_accessed_and_maps_clean_neighbours_read_only() {
+        let host = HostRam::new(4 << 20);
+        let ram = host.ram();
+        let mut tables = Tables::new(&ram, ROOT);
+        for i in 0..4 {
+            let dirty = if i == 3 { DIRTY } else { 0 };
+            tables.set(VA + i * 4096, 0x20_0000 + i * 4096, 3 | dirty);
+        }
+        let mut vtlb = boxed();
+        vtlb.clear(VtlbStrategy::Prefetch, true, (0, 0));
+        let w = crate::walk::walk_keeping_upper(&ram, ROOT, VA);
+        let t = crate::walk::mark_used(&ram, ROOT, VA, true, w.result.unwrap());
+        vtlb.fault(&ram, VA, t, w.upper, true).unwrap();
+        let table = w.upper & ADDR;
+        let entry = |i: u64| {
+            ram.read_u64(table + ((VA >> 12) & 511) * 8 + i * 8)
+                .unwrap()
+        };
+        let writable = |vtlb: &Vtlb<ModelSpace>, i: u64| {
+            vtlb.mappings()
+                .iter()
+                .find(|m| m.va == VA + i * 4096)
+                .map(|m| m.writable)
+        };
+        assert_eq!(entry(0) & (ACCESSED | DIRTY), ACCESSED | DIRTY, "the write");
+        assert_eq!(writable(&vtlb, 0), Some(true));
+        for i in 1..3 {
+            assert_eq!(entry(i) & (ACCESSED | DIRTY), ACCESSED, "neighbour {i}");
+            assert_eq!(writable(&vtlb, i), Some(false), "neighbour {i}");
+        }
+        assert_eq!(entry(3) & (ACCESSED | DIRTY), ACCESSED | DIRTY);
+        assert_eq!(writable(&vtlb, 3), Some(true));
+        // A CR3 load keeps the read-only mappings of writable pages: they
+        // give no more than the tables allow.
+        assert_eq!(vtlb.reload(&ram, ROOT).unwrap(), 4);
+        assert_eq!(writable(&vtlb, 1), Some(false));
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub const WRITABLE: u64 = 2;
 pub const LARGE: u64 = 0x80;
 /// The user/supervisor bit of an entry: set, user mode may use it.
 pub const USER: u64 = 4;
+/// Entry bit 5: accessed, set by the CPU in every entry a translation
+/// uses.
+pub const ACCESSED: u64 = 0x20;
+/// Entry bit 6 of the entry that maps a page: dirty, set by the CPU at the
+/// first write through it.
+pub const DIRTY: u64 = 0x40;
 
 /// Where a guest-virtual page lives in guest-physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +215,51 @@ pub fn finish_walk(
         writable,
         user,
     })
+}
+
+/// What the CPU does to the guest's tables when it loads a translation of
+/// `va` for an access (a write or not) into its TLB, done when the VMM
+/// maps a page it walked from `cr3` and found `t`: the accessed bit set in
+/// every entry of the walk, and on a write the dirty bit in the entry that
+/// maps the page. Returns the rights to map it with: writable only once
+/// the page is dirty, so that the first write through a page mapped at a
+/// read faults again and sets the bit (a writable mapping would let the
+/// guest write without the VMM seeing it, leaving a written page clean).
+///
+/// The entries are re-read (the walk that found `t` read them a moment
+/// ago, and the guest waits for the VMM meanwhile); a bit already set is
+/// not written again. An entry that cannot be read or is no longer
+/// present ends the marking, and the page is mapped read-only.
+pub fn mark_used(ram: &Ram, cr3: u64, va: u64, write: bool, t: Translation) -> Translation {
+    let mut table = cr3 & ADDR;
+    for level in (1..=4u8).rev() {
+        let shift = 12 + 9 * u32::from(level - 1);
+        let at = table + ((va >> shift) & 511) * 8;
+        let Ok(entry) = ram.read_u64(at) else {
+            break;
+        };
+        if entry & PRESENT == 0 {
+            break;
+        }
+        // PS at the PML4 is ignored, as in `upper_levels`.
+        let leaf = level == 1 || (level <= 3 && entry & LARGE != 0);
+        let dirty = leaf && (entry & DIRTY != 0 || (write && t.writable));
+        let marked = entry | ACCESSED | if dirty { DIRTY } else { 0 };
+        if marked != entry && ram.write_u64(at, marked).is_err() {
+            break;
+        }
+        if leaf {
+            return Translation {
+                writable: t.writable && dirty,
+                ..t
+            };
+        }
+        table = entry & ADDR;
+    }
+    Translation {
+        writable: false,
+        ..t
+    }
 }
 
 #[cfg(test)]
@@ -592,6 +643,80 @@ mod tests {
         assert_eq!(w.result, Err(WalkFault::NotPresent { level: 2 }));
         assert_eq!(w.upper, 0);
         assert_eq!(Upper::unpack(0), Err(WalkFault::NotPresent { level: 2 }));
+    }
+
+    /// The A and D bits of each entry on the way to `VA`, PML4 first.
+    fn ad(h: &HostRam) -> [u64; 4] {
+        PATH.map(|at| h.ram().read_u64(at).unwrap() & (ACCESSED | DIRTY))
+    }
+
+    #[test]
+    fn a_read_sets_accessed_everywhere_and_maps_a_clean_page_read_only() {
+        let h = four_levels();
+        let t = walk(&h.ram(), PML4, VA).unwrap();
+        let mapped = mark_used(&h.ram(), PML4, VA, false, t);
+        assert_eq!(ad(&h), [ACCESSED; 4], "no dirty bit without a write");
+        assert_eq!(
+            mapped,
+            Translation {
+                writable: false,
+                ..t
+            }
+        );
+        // The write that follows faults and dirties the page: writable now.
+        let mapped = mark_used(&h.ram(), PML4, VA, true, t);
+        assert_eq!(ad(&h), [ACCESSED, ACCESSED, ACCESSED, ACCESSED | DIRTY]);
+        assert_eq!(mapped, t);
+        // A dirty page is mapped writable at a read: nothing left to record.
+        assert_eq!(mark_used(&h.ram(), PML4, VA, false, t), t);
+    }
+
+    #[test]
+    fn a_write_sets_dirty_only_in_the_entry_that_maps_the_page() {
+        let h = four_levels();
+        let t = walk(&h.ram(), PML4, VA).unwrap();
+        assert_eq!(mark_used(&h.ram(), PML4, VA, true, t), t);
+        assert_eq!(ad(&h), [ACCESSED, ACCESSED, ACCESSED, ACCESSED | DIRTY]);
+        // Only the walk's entries: the neighbour's is untouched.
+        assert_eq!(h.ram().read_u64(PT + 6 * 8).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_read_only_page_is_never_dirtied() {
+        let h = four_levels();
+        h.set(PT + 5 * 8, FRAME | P);
+        let t = walk(&h.ram(), PML4, VA).unwrap();
+        assert!(!t.writable);
+        assert_eq!(mark_used(&h.ram(), PML4, VA, true, t), t);
+        assert_eq!(ad(&h), [ACCESSED; 4]);
+    }
+
+    #[test]
+    fn a_large_page_is_dirtied_in_its_directory_entry() {
+        let h = four_levels();
+        h.set(PD + 8, 0x20_0000 | PW | LARGE);
+        let t = walk(&h.ram(), PML4, VA).unwrap();
+        assert_eq!(mark_used(&h.ram(), PML4, VA, true, t), t);
+        let pde = h.ram().read_u64(PD + 8).unwrap();
+        assert_eq!(pde & (ACCESSED | DIRTY), ACCESSED | DIRTY);
+        assert_eq!(pde & !(ACCESSED | DIRTY), 0x20_0000 | PW | LARGE);
+        // The page table the PDE no longer points to is not touched.
+        assert_eq!(h.ram().read_u64(PT + 5 * 8).unwrap(), FRAME | PW);
+    }
+
+    #[test]
+    fn tables_changed_under_the_walk_map_the_page_read_only() {
+        let h = four_levels();
+        let t = walk(&h.ram(), PML4, VA).unwrap();
+        h.set(PD + 8, 0);
+        assert_eq!(
+            mark_used(&h.ram(), PML4, VA, true, t),
+            Translation {
+                writable: false,
+                ..t
+            }
+        );
+        assert_eq!(h.ram().read_u64(PT + 5 * 8).unwrap(), FRAME | PW);
     }
 }
 

@@ -28,10 +28,11 @@ use previrt_protocol::{
     WEDGE_BOOT_MAGIC, WEDGE_STATS_MAGIC,
 };
 use wedge_l4::afterburn_format::Kind;
+use wedge_l4::alternatives::{Alternatives, Placements};
 use wedge_l4::emulate::{emulate_decoded, enter_syscall, EmulateError, Outcome};
 use wedge_l4::memory::{reg, GuestRegs};
 use wedge_l4::records::Records;
-use wedge_l4::rewrite::{rewrite, FastPaths, SiteEntry, SiteTable};
+use wedge_l4::rewrite::{rewrite_placed, FastPaths, SiteEntry, SiteTable};
 use wedge_l4::vcpu::{SegReg, Vcpu, FLAG_IOPL, VCPU_MAGIC};
 
 use crate::backend::Sel4Backend;
@@ -41,6 +42,9 @@ const STACK_SIZE: usize = 32 * 1024;
 const MAX_SITES: usize = 4096;
 /// Sites left as written the wedge remembers (Linux 6.1 has 67).
 const MAX_LEFT: usize = 256;
+/// Most sites the guest copies before running them (Linux 6.1 with our
+/// config: 18 in `.altinstr_replacement`).
+const MAX_COPIED: usize = 256;
 
 #[repr(C, align(16))]
 struct Stack([u8; STACK_SIZE]);
@@ -53,6 +57,7 @@ static mut STATE: State = State {
     left: [(0, Kind::Cli); MAX_LEFT],
     left_count: 0,
     sites: SiteTable::new(),
+    copied: Placements::new(),
 };
 /// The frame `iretq` resumes the guest from: rip, cs, rflags, rsp, ss.
 #[no_mangle]
@@ -77,6 +82,8 @@ struct State {
     left_count: usize,
     /// Too big for the stack (about 200 KiB): filled in place.
     sites: SiteTable<MAX_SITES>,
+    /// Where the sites the guest copies run (`wedge_l4::alternatives`).
+    copied: Placements<MAX_COPIED>,
 }
 
 // Register order of `GuestRegs::gpr` (x86 encoding numbers), then rip and
@@ -446,13 +453,34 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
             st.left_count += 1;
         }
     });
-    let summary = match rewrite(
+    // Where the sites of code the guest copies (Linux's alternatives) will
+    // run, read from its table before the rewrite writes the code: the
+    // table must lie in the code the wedge was given.
+    let alts = if boot.alternatives_len == 0 {
+        Alternatives::none()
+    } else {
+        let table = boot
+            .alternatives
+            .checked_sub(boot.code_start)
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| code.get(at..at.checked_add(boot.alternatives_len as usize)?));
+        match table.map(|t| Alternatives::new(t, boot.alternatives)) {
+            Some(Ok(a)) => a,
+            _ => stop(ShutdownReason::SitesNotRewritable),
+        }
+    };
+    if st.copied.decide(&records, &alts).is_err() {
+        stop(ShutdownReason::SitesNotRewritable);
+    }
+    let copied = &st.copied;
+    let summary = match rewrite_placed(
         code,
         boot.code_start,
         &records,
         wedge_site_entry as *const () as u64,
         gs_reaches_vcpu().then_some(&fast),
         &mut st.sites,
+        &|site| copied.of(site),
     ) {
         Ok(s) => s,
         Err(_) => stop(ShutdownReason::SitesNotRewritable),
@@ -462,7 +490,7 @@ extern "C" fn wedge_init(boot: *const WedgeBoot, regs: &mut GuestRegs) {
         *out = n;
     }
     stats.fast = summary.fast as u32;
-    stats.native = (summary.native + summary.opted_out) as u32;
+    stats.native = (summary.native + summary.opted_out + summary.unplaceable) as u32;
     stats.undecodable = summary.undecodable as u64;
     stats.first_undecodable = summary.first_undecodable.unwrap_or(0);
     stats.magic = WEDGE_STATS_MAGIC;

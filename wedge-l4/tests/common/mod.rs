@@ -2,4 +2,5 @@
 //! Each test file is a crate of its own and uses only part of them.
 #![allow(dead_code)]
 
+pub mod alternatives;
 pub mod elf;

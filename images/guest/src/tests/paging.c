@@ -101,6 +101,29 @@ void test_paging(struct checker *c)
     check_eq(c, "#PF address after unmap and invlpg", TEST_VA + 0x1000, probe_cr2);
     check_eq(c, "#PF error: not present, read", 0x0, probe_error & 0x7);
 
+    /* Accessed and dirty bits, as the CPU sets them (what Linux reads for
+     * page reclaim and writeback): a read sets A in every entry of the
+     * walk and no D; the first write sets D in the page's entry. The CR3
+     * load drops whatever a TLB held of the cleared entries. */
+    u64 ad_va = TEST_VA + 0x3000;
+    map_page(as1, ad_va, page_alloc(), PTE_W);
+    /* Volatile: the CPU (or the VMM) writes them behind the compiler. */
+    volatile u64 *ad_pte = pte_lookup(as1, ad_va, 0), *ad_pde = pde_lookup(as1, ad_va);
+    volatile u64 *ad_pml4e = &((u64 *)as1)[(ad_va >> 39) & 511];
+    *ad_pte &= ~(PTE_A | PTE_D);
+    *ad_pde &= ~PTE_A;
+    *ad_pml4e &= ~PTE_A;
+    write_cr3(as1);
+    (void)*(volatile u64 *)ad_va;
+    check_eq(c, "a read sets the accessed bit, not the dirty bit", PTE_A, *ad_pte & (PTE_A | PTE_D));
+    check_eq(c, "a read sets the accessed bit in the tables above", PTE_A, *ad_pde & *ad_pml4e & PTE_A);
+    *(volatile u64 *)ad_va = 1;
+    check_eq(c, "the first write sets the dirty bit", PTE_A | PTE_D, *ad_pte & (PTE_A | PTE_D));
+    *ad_pte &= ~(PTE_A | PTE_D);
+    invlpg(ad_va);
+    *(volatile u64 *)ad_va = 2;
+    check_eq(c, "a write after invlpg sets both again", PTE_A | PTE_D, *ad_pte & (PTE_A | PTE_D));
+
     write_cr3(saved);
     check_eq(c, "back on the boot address space", saved, read_cr3());
 }
