@@ -274,7 +274,7 @@ fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison, shown: 
                     escape(&row.workload),
                     per_iteration_text(v)
                 );
-                (per_iteration_text(v), baseline - h)
+                (bar_label(v), baseline - h)
             }
             // No bar; the notes under the chart say why.
             Some(v) => (per_iteration_text(v), baseline),
@@ -319,6 +319,16 @@ fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison, shown: 
         );
     }
     let _ = writeln!(svg, "</g>");
+}
+
+/// The value over a bar: in millions from ten million up (Linux's boot),
+/// which would not fit over a bar in full; the bar's tooltip has it all.
+fn bar_label(value: f64) -> String {
+    if value >= 1e7 {
+        format!("{:.1}M", value / 1e6)
+    } else {
+        per_iteration_text(value)
+    }
 }
 
 fn short_name(name: &str) -> String {
@@ -578,7 +588,8 @@ mod tests {
         assert_eq!(classes[6..], ["bar plain", "bar bare", "bar seL4"]);
         let texts = texts(&svg);
         for expected in [
-            "1000000000.0",
+            "1000.0M",
+            "1200.0M",
             "padded 1.200×",
             "2.500×",
             "plain",
@@ -591,6 +602,7 @@ mod tests {
             );
         }
         assert_eq!(texts.iter().filter(|t| *t == "no padding ratio").count(), 3);
+        assert!(svg.contains("linux-boot, plain: 1000000000.0 ticks/iteration"));
         // Without plain values, no plain bar, legend or line.
         assert!(!render("t", &today()).contains("plain"));
     }
