@@ -329,10 +329,15 @@ fn run_guest(info: &StartInfo, page: &StartPage, g: usize) -> u8 {
             "no wedge"
         }
     );
+    // The TSC as the guest's thread starts: where `cargo xtask bench`
+    // measures Linux's boot on seL4 from (docs/linux.md, "Boot and /init
+    // in ticks").
+    let entered = previrt_sel4::cpu::rdtsc();
     if let Err(e) = Tcb(guest_tcb_slot(g as u64)).write_registers(true, &regs) {
         println!("vmm-server: guest{id}: cannot start its thread: {e}");
         return 1;
     }
+    println!("vmm-server: guest{id}: started at TSC {entered}");
     let devices = match Devices::new(Console::open(info, id)) {
         Ok(d) => d,
         Err(e) => {

@@ -63,6 +63,7 @@ fn run_bare(image: Image, cmdline: &str) -> Result<Vec<Sample>, String> {
         com2: false,
         settle: None,
         debugcons: &[],
+        fixed_rtc: false,
     };
     let run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
     if run.outcome != qemu::Outcome::Passed {
@@ -120,15 +121,39 @@ fn table(samples: &[Sample]) -> String {
 
 /// Replaces this platform's rows in results.csv, keeping other platforms'.
 fn write_csv(samples: &[Sample]) -> Result<(), String> {
+    let platforms: Vec<&str> = samples.iter().map(|s| s.platform).collect();
+    write_csv_replacing(samples, |_, _, platform| platforms.contains(&platform))
+}
+
+/// Adds `samples` to results.csv, replacing the rows of the same workload,
+/// image and platform (Linux's, beside `bench --bare`'s bare rows).
+fn write_csv_rows(samples: &[Sample]) -> Result<(), String> {
+    write_csv_replacing(samples, |workload, image, platform| {
+        samples
+            .iter()
+            .any(|s| s.workload == workload && s.image.name() == image && s.platform == platform)
+    })
+}
+
+/// Writes results.csv: the old rows `stale` does not reject
+/// (workload, image, platform), then `samples`.
+fn write_csv_replacing(
+    samples: &[Sample],
+    stale: impl Fn(&str, &str, &str) -> bool,
+) -> Result<(), String> {
     let dir = paths::target().join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("results.csv");
-    let platforms: Vec<&str> = samples.iter().map(|s| s.platform).collect();
     let mut out = String::from("workload,image,platform,iterations,ticks\n");
     if let Ok(old) = std::fs::read_to_string(&path) {
         for line in old.lines().skip(1) {
-            let platform = line.split(',').nth(2).unwrap_or("");
-            if !platforms.contains(&platform) {
+            let mut fields = line.split(',');
+            let (workload, image, platform) = (
+                fields.next().unwrap_or(""),
+                fields.next().unwrap_or(""),
+                fields.next().unwrap_or(""),
+            );
+            if !stale(workload, image, platform) {
                 out.push_str(line);
                 out.push('\n');
             }
@@ -357,14 +382,36 @@ pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
     let tools = setup::ensure()?;
     let kernel = crate::kernel::build(&tools, flavour)?;
     let cmdline = format!("bench={SEL4_WORKLOADS}");
-    // Bare, the same image and command line.
+    // Bare, the same image and command line; and the plain image bare, for
+    // what padding costs.
     let bare = run_bare(Image::Padded, &cmdline)?;
+    let plain = run_bare(Image::Plain, &cmdline)?;
     // On seL4: the generated system with the command line in the VMM's start page.
     let (sel4, serial) = run_system(&kernel, Image::Padded, &cmdline, false)?;
     let trap_cmdline = format!("bench={TRAP_WORKLOADS}");
     let (trap, trap_serial) = run_system(&kernel, Image::Plain, &trap_cmdline, true)?;
-    let rows = compare(&bare, &sel4, &trap);
+    // Linux: boot to /init and /init's workload, plain and padded bare,
+    // padded on seL4 (docs/linux.md, "Boot and /init in ticks"). Without
+    // them (a failed run) the rest is still written, and the command fails.
+    let linux = crate::linux_timing::measure(&kernel);
+    let (mut plain_all, mut bare_all, mut sel4_all) = (plain, bare, sel4.clone());
+    if let Ok(m) = &linux {
+        for s in m.samples() {
+            match (s.image, s.platform) {
+                (Image::Plain, _) => plain_all.push(s),
+                (_, "bare") => bare_all.push(s),
+                _ => sel4_all.push(s),
+            }
+        }
+    }
+    let rows = compare(&plain_all, &bare_all, &sel4_all, &trap);
     let mut out = comparison_table(&rows);
+    match &linux {
+        Ok(m) => out.push_str(&m.before_linux()),
+        Err(e) => {
+            let _ = writeln!(out, "linux: not measured: {e}");
+        }
+    }
     for (platform, serial) in [("seL4", &serial), ("trap", &trap_serial)] {
         for line in serial.lines().filter(|l| {
             l.starts_with("vmm-server: guest0:")
@@ -381,6 +428,9 @@ pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
     let mut samples = sel4;
     samples.extend(trap);
     write_csv(&samples)?;
+    if let Ok(m) = &linux {
+        write_csv_rows(&m.samples())?;
+    }
     let dir = paths::target().join("bench");
     crate::write_atomically(&dir.join("sel4.txt"), out.as_bytes())?;
     for (name, text) in [
@@ -391,8 +441,48 @@ pub fn sel4(flavour: crate::kernel::Flavour) -> Result<(), String> {
         crate::write_atomically(&path, text.as_bytes())?;
         eprintln!("xtask: wrote {}", path.display());
     }
+    linux.map(|_| ())
+}
+
+/// `bench --linux`: Linux's rows alone (the full `bench` has them after
+/// the test guest's), in results.csv and in `target/bench/linux.{txt,csv,svg}`.
+pub fn linux(flavour: crate::kernel::Flavour) -> Result<(), String> {
+    let tools = setup::ensure()?;
+    let kernel = crate::kernel::build(&tools, flavour)?;
+    let m = crate::linux_timing::measure(&kernel)?;
+    let samples = m.samples();
+    let pick = |image: Image, platform: &str| -> Vec<Sample> {
+        samples
+            .iter()
+            .filter(|s| s.image == image && s.platform == platform)
+            .cloned()
+            .collect()
+    };
+    let rows = compare(
+        &pick(Image::Plain, "bare"),
+        &pick(Image::Padded, "bare"),
+        &pick(Image::Padded, "sel4"),
+        &[],
+    );
+    let mut out = comparison_table(&rows);
+    out.push_str(&m.before_linux());
+    print!("{out}");
+    write_csv_rows(&samples)?;
+    let dir = paths::target().join("bench");
+    crate::write_atomically(&dir.join("linux.txt"), out.as_bytes())?;
+    for (name, text) in [
+        ("linux.csv", comparison_csv(&rows)),
+        ("linux.svg", chart::render(LINUX_CHART_TITLE, &rows)),
+    ] {
+        let path = dir.join(name);
+        crate::write_atomically(&path, text.as_bytes())?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
     Ok(())
 }
+
+const LINUX_CHART_TITLE: &str =
+    "Linux 6.1: boot to /init and /init's workload, bare (plain, padded) and on seL4";
 
 /// Boots the generated system with `image` and the guest command line
 /// `cmdline` under icount — pre-virtualized, or with `trap` under
@@ -429,7 +519,7 @@ fn run_system(
 }
 
 const CHART_TITLE: &str =
-    "Guest workloads: bare, pre-virtualized on seL4, trap-and-emulate on seL4";
+    "Guest workloads and Linux: bare, pre-virtualized on seL4, trap-and-emulate on seL4";
 
 /// One workload of `bench`: ticks per iteration bare and on seL4, `None`
 /// where that platform has no sample. The terminal table, sel4.csv and
@@ -437,6 +527,9 @@ const CHART_TITLE: &str =
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
     pub workload: String,
+    /// The plain image (no padding), bare.
+    pub plain: Option<f64>,
+    /// The padded image, bare.
     pub bare: Option<f64>,
     /// Pre-virtualized, on seL4.
     pub sel4: Option<f64>,
@@ -445,9 +538,18 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Bare, seL4 and trap, in the chart's order.
-    pub fn values(&self) -> [Option<f64>; 3] {
-        [self.bare, self.sel4, self.trap]
+    /// Plain, bare, seL4 and trap, in the chart's order.
+    pub fn values(&self) -> [Option<f64>; 4] {
+        [self.plain, self.bare, self.sel4, self.trap]
+    }
+
+    /// bare/plain: what the padding costs on the bare machine; `None`
+    /// without both values or with a plain value of 0.
+    pub fn padding(&self) -> Option<f64> {
+        match (self.plain, self.bare) {
+            (Some(p), Some(b)) if p > 0.0 => Some(b / p),
+            _ => None,
+        }
     }
 
     /// trap/seL4: how many times faster pre-virtualization is than
@@ -488,18 +590,24 @@ pub fn speedup_text(speedup: f64) -> String {
     format!("{speedup:.1}")
 }
 
-/// Pairs the runs' samples by workload: bare's order first, then any
-/// workload only seL4 (then only trap) ran. A workload sampled twice keeps
-/// its first sample.
-pub fn compare(bare: &[Sample], sel4: &[Sample], trap: &[Sample]) -> Vec<Comparison> {
+/// Pairs the runs' samples by workload: plain's order first, then any
+/// workload only bare (then seL4, then trap) ran. A workload sampled twice
+/// keeps its first sample.
+pub fn compare(
+    plain: &[Sample],
+    bare: &[Sample],
+    sel4: &[Sample],
+    trap: &[Sample],
+) -> Vec<Comparison> {
     let mut rows: Vec<Comparison> = Vec::new();
-    for (i, samples) in [bare, sel4, trap].into_iter().enumerate() {
+    for (i, samples) in [plain, bare, sel4, trap].into_iter().enumerate() {
         for sample in samples {
             let at = match rows.iter().position(|r| r.workload == sample.workload) {
                 Some(at) => at,
                 None => {
                     rows.push(Comparison {
                         workload: sample.workload.clone(),
+                        plain: None,
                         bare: None,
                         sel4: None,
                         trap: None,
@@ -508,8 +616,9 @@ pub fn compare(bare: &[Sample], sel4: &[Sample], trap: &[Sample]) -> Vec<Compari
                 }
             };
             let slot = match i {
-                0 => &mut rows[at].bare,
-                1 => &mut rows[at].sel4,
+                0 => &mut rows[at].plain,
+                1 => &mut rows[at].bare,
+                2 => &mut rows[at].sel4,
                 _ => &mut rows[at].trap,
             };
             slot.get_or_insert(sample.per_iteration());
@@ -523,9 +632,11 @@ fn comparison_table(rows: &[Comparison]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:>14} {:>14} {:>12} {:>16} {:>14} {:>10}",
+        "{:<10} {:>14} {:>14} {:>12} {:>14} {:>12} {:>16} {:>14} {:>10}",
         "workload",
+        "plain t/iter",
         "bare t/iter",
+        "bare/plain",
         "seL4 t/iter",
         "seL4/bare",
         "seL4-bare t/iter",
@@ -535,9 +646,11 @@ fn comparison_table(rows: &[Comparison]) -> String {
     for row in rows {
         let _ = writeln!(
             out,
-            "{:<10} {:>14} {:>14} {:>12} {:>16} {:>14} {:>10}",
+            "{:<10} {:>14} {:>14} {:>12} {:>14} {:>12} {:>16} {:>14} {:>10}",
             row.workload,
+            text(row.plain, per_iteration_text),
             text(row.bare, per_iteration_text),
+            text(row.padding(), ratio_text),
             text(row.sel4, per_iteration_text),
             text(row.ratio(), ratio_text),
             text(row.overhead(), per_iteration_text),
@@ -552,14 +665,16 @@ fn comparison_table(rows: &[Comparison]) -> String {
 fn comparison_csv(rows: &[Comparison]) -> String {
     let text = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(String::new, f);
     let mut out = String::from(
-        "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter,trap_ticks_per_iter,speedup\n",
+        "workload,plain_ticks_per_iter,bare_ticks_per_iter,padding_ratio,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter,trap_ticks_per_iter,speedup\n",
     );
     for row in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             csv_field(&row.workload),
+            text(row.plain, per_iteration_text),
             text(row.bare, per_iteration_text),
+            text(row.padding(), ratio_text),
             text(row.sel4, per_iteration_text),
             text(row.ratio(), ratio_text),
             text(row.overhead(), per_iteration_text),
@@ -627,7 +742,7 @@ mod tests {
     #[test]
     fn compare_pairs_workloads_and_keeps_those_of_one_platform() {
         let (bare, sel4) = runs();
-        let rows = compare(&bare, &sel4, &[]);
+        let rows = compare(&[], &bare, &sel4, &[]);
         let names: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
         assert_eq!(names, ["cpu", "irqsave", "pagefault", "timer", "extra"]);
         assert_eq!((rows[1].bare, rows[1].sel4), (Some(11.0), Some(28.0)));
@@ -638,6 +753,7 @@ mod tests {
         assert_eq!(rows[3].ratio(), None);
         // A bare value of 0 has no ratio, but an overhead.
         let zero = compare(
+            &[],
             &[sample("z", "bare", 0, 0)],
             &[sample("z", "sel4", 1, 5)],
             &[],
@@ -649,15 +765,16 @@ mod tests {
     fn csv_has_a_header_and_one_line_per_workload() {
         let (bare, sel4) = runs();
         let trap = [sample("irqsave", "trap", 1000, 3_500_000)];
-        let csv = comparison_csv(&compare(&bare, &sel4, &trap));
+        let plain = [sample("irqsave", "bare", 1000, 10_000)];
+        let csv = comparison_csv(&compare(&plain, &bare, &sel4, &trap));
         assert_eq!(
             csv,
-            "workload,bare_ticks_per_iter,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter,trap_ticks_per_iter,speedup\n\
-             cpu,409606.0,409840.0,1.001,234.0,,\n\
-             irqsave,11.0,28.0,2.545,17.0,3500.0,125.0\n\
-             pagefault,200.0,10000.0,50.000,9800.0,,\n\
-             timer,5.0,,,,,\n\
-             extra,,2.5,,,,\n"
+            "workload,plain_ticks_per_iter,bare_ticks_per_iter,padding_ratio,sel4_ticks_per_iter,ratio,overhead_ticks_per_iter,trap_ticks_per_iter,speedup\n\
+             irqsave,10.0,11.0,1.100,28.0,2.545,17.0,3500.0,125.0\n\
+             cpu,,409606.0,,409840.0,1.001,234.0,,\n\
+             pagefault,,200.0,,10000.0,50.000,9800.0,,\n\
+             timer,,5.0,,,,,,\n\
+             extra,,,,2.5,,,,\n"
         );
         assert_eq!(csv_field("a,\"b"), "\"a,\"\"b\"");
     }
@@ -666,7 +783,8 @@ mod tests {
     fn table_csv_and_chart_print_the_same_numbers() {
         let (bare, sel4) = runs();
         let trap = [sample("irqsave", "trap", 1000, 3_500_000)];
-        let rows = compare(&bare, &sel4, &trap);
+        let plain = [sample("irqsave", "bare", 1000, 10_000)];
+        let rows = compare(&plain, &bare, &sel4, &trap);
         let table = comparison_table(&rows);
         assert_eq!(table.lines().count(), 1 + rows.len());
         let fields: Vec<Vec<&str>> = table
@@ -674,13 +792,18 @@ mod tests {
             .map(|l| l.split_whitespace().collect())
             .collect();
         assert_eq!(
-            fields[2],
-            ["irqsave", "11.0", "28.0", "2.545", "17.0", "3500.0", "125.0"]
+            fields[1],
+            ["irqsave", "10.0", "11.0", "1.100", "28.0", "2.545", "17.0", "3500.0", "125.0"]
         );
-        assert_eq!(fields[4], ["timer", "5.0", "-", "-", "-", "-", "-"]);
+        assert_eq!(
+            fields[4],
+            ["timer", "-", "5.0", "-", "-", "-", "-", "-", "-"]
+        );
         let svg = chart::render(CHART_TITLE, &rows);
         for number in [
             "409840.0",
+            "10.0",
+            "padded 1.100×",
             "2.545×",
             "10000.0",
             "2.5",

@@ -1,12 +1,17 @@
 //! The comparison of `cargo xtask bench` as an SVG bar chart: per workload
-//! a bare, a seL4 (pre-virtualized) and, when measured, a trap-and-emulate
-//! bar of ticks per iteration, on a log axis
-//! because the workloads span six orders of magnitude (irqsave ~10, cpu
-//! ~400,000). Pure and deterministic: the same rows give the same bytes.
+//! a bare, a seL4 (pre-virtualized) and, when measured, a plain-image bare
+//! and a trap-and-emulate bar of ticks per iteration, on a log axis
+//! because the workloads span eight orders of magnitude (irqsave ~10, cpu
+//! ~400,000, Linux's boot ~10^9). Pure and deterministic: the same rows
+//! give the same bytes.
 
 use std::fmt::Write as _;
 
 use crate::bench::{per_iteration_text, ratio_text, speedup_text, Comparison};
+
+/// The platforms a chart shows: indices into [`PLATFORMS`] (and
+/// [`Comparison::values`]), in drawing order.
+type Shown = Vec<usize>;
 
 // Layout, in SVG user units (px).
 const LEFT: f64 = 72.0; // room for the axis labels
@@ -21,25 +26,34 @@ const NOTE_LINE: f64 = 15.0;
 /// Longer names are cut (the whole name is in the group's tooltip).
 const NAME_CHARS: usize = 16;
 
+const PLAIN_COLOUR: &str = "#76b7b2";
 const BARE_COLOUR: &str = "#4e79a7";
 const SEL4_COLOUR: &str = "#e15759";
 const TRAP_COLOUR: &str = "#f28e2b";
 
-/// The platforms of a group, in drawing order: the first two always, the
-/// third (trap-and-emulate) when any row has a value for it.
-const PLATFORMS: [(&str, &str); 3] = [
+/// The platforms of a group, in drawing order: bare and seL4 always,
+/// plain (the unpadded image, bare) and trap (trap-and-emulate) when any
+/// row has a value for them.
+const PLATFORMS: [(&str, &str); 4] = [
+    ("plain", PLAIN_COLOUR),
     ("bare", BARE_COLOUR),
     ("seL4", SEL4_COLOUR),
     ("trap", TRAP_COLOUR),
 ];
+const PLAIN: usize = 0;
+const TRAP: usize = 3;
 
-/// How many platforms `rows` show.
-fn platforms(rows: &[Comparison]) -> usize {
-    if rows.iter().any(|r| r.trap.is_some()) {
-        3
-    } else {
-        2
-    }
+/// The platforms `rows` show.
+fn platforms(rows: &[Comparison]) -> Shown {
+    (0..PLATFORMS.len())
+        .filter(|&p| (p != PLAIN && p != TRAP) || rows.iter().any(|r| r.values()[p].is_some()))
+        .collect()
+}
+
+/// The ratio lines under each group: seL4/bare always, then bare/plain
+/// and trap/seL4 when shown.
+fn ratio_lines(shown: &Shown) -> usize {
+    1 + usize::from(shown.contains(&PLAIN)) + usize::from(shown.contains(&TRAP))
 }
 
 /// The width of one workload's group of `n` bars.
@@ -47,13 +61,9 @@ fn group_width(n: usize) -> f64 {
     n as f64 * (BAR_WIDTH + BAR_GAP) - BAR_GAP + GROUP_PAD
 }
 
-/// The space under the plot for the names and the ratio lines of `n` bars.
-fn under_plot(n: usize) -> f64 {
-    if n > 2 {
-        79.0
-    } else {
-        64.0
-    }
+/// The space under the plot for the names and the ratio lines.
+fn under_plot(shown: &Shown) -> f64 {
+    49.0 + 15.0 * ratio_lines(shown) as f64
 }
 
 /// The y axis: powers of ten from 10^`low` (the baseline) to 10^`high`.
@@ -101,13 +111,14 @@ fn drawable(value: f64) -> bool {
 
 /// Renders `rows` as a self-contained SVG 1.1 document titled `title`.
 pub fn render(title: &str, rows: &[Comparison]) -> String {
-    let n = platforms(rows);
+    let shown = platforms(rows);
+    let n = shown.len();
     let width = (LEFT + group_width(n) * rows.len() as f64 + RIGHT).max(MIN_WIDTH);
-    let notes = notes(rows, n);
+    let notes = notes(rows, &shown);
     let height = if rows.is_empty() {
         200.0
     } else {
-        PLOT_TOP + PLOT_HEIGHT + under_plot(n) + NOTE_LINE * notes.len() as f64
+        PLOT_TOP + PLOT_HEIGHT + under_plot(&shown) + NOTE_LINE * notes.len() as f64
     };
     let mut svg = String::new();
     let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
@@ -137,24 +148,20 @@ pub fn render(title: &str, rows: &[Comparison]) -> String {
     let _ = writeln!(
         svg,
         r##"<text x="{LEFT}" y="42" font-size="11" fill="#555555">{}</text>"##,
-        if n > 2 {
-            "ticks per iteration under QEMU -icount shift=0 (log scale); seL4: pre-virtualized, trap: trap-and-emulate on seL4; under each workload: seL4/bare, then trap/seL4 (the speed-up)"
-        } else {
-            "ticks per iteration under QEMU -icount shift=0 (log scale); under each workload: seL4/bare"
-        }
+        subtitle(&shown)
     );
-    legend(&mut svg, width, n);
+    legend(&mut svg, width, &shown);
     let scale = Scale::for_values(rows.iter().flat_map(|r| r.values()).flatten());
     axis(&mut svg, scale, width);
     for (i, row) in rows.iter().enumerate() {
-        group(&mut svg, scale, i, row, n);
+        group(&mut svg, scale, i, row, &shown);
     }
     let baseline = PLOT_TOP + PLOT_HEIGHT;
     for (i, note) in notes.iter().enumerate() {
         let _ = writeln!(
             svg,
             r##"<text x="{LEFT}" y="{}" font-size="11" fill="#555555">{}</text>"##,
-            baseline + under_plot(n) + NOTE_LINE * i as f64 - 4.0,
+            baseline + under_plot(&shown) + NOTE_LINE * i as f64 - 4.0,
             escape(note)
         );
     }
@@ -162,9 +169,29 @@ pub fn render(title: &str, rows: &[Comparison]) -> String {
     svg
 }
 
-fn legend(svg: &mut String, width: f64, n: usize) {
-    let mut x = width - RIGHT - 65.0 * n as f64;
-    for (name, colour) in PLATFORMS.into_iter().take(n) {
+/// What the bars are and the ratio lines under each group say.
+fn subtitle(shown: &Shown) -> String {
+    let mut text = String::from("ticks per iteration under QEMU -icount shift=0 (log scale)");
+    if shown.contains(&PLAIN) {
+        text.push_str("; plain: the unpadded image, bare");
+    }
+    text.push_str("; seL4: pre-virtualized");
+    if shown.contains(&TRAP) {
+        text.push_str(", trap: trap-and-emulate on seL4");
+    }
+    text.push_str("; under each workload: seL4/bare");
+    if shown.contains(&PLAIN) {
+        text.push_str(", bare/plain (the padding)");
+    }
+    if shown.contains(&TRAP) {
+        text.push_str(", trap/seL4 (the speed-up)");
+    }
+    text
+}
+
+fn legend(svg: &mut String, width: f64, shown: &Shown) {
+    let mut x = width - RIGHT - 65.0 * shown.len() as f64;
+    for (name, colour) in shown.iter().map(|&p| PLATFORMS[p]) {
         let _ = writeln!(
             svg,
             r#"<rect x="{x}" y="14" width="12" height="12" fill="{colour}"/><text x="{}" y="24" font-size="12">{name}</text>"#,
@@ -227,11 +254,13 @@ fn power_label(exponent: i32) -> String {
 /// One workload: its two bars (or, for a missing or zero value, a mark on
 /// the baseline), each with its value above it, and the name and ratio
 /// under it.
-fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison, n: usize) {
+fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison, shown: &Shown) {
+    let n = shown.len();
     let baseline = PLOT_TOP + PLOT_HEIGHT;
     let left = LEFT + GROUP_PAD / 2.0 + group_width(n) * index as f64;
     let _ = writeln!(svg, "<g>");
-    let bars = PLATFORMS.iter().zip(row.values()).take(n);
+    let values = row.values();
+    let bars = shown.iter().map(|&p| (PLATFORMS[p], values[p]));
     for (i, ((platform, colour), value)) in bars.enumerate() {
         let x = left + (BAR_WIDTH + BAR_GAP) * i as f64;
         let centre = x + BAR_WIDTH / 2.0;
@@ -245,7 +274,7 @@ fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison, n: usiz
                     escape(&row.workload),
                     per_iteration_text(v)
                 );
-                (per_iteration_text(v), baseline - h)
+                (bar_label(v), baseline - h)
             }
             // No bar; the notes under the chart say why.
             Some(v) => (per_iteration_text(v), baseline),
@@ -266,28 +295,40 @@ fn group(svg: &mut String, scale: Scale, index: usize, row: &Comparison, n: usiz
         escape(&short_name(&row.workload)),
         escape(&row.workload)
     );
-    let ratio = row
+    let mut lines = vec![row
         .ratio()
-        .map_or_else(|| "no ratio".to_string(), |r| format!("{}×", ratio_text(r)));
-    let _ = writeln!(
-        svg,
-        r##"<text x="{centre:.2}" y="{:.2}" font-size="11" text-anchor="middle" fill="#555555">{}</text>"##,
-        baseline + 33.0,
-        escape(&ratio)
-    );
-    if n > 2 {
-        let speedup = row.speedup().map_or_else(
+        .map_or_else(|| "no ratio".to_string(), |r| format!("{}×", ratio_text(r)))];
+    if shown.contains(&PLAIN) {
+        lines.push(row.padding().map_or_else(
+            || "no padding ratio".to_string(),
+            |r| format!("padded {}×", ratio_text(r)),
+        ));
+    }
+    if shown.contains(&TRAP) {
+        lines.push(row.speedup().map_or_else(
             || "no speed-up".to_string(),
             |r| format!("{}× faster", speedup_text(r)),
-        );
+        ));
+    }
+    for (k, line) in lines.iter().enumerate() {
         let _ = writeln!(
             svg,
             r##"<text x="{centre:.2}" y="{:.2}" font-size="11" text-anchor="middle" fill="#555555">{}</text>"##,
-            baseline + 48.0,
-            escape(&speedup)
+            baseline + 33.0 + 15.0 * k as f64,
+            escape(line)
         );
     }
     let _ = writeln!(svg, "</g>");
+}
+
+/// The value over a bar: in millions from ten million up (Linux's boot),
+/// which would not fit over a bar in full; the bar's tooltip has it all.
+fn bar_label(value: f64) -> String {
+    if value >= 1e7 {
+        format!("{:.1}M", value / 1e6)
+    } else {
+        per_iteration_text(value)
+    }
 }
 
 fn short_name(name: &str) -> String {
@@ -301,10 +342,11 @@ fn short_name(name: &str) -> String {
 }
 
 /// Why a value has no bar, one line each.
-fn notes(rows: &[Comparison], n: usize) -> Vec<String> {
+fn notes(rows: &[Comparison], shown: &Shown) -> Vec<String> {
     let mut notes = Vec::new();
     for row in rows {
-        for ((platform, _), value) in PLATFORMS.iter().zip(row.values()).take(n) {
+        let values = row.values();
+        for ((platform, _), value) in shown.iter().map(|&p| (PLATFORMS[p], values[p])) {
             let why = match value {
                 Some(v) if drawable(v) => continue,
                 Some(v) => format!(
@@ -345,6 +387,7 @@ mod tests {
     fn row(workload: &str, bare: Option<f64>, sel4: Option<f64>) -> Comparison {
         Comparison {
             workload: workload.to_string(),
+            plain: None,
             bare,
             sel4,
             trap: None,
@@ -532,6 +575,36 @@ mod tests {
             );
         }
         assert_eq!(texts.iter().filter(|t| *t == "no speed-up").count(), 2);
+    }
+
+    #[test]
+    fn a_plain_value_adds_a_bar_before_bare_and_the_padding_ratio() {
+        let mut rows = today();
+        rows.push(row("linux-boot", Some(1.2e9), Some(3.0e9)));
+        rows[3].plain = Some(1.0e9);
+        let svg = render("t", &rows);
+        let classes: Vec<String> = bars(&svg).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(classes.len(), 9);
+        assert_eq!(classes[6..], ["bar plain", "bar bare", "bar seL4"]);
+        let texts = texts(&svg);
+        for expected in [
+            "1000.0M",
+            "1200.0M",
+            "padded 1.200×",
+            "2.500×",
+            "plain",
+            "cpu, plain: no bar (no sample)",
+            "1e9",
+        ] {
+            assert!(
+                texts.iter().any(|t| t == expected),
+                "no text {expected:?} in {texts:?}"
+            );
+        }
+        assert_eq!(texts.iter().filter(|t| *t == "no padding ratio").count(), 3);
+        assert!(svg.contains("linux-boot, plain: 1000000000.0 ticks/iteration"));
+        // Without plain values, no plain bar, legend or line.
+        assert!(!render("t", &today()).contains("plain"));
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub const CMDLINE: &str = "console=ttyS0 earlyprintk=serial nolapic noapic hpet=
 pub const DONE: &str = "init: done";
 
 const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
-const MEMORY_MIB: u32 = 128;
+pub const MEMORY_MIB: u32 = 128;
 
 /// Which of the two kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -993,10 +993,42 @@ fn cpio(entries: &[CpioEntry]) -> Vec<u8> {
     out
 }
 
-/// The initramfs: busybox, `/init` (images/linux/init) and `/dev/console`.
+/// `/bin/tsc` (images/linux/tsc.c), built with the host's gcc: static, no C
+/// library, so it runs in the initramfs with nothing else.
+fn build_tsc() -> Result<Vec<u8>, String> {
+    let source = paths::root().join("images/linux/tsc.c");
+    // This process's own output file: the background build and a test may
+    // build the initramfs at once.
+    let out = linux_dir().join(format!("tsc.{}", std::process::id()));
+    std::fs::create_dir_all(linux_dir()).map_err(|e| format!("{}: {e}", linux_dir().display()))?;
+    let mut cmd = Command::new("gcc");
+    cmd.args([
+        "-static",
+        "-nostdlib",
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-fno-pie",
+        "-no-pie",
+        "-fno-stack-protector",
+        "-fcf-protection=none",
+        "-Wl,--build-id=none",
+        "-o",
+    ])
+    .arg(&out)
+    .arg(&source);
+    crate::process::run(&mut cmd, "building /bin/tsc (images/linux/tsc.c)")?;
+    let program = read(&out);
+    let _ = std::fs::remove_file(&out);
+    program
+}
+
+/// The initramfs: busybox, `/init` (images/linux/init), `/bin/tsc` and
+/// `/dev/console`.
 fn build_initramfs() -> Result<PathBuf, String> {
     let busybox = read(Path::new(BUSYBOX))?;
     let init = read(&paths::root().join("images/linux/init"))?;
+    let tsc = build_tsc()?;
     let archive = cpio(&[
         CpioEntry {
             name: "dev",
@@ -1042,6 +1074,12 @@ fn build_initramfs() -> Result<PathBuf, String> {
             data: b"busybox",
         },
         CpioEntry {
+            name: "bin/tsc",
+            mode: S_IFREG | 0o755,
+            rdev: (0, 0),
+            data: &tsc,
+        },
+        CpioEntry {
             name: "init",
             mode: S_IFREG | 0o755,
             rdev: (0, 0),
@@ -1075,10 +1113,41 @@ pub fn boot(build: &Build, initramfs: &Path, echo: qemu::Echo) -> Result<Console
         com2: false,
         settle: None,
         debugcons: &[],
+        fixed_rtc: false,
     };
-    let run = machine.boot(QEMU_TIMEOUT, echo)?;
+    finish_boot(build, machine.boot(QEMU_TIMEOUT, echo)?, "console")
+}
+
+/// [`boot`] under `-icount shift=shift`, the CMOS clock on guest time from
+/// a fixed date (the bench: every boot the same), its console kept as
+/// `target/linux/LOG-VARIANT.txt`.
+pub fn boot_under(
+    build: &Build,
+    initramfs: &Path,
+    shift: u32,
+    log: &str,
+    timeout: Duration,
+) -> Result<Console, String> {
+    let machine = qemu::Machine {
+        kernel: &build.bzimage,
+        module: Some(initramfs),
+        append: Some(CMDLINE),
+        memory_mib: MEMORY_MIB,
+        accel: "tcg",
+        icount: Some(shift),
+        com2: false,
+        settle: None,
+        debugcons: &[],
+        fixed_rtc: true,
+    };
+    finish_boot(build, machine.boot(timeout, qemu::Echo::Quiet)?, log)
+}
+
+/// The run must have reached the end of `/init` and rebooted; its console
+/// is kept as `target/linux/LOG-VARIANT.txt`.
+fn finish_boot(build: &Build, run: qemu::Run, log: &str) -> Result<Console, String> {
     let name = build.variant.name();
-    let log = linux_dir().join(format!("console-{name}.txt"));
+    let log = linux_dir().join(format!("{log}-{name}.txt"));
     let _ = write(&log, run.serial.as_bytes());
     if !run.serial.lines().any(|l| l.trim_end() == DONE) {
         return Err(format!(
@@ -1151,6 +1220,10 @@ pub const FILTER: &[(&str, &[&str])] = &[
             "TSC found unstable after boot",
         ],
     ),
+    // `/init`'s own readings of the TSC (images/linux/tsc.c), for `cargo
+    // xtask bench`: they differ between kernels and between the bare
+    // machine and seL4 (docs/linux.md, "Boot and /init in ticks").
+    ("the guest's TSC readings", &[crate::linux_timing::READING]),
 ];
 
 /// The filter's name for `line`, if it removes it.

@@ -77,7 +77,7 @@ pub const TEST_NAME: &str =
 const STOPPED: &str = "the wedge stopped at the";
 /// The VMM's line when the guest reset the machine (Linux's reboot, by the
 /// keyboard controller, as the bare boot's under QEMU `-no-reboot`).
-const RESET: &str = "vmm-server: guest0: reset the machine through the keyboard controller";
+pub const RESET: &str = "vmm-server: guest0: reset the machine through the keyboard controller";
 /// Linux's line as it starts user space: on seL4 as on the bare machine.
 pub const RUN_INIT: &str = "Run /init as init process";
 /// Linux's warning when an MSR access raised #GP.

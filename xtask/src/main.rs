@@ -17,6 +17,7 @@ mod interrupt_tests;
 mod kernel;
 mod linux;
 mod linux_sel4;
+mod linux_timing;
 mod paths;
 mod process;
 mod qemu;
@@ -120,6 +121,11 @@ enum Command {
         /// `mixed` figures against one guest alone (target/bench/scale.txt).
         #[arg(long, conflicts_with_all = ["bare", "loader"])]
         guests: bool,
+        /// Only Linux: boot to /init and /init's workload, plain and
+        /// padded bare and padded on seL4 (docs/linux.md); its rows in
+        /// results.csv, the comparison in target/bench/linux.{txt,csv,svg}.
+        #[arg(long, conflicts_with_all = ["bare", "loader", "guests"])]
+        linux: bool,
         /// On the debug kernel instead of the release kernel.
         #[arg(long, conflicts_with = "bare")]
         debug_kernel: bool,
@@ -247,6 +253,11 @@ fn main() -> ExitCode {
             debug_kernel,
             ..
         } => bench::scale(flavour(debug_kernel)),
+        Command::Bench {
+            linux: true,
+            debug_kernel,
+            ..
+        } => bench::linux(flavour(debug_kernel)),
         Command::Bench { debug_kernel, .. } => bench::sel4(flavour(debug_kernel)),
         Command::Experiment {
             name,
@@ -356,6 +367,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             com2: !args.selftest,
             settle: None,
             debugcons: &[],
+            fixed_rtc: false,
         };
         let run = machine.boot(timeout, qemu::Echo::Terminal)?;
         let console = run.com2.as_deref().unwrap_or_default();
@@ -383,6 +395,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         com2: false,
         settle: None,
         debugcons: &[],
+        fixed_rtc: false,
     };
     // A bare guest's console is COM1, and nothing else writes there.
     let run = machine.boot(timeout, qemu::Echo::Terminal)?;
@@ -588,6 +601,7 @@ fn run_spec(
         com2: true,
         settle: None,
         debugcons: &[],
+        fixed_rtc: false,
     };
     finish_run(&machine.boot(timeout, qemu::Echo::Terminal)?, None)
 }

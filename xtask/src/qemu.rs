@@ -44,6 +44,10 @@ pub struct Machine<'a> {
     /// shown live with the name before each line (a system of several
     /// guests: each guest's console and each VMM's lines).
     pub debugcons: &'a [Debugcon<'a>],
+    /// The CMOS clock starts at a fixed date and runs on guest time
+    /// (`-rtc base=...,clock=vm`), not the host's: a guest that reads it
+    /// (Linux, bare) then runs the same from boot to boot.
+    pub fixed_rtc: bool,
 }
 
 /// A one-port console of the machine and where its bytes go.
@@ -258,6 +262,9 @@ impl Machine<'_> {
                 "-device",
                 &format!("isa-debugcon,iobase={:#x},chardev=debugcon{k}", con.port),
             ]);
+        }
+        if self.fixed_rtc {
+            cmd.args(["-rtc", "base=2026-01-01T00:00:00,clock=vm"]);
         }
         if let Some(shift) = self.icount {
             cmd.arg("-icount")

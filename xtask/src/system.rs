@@ -184,6 +184,7 @@ fn boot_with(
         com2: true,
         settle: settings.settle,
         debugcons: settings.debugcons,
+        fixed_rtc: false,
     }
     .boot(timeout, echo)
 }
