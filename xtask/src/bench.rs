@@ -63,7 +63,6 @@ fn run_bare(image: Image, cmdline: &str) -> Result<Vec<Sample>, String> {
         com2: false,
         settle: None,
         debugcons: &[],
-        fixed_rtc: false,
     };
     let run = machine.boot(Duration::from_secs(600), qemu::Echo::Quiet)?;
     if run.outcome != qemu::Outcome::Passed {

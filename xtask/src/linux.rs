@@ -1113,13 +1113,12 @@ pub fn boot(build: &Build, initramfs: &Path, echo: qemu::Echo) -> Result<Console
         com2: false,
         settle: None,
         debugcons: &[],
-        fixed_rtc: false,
     };
     finish_boot(build, machine.boot(QEMU_TIMEOUT, echo)?, "console")
 }
 
 /// [`boot`] under `-icount shift=shift`, the CMOS clock on guest time from
-/// a fixed date (the bench: every boot the same), its console kept as
+/// a fixed date, as every `-icount` machine (the bench: every boot the same), its console kept as
 /// `target/linux/LOG-VARIANT.txt`.
 pub fn boot_under(
     build: &Build,
@@ -1138,7 +1137,6 @@ pub fn boot_under(
         com2: false,
         settle: None,
         debugcons: &[],
-        fixed_rtc: true,
     };
     finish_boot(build, machine.boot(timeout, qemu::Echo::Quiet)?, log)
 }

@@ -174,7 +174,6 @@ fn firmware_ticks() -> Result<u64, String> {
         com2: false,
         settle: None,
         debugcons: &[],
-        fixed_rtc: true,
     }
     .boot(Duration::from_secs(60), qemu::Echo::Quiet)?;
     match number_on_line(&run.serial, FIRMWARE) {

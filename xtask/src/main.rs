@@ -367,7 +367,6 @@ fn run(args: &RunArgs) -> Result<(), String> {
             com2: !args.selftest,
             settle: None,
             debugcons: &[],
-            fixed_rtc: false,
         };
         let run = machine.boot(timeout, qemu::Echo::Terminal)?;
         let console = run.com2.as_deref().unwrap_or_default();
@@ -395,7 +394,6 @@ fn run(args: &RunArgs) -> Result<(), String> {
         com2: false,
         settle: None,
         debugcons: &[],
-        fixed_rtc: false,
     };
     // A bare guest's console is COM1, and nothing else writes there.
     let run = machine.boot(timeout, qemu::Echo::Terminal)?;
@@ -601,7 +599,6 @@ fn run_spec(
         com2: true,
         settle: None,
         debugcons: &[],
-        fixed_rtc: false,
     };
     finish_run(&machine.boot(timeout, qemu::Echo::Terminal)?, None)
 }

@@ -44,10 +44,6 @@ pub struct Machine<'a> {
     /// shown live with the name before each line (a system of several
     /// guests: each guest's console and each VMM's lines).
     pub debugcons: &'a [Debugcon<'a>],
-    /// The CMOS clock starts at a fixed date and runs on guest time
-    /// (`-rtc base=...,clock=vm`), not the host's: a guest that reads it
-    /// (Linux, bare) then runs the same from boot to boot.
-    pub fixed_rtc: bool,
 }
 
 /// A one-port console of the machine and where its bytes go.
@@ -263,15 +259,13 @@ impl Machine<'_> {
                 &format!("isa-debugcon,iobase={:#x},chardev=debugcon{k}", con.port),
             ]);
         }
-        if self.fixed_rtc {
-            cmd.args(["-rtc", "base=2026-01-01T00:00:00,clock=vm"]);
-        }
         if let Some(shift) = self.icount {
             cmd.arg("-icount")
                 .arg(format!("shift={shift},align=off,sleep=off"));
             // The CMOS clock too follows guest time, from the date the
             // VMM's RTC model shows at guest time 0: a bare boot and one on
-            // seL4 read the same dates, on every run.
+            // seL4 read the same dates, on every run (and a bare Linux boot
+            // repeats to the tick: the bench's figures depend on it).
             cmd.arg("-rtc").arg(rtc_base());
         }
         cmd

@@ -184,7 +184,6 @@ fn boot_with(
         com2: true,
         settle: settings.settle,
         debugcons: settings.debugcons,
-        fixed_rtc: false,
     }
     .boot(timeout, echo)
 }

@@ -551,7 +551,6 @@ fn qemu_tests(kernel: &kernel::KernelBuild, report: &mut Report) {
         com2: false,
         settle: None,
         debugcons: &[],
-        fixed_rtc: false,
     };
     let run = match machine.boot(QEMU_TIMEOUT, qemu::Echo::Quiet) {
         Ok(run) => run,
@@ -611,7 +610,6 @@ pub fn boot_guest(elf: &std::path::Path, cmdline: &str) -> Result<qemu::Run, Str
         com2: false,
         settle: None,
         debugcons: &[],
-        fixed_rtc: false,
     }
     .boot(QEMU_TIMEOUT, qemu::Echo::Quiet)
 }
