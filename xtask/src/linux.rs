@@ -711,7 +711,7 @@ fn build(
             log.display()
         );
         let started = Instant::now();
-        let cpu_before = children_cpu_seconds();
+        let cpu_before = crate::cpu::children_seconds();
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -773,7 +773,7 @@ fn build(
         }
         let secs = started.elapsed().as_secs_f64();
         // CPU time says what the build costs whatever else the machine runs.
-        let cpu = match (cpu_before, children_cpu_seconds()) {
+        let cpu = match (cpu_before, crate::cpu::children_seconds()) {
             (Some(a), Some(b)) => b - a,
             _ => 0.0,
         };
@@ -835,23 +835,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 /// `make -j`: a job per core (Kbuild's jobs are compilers, CPU-bound).
 fn make_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// CPU seconds (user + system) of this process's waited-for children, from
-/// `/proc/self/stat` (fields 16 and 17, in USER_HZ = 100 ticks on x86).
-fn children_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    cpu_of_stat(&stat)
-}
-
-fn cpu_of_stat(stat: &str) -> Option<f64> {
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3.
-    let cutime: u64 = fields.get(16 - 3)?.parse().ok()?;
-    let cstime: u64 = fields.get(17 - 3)?.parse().ok()?;
-    Some((cutime + cstime) as f64 / 100.0)
 }
 
 fn remove_others(variant: Variant, keep: &Path) {
@@ -1246,14 +1229,6 @@ mod tests {
                 reused_object: 1
             }
         );
-    }
-
-    #[test]
-    fn children_cpu_time_is_read_past_a_command_name_with_spaces() {
-        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 250 130 20 0 1";
-        assert_eq!(cpu_of_stat(stat), Some(3.8));
-        assert_eq!(cpu_of_stat("42 (x) S 1"), None);
-        assert!(children_cpu_seconds().is_some());
     }
 
     #[test]
