@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn times_are_read_past_a_command_name_with_spaces() {
-        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 1000 50 250 130 20 0 1";
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 1000 50 250 130 20 0 1";
         assert_eq!(times_of_stat(stat), Some([10.0, 0.5, 2.5, 1.3]));
         assert_eq!(times_of_stat("42 (x) S 1"), None);
         assert!(with_children().is_some());

@@ -114,6 +114,9 @@ pub struct CacheUse {
     pub reused_assembly: usize,
     /// The plain object was reused (the pass changed nothing).
     pub reused_object: usize,
+    /// Of the reused units, those not preprocessed either (the direct
+    /// mode: every file the unit read was as it had been).
+    pub direct: usize,
 }
 
 impl CacheUse {
@@ -125,7 +128,13 @@ impl CacheUse {
             if words.next() != Some(variant.name()) {
                 continue;
             }
-            match words.next() {
+            let kind = words.next().unwrap_or_default();
+            let (kind, direct) = match kind.strip_suffix("+direct") {
+                Some(k) => (k, true),
+                None => (kind, false),
+            };
+            u.direct += usize::from(direct);
+            match Some(kind) {
                 Some("compiled") => u.compiled += 1,
                 Some("reused-assembly") => u.reused_assembly += 1,
                 Some("reused-object") => u.reused_object += 1,
@@ -141,8 +150,8 @@ impl std::fmt::Display for Cost {
         let c = &self.cache;
         write!(
             f,
-            "{:.0} s wall, {:.0} s CPU; C units: {} compiled, {} assembly reused, {} object reused",
-            self.wall, self.cpu, c.compiled, c.reused_assembly, c.reused_object
+            "{:.0} s wall, {:.0} s CPU; C units: {} compiled, {} assembly reused, {} object reused, {} of them not preprocessed",
+            self.wall, self.cpu, c.compiled, c.reused_assembly, c.reused_object, c.direct
         )
     }
 }
@@ -1212,21 +1221,24 @@ mod tests {
     #[test]
     fn cache_use_is_counted_per_variant() {
         let events = "plain compiled a.c\nplain compiled b.c\npadded reused-object a.c\n\
-                      padded reused-assembly b.c\npadded compiled c.c\nplain reused-object d.c\n";
+                      padded reused-assembly b.c\npadded compiled c.c\nplain reused-object d.c\n\
+                      padded reused-object+direct e.c\npadded reused-assembly+direct f.c\n";
         assert_eq!(
             CacheUse::of(events, Variant::Plain),
             CacheUse {
                 compiled: 2,
                 reused_assembly: 0,
-                reused_object: 1
+                reused_object: 1,
+                direct: 0
             }
         );
         assert_eq!(
             CacheUse::of(events, Variant::Padded),
             CacheUse {
                 compiled: 1,
-                reused_assembly: 1,
-                reused_object: 1
+                reused_assembly: 2,
+                reused_object: 2,
+                direct: 2
             }
         );
     }

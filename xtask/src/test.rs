@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
-    background, bindings_check, capdl_tests, cpu, experiment, hostile_tests, images, interrupt_tests,
-    kernel, linux, linux_sel4, paths, qemu, selftest_checks, setup, several, tasks, trap_tests,
+    background, bindings_check, capdl_tests, cpu, experiment, hostile_tests, images,
+    interrupt_tests, kernel, linux, linux_sel4, paths, qemu, selftest_checks, setup, several,
+    tasks, trap_tests,
 };
 
 pub const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
