@@ -22,7 +22,7 @@
 //! content-addressed compile cache ([`crate::compile_cache`]) that lets a
 //! padded build reuse a plain build's compiler output.
 
-use crate::compile_cache::{CompileCache, Key};
+use crate::compile_cache::{CompileCache, DirectKey, Key, Manifest};
 use crate::pass::{self, Config};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -530,6 +530,8 @@ struct Assembly {
     /// The cache entry it came from (`reused`) or was stored as.
     cached: Option<(CompileCache, Key)>,
     reused: bool,
+    /// Reused without preprocessing (the direct mode).
+    direct: bool,
     /// The unpadded object the cache holds for it.
     object: Option<PathBuf>,
 }
@@ -564,6 +566,7 @@ fn compiler_assembly(
                 path: raw_asm,
                 cached: None,
                 reused: false,
+                direct: false,
                 object: None,
             })
         } else {
@@ -572,11 +575,16 @@ fn compiler_assembly(
     };
     let cache = CompileCache::open(dir).map_err(io_error(dir))?;
     let preprocessed_path = tmp.join(format!("input{n}.i"));
-    let (code, preprocessor_messages) = spawn_captured(
-        opts,
-        &opts.compiler,
-        &step_args(inv, input, out_path, "-E", &preprocessed_path),
-    )?;
+    let preprocess_args = step_args(inv, input, out_path, "-E", &preprocessed_path);
+    let compiler_identity = identity(&opts.compiler, "-v")?;
+    let assembler_identity = identity(&assembler(), "--version")?;
+    let direct = direct_mode(&preprocess_args, &compiler_identity, &assembler_identity);
+    if let Some((direct_key, depfile)) = &direct {
+        if let Some(hit) = direct_hit(&cache, direct_key, depfile.as_deref())? {
+            return Ok(Ok(hit));
+        }
+    }
+    let (code, preprocessor_messages) = spawn_captured(opts, &opts.compiler, &preprocess_args)?;
     if code != 0 {
         show(&preprocessor_messages);
         return Ok(Err(code));
@@ -585,15 +593,31 @@ fn compiler_assembly(
     let key = Key::new(
         &preprocessed,
         &key_args(inv),
-        &identity(&opts.compiler, "-v")?,
-        &identity(&assembler(), "--version")?,
+        &compiler_identity,
+        &assembler_identity,
     );
+    if let Some((direct_key, depfile)) = &direct {
+        // What this preprocessing read and wrote, for the next build that
+        // has the same files. Without one, that build preprocesses: the
+        // manifest only saves time, so failing to make one is no error.
+        let depfile_text = match depfile {
+            Some(path) => std::fs::read(path).ok(),
+            None => Some(Vec::new()),
+        };
+        let manifest = depfile_text.and_then(|text| {
+            Manifest::of_unit(&key, &preprocessed, depfile.as_ref().map(|_| text))
+        });
+        if let Some(m) = manifest {
+            let _ = cache.store_manifest(direct_key, &m);
+        }
+    }
     if let Some(entry) = cache.lookup(&key) {
         show(&entry.diagnostics);
         return Ok(Ok(Assembly {
             path: entry.assembly,
             cached: Some((cache, key)),
             reused: true,
+            direct: false,
             object: entry.object,
         }));
     }
@@ -634,7 +658,89 @@ fn compiler_assembly(
         path: raw_asm,
         cached: Some((cache, key)),
         reused: false,
+        direct: false,
         object: None,
+    }))
+}
+
+/// The direct mode's key for a preprocessing command (its arguments but
+/// the temporary output) and the dependency file it writes, if any; None
+/// when the dependency file cannot be told from the arguments (a direct
+/// hit must write it as the preprocessor would have).
+fn direct_mode(
+    preprocess_args: &[OsString],
+    compiler_identity: &[u8],
+    assembler_identity: &[u8],
+) -> Option<(DirectKey, Option<PathBuf>)> {
+    let (output, args) = preprocess_args.split_last()?;
+    debug_assert!(output.to_string_lossy().ends_with(".i"));
+    let depfile = dependency_file(args).ok()?;
+    Some((
+        DirectKey::new(args, compiler_identity, assembler_identity),
+        depfile,
+    ))
+}
+
+/// The dependency file a preprocessing command writes: `-MF FILE` (which
+/// [`step_args`] adds for `-MD`/`-MMD`) or Kbuild's `-Wp,-MD,FILE`. Err
+/// for what is not followed here: other `-Wp,`/`-Xpreprocessor` options,
+/// several files, or a dependency flag without a file.
+fn dependency_file(args: &[OsString]) -> Result<Option<PathBuf>, ()> {
+    let mut files = Vec::new();
+    let mut wants = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        match a.as_ref() {
+            "-MF" => files.push(PathBuf::from(args.get(i + 1).ok_or(())?)),
+            "-MD" | "-MMD" => wants = true,
+            "-Xpreprocessor" => return Err(()),
+            _ if a.starts_with("-MF") => files.push(PathBuf::from(&a[3..])),
+            _ if is_wp_dep_file(&a) => {
+                files.push(PathBuf::from(a.splitn(3, ',').nth(2).ok_or(())?));
+                wants = true;
+            }
+            _ if a.starts_with("-Wp,") => return Err(()),
+            _ if TAKES_VALUE.contains(&a.as_ref()) => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    match files.as_slice() {
+        [] if !wants => Ok(None),
+        [file] if wants => Ok(Some(file.clone())),
+        _ => Err(()),
+    }
+}
+
+/// A direct hit: the manifest stored under `key` still holds (every file
+/// it names has the contents it had) and the cache has the assembly of
+/// the preprocessed text it names. The dependency file is written as that
+/// preprocessing wrote it.
+fn direct_hit(
+    cache: &CompileCache,
+    key: &DirectKey,
+    depfile: Option<&Path>,
+) -> Result<Option<Assembly>, CcError> {
+    let Some(manifest) = cache.manifest(key).filter(Manifest::still_holds) else {
+        return Ok(None);
+    };
+    if depfile.is_some() != manifest.depfile.is_some() {
+        return Ok(None);
+    }
+    let Some(entry) = cache.lookup(&manifest.key) else {
+        return Ok(None);
+    };
+    if let (Some(path), Some(text)) = (depfile, &manifest.depfile) {
+        std::fs::write(path, text).map_err(io_error(path))?;
+    }
+    show(&entry.diagnostics);
+    Ok(Some(Assembly {
+        path: entry.assembly,
+        cached: Some((cache.clone(), manifest.key)),
+        reused: true,
+        direct: true,
+        object: entry.object,
     }))
 }
 
@@ -761,7 +867,7 @@ fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> 
     let input_path = Path::new(&input.path);
     if let Some(object) = &asm.object {
         copy_into_place(object, &out_path)?;
-        cache.log("plain reused-object", input_path);
+        cache.log(&event("plain reused-object", asm.direct), input_path);
         return Ok(0);
     }
     let mut args = assembler_args(inv, false);
@@ -773,16 +879,24 @@ fn run_unpadded(inv: &Invocation, opts: &DriverOptions) -> Result<i32, CcError> 
         cache
             .store_object(&key, &out_path)
             .map_err(io_error(&out_path))?;
-        cache.log(
-            if asm.reused {
-                "plain reused-assembly"
-            } else {
-                "plain compiled"
-            },
-            input_path,
-        );
+        let what = if asm.reused {
+            "plain reused-assembly"
+        } else {
+            "plain compiled"
+        };
+        cache.log(&event(what, asm.direct), input_path);
     }
     Ok(code)
+}
+
+/// A cache event's name (`padded reused-object`), with `+direct` when
+/// the unit was not preprocessed (the direct mode).
+fn event(what: &str, direct: bool) -> String {
+    if direct {
+        format!("{what}+direct")
+    } else {
+        what.to_string()
+    }
 }
 
 /// Copies a stored object to the output under a temporary name and renames
@@ -823,7 +937,7 @@ fn compile_one(
     let asm_source: PathBuf = match input.lang {
         Lang::Compiled => match compiler_assembly(inv, input, out_path, tmp, n, opts)? {
             Ok(asm) => {
-                from_cache = asm.cached.map(|c| (c, asm.reused, asm.object));
+                from_cache = asm.cached.map(|c| (c, asm.reused, asm.direct, asm.object));
                 asm.path
             }
             Err(code) => return Ok(code),
@@ -888,24 +1002,22 @@ fn compile_one(
             output.opt_out.len()
         );
     }
-    if let Some(((cache, _), reused, object)) = from_cache {
+    if let Some(((cache, _), reused, direct, object)) = from_cache {
         let input_path = Path::new(&input.path);
         // The pass changed nothing (no sites, no records): the padded object
         // is `as` of the same assembly with the same options, which the
         // cache already holds from the plain build.
         if let (true, Some(object)) = (unchanged, object) {
             copy_into_place(&object, out_path)?;
-            cache.log("padded reused-object", input_path);
+            cache.log(&event("padded reused-object", direct), input_path);
             return Ok(0);
         }
-        cache.log(
-            if reused {
-                "padded reused-assembly"
-            } else {
-                "padded compiled"
-            },
-            input_path,
-        );
+        let what = if reused {
+            "padded reused-assembly"
+        } else {
+            "padded compiled"
+        };
+        cache.log(&event(what, direct), input_path);
     }
     std::fs::write(&padded, &output.text).map_err(|e| CcError::Io {
         path: padded.display().to_string(),

@@ -397,3 +397,109 @@ fn a_cache_miss_compiles_the_preprocessed_unit_and_keeps_the_compilers_messages(
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("in expansion of macro"));
 }
+
+/// The direct mode (docs/afterburner.md): a unit seen before, whose files
+/// all have the contents they had, is not preprocessed again. Two build
+/// trees with the same relative layout, as Linux's plain and padded
+/// folders, share the manifests; a changed header misses.
+#[test]
+fn the_direct_mode_skips_preprocessing_until_a_header_changes() {
+    let dir = setup();
+    let d = dir.path();
+    let src = d.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(
+        src.join("unit.c"),
+        "#include \"io.h\"\n#include \"gen.h\"\nvoid u(void) { outb(GEN, 0x80); }\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("io.h"), HEADER).unwrap();
+    std::fs::write(src.join("dated.c"), "const char *built = __DATE__;\n").unwrap();
+    for tree in ["plain", "padded", "reference"] {
+        std::fs::create_dir_all(d.join(tree).join("include")).unwrap();
+        std::fs::create_dir_all(d.join(tree).join("obj")).unwrap();
+        std::fs::write(d.join(tree).join("include/gen.h"), "#define GEN 1\n").unwrap();
+    }
+    let cache = format!("--afterburn-cache={}", d.join("cache").display());
+    let src_include = format!("-I{}", src.display());
+    // Kbuild's form: relative include folder, dependency file and object,
+    // the source by its absolute path.
+    let build = |tree: &str, extra: &[&str], unit: &str| {
+        let source = src.join(unit).display().to_string();
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(KERNEL_FLAGS);
+        args.extend(["-Iinclude", &src_include, "-Wp,-MMD,obj/.unit.o.d"]);
+        args.extend(["-c", &source, "-o", "obj/unit.o"]);
+        let out = cc(&d.join(tree), &args);
+        ok(&out);
+        (
+            std::fs::read(d.join(tree).join("obj/unit.o")).unwrap(),
+            std::fs::read(d.join(tree).join("obj/.unit.o.d")).unwrap(),
+        )
+    };
+    let last_event = || {
+        let events = std::fs::read_to_string(d.join("cache/events")).unwrap();
+        let line = events.lines().last().unwrap().to_string();
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (_, plain_deps) = build("plain", &["--afterburn-no-pad", &cache], "unit.c");
+    assert_eq!(last_event(), "plain compiled");
+    let (padded, padded_deps) = build("padded", &[&cache], "unit.c");
+    assert_eq!(last_event(), "padded reused-assembly+direct");
+    // What the preprocessor would have written, and the object the padded
+    // driver makes without any cache.
+    assert_eq!(
+        String::from_utf8_lossy(&padded_deps),
+        String::from_utf8_lossy(&plain_deps)
+    );
+    let deps = String::from_utf8_lossy(&padded_deps).into_owned();
+    assert!(
+        deps.contains("include/gen.h") && deps.contains("io.h"),
+        "{deps}"
+    );
+    let (reference, reference_deps) = build("reference", &[], "unit.c");
+    assert_eq!(padded, reference, "padded through the direct mode = padded");
+    assert_eq!(padded_deps, reference_deps);
+    // A changed header (its value) misses and compiles: the new code.
+    std::fs::write(d.join("padded/include/gen.h"), "#define GEN 2\n").unwrap();
+    std::fs::write(d.join("reference/include/gen.h"), "#define GEN 2\n").unwrap();
+    let (padded, _) = build("padded", &[&cache], "unit.c");
+    assert_eq!(last_event(), "padded compiled");
+    assert_eq!(padded, build("reference", &[], "unit.c").0);
+    // A change that leaves the preprocessed text as it was (an unused
+    // macro) is a direct miss but reuses the assembly; the manifest is
+    // then the new header's, and the next build is direct again.
+    std::fs::write(
+        d.join("padded/include/gen.h"),
+        "#define GEN 2\n#define UNUSED 3\n",
+    )
+    .unwrap();
+    build("padded", &[&cache], "unit.c");
+    assert_eq!(last_event(), "padded reused-assembly");
+    build("padded", &[&cache], "unit.c");
+    assert_eq!(last_event(), "padded reused-assembly+direct");
+    // A header that is gone misses too (the compiler's error is shown).
+    std::fs::remove_file(d.join("padded/include/gen.h")).unwrap();
+    let source = src.join("unit.c").display().to_string();
+    let out = cc(
+        &d.join("padded"),
+        &[
+            &cache,
+            "-Iinclude",
+            &src_include,
+            "-c",
+            &source,
+            "-o",
+            "obj/unit.o",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gen.h"));
+    // A unit that names the date is always preprocessed.
+    build("plain", &["--afterburn-no-pad", &cache], "dated.c");
+    build("padded", &[&cache], "dated.c");
+    assert_eq!(last_event(), "padded reused-object");
+}

@@ -114,6 +114,9 @@ pub struct CacheUse {
     pub reused_assembly: usize,
     /// The plain object was reused (the pass changed nothing).
     pub reused_object: usize,
+    /// Of the reused units, those not preprocessed either (the direct
+    /// mode: every file the unit read was as it had been).
+    pub direct: usize,
 }
 
 impl CacheUse {
@@ -125,7 +128,13 @@ impl CacheUse {
             if words.next() != Some(variant.name()) {
                 continue;
             }
-            match words.next() {
+            let kind = words.next().unwrap_or_default();
+            let (kind, direct) = match kind.strip_suffix("+direct") {
+                Some(k) => (k, true),
+                None => (kind, false),
+            };
+            u.direct += usize::from(direct);
+            match Some(kind) {
                 Some("compiled") => u.compiled += 1,
                 Some("reused-assembly") => u.reused_assembly += 1,
                 Some("reused-object") => u.reused_object += 1,
@@ -141,8 +150,8 @@ impl std::fmt::Display for Cost {
         let c = &self.cache;
         write!(
             f,
-            "{:.0} s wall, {:.0} s CPU; C units: {} compiled, {} assembly reused, {} object reused",
-            self.wall, self.cpu, c.compiled, c.reused_assembly, c.reused_object
+            "{:.0} s wall, {:.0} s CPU; C units: {} compiled, {} assembly reused, {} object reused, {} of them not preprocessed",
+            self.wall, self.cpu, c.compiled, c.reused_assembly, c.reused_object, c.direct
         )
     }
 }
@@ -727,7 +736,7 @@ fn build(
             log.display()
         );
         let started = Instant::now();
-        let cpu_before = children_cpu_seconds();
+        let cpu_before = crate::cpu::children_seconds();
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -789,7 +798,7 @@ fn build(
         }
         let secs = started.elapsed().as_secs_f64();
         // CPU time says what the build costs whatever else the machine runs.
-        let cpu = match (cpu_before, children_cpu_seconds()) {
+        let cpu = match (cpu_before, crate::cpu::children_seconds()) {
             (Some(a), Some(b)) => b - a,
             _ => 0.0,
         };
@@ -851,23 +860,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 /// `make -j`: a job per core (Kbuild's jobs are compilers, CPU-bound).
 fn make_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// CPU seconds (user + system) of this process's waited-for children, from
-/// `/proc/self/stat` (fields 16 and 17, in USER_HZ = 100 ticks on x86).
-fn children_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    cpu_of_stat(&stat)
-}
-
-fn cpu_of_stat(stat: &str) -> Option<f64> {
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3.
-    let cutime: u64 = fields.get(16 - 3)?.parse().ok()?;
-    let cstime: u64 = fields.get(17 - 3)?.parse().ok()?;
-    Some((cutime + cstime) as f64 / 100.0)
 }
 
 fn remove_others(variant: Variant, keep: &Path) {
@@ -1316,31 +1308,26 @@ mod tests {
     #[test]
     fn cache_use_is_counted_per_variant() {
         let events = "plain compiled a.c\nplain compiled b.c\npadded reused-object a.c\n\
-                      padded reused-assembly b.c\npadded compiled c.c\nplain reused-object d.c\n";
+                      padded reused-assembly b.c\npadded compiled c.c\nplain reused-object d.c\n\
+                      padded reused-object+direct e.c\npadded reused-assembly+direct f.c\n";
         assert_eq!(
             CacheUse::of(events, Variant::Plain),
             CacheUse {
                 compiled: 2,
                 reused_assembly: 0,
-                reused_object: 1
+                reused_object: 1,
+                direct: 0
             }
         );
         assert_eq!(
             CacheUse::of(events, Variant::Padded),
             CacheUse {
                 compiled: 1,
-                reused_assembly: 1,
-                reused_object: 1
+                reused_assembly: 2,
+                reused_object: 2,
+                direct: 2
             }
         );
-    }
-
-    #[test]
-    fn children_cpu_time_is_read_past_a_command_name_with_spaces() {
-        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 250 130 20 0 1";
-        assert_eq!(cpu_of_stat(stat), Some(3.8));
-        assert_eq!(cpu_of_stat("42 (x) S 1"), None);
-        assert!(children_cpu_seconds().is_some());
     }
 
     #[test]

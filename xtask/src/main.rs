@@ -6,6 +6,7 @@ mod bench;
 mod bindings_check;
 mod capdl_tests;
 mod chart;
+mod cpu;
 mod experiment;
 mod experiment_plot;
 mod experiment_replay;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use crate::process::{self, tail};
 use crate::tasks::{NO_STD_LIBS, SEL4_CRATES, TARGET};
 use crate::{
-    background, bindings_check, capdl_tests, experiment, hostile_tests, images, interrupt_tests,
-    kernel, linux, linux_sel4, paths, qemu, selftest_checks, setup, several, tasks, trap_tests,
+    background, bindings_check, capdl_tests, cpu, experiment, hostile_tests, images,
+    interrupt_tests, kernel, linux, linux_sel4, paths, qemu, selftest_checks, setup, several,
+    tasks, trap_tests,
 };
 
 pub const QEMU_TIMEOUT: Duration = Duration::from_secs(60);
@@ -506,25 +507,35 @@ pub fn run(selection: &Selection, with_lint: bool) -> Result<(), String> {
             "no test matches {selection:?} (cargo xtask test --list shows them)"
         ));
     }
+    let whole = cpu::Meter::start();
+    let meter = cpu::Meter::start();
     let tools = setup::ensure()?;
+    let linux = start_linux(&chosen);
+    cost_line("setup (packages, tools, afterburn)", &meter);
     let mut ctx = Ctx {
         tools,
         kernels: [None, None],
-        linux: start_linux(&chosen),
+        linux,
     };
     for e in chosen {
         ctx.show_progress();
-        if needs_linux(&e) {
+        if needs_linux(&e) && matches!(ctx.linux, LinuxBuilds::Background(_)) {
             // Never two builds of Linux at once; the test reports the
-            // result (`linux_built` again).
+            // result (`linux_built` again). The job's CPU is counted when
+            // it is waited for: here, on a line of its own.
+            let meter = cpu::Meter::start();
             let _ = ctx.linux_built();
+            cost_line("the Linux builds (background job, waited for)", &meter);
         }
+        let meter = cpu::Meter::start();
         (e.run)(&mut ctx, &mut report);
+        cost_line(&e.names.join("; "), &meter);
     }
     println!(
         "xtask: finished in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    cost_line("the whole run", &whole);
     for e in &by_name {
         println!(
             "xtask: not run (by name only, too long for the full run's cold budget): {}",
@@ -532,6 +543,14 @@ pub fn run(selection: &Selection, with_lint: bool) -> Result<(), String> {
         );
     }
     finish(report)
+}
+
+/// One line of the run's cost table: a step's CPU (this process and every
+/// child it waited for meanwhile) and wall time. CPU, not wall, is what a
+/// change to the suite moves on a shared machine (docs/testing.md, "What
+/// the full run costs").
+fn cost_line(step: &str, meter: &cpu::Meter) {
+    println!("xtask: cost: {step}: {}", meter.report());
 }
 
 const SELFTEST_BOOT: &str = "qemu: seL4 boots the root task and it exits with a pass status";
