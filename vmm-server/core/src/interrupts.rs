@@ -31,7 +31,6 @@ use crate::ending::{in_wedge, Ending};
 use crate::event::Event;
 use crate::guest::{Guest, Step};
 use crate::platform::Platform;
-use crate::walk::walk;
 
 /// What the VMM counts about interrupts.
 #[derive(Default, Clone, Copy, Debug)]
@@ -414,12 +413,7 @@ impl<P: Platform> Guest<'_, P> {
     /// Where the `int3` (`cc`, or `cd 03`) that ends just before `rip` is,
     /// if one does, read through the guest's tables.
     fn int3_before(&self, rip: u64) -> Option<u64> {
-        let byte = |va: u64| -> Option<u8> {
-            let t = walk(self.ram, self.cr3, va).ok()?;
-            let mut b = [0u8];
-            self.ram.read(t.gpa + (va & 0xfff), &mut b).ok()?;
-            Some(b[0])
-        };
+        let byte = |va: u64| self.guest_byte(va);
         let one = rip.wrapping_sub(1);
         let two = rip.wrapping_sub(2);
         if byte(one) == Some(0xcc) {

@@ -219,12 +219,14 @@ impl<P: Platform> Guest<'_, P> {
     /// The two bytes at `rip` in the guest's address space (user mode
     /// just ran them, so its tables map them).
     fn instruction_at(&self, rip: u64) -> Option<[u8; 2]> {
-        let byte = |va: u64| -> Option<u8> {
-            let t = walk(self.ram, self.cr3, va).ok()?;
-            let mut b = [0u8];
-            self.ram.read(t.gpa + (va & 0xfff), &mut b).ok()?;
-            Some(b[0])
-        };
-        Some([byte(rip)?, byte(rip.wrapping_add(1))?])
+        Some([self.guest_byte(rip)?, self.guest_byte(rip.wrapping_add(1))?])
+    }
+
+    /// The byte at guest-virtual `va`, read through the current CR3.
+    pub(crate) fn guest_byte(&self, va: u64) -> Option<u8> {
+        let t = walk(self.ram, self.cr3, va).ok()?;
+        let mut b = [0u8];
+        self.ram.read(t.gpa + (va & 0xfff), &mut b).ok()?;
+        Some(b[0])
     }
 }
